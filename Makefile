@@ -1,0 +1,38 @@
+# Two commands: `make demo` and `make test`. Both build .venv from the lock.
+SHELL := /bin/bash
+PYENV_PY := $(shell pyenv root 2>/dev/null)/versions/3.10.13/bin/python
+PYTHON_310 ?= $(if $(wildcard $(PYENV_PY)),$(PYENV_PY),python3.10)
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_USE_LEGACY_KERAS := 1
+export UV_PYTHON_DOWNLOADS := never
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
+
+.PHONY: env demo test lock data clean
+
+$(VENV)/.installed: requirements/lock.txt setup.py
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@test -x $(PY) || uv venv --seed -q -p "$(PYTHON_310)" $(VENV)
+	uv pip sync -q -p $(PY) requirements/lock.txt
+	uv pip install -q -p $(PY) --no-deps -e .
+	@touch $@
+
+env: $(VENV)/.installed
+
+# Re-resolve the lock after editing requirements/requirements.in.
+lock:
+	uv pip compile -q requirements/requirements.in -p "$(PYTHON_310)" \
+	  --python-platform x86_64-unknown-linux-gnu -o requirements/lock.txt
+
+data: env
+	$(VENV)/bin/recsys data fetch
+
+demo: env
+	$(VENV)/bin/recsys demo
+
+test: env
+	$(PY) -m pytest tests -v --durations=15
+
+clean:
+	rm -rf outputs

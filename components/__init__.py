@@ -1,0 +1,8 @@
+"""Custom TFX components: one folder per component, each with one job.
+
+TensorFlow Recommenders needs Keras 2, and TensorFlow picks its Keras the first
+time `tf.keras` is touched, so the switch is set before anything imports TF.
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -1,0 +1,1 @@
+"""Pusher whose version directories appear atomically."""

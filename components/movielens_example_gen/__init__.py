@@ -1,0 +1,1 @@
+"""Custom ExampleGen for MovieLens: join, per-user history, time split."""

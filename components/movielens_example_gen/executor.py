@@ -1,0 +1,179 @@
+"""Executor: raw MovieLens tables -> time-split tf.Examples plus a rejects file.
+
+Writes the standard ExampleGen layout (`Split-<name>/data_tfrecord-*.gz`) so
+StatisticsGen, Transform, Trainer and Evaluator read it like any ExampleGen
+output. Rows that cannot be used are written with their reason to
+`<examples uri>/rejects/rejects-*.tsv` and counted; above
+`max_reject_fraction` of any table the run stops with a report.
+"""
+import json
+import os
+from typing import Any, Dict, List
+
+import apache_beam as beam
+from absl import logging
+from tfx import types
+from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+from tfx.components.util import examples_utils
+from tfx.utils import io_utils
+
+from components.movielens_example_gen import layouts
+from components.movielens_example_gen import transforms
+from trainer import features
+
+DATA_DIR = "data_dir"
+TRAIN_UNTIL = "train_until"
+EVAL_FRACTION = "eval_fraction"
+MAX_REJECT_FRACTION = "max_reject_fraction"
+MAX_HISTORY = "max_history"
+INPUT_FINGERPRINT = "input_fingerprint"
+EXAMPLES = "examples"
+
+REJECTS_DIR = "rejects"
+COUNTS_FILE = "ingest_counts.json"
+
+
+class TooManyRejects(RuntimeError):
+  """More malformed rows than the run allows; the message is the report."""
+
+
+def rejects_report(counts: Dict[str, Dict[str, int]], max_fraction: float,
+                   samples: List[str]) -> List[str]:
+  """Lines naming every table whose rejected fraction exceeds the limit."""
+  problems = []
+  for table, c in sorted(counts.items()):
+    read = max(c.get("read", 0), 1)
+    fraction = c.get("rejected", 0) / read
+    if fraction > max_fraction:
+      problems.append(f"{table}: {c.get('rejected', 0)} of {c.get('read', 0)} "
+                      f"rows rejected ({fraction:.1%} > {max_fraction:.1%})")
+  if problems and samples:
+    problems.append("first rejects (table, source, reason, row):")
+    problems.extend("  " + s for s in samples[:10])
+  return problems
+
+
+def _count(pcoll, label: str, table: str, kind: str):
+  return (pcoll | f"Count{label}" >> beam.combiners.Count.Globally()
+          | f"Tag{label}" >> beam.Map(lambda n: (table, kind, n)))
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+  """Builds and runs the ingest pipeline on the configured Beam runner."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    data_dir = exec_properties[DATA_DIR]
+    layout = layouts.detect_layout(data_dir, exists=fileio.exists)
+    examples = artifact_utils.get_single_instance(output_dict[EXAMPLES])
+    splits = [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.CATALOG_SPLIT]
+    examples.split_names = artifact_utils.encode_split_names(splits)
+    rejects_dir = os.path.join(examples.uri, REJECTS_DIR)
+    logging.info("MovieLensExampleGen: reading %s layout from %s",
+                 layout.name, data_dir)
+
+    with self._make_beam_pipeline() as p:
+      parsed, counts = {}, []
+      rejects = []
+      for name, table in layout.tables().items():
+        path = os.path.join(data_dir, table.filename)
+        out = p | f"Parse_{name}" >> transforms.ParseTable(name, path, table)
+        parsed[name] = out.rows
+        rejects.append(out[transforms.REJECTS_TAG])
+        counts.append(_count(out.rows, f"Parsed_{name}", name, "parsed"))
+        counts.append(_count(out[transforms.REJECTS_TAG], f"Rejected_{name}",
+                             name, "parse_rejected"))
+
+      items = parsed["items"] | "KeyItems" >> beam.Map(lambda i: (i.item_id, i))
+      users = parsed["users"] | "KeyUsers" >> beam.Map(lambda u: (u.user_id, u))
+      joined = parsed["interactions"] | "Join" >> beam.FlatMap(
+          transforms.join_tables, items=beam.pvalue.AsDict(items),
+          users=beam.pvalue.AsDict(users)).with_outputs(
+              transforms.REJECTS_TAG, main="rows")
+      rejects.append(joined[transforms.REJECTS_TAG])
+      counts.append(_count(joined[transforms.REJECTS_TAG], "RejectedJoin",
+                           "interactions", "join_rejected"))
+
+      records = (joined.rows
+                 | "KeyByUser" >> beam.Map(lambda r: (r[0].user_id, r))
+                 | "GroupByUser" >> beam.GroupByKey()
+                 | "History" >> beam.FlatMap(
+                     transforms.with_history,
+                     max_history=exec_properties[MAX_HISTORY]))
+      cutoff = (records
+                | "Timestamps" >> beam.Map(lambda r: r[features.TIMESTAMP])
+                | "MinMax" >> beam.CombineGlobally(transforms.MinMax())
+                | "Cutoff" >> beam.Map(
+                    transforms.time_cutoff,
+                    eval_fraction=exec_properties[EVAL_FRACTION],
+                    train_until=exec_properties.get(TRAIN_UNTIL)))
+      train, evaluation = records | "SplitByTime" >> beam.Partition(
+          lambda r, n, cut: 0 if r[features.TIMESTAMP] <= cut else 1, 2,
+          cut=beam.pvalue.AsSingleton(cutoff))
+      catalog = parsed["items"] | "ItemRecords" >> beam.Map(
+          transforms.item_record)
+
+      for split, pcoll in zip(splits, (train, evaluation, catalog)):
+        counts.append(_count(pcoll, f"Written_{split}", f"split:{split}",
+                             "written"))
+        _ = (pcoll
+             | f"Serialize_{split}" >> beam.Map(transforms.to_example)
+             | f"Write_{split}" >> beam.io.WriteToTFRecord(
+                 os.path.join(artifact_utils.get_split_uri([examples], split),
+                              "data_tfrecord"),
+                 file_name_suffix=".gz"))
+
+      _ = (rejects
+           | "FlattenRejects" >> beam.Flatten()
+           | "FormatRejects" >> beam.Map(lambda r: "\t".join(map(str, r)))
+           | "WriteRejects" >> beam.io.WriteToText(
+               os.path.join(rejects_dir, "rejects"), file_name_suffix=".tsv",
+               header="table\tsource\treason\trow"))
+      _ = ((counts + [cutoff | "TagCutoff" >> beam.Map(
+          lambda c: ("split", "train_until", c))])
+           | "FlattenCounts" >> beam.Flatten()
+           | "AllCounts" >> beam.combiners.ToList()
+           | "CountsJson" >> beam.Map(_counts_json)
+           | "WriteCounts" >> beam.io.WriteToText(
+               os.path.join(rejects_dir, COUNTS_FILE), shard_name_template=""))
+
+    self._check_rejects(examples, rejects_dir,
+                        exec_properties[MAX_REJECT_FRACTION])
+    examples_utils.set_payload_format(examples,
+                                      example_gen_pb2.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, "tfrecords_gzip")
+
+  def _check_rejects(self, examples: types.Artifact, rejects_dir: str,
+                     max_fraction: float) -> None:
+    counts = json.loads(io_utils.read_string_file(
+        os.path.join(rejects_dir, COUNTS_FILE)))
+    tables = {t: c for t, c in counts.items() if not t.startswith("split")}
+    for c in tables.values():
+      c["read"] = c.get("parsed", 0) + c.get("parse_rejected", 0)
+      c["rejected"] = c.get("parse_rejected", 0) + c.get("join_rejected", 0)
+    rejected = sum(c.get("rejected", 0) for c in tables.values())
+    examples.set_int_custom_property("rejected_rows", rejected)
+    examples.set_int_custom_property(
+        "train_until", counts["split"]["train_until"])
+    logging.info("MovieLensExampleGen: %s; rejects in %s",
+                 json.dumps(counts, sort_keys=True), rejects_dir)
+    samples = []
+    for path in fileio.glob(os.path.join(rejects_dir, "rejects*.tsv")):
+      samples.extend(io_utils.read_string_file(path).splitlines()[1:])
+    problems = rejects_report(tables, max_fraction, samples)
+    if problems:
+      raise TooManyRejects("Too many malformed rows; fix the input or raise "
+                           "--max-reject-fraction:\n" + "\n".join(problems))
+
+
+def _counts_json(rows) -> str:
+  """{table: {kind: n}} from the (table, kind, n) counts of the pipeline."""
+  out: Dict[str, Dict[str, int]] = {}
+  for table, kind, n in rows:
+    out.setdefault(table, {})[kind] = n
+  return json.dumps(out, sort_keys=True)

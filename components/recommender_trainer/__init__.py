@@ -1,0 +1,1 @@
+"""The standard TFX Trainer, told where the item catalogue split lives."""

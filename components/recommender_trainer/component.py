@@ -1,0 +1,35 @@
+"""RecommenderTrainer: TFX's Trainer plus the catalogue the index is built from.
+
+A retrieval model must index every item, including items nobody rated before
+the cutoff, but the stock Trainer only passes train and eval files to run_fn.
+MovieLensExampleGen writes the catalogue as the `items` split of the same
+Examples artifact; this executor hands run_fn that split's location through
+custom_config, so lineage stays in ML Metadata and no path is hard-coded.
+"""
+from tfx.components import Trainer
+from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import executor_spec
+from tfx.types import artifact_utils
+from tfx.types import standard_component_specs
+
+from trainer import features
+from trainer import task
+
+
+class Executor(trainer_executor.GenericExecutor):
+
+  def _GetFnArgs(self, input_dict, output_dict, exec_properties):
+    fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
+    examples = input_dict[standard_component_specs.EXAMPLES_KEY]
+    catalog_uri = artifact_utils.get_split_uri(examples, features.CATALOG_SPLIT)
+    fn_args.custom_config = dict(fn_args.custom_config or {})
+    fn_args.custom_config[task.CATALOG_PATTERN] = catalog_uri + "/*"
+    return fn_args
+
+
+class RecommenderTrainer(Trainer):
+  """Same arguments as tfx.components.Trainer; `examples` must be raw
+  MovieLensExampleGen output (with its `items` split) and `transform_graph`
+  Transform's graph, applied inside the input pipeline and the export."""
+
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

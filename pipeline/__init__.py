@@ -1,0 +1,8 @@
+"""Builds the TFX pipeline graph and the thin runners and CLI around it.
+
+TensorFlow Recommenders needs Keras 2, and TensorFlow picks its Keras the first
+time `tf.keras` is touched, so the switch is set before anything imports TF.
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

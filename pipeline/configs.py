@@ -1,0 +1,52 @@
+"""Every pipeline name, path, threshold and step count, with its default.
+
+Runners and the CLI build a PipelineConfig (flags map onto fields one to one)
+and hand it to pipeline.create_pipeline; nothing else holds these values.
+"""
+import dataclasses
+import os
+from typing import Any, Dict, Optional
+
+from trainer.config import TrainerConfig
+
+PIPELINE_NAME = "movielens-recsys"
+MODEL_NAME = "recommender"
+
+
+@dataclasses.dataclass
+class PipelineConfig:
+  # Where things live. Paths may be local or gs:// (Kubeflow, Dataflow).
+  data_dir: str = "data/ml-100k"
+  output_dir: str = "outputs"
+  # Ingest.
+  train_until: Optional[int] = None
+  eval_fraction: float = 0.1
+  max_reject_fraction: float = 0.01
+  max_history: int = 50
+  # Training.
+  train_steps: int = 400
+  trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+  # Blessing: the Evaluator refuses a model below/above these.
+  min_recall_at_100: float = 0.15
+  max_rmse: float = 1.10
+  # Beam: see pipeline/beam.py for the runner presets.
+  beam_runner: str = "direct"
+  beam_workers: int = 2
+  beam_extra_args: tuple = ()
+  enable_cache: bool = True
+
+  @property
+  def pipeline_root(self) -> str:
+    return os.path.join(self.output_dir, "pipeline")
+
+  @property
+  def metadata_path(self) -> str:
+    return os.path.join(self.output_dir, "metadata.sqlite")
+
+  @property
+  def serving_model_dir(self) -> str:
+    """TF Serving's model_base_path: numbered versions appear inside."""
+    return os.path.join(self.output_dir, "serving", MODEL_NAME)
+
+  def trainer_custom_config(self) -> Dict[str, Any]:
+    return self.trainer.to_dict()

@@ -1,0 +1,75 @@
+"""`make demo` / `recsys demo`: fetch, run the pipeline, show what it made."""
+import glob
+import os
+import time
+from typing import Dict, List, Optional, Tuple
+
+from absl import logging
+
+from pipeline import configs
+from pipeline import data
+from pipeline import local_runner
+
+# A few real users of different profiles, plus one the model has never seen.
+DEMO_USERS = (
+    {"user_id": "1", "age": 24, "gender": "M", "occupation": "technician"},
+    {"user_id": "42", "age": 30, "gender": "M", "occupation": "administrator"},
+    {"user_id": "405", "age": 22, "gender": "F", "occupation": "healthcare"},
+    {"user_id": "new-user", "age": 35, "gender": "F", "occupation": "writer",
+     "history": ["50", "172", "181"]},
+)
+
+
+def _latest_output(pipeline_root: str, component: str, name: str) -> str:
+  dirs = glob.glob(os.path.join(pipeline_root, component, name, "*"))
+  dirs = [d for d in dirs if os.path.basename(d).isdigit()]
+  if not dirs:
+    raise FileNotFoundError(f"{component} has produced no {name} yet")
+  return max(dirs, key=lambda d: int(os.path.basename(d)))
+
+
+def evaluation_rows(pipeline_root: str) -> Tuple[List[Tuple], Optional[bool]]:
+  """(slice, output, metric, value) rows from the latest Evaluator run,
+  and whether that run blessed the model."""
+  import tensorflow_model_analysis as tfma
+  evaluation = _latest_output(pipeline_root, "Evaluator", "evaluation")
+  blessing = _latest_output(pipeline_root, "Evaluator", "blessing")
+  blessed = os.path.exists(os.path.join(blessing, "BLESSED"))
+  rows = []
+  for slice_key, per_output in tfma.load_metrics(evaluation) and \
+      tfma.load_eval_result(evaluation).slicing_metrics:
+    name = ", ".join(f"{k}={v}" for k, v in slice_key) or "overall"
+    for output, by_sub in per_output.items():
+      for metrics in by_sub.values():
+        for metric, value in sorted(metrics.items()):
+          v = value.get("doubleValue")
+          if v is not None:
+            rows.append((name, output, metric, v))
+  return rows, blessed
+
+
+def format_table(rows: List[Tuple], blessed: Optional[bool]) -> str:
+  lines = [f"{'slice':<14} {'output':<11} {'metric':<26} {'value':>9}",
+           "-" * 63]
+  for name, output, metric, value in rows:
+    lines.append(f"{name:<14} {output:<11} {metric:<26} {value:>9.4f}")
+  lines.append(f"Evaluator verdict: {'BLESSED' if blessed else 'NOT blessed'}")
+  return "\n".join(lines)
+
+
+def main(config: configs.PipelineConfig) -> int:
+  from serving import local_model
+  start = time.time()
+  data.fetch_movielens(config.data_dir)
+  local_runner.run(config)
+  print("\n=== Evaluation (time-split eval set) ===")
+  rows, blessed = evaluation_rows(config.pipeline_root)
+  print(format_table(rows, blessed))
+  if not blessed:
+    logging.error("The model was not blessed, so nothing new was pushed.")
+  model = local_model.load_latest(config.serving_model_dir)
+  print(f"\n=== Recommendations from {model.path} ===")
+  for user, result in zip(DEMO_USERS, model.recommend_batch(DEMO_USERS, k=10)):
+    print(local_model.format_recommendations(user["user_id"], result))
+  print(f"\nDemo finished in {time.time() - start:.0f}s")
+  return 0 if blessed else 1

@@ -1,0 +1,91 @@
+"""create_pipeline: wires the components, nothing else (no I/O, no runner)."""
+import os
+from typing import List, Optional
+
+from tfx import v1 as tfx
+
+from components.anomaly_gate.component import AnomalyGate
+from components.atomic_pusher.component import AtomicPusher
+from components.movielens_example_gen.component import MovieLensExampleGen
+from components.recommender_trainer.component import RecommenderTrainer
+from pipeline import configs
+from pipeline.eval_config import eval_config
+from trainer import features
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "schemas")
+PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+RUN_FN = "trainer.task.run_fn"
+
+
+def create_pipeline(config: configs.PipelineConfig,
+                    beam_pipeline_args: List[str],
+                    input_fingerprint: Optional[str] = None,
+                    metadata_connection_config=None,
+                    schema_dir: str = SCHEMA_DIR) -> tfx.dsl.Pipeline:
+  """The recommender pipeline, identical for every runner.
+
+  Args:
+    config: names, paths, thresholds and step counts.
+    beam_pipeline_args: from pipeline.beam.beam_pipeline_args.
+    input_fingerprint: content hash of the input files (local runs), so a
+      re-run over changed data is not served from the cache.
+    metadata_connection_config: ML Metadata store; None lets the orchestrator
+      (Kubeflow) provide its own.
+    schema_dir: folder with the curated schema.pbtxt.
+  """
+  not_eval = [features.CATALOG_SPLIT]
+  example_gen = MovieLensExampleGen(
+      data_dir=config.data_dir, train_until=config.train_until,
+      eval_fraction=config.eval_fraction,
+      max_reject_fraction=config.max_reject_fraction,
+      max_history=config.max_history, input_fingerprint=input_fingerprint)
+  statistics_gen = tfx.components.StatisticsGen(
+      examples=example_gen.outputs["examples"], exclude_splits=not_eval)
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(
+      schema_dir, "schema.pbtxt"))
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs["statistics"],
+      schema=schema_gen.outputs["schema"], exclude_splits=not_eval)
+  anomaly_gate = AnomalyGate(anomalies=example_validator.outputs["anomalies"])
+
+  transform = tfx.components.Transform(
+      examples=example_gen.outputs["examples"],
+      schema=schema_gen.outputs["schema"],
+      preprocessing_fn=PREPROCESSING_FN,
+      splits_config=tfx.proto.SplitsConfig(
+          analyze=[features.TRAIN_SPLIT], transform=[]),
+      materialize=False)
+  transform.add_upstream_node(anomaly_gate)
+
+  trainer = RecommenderTrainer(
+      run_fn=RUN_FN,
+      examples=example_gen.outputs["examples"],
+      transform_graph=transform.outputs["transform_graph"],
+      schema=schema_gen.outputs["schema"],
+      train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT],
+                                     num_steps=config.train_steps),
+      eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT], num_steps=0),
+      custom_config=config.trainer_custom_config())
+
+  evaluator = tfx.components.Evaluator(
+      examples=example_gen.outputs["examples"],
+      model=trainer.outputs["model"],
+      example_splits=[features.EVAL_SPLIT],
+      eval_config=eval_config(config.min_recall_at_100, config.max_rmse))
+
+  pusher = AtomicPusher(
+      model=trainer.outputs["model"],
+      model_blessing=evaluator.outputs["blessing"],
+      push_destination=tfx.proto.PushDestination(
+          filesystem=tfx.proto.PushDestination.Filesystem(
+              base_directory=config.serving_model_dir)))
+
+  return tfx.dsl.Pipeline(
+      pipeline_name=configs.PIPELINE_NAME,
+      pipeline_root=config.pipeline_root,
+      components=[example_gen, statistics_gen, schema_gen, example_validator,
+                  anomaly_gate, transform, trainer, evaluator, pusher],
+      enable_cache=config.enable_cache,
+      metadata_connection_config=metadata_connection_config,
+      beam_pipeline_args=beam_pipeline_args)

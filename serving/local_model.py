@@ -1,0 +1,88 @@
+"""Loads the newest pushed version and calls its signatures in-process.
+
+Follows TF Serving's model-base-path layout: integer-named version folders,
+the highest one served. Used by `recsys recommend` and the demo until the
+gRPC server (serving issue) takes over, and by tests of the pushed model.
+"""
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import features
+
+
+def latest_version_dir(model_base_path: str) -> str:
+  """Path of the highest integer-named version folder."""
+  versions = [int(n) for n in tf.io.gfile.listdir(model_base_path)
+              if n.strip("/").isdigit()] if tf.io.gfile.exists(
+                  model_base_path) else []
+  if not versions:
+    raise FileNotFoundError(
+        f"No model version under {model_base_path!r}: run `recsys pipeline "
+        "run` first (and check that the Evaluator blessed the model).")
+  return os.path.join(model_base_path, str(max(versions)))
+
+
+class PushedModel:
+  """Thin wrapper that turns Python values into signature tensors."""
+
+  def __init__(self, path: str):
+    self.path = path
+    self._loaded = tf.saved_model.load(path)
+
+  def signature(self, name: str):
+    try:
+      return self._loaded.signatures[name]
+    except KeyError:
+      raise KeyError(f"Unknown signature {name!r}; available: "
+                     f"{', '.join(sorted(self._loaded.signatures))}") from None
+
+  @staticmethod
+  def _user_batch(users: Sequence[Dict]) -> Dict[str, tf.Tensor]:
+    width = max([len(u.get("history") or []) for u in users] + [1])
+    history = [list(u.get("history") or []) + [""] * (
+        width - len(u.get("history") or [])) for u in users]
+    return {
+        features.USER_ID: tf.constant([str(u.get("user_id", "")) for u in users]),
+        features.AGE: tf.constant([int(u.get("age") or 0) for u in users],
+                                  tf.int64),
+        features.GENDER: tf.constant([u.get("gender", "") for u in users]),
+        features.OCCUPATION: tf.constant([u.get("occupation", "")
+                                          for u in users]),
+        features.HISTORY: tf.constant(history, tf.string),
+    }
+
+  def recommend_batch(self, users: Sequence[Dict], k: int = 10) -> List[Dict]:
+    out = self.signature(features.RECOMMEND_SIGNATURE)(
+        **self._user_batch(users), k=tf.constant(k, tf.int32))
+    return [{"item_ids": [i.decode() for i in out["item_ids"][row].numpy()],
+             "titles": [t.decode() for t in out["titles"][row].numpy()],
+             "scores": out["scores"][row].numpy().tolist()}
+            for row in range(len(users))]
+
+  def recommend(self, user_id: str = "", age: int = 0, gender: str = "",
+                occupation: str = "", history: Sequence[str] = (),
+                k: int = 10) -> Dict:
+    return self.recommend_batch([dict(user_id=user_id, age=age, gender=gender,
+                                      occupation=occupation,
+                                      history=list(history))], k)[0]
+
+  def rank(self, user: Dict, item_ids: Sequence[str]) -> np.ndarray:
+    out = self.signature(features.RANK_SIGNATURE)(
+        **self._user_batch([user]),
+        item_ids=tf.constant([list(item_ids)], tf.string))
+    return out["scores"][0].numpy()
+
+
+def load_latest(model_base_path: str) -> PushedModel:
+  return PushedModel(latest_version_dir(model_base_path))
+
+
+def format_recommendations(user: str, result: Dict) -> str:
+  lines = [f"Top {len(result['item_ids'])} for user {user or '(new user)'}:"]
+  for rank, (item, title, score) in enumerate(zip(
+      result["item_ids"], result["titles"], result["scores"]), 1):
+    lines.append(f"  {rank:>2}. {title:<55.55} (item {item:>5})  {score:.3f}")
+  return "\n".join(lines)

@@ -1,0 +1,8 @@
+"""The recommender model: features, Transform, towers, training and export.
+
+TensorFlow Recommenders needs Keras 2, and TensorFlow picks its Keras the first
+time `tf.keras` is touched, so the switch is set before anything imports TF.
+"""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -1,0 +1,33 @@
+"""Trainer hyperparameters: one dataclass, defaults in one place.
+
+The pipeline passes these through the Trainer's `custom_config`, and the CLI
+flags map onto them one to one, so no constant is threaded by hand.
+"""
+import dataclasses
+from typing import Any, Dict
+
+
+@dataclasses.dataclass
+class TrainerConfig:
+  embedding_dim: int = 64
+  hidden_units: int = 128
+  batch_size: int = 1024
+  learning_rate: float = 0.01
+  # Softmax temperature over L2-normalised dot products (cosine / temperature).
+  temperature: float = 0.05
+  retrieval_weight: float = 1.0
+  ranking_weight: float = 0.5
+  # How many of the most recent history items the user tower pools.
+  history_length: int = 20
+  use_history: bool = True
+  # Size of the exported index's top-k (the largest k a caller may ask for).
+  max_k: int = 100
+
+  @classmethod
+  def from_custom_config(cls, custom_config: Dict[str, Any]) -> "TrainerConfig":
+    """Builds a config from the Trainer's custom_config, ignoring other keys."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in (custom_config or {}).items() if k in names})
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)

@@ -1,0 +1,117 @@
+"""The exported SavedModel: raw request fields in, item ids, titles, scores out.
+
+The module carries the Transform graph, both towers, the rating head and a
+top-k index over the whole catalogue, so TF Serving needs nothing else: no
+feature code on the client, no train/serve skew.
+
+Signatures (all tensors batched on axis 0 unless noted):
+  recommend(user_id, age, gender, occupation, history_item_ids [B, H] ("" pads),
+            k [] int32) -> item_ids [B, k], titles [B, k], scores [B, k]
+  rank(same user fields, item_ids [B, N]) -> scores [B, N] (predicted rating)
+  evaluate(examples [B] serialized tf.Example) -> rating [B], hit_at_100 [B]
+"""
+from typing import Dict
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from trainer import features
+
+_USER_INPUTS = {
+    features.USER_ID: tf.TensorSpec([None], tf.string, features.USER_ID),
+    features.AGE: tf.TensorSpec([None], tf.int64, features.AGE),
+    features.GENDER: tf.TensorSpec([None], tf.string, features.GENDER),
+    features.OCCUPATION: tf.TensorSpec([None], tf.string, features.OCCUPATION),
+    features.HISTORY: tf.TensorSpec([None, None], tf.string, features.HISTORY),
+}
+
+
+def dense_to_sparse_ids(ids: tf.Tensor) -> tf.SparseTensor:
+  """[B, N] strings with "" padding anywhere -> compact [B, n] SparseTensor."""
+  return tf.ragged.boolean_mask(ids, tf.not_equal(ids, "")).to_sparse()
+
+
+class RecommenderModule(tf.Module):
+  """What the Trainer exports; see the module docstring for the signatures.
+
+  Args:
+    model: the trained RecommenderModel.
+    tft_layer: Transform's TransformFeaturesLayer.
+    item_ids: [N] catalogue ids; titles: [N] their titles.
+    item_vectors: [N + 1, d] candidate vectors; the last row is the vector of
+      an unknown item (the out-of-vocabulary path), used by `rank`.
+    max_k: largest k served (the index's top-k).
+  """
+
+  def __init__(self, model, tft_layer, item_ids: np.ndarray,
+               titles: np.ndarray, item_vectors: np.ndarray, max_k: int):
+    super().__init__()
+    self.model = model
+    self.tft_layer = tft_layer
+    self.max_k = max_k
+    ids = tf.constant(item_ids)
+    self.index = tfrs.layers.factorized_top_k.BruteForce(k=max_k)
+    self.index.index(tf.constant(item_vectors[:-1]), ids)
+    self.item_vectors = tf.Variable(item_vectors, trainable=False)
+    self.titles = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(ids, tf.constant(titles)), "")
+    self.rows = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            ids, tf.range(len(item_ids), dtype=tf.int64)), len(item_ids))
+
+  def _transform(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    batch = tf.shape(raw[features.USER_ID])[0]
+    return self.tft_layer(features.complete_raw_features(raw, batch))
+
+  def _query(self, user_id, age, gender, occupation, history_item_ids):
+    column = lambda x: tf.expand_dims(x, -1)
+    raw = {features.USER_ID: column(user_id), features.AGE: column(age),
+           features.GENDER: column(gender),
+           features.OCCUPATION: column(occupation),
+           features.HISTORY: dense_to_sparse_ids(history_item_ids)}
+    return self.model.query_tower(self._transform(raw))
+
+  @tf.function(input_signature=[*_USER_INPUTS.values(),
+                                tf.TensorSpec([], tf.int32, "k")])
+  def recommend(self, user_id, age, gender, occupation, history_item_ids, k):
+    query = self._query(user_id, age, gender, occupation, history_item_ids)
+    k = tf.clip_by_value(k, 1, self.max_k)
+    scores, ids = self.index(query)
+    scores, ids = scores[:, :k], ids[:, :k]
+    return {"item_ids": ids, "titles": self.titles.lookup(ids),
+            "scores": scores}
+
+  @tf.function(input_signature=[
+      *_USER_INPUTS.values(),
+      tf.TensorSpec([None, None], tf.string, "item_ids")])
+  def rank(self, user_id, age, gender, occupation, history_item_ids, item_ids):
+    query = self._query(user_id, age, gender, occupation, history_item_ids)
+    candidates = tf.gather(self.item_vectors, self.rows.lookup(item_ids))
+    n = tf.shape(item_ids)[1]
+    queries = tf.repeat(query[:, tf.newaxis, :], n, axis=1)
+    d = tf.shape(query)[-1]
+    scores = self.model.predict_rating(tf.reshape(queries, [-1, d]),
+                                       tf.reshape(candidates, [-1, d]))
+    return {"scores": tf.reshape(scores, tf.shape(item_ids))}
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "examples")])
+  def evaluate(self, examples):
+    """For TFMA: predicted rating and whether the rated item is in the top 100."""
+    raw = tf.io.parse_example(examples, features.raw_feature_spec())
+    transformed = self.tft_layer(raw)
+    query, candidate, rating = self.model(transformed)
+    _, top = self.index(query, k=features.EVAL_TOP_K)
+    hit = tf.reduce_any(tf.equal(top, raw[features.ITEM_ID]), axis=1)
+    return {features.EVAL_RATING_OUTPUT: rating,
+            features.EVAL_HIT_OUTPUT: tf.cast(hit, tf.float32)}
+
+
+def save(module: RecommenderModule, export_dir: str) -> None:
+  signatures = {
+      features.RECOMMEND_SIGNATURE: module.recommend,
+      "serving_default": module.recommend,
+      features.RANK_SIGNATURE: module.rank,
+      features.EVAL_SIGNATURE: module.evaluate,
+  }
+  tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -1,0 +1,121 @@
+"""Every feature name, vocabulary and signature name, in one place.
+
+ExampleGen writes these keys, the curated schema declares them, Transform reads
+them, the Trainer consumes their transformed versions and the exported
+signatures accept them raw. Nothing else spells a feature name as a literal.
+"""
+from typing import Dict, List
+
+import tensorflow as tf
+
+# Raw interaction features (one tf.Example per rating), as ExampleGen writes them.
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+RATING = "rating"
+TIMESTAMP = "timestamp"
+AGE = "age"
+GENDER = "gender"
+OCCUPATION = "occupation"
+TITLE = "title"
+YEAR = "year"
+GENRES = "genres"
+# The user's earlier items, oldest first, strictly before this interaction's time.
+HISTORY = "history_item_ids"
+
+LABEL_KEY = RATING
+USER_FEATURES = (USER_ID, AGE, GENDER, OCCUPATION, HISTORY)
+ITEM_FEATURES = (ITEM_ID, TITLE, YEAR, GENRES)
+
+# The 19 MovieLens genres, "unknown" included: it is a real genre column there.
+GENRE_VOCAB = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy",
+    "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror",
+    "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western")
+GENDER_VOCAB = ("M", "F")
+
+# Year 0 means "unknown" (MovieLens has titles without a parseable year).
+UNKNOWN_YEAR = 0
+# How many earlier items each example carries; the model may use fewer.
+MAX_HISTORY = 50
+
+# Example splits written by ExampleGen. The catalogue split holds one example
+# per item (item features only) so the Trainer can index every item, including
+# those nobody rated before the cutoff.
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
+CATALOG_SPLIT = "items"
+
+# Transform's named vocabularies, read back by the Trainer.
+USER_VOCAB = "user_id_vocab"
+ITEM_VOCAB = "item_id_vocab"
+ITEM_FREQ_VOCAB = "item_id_freq"
+OCCUPATION_VOCAB = "occupation_vocab"
+
+# Exported signatures.
+RECOMMEND_SIGNATURE = "recommend"
+RANK_SIGNATURE = "rank"
+EVAL_SIGNATURE = "evaluate"
+# Outputs of the eval signature that TFMA reads.
+EVAL_RATING_OUTPUT = "rating"
+EVAL_HIT_OUTPUT = "hit_at_100"
+EVAL_TOP_K = 100
+
+
+def transformed_name(key: str) -> str:
+  """Name of the Transform output derived from raw feature `key`."""
+  return key + "_xf"
+
+
+# Raw feature types; the schema in schemas/ must agree (a test checks).
+_STRING_SCALARS = (USER_ID, ITEM_ID, GENDER, OCCUPATION, TITLE)
+_INT_SCALARS = (TIMESTAMP, AGE, YEAR)
+_FLOAT_SCALARS = (RATING,)
+_STRING_LISTS = (GENRES, HISTORY)
+
+
+def raw_feature_spec() -> Dict[str, tf.io.FixedLenFeature]:
+  """tf.io parsing spec of an interaction example, as ExampleGen writes it.
+
+  Scalars have shape [1], as the schema declares them, so parsed batches are
+  [batch, 1]: the shape Transform's saved graph expects.
+  """
+  spec = {}
+  for key in _STRING_SCALARS:
+    spec[key] = tf.io.FixedLenFeature([1], tf.string)
+  for key in _INT_SCALARS:
+    spec[key] = tf.io.FixedLenFeature([1], tf.int64)
+  for key in _FLOAT_SCALARS:
+    spec[key] = tf.io.FixedLenFeature([1], tf.float32)
+  for key in _STRING_LISTS:
+    spec[key] = tf.io.VarLenFeature(tf.string)
+  return spec
+
+
+def complete_raw_features(partial: Dict[str, tf.Tensor],
+                          batch_size: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """Fills the raw features a caller did not send with neutral defaults.
+
+  The Transform graph is one function of all raw features, but a recommend
+  request has no item and a catalogue row has no user. Missing string ids
+  become "" (which Transform maps to the out-of-vocabulary bucket), numbers 0
+  and lists empty, so the outputs we read are unaffected by the filler.
+  """
+  full = dict(partial)
+  for key, spec in raw_feature_spec().items():
+    if key in full:
+      continue
+    if isinstance(spec, tf.io.VarLenFeature):
+      full[key] = tf.SparseTensor(
+          indices=tf.zeros([0, 2], tf.int64),
+          values=tf.constant([], spec.dtype),
+          dense_shape=tf.stack([tf.cast(batch_size, tf.int64), 0]))
+    elif spec.dtype == tf.string:
+      full[key] = tf.fill([batch_size, 1], "")
+    else:
+      full[key] = tf.zeros([batch_size, 1], spec.dtype)
+  return full
+
+
+def catalog_columns() -> List[str]:
+  """Features each catalogue example carries."""
+  return list(ITEM_FEATURES)

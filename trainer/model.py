@@ -1,0 +1,84 @@
+"""The multi-task TFRS model: retrieval (two towers) and rating ranking."""
+from typing import Dict
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from trainer import features
+from trainer import preprocessing
+from trainer.config import TrainerConfig
+from trainer.towers import CandidateTower, QueryTower
+
+_xf = features.transformed_name
+
+
+class RecommenderModel(tfrs.models.Model):
+  """Two towers trained with in-batch softmax, plus a rating head.
+
+  In-batch softmax uses the other items of a batch as negatives, so popular
+  items are over-represented as negatives; passing each candidate's sampling
+  probability lets the Retrieval task apply the logQ correction. Accidental
+  hits (the same item twice in a batch) are removed from the negatives.
+
+  Args:
+    config: hyperparameters.
+    num_users: size of the user-id vocabulary (without OOV).
+    num_occupations: size of the occupation vocabulary (without OOV).
+    item_probability: float array [num_items + OOV]: each item's share of
+      training interactions (the in-batch sampling probability).
+    mean_rating: the rating head starts from the training mean.
+  """
+
+  def __init__(self, config: TrainerConfig, num_users: int,
+               num_occupations: int, item_probability: np.ndarray,
+               mean_rating: float = 3.5):
+    super().__init__()
+    self.config = config
+    self.item_embedding = tf.keras.layers.Embedding(
+        len(item_probability), config.embedding_dim)
+    self.query_tower = QueryTower(config, num_users, num_occupations,
+                                  self.item_embedding)
+    self.candidate_tower = CandidateTower(config, self.item_embedding)
+    self.rating_head = tf.keras.Sequential([
+        tf.keras.layers.Dense(64, activation="relu"),
+        tf.keras.layers.Dense(1, bias_initializer=tf.keras.initializers
+                              .Constant(mean_rating)),
+    ])
+    self.item_probability = tf.constant(item_probability, tf.float32)
+    self.retrieval_task = tfrs.tasks.Retrieval(
+        temperature=config.temperature, remove_accidental_hits=True)
+    self.ranking_task = tfrs.tasks.Ranking(
+        loss=tf.keras.losses.MeanSquaredError(),
+        metrics=[tf.keras.metrics.RootMeanSquaredError("rmse")])
+
+  def predict_rating(self, query: tf.Tensor, candidate: tf.Tensor) -> tf.Tensor:
+    """[batch, d] x [batch, d] -> [batch] predicted rating."""
+    x = tf.concat([query, candidate, query * candidate], axis=-1)
+    return tf.squeeze(self.rating_head(x), axis=-1)
+
+  def call(self, inputs: Dict[str, tf.Tensor]):
+    query = self.query_tower(inputs)
+    candidate = self.candidate_tower(inputs)
+    return query, candidate, self.predict_rating(query, candidate)
+
+  def compute_loss(self, inputs, training=False):
+    query, candidate, rating = self(inputs)
+    item_idx = inputs[_xf(features.ITEM_ID)]
+    retrieval = self.retrieval_task(
+        query, candidate,
+        candidate_sampling_probability=tf.gather(self.item_probability,
+                                                 item_idx),
+        candidate_ids=item_idx, compute_metrics=False)
+    ranking = self.ranking_task(labels=inputs[features.LABEL_KEY],
+                                predictions=rating)
+    return (self.config.retrieval_weight * retrieval +
+            self.config.ranking_weight * ranking)
+
+
+def item_probability(frequencies: Dict[str, int], vocabulary: list) -> np.ndarray:
+  """Per-index sampling probability, OOV bucket(s) given the smallest mass."""
+  counts = np.array([frequencies.get(v, 0) for v in vocabulary], np.float64)
+  counts = np.concatenate([counts, np.ones(preprocessing.OOV_BUCKETS)])
+  counts = np.maximum(counts, 1.0)
+  return (counts / counts.sum()).astype(np.float32)

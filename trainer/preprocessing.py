@@ -1,0 +1,105 @@
+"""Transform's preprocessing_fn: the one feature graph shared by train and serve.
+
+The Trainer attaches this graph to the exported model, so requests carrying raw
+strings and numbers go through exactly the transformation training saw.
+"""
+from typing import Dict
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from trainer import features
+
+_xf = features.transformed_name
+OOV_BUCKETS = 1
+# Pads history positions that hold no item; the model masks them out.
+HISTORY_PAD = -1
+
+
+def _dense(x, default):
+  """A scalar feature, [batch, 1] dense or sparse if optional -> [batch]."""
+  if isinstance(x, tf.SparseTensor):
+    x = tf.sparse.to_dense(
+        tf.SparseTensor(x.indices, x.values, [x.dense_shape[0], 1]), default)
+  return tf.reshape(x, [-1])
+
+
+def genre_multi_hot(genres: tf.SparseTensor) -> tf.Tensor:
+  """[batch, len(GENRE_VOCAB)] float indicators; unknown strings are ignored."""
+  table = tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(
+          tf.constant(features.GENRE_VOCAB),
+          tf.range(len(features.GENRE_VOCAB), dtype=tf.int64)), -1)
+  ids = tf.SparseTensor(genres.indices, table.lookup(genres.values),
+                        genres.dense_shape)
+  ids = tf.sparse.retain(ids, ids.values >= 0)
+  ids = tf.SparseTensor(ids.indices, ids.values,
+                        [ids.dense_shape[0], tf.maximum(ids.dense_shape[1], 1)])
+  return tf.cast(tf.sparse.to_indicator(ids, len(features.GENRE_VOCAB)),
+                 tf.float32)
+
+
+def recent_history(item_idx: tf.SparseTensor, length: int) -> tf.Tensor:
+  """Last `length` history indices as [batch, length], most recent last.
+
+  Shorter histories are left-padded with HISTORY_PAD so the newest item always
+  sits in the last column, which is what a sequence encoder wants.
+  """
+  rows = tf.RaggedTensor.from_sparse(item_idx)
+  n = rows.row_lengths()
+  picked = rows[:, -length:]
+  padded = picked.to_tensor(default_value=HISTORY_PAD, shape=[None, length])
+  pad = length - tf.minimum(n, length)
+  # Right-align: roll each row by its padding amount.
+  cols = (tf.range(length, dtype=tf.int64)[tf.newaxis, :] -
+          pad[:, tf.newaxis]) % length
+  return tf.gather(padded, cols, batch_dims=1)
+
+
+def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """Raw interaction features -> model inputs.
+
+  Ids get vocabularies with an OOV bucket (unknown users and items at serving
+  time land there instead of failing), numbers are z-scored, genres become
+  multi-hot, and history ids share the item vocabulary so the model can share
+  item embeddings between the candidate tower and the history encoder.
+  """
+  out = {}
+  user_id = _dense(inputs[features.USER_ID], "")
+  item_id = _dense(inputs[features.ITEM_ID], "")
+  out[_xf(features.USER_ID)] = tft.compute_and_apply_vocabulary(
+      user_id, num_oov_buckets=OOV_BUCKETS, vocab_filename=features.USER_VOCAB)
+  item_vocab = tft.vocabulary(item_id, vocab_filename=features.ITEM_VOCAB)
+  out[_xf(features.ITEM_ID)] = tft.apply_vocabulary(
+      item_id, item_vocab, num_oov_buckets=OOV_BUCKETS)
+  # Item counts for the retrieval task's sampling-bias correction.
+  tft.vocabulary(item_id, vocab_filename=features.ITEM_FREQ_VOCAB,
+                 store_frequency=True)
+  history = inputs[features.HISTORY]
+  history_idx = tf.SparseTensor(
+      history.indices,
+      tft.apply_vocabulary(history.values, item_vocab,
+                           num_oov_buckets=OOV_BUCKETS),
+      history.dense_shape)
+  out[_xf(features.HISTORY)] = recent_history(history_idx, features.MAX_HISTORY)
+
+  out[_xf(features.AGE)] = tft.scale_to_z_score(
+      tf.cast(_dense(inputs[features.AGE], 0), tf.float32))
+  out[_xf(features.GENDER)] = tft.compute_and_apply_vocabulary(
+      _dense(inputs[features.GENDER], ""), num_oov_buckets=OOV_BUCKETS)
+  out[_xf(features.OCCUPATION)] = tft.compute_and_apply_vocabulary(
+      _dense(inputs[features.OCCUPATION], ""), num_oov_buckets=OOV_BUCKETS,
+      vocab_filename=features.OCCUPATION_VOCAB)
+
+  year = tf.cast(_dense(inputs[features.YEAR], features.UNKNOWN_YEAR),
+                 tf.float32)
+  known = tf.not_equal(year, features.UNKNOWN_YEAR)
+  mean = tft.mean(tf.boolean_mask(year, known))
+  std = tf.sqrt(tft.var(tf.boolean_mask(year, known)))
+  out[_xf(features.YEAR)] = tf.where(known, (year - mean) / (std + 1e-6), 0.0)
+  out[_xf(features.GENRES)] = genre_multi_hot(inputs[features.GENRES])
+
+  out[features.TITLE] = _dense(inputs[features.TITLE], "")
+  out[features.LABEL_KEY] = tf.cast(_dense(inputs[features.RATING], 0.0),
+                                    tf.float32)
+  return out

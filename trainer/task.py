@@ -1,0 +1,169 @@
+"""run_fn: the TFX Trainer entry point. Reads as a table of contents."""
+import json
+import os
+import time
+from typing import Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from trainer import export
+from trainer import features
+from trainer import preprocessing
+from trainer.config import TrainerConfig
+from trainer.model import RecommenderModel, item_probability
+
+# Set by components.recommender_trainer: glob of the catalogue split's files.
+CATALOG_PATTERN = "catalog_pattern"
+
+
+class ProgressLogger(tf.keras.callbacks.Callback):
+  """Logs step, loss and examples/s every `every` steps (fit's bar is silent
+  inside a TFX component log)."""
+
+  def __init__(self, batch_size: int, total_steps: int, every: int = 50):
+    super().__init__()
+    self._batch, self._total, self._every = batch_size, total_steps, every
+
+  def on_train_begin(self, logs=None):
+    self._start = self._last = time.time()
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = batch + 1
+    if step % self._every and step != self._total:
+      return
+    now = time.time()
+    rate = self._every * self._batch / max(now - self._last, 1e-9)
+    self._last = now
+    logging.info("train step %d/%d  loss %.4f  rmse %.3f  %.0f examples/s",
+                 step, self._total, logs.get("loss", float("nan")),
+                 logs.get("rmse", float("nan")), rate)
+
+
+def _input_fn(files: List[str], data_accessor, tft_output, batch_size: int,
+              shuffle: bool, repeat: bool) -> tf.data.Dataset:
+  """Raw examples -> batches of transformed features (label included)."""
+  dataset = data_accessor.tf_dataset_factory(
+      files, tfxio.TensorFlowDatasetOptions(
+          batch_size=batch_size, shuffle=shuffle,
+          num_epochs=None if repeat else 1, drop_final_batch=repeat),
+      tft_output.raw_metadata.schema)
+  tft_layer = tft_output.transform_features_layer()
+  return dataset.map(tft_layer, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
+
+
+def read_catalog(pattern: str) -> Dict[str, np.ndarray]:
+  """The `items` split: one raw example per catalogue item."""
+  files = tf.io.gfile.glob(pattern)
+  if not files:
+    raise FileNotFoundError(f"No catalogue examples match {pattern!r}")
+  spec = {k: v for k, v in features.raw_feature_spec().items()
+          if k in features.ITEM_FEATURES}
+  rows = {k: [] for k in spec}
+  for batch in tf.data.TFRecordDataset(files, "GZIP").batch(4096).map(
+      lambda x: tf.io.parse_example(x, spec)):
+    for k in spec:
+      rows[k].append(batch[k])
+  out = {}
+  for k, parts in rows.items():
+    if isinstance(parts[0], tf.SparseTensor):
+      out[k] = tf.sparse.concat(0, parts, expand_nonconcat_dims=True)
+    else:
+      out[k] = tf.concat(parts, 0)
+  return out
+
+
+def candidate_vectors(model: RecommenderModel, tft_layer,
+                      catalog: Dict[str, tf.Tensor]) -> np.ndarray:
+  """[N + 1, d]: every catalogue item, then the unknown-item (OOV) vector."""
+  n = int(catalog[features.ITEM_ID].shape[0])
+  unknown = {features.ITEM_ID: tf.constant([[""]]),
+             features.TITLE: tf.constant([[""]]),
+             features.YEAR: tf.constant([[features.UNKNOWN_YEAR]], tf.int64),
+             features.GENRES: tf.sparse.from_dense(tf.constant([[""]]))}
+  vectors = []
+  for raw, size in ((catalog, n), (unknown, 1)):
+    transformed = tft_layer(features.complete_raw_features(raw, size))
+    vectors.append(model.candidate_tower(transformed).numpy())
+  return np.concatenate(vectors, 0)
+
+
+def build_model(config: TrainerConfig,
+                tft_output: tft.TFTransformOutput) -> RecommenderModel:
+  items = [v.decode() for v in tft_output.vocabulary_by_name(features.ITEM_VOCAB)]
+  freq = {}
+  with tf.io.gfile.GFile(
+      tft_output.vocabulary_file_by_name(features.ITEM_FREQ_VOCAB)) as f:
+    for line in f:
+      count, item = line.rstrip("\n").split(" ", 1)
+      freq[item] = int(float(count))
+  return RecommenderModel(
+      config,
+      num_users=tft_output.vocabulary_size_by_name(features.USER_VOCAB),
+      num_occupations=tft_output.vocabulary_size_by_name(
+          features.OCCUPATION_VOCAB),
+      item_probability=item_probability(freq, items))
+
+
+def evaluate_in_process(module: export.RecommenderModule,
+                        files: List[str], max_examples: int = 20000
+                        ) -> Dict[str, float]:
+  """Recall@100 and RMSE on the eval split, logged beside training.
+
+  The Evaluator computes the blessing metrics; this is the same signature run
+  here so the training log shows quality without waiting for it.
+  """
+  dataset = tf.data.TFRecordDataset(files, "GZIP").take(max_examples).batch(2048)
+  hits, squared, n = 0.0, 0.0, 0
+  for batch in dataset:
+    out = module.evaluate(batch)
+    labels = tf.io.parse_example(batch, {
+        features.RATING: features.raw_feature_spec()[features.RATING]})
+    hits += float(tf.reduce_sum(out[features.EVAL_HIT_OUTPUT]))
+    err = out[features.EVAL_RATING_OUTPUT] - tf.reshape(
+        labels[features.RATING], [-1])
+    squared += float(tf.reduce_sum(err * err))
+    n += int(batch.shape[0])
+  return {"recall@100": hits / max(n, 1), "rmse": (squared / max(n, 1)) ** 0.5,
+          "examples": n}
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """Load data, build the model, fit, index the catalogue, export."""
+  config = TrainerConfig.from_custom_config(fn_args.custom_config)
+  logging.info("Trainer config: %s", json.dumps(config.to_dict()))
+  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+  train = _input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
+                    config.batch_size, shuffle=True, repeat=True)
+
+  model = build_model(config, tft_output)
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  steps = fn_args.train_steps
+  start = time.time()
+  model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0,
+            callbacks=[ProgressLogger(config.batch_size, steps)])
+  seconds = time.time() - start
+  logging.info("trained %d steps in %.1fs (%.0f examples/s)", steps, seconds,
+               steps * config.batch_size / max(seconds, 1e-9))
+
+  tft_layer = tft_output.transform_features_layer()
+  catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN])
+  vectors = candidate_vectors(model, tft_layer, catalog)
+  module = export.RecommenderModule(
+      model, tft_layer,
+      item_ids=catalog[features.ITEM_ID].numpy().reshape(-1),
+      titles=catalog[features.TITLE].numpy().reshape(-1),
+      item_vectors=vectors, max_k=config.max_k)
+  metrics = evaluate_in_process(
+      module, [f for p in fn_args.eval_files for f in tf.io.gfile.glob(p)])
+  logging.info("eval on %d examples: recall@100 %.4f  rmse %.4f",
+               metrics["examples"], metrics["recall@100"], metrics["rmse"])
+  export.save(module, fn_args.serving_model_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir,
+                                      "metrics.json"), "w") as f:
+    f.write(json.dumps(dict(metrics, train_seconds=seconds, steps=steps)))
+  logging.info("exported to %s", fn_args.serving_model_dir)

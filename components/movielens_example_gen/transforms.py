@@ -38,7 +38,7 @@ class ParseTable(beam.PTransform):
       except layouts.RowError as e:
         yield beam.pvalue.TaggedOutput(
             REJECTS_TAG, _reject(name, self._path, str(e),
-                                 line.decode("utf-8", "replace")))
+                                 line.decode("utf-8", "replace").rstrip("\r\n")))
 
     lines = pbegin | f"Read{name}" >> beam.io.ReadFromText(
         self._path, coder=beam.coders.BytesCoder(),

@@ -1,0 +1,130 @@
+"""MovieLensExampleGen on small fixtures: join, history, time split, rejects."""
+import glob
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import artifact_utils
+from tfx.types import standard_artifacts
+
+from components.movielens_example_gen import executor
+from components.movielens_example_gen import transforms
+from movielens_fixtures import write_recbole
+from trainer import features
+
+ITEMS = [(1, "Toy Story", 1995, "Animation Children's Comedy"),
+         (2, "GoldenEye", 1995, "Action Adventure Thriller"),
+         (3, "Four Rooms", 1995, "Thriller"),
+         (4, "Get Shorty", 1995, "Action Comedy Drama")]
+USERS = [(1, 24, "M", "technician", "85711"), (2, 53, "F", "other", "94043")]
+# (user, item, rating, timestamp). User 1 rates items 2 and 3 at the same time.
+INTERACTIONS = [(1, 1, 5, 100), (1, 2, 3, 200), (1, 3, 4, 200), (1, 4, 2, 900),
+                (2, 2, 4, 150), (2, 1, 5, 950), (2, 3, 1, 1000)]
+
+
+def run_example_gen(tmp_path, data_dir, **props):
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path / "examples")
+  exec_properties = {executor.DATA_DIR: data_dir, executor.EVAL_FRACTION: 0.1,
+                     executor.MAX_REJECT_FRACTION: 0.01,
+                     executor.MAX_HISTORY: 50, executor.TRAIN_UNTIL: None}
+  exec_properties.update(props)
+  context = base_beam_executor.BaseBeamExecutor.Context(
+      beam_pipeline_args=["--runner=DirectRunner"], tmp_dir=str(tmp_path))
+  executor.Executor(context).Do({}, {executor.EXAMPLES: [examples]},
+                                exec_properties)
+  return examples
+
+
+def read_split(examples, split):
+  uri = artifact_utils.get_split_uri([examples], split)
+  files = glob.glob(os.path.join(uri, "*.gz"))
+  spec = (features.raw_feature_spec() if split != features.CATALOG_SPLIT else
+          {k: v for k, v in features.raw_feature_spec().items()
+           if k in features.ITEM_FEATURES})
+  rows = []
+  for record in tf.data.TFRecordDataset(files, "GZIP"):
+    parsed = tf.io.parse_single_example(record, spec)
+    row = {}
+    for k, v in parsed.items():
+      v = tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
+      values = [x.decode() if isinstance(x, bytes) else x
+                for x in v.numpy().tolist()]
+      row[k] = values if k in (features.GENRES, features.HISTORY) else values[0]
+    rows.append(row)
+  return rows
+
+
+def test_time_split_and_history_without_leakage(tmp_path):
+  data_dir = write_recbole(str(tmp_path / "data"), INTERACTIONS, ITEMS, USERS)
+  examples = run_example_gen(tmp_path, data_dir, **{executor.TRAIN_UNTIL: 900})
+  train = read_split(examples, "train")
+  evaluation = read_split(examples, "eval")
+  assert len(train) == 5 and len(evaluation) == 2
+  assert max(r[features.TIMESTAMP] for r in train) <= 900
+  assert min(r[features.TIMESTAMP] for r in evaluation) > 900
+  when = {(str(u), str(i)): t for u, i, _, t in INTERACTIONS}
+  for row in train + evaluation:
+    for earlier in row[features.HISTORY]:
+      assert when[(row[features.USER_ID], earlier)] < row[features.TIMESTAMP]
+  by_key = {(r[features.USER_ID], r[features.ITEM_ID]): r
+            for r in train + evaluation}
+  # Same-timestamp ratings do not see each other.
+  assert by_key[("1", "2")][features.HISTORY] == ["1"]
+  assert by_key[("1", "3")][features.HISTORY] == ["1"]
+  assert by_key[("1", "4")][features.HISTORY] == ["1", "2", "3"]
+  # Joined features.
+  assert by_key[("2", "1")][features.TITLE] == "Toy Story"
+  assert by_key[("2", "1")][features.OCCUPATION] == "other"
+  assert by_key[("1", "2")][features.GENRES] == ["Action", "Adventure",
+                                                 "Thriller"]
+  assert len(read_split(examples, "items")) == len(ITEMS)
+  assert examples.get_int_custom_property("train_until") == 900
+
+
+def test_default_cutoff_holds_out_last_tenth_of_time():
+  assert transforms.time_cutoff((0, 1000), 0.1, None) == 900
+  assert transforms.time_cutoff((0, 1000), 0.1, 500) == 500
+
+
+def test_rejects_are_written_and_too_many_stop_the_run(tmp_path):
+  bad = INTERACTIONS + [b"1\t2\tnot-a-rating\t300\n", (1, 99, 4, 400)]
+  data_dir = write_recbole(str(tmp_path / "data"), bad, ITEMS, USERS)
+  with pytest.raises(executor.TooManyRejects) as info:
+    run_example_gen(tmp_path, data_dir)
+  report = str(info.value)
+  assert "interactions: 2 of 9 rows rejected" in report
+  assert "rating is not a number" in report
+  assert "item_id '99' not in its table" in report
+
+  examples = run_example_gen(tmp_path / "lenient", data_dir,
+                             **{executor.MAX_REJECT_FRACTION: 0.5})
+  rejects_dir = os.path.join(examples.uri, executor.REJECTS_DIR)
+  lines = []
+  for path in glob.glob(os.path.join(rejects_dir, "rejects*.tsv")):
+    lines += open(path).read().splitlines()[1:]
+  assert len(lines) == 2
+  counts = json.load(open(os.path.join(rejects_dir, executor.COUNTS_FILE)))
+  assert counts["split:train"]["written"] + counts["split:eval"]["written"] \
+      == len(INTERACTIONS)
+  assert examples.get_int_custom_property("rejected_rows") == 2
+
+
+def test_original_ml100k_layout_end_to_end(tmp_path):
+  data_dir = tmp_path / "ml-100k"
+  data_dir.mkdir()
+  (data_dir / "u.data").write_text(
+      "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in INTERACTIONS))
+  flags = lambda gs: "|".join("1" if g in gs.split() else "0"
+                              for g in features.GENRE_VOCAB)
+  (data_dir / "u.item").write_bytes("".join(
+      f"{i}|{t} ({y})|01-Jan-{y}||url|{flags(g)}\n" for i, t, y, g in ITEMS
+  ).encode("latin-1"))
+  (data_dir / "u.user").write_text(
+      "".join("|".join(map(str, u)) + "\n" for u in USERS))
+  examples = run_example_gen(tmp_path, str(data_dir))
+  rows = read_split(examples, "train") + read_split(examples, "eval")
+  assert len(rows) == len(INTERACTIONS)
+  assert {r[features.TITLE] for r in rows} == {t for _, t, _, _ in ITEMS}

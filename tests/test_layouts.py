@@ -1,0 +1,77 @@
+"""Row parsers for the recbole, original ML-100K and ML-1M layouts."""
+import pytest
+
+from components.movielens_example_gen import layouts
+from trainer import features
+
+
+def test_recbole_rows():
+  assert layouts.recbole_interaction(b"196\t242\t3\t881250949\n") == \
+      layouts.Interaction("196", "242", 3.0, 881250949)
+  item = layouts.recbole_item(
+      b"1\tToy Story\t1995\tAnimation Children's Comedy\n")
+  assert item == layouts.Item("1", "Toy Story", 1995,
+                              ("Animation", "Children's", "Comedy"))
+  assert layouts.recbole_user(b"1\t24\tM\ttechnician\t85711\n") == \
+      layouts.User("1", 24, "M", "technician")
+
+
+def test_recbole_quirks_keep_the_item():
+  # Item 267 is "unkonwn" with no year; 1412 has year "V".
+  assert layouts.recbole_item(b"267\tunkonwn\tunkonwn\tunknown\n").year == \
+      features.UNKNOWN_YEAR
+  assert layouts.recbole_item(b"1412\tLand Before Time III\tV\tAnimation\n"
+                             ).year == features.UNKNOWN_YEAR
+
+
+def test_original_ml100k_rows():
+  flags = ["0"] * len(features.GENRE_VOCAB)
+  flags[features.GENRE_VOCAB.index("Animation")] = "1"
+  flags[features.GENRE_VOCAB.index("Comedy")] = "1"
+  line = ("1|Toy Story (1995)|01-Jan-1995||http://x|" + "|".join(flags)
+          ).encode("latin-1")
+  assert layouts.ml100k_item(line) == layouts.Item(
+      "1", "Toy Story", 1995, ("Animation", "Comedy"))
+  assert layouts.ml100k_item("2|Café (1994)|||x|".encode("latin-1") +
+                             "|".join(flags).encode()).title == "Café"
+  assert layouts.ml100k_interaction(b"196\t242\t3\t881250949") == \
+      layouts.Interaction("196", "242", 3.0, 881250949)
+  assert layouts.ml100k_user(b"1|24|M|technician|85711") == \
+      layouts.User("1", 24, "M", "technician")
+
+
+def test_ml1m_rows():
+  assert layouts.ml1m_interaction(b"1::1193::5::978300760") == \
+      layouts.Interaction("1", "1193", 5.0, 978300760)
+  assert layouts.ml1m_item(b"1::Toy Story (1995)::Animation|Children's|Comedy"
+                          ) == layouts.Item(
+                              "1", "Toy Story", 1995,
+                              ("Animation", "Children's", "Comedy"))
+  assert layouts.ml1m_user(b"1::F::1::10::48067") == \
+      layouts.User("1", 1, "F", "K-12 student")
+
+
+@pytest.mark.parametrize("parse,line,reason", [
+    (layouts.recbole_interaction, b"1\t2\t3\n", "expected 4 columns"),
+    (layouts.recbole_interaction, b"1\t2\tgood\t881250949\n",
+     "rating is not a number"),
+    (layouts.recbole_interaction, b"1\t2\t9\t881250949\n", "outside"),
+    (layouts.recbole_interaction, b"1\t2\t3\tyesterday\n",
+     "timestamp is not a number"),
+    (layouts.recbole_interaction, b"\t2\t3\t881250949\n", "empty user_id"),
+    (layouts.recbole_item, b"5\tX\t1995\tAction Cooking\n",
+     "unknown genre 'Cooking'"),
+    (layouts.recbole_item, b"5\t\xff\xfeX\t1995\tAction\n", "bad utf-8"),
+    (layouts.recbole_user, b"1\t24\tX\ttechnician\t85711\n", "gender"),
+    (layouts.ml1m_user, b"1::F::1::99::48067", "occupation code 99"),
+])
+def test_malformed_rows_name_the_reason(parse, line, reason):
+  with pytest.raises(layouts.RowError, match=reason):
+    parse(line)
+
+
+def test_detect_layout(tmp_path):
+  (tmp_path / "u.data").write_text("1\t2\t3\t4\n")
+  assert layouts.detect_layout(str(tmp_path)).name == "ml-100k"
+  with pytest.raises(FileNotFoundError, match="recsys data fetch"):
+    layouts.detect_layout(str(tmp_path / "empty"))

@@ -1,0 +1,156 @@
+"""One real pipeline run on a slice of MovieLens 100K, then checks on what it
+made: the Transform graph, the pushed SavedModel, caching and the blessing gate.
+"""
+import dataclasses
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+from ml_metadata.proto import metadata_store_pb2
+from ml_metadata import metadata_store
+
+from pipeline import configs
+from pipeline import demo
+from pipeline import local_runner
+from serving import local_model
+from trainer import features
+from trainer import preprocessing
+from trainer.config import TrainerConfig
+
+_xf = features.transformed_name
+SLICE_USERS = 200  # users 1..200 and all their ratings: ~20% of ML-100K
+
+
+@pytest.fixture(scope="module")
+def sliced_data(movielens_dir, tmp_path_factory):
+  out = tmp_path_factory.mktemp("ml-slice")
+  for name in os.listdir(movielens_dir):
+    with open(os.path.join(movielens_dir, name), "rb") as f:
+      lines = f.readlines()
+    if name.endswith(".inter"):
+      lines = lines[:1] + [l for l in lines[1:]
+                           if int(l.split(b"\t")[0]) <= SLICE_USERS]
+    with open(out / name, "wb") as f:
+      f.writelines(lines)
+  return str(out)
+
+
+@pytest.fixture(scope="module")
+def config(sliced_data, tmp_path_factory):
+  return configs.PipelineConfig(
+      data_dir=sliced_data, output_dir=str(tmp_path_factory.mktemp("run")),
+      train_steps=60, trainer=TrainerConfig(batch_size=256),
+      min_recall_at_100=0.05, max_rmse=2.0, beam_workers=2)
+
+
+@pytest.fixture(scope="module")
+def first_run(config):
+  local_runner.run(config)
+  return config
+
+
+def _latest(config, component, output):
+  return demo._latest_output(config.pipeline_root, component, output)
+
+
+def test_pipeline_pushes_a_blessed_model(first_run):
+  versions = os.listdir(first_run.serving_model_dir)
+  assert len(versions) == 1 and versions[0].isdigit()
+  rows, blessed = demo.evaluation_rows(first_run.pipeline_root)
+  assert blessed
+  recall = [v for s, o, m, v in rows
+            if s == "overall" and o == features.EVAL_HIT_OUTPUT]
+  assert recall and 0.05 <= recall[0] <= 1.0
+
+
+def test_transform_output(first_run):
+  tft_output = tft.TFTransformOutput(
+      _latest(first_run, "Transform", "transform_graph"))
+  num_users = tft_output.vocabulary_size_by_name(features.USER_VOCAB)
+  num_items = tft_output.vocabulary_size_by_name(features.ITEM_VOCAB)
+  assert 150 <= num_users <= SLICE_USERS
+  raw = {
+      features.USER_ID: tf.constant([["1"], ["no-such-user"]]),
+      features.ITEM_ID: tf.constant([["50"], ["no-such-item"]]),
+      features.RATING: tf.constant([[5.0], [1.0]]),
+      features.TIMESTAMP: tf.constant([[1], [2]], tf.int64),
+      features.AGE: tf.constant([[24], [40]], tf.int64),
+      features.GENDER: tf.constant([["M"], ["F"]]),
+      features.OCCUPATION: tf.constant([["technician"], ["astronaut"]]),
+      features.TITLE: tf.constant([["Star Wars"], [""]]),
+      features.YEAR: tf.constant([[1977], [0]], tf.int64),
+      features.GENRES: tf.sparse.from_dense(tf.constant(
+          [["Action", "Sci-Fi"], ["", ""]])),
+      features.HISTORY: tf.sparse.from_dense(tf.constant(
+          [["1", "no-such-item"], ["", ""]])),
+  }
+  out = tft_output.transform_features_layer()(raw)
+  users = out[_xf(features.USER_ID)].numpy()
+  assert users[0] < num_users and users[1] == num_users  # OOV bucket
+  items = out[_xf(features.ITEM_ID)].numpy()
+  assert items[0] < num_items and items[1] == num_items
+  genres = out[_xf(features.GENRES)].numpy()
+  assert genres.shape == (2, len(features.GENRE_VOCAB))
+  assert genres[0].sum() == 2 and genres[1].sum() == 0
+  assert genres[0][features.GENRE_VOCAB.index("Sci-Fi")] == 1
+  history = out[_xf(features.HISTORY)].numpy()
+  assert history.shape == (2, features.MAX_HISTORY)
+  # Right-aligned: newest last, padding in front; unknown item -> OOV.
+  assert history[0, -1] == num_items and history[0, -2] < num_items
+  assert (history[0, :-2] == preprocessing.HISTORY_PAD).all()
+  assert (history[1] == preprocessing.HISTORY_PAD).all()
+  assert out[_xf(features.YEAR)].numpy()[1] == 0.0
+  assert abs(out[_xf(features.AGE)].numpy()).max() < 5
+
+
+def test_pushed_model_answers_known_and_unknown_users(first_run):
+  model = local_model.load_latest(first_run.serving_model_dir)
+  catalog = {str(i) for i in range(1, 1683)}
+  known, unknown, empty = model.recommend_batch([
+      {"user_id": "1", "age": 24, "gender": "M", "occupation": "technician",
+       "history": ["50", "181"]},
+      {"user_id": "someone-new", "age": 30, "gender": "F",
+       "occupation": "astronaut", "history": ["999999"]},
+      {},
+  ], k=10)
+  for result in (known, unknown, empty):
+    assert len(result["item_ids"]) == 10
+    assert set(result["item_ids"]) <= catalog
+    assert all(result["titles"])
+    scores = np.array(result["scores"])
+    assert np.isfinite(scores).all() and (np.diff(scores) <= 1e-6).all()
+  assert known["item_ids"] != unknown["item_ids"]
+  ratings = model.rank({"user_id": "1"}, ["50", "181", "no-such-item"])
+  assert ratings.shape == (3,) and np.isfinite(ratings).all()
+  with pytest.raises(KeyError, match="available: .*recommend"):
+    model.signature("recomend")
+
+
+def _last_states(config):
+  store = metadata_store.MetadataStore(
+      metadata_store_pb2.ConnectionConfig(
+          sqlite=metadata_store_pb2.SqliteMetadataSourceConfig(
+              filename_uri=config.metadata_path)))
+  types = {t.id: t.name for t in store.get_execution_types()}
+  last = {}
+  for execution in sorted(store.get_executions(), key=lambda e: e.id):
+    last[types[execution.type_id].split(".")[-1]] = execution.last_known_state
+  return last
+
+
+def test_second_run_is_cached_and_an_unfit_model_is_not_pushed(first_run):
+  before = sorted(os.listdir(first_run.serving_model_dir))
+  strict = dataclasses.replace(first_run, min_recall_at_100=1.01)
+  local_runner.run(strict)
+  states = _last_states(strict)
+  cached = metadata_store_pb2.Execution.CACHED
+  for component in ("MovieLensExampleGen", "StatisticsGen", "Transform",
+                    "RecommenderTrainer"):
+    assert states[component] == cached, component
+  assert states["Evaluator"] == metadata_store_pb2.Execution.COMPLETE
+  _, blessed = demo.evaluation_rows(strict.pipeline_root)
+  assert not blessed
+  assert sorted(os.listdir(strict.serving_model_dir)) == before

@@ -1,0 +1,63 @@
+"""Beam presets, the atomic version publish and the CLI surface."""
+import os
+
+import pytest
+
+from components.atomic_pusher.component import publish_version
+from pipeline import beam
+from pipeline import cli
+
+
+def test_direct_runner_uses_processes():
+  args = beam.beam_pipeline_args("direct", 2)
+  assert "--direct_running_mode=multi_processing" in args
+  assert "--direct_num_workers=2" in args
+  assert "--direct_running_mode=in_memory" in beam.beam_pipeline_args(
+      "direct", 1)
+
+
+@pytest.mark.parametrize("runner,flag", [
+    ("dataflow", "--runner=DataflowRunner"), ("flink", "--runner=FlinkRunner"),
+    ("spark", "--runner=SparkRunner")])
+def test_cluster_presets(runner, flag):
+  args = beam.beam_pipeline_args(runner, 8, ["--project=p"])
+  assert args[0] == flag and args[-1] == "--project=p"
+
+
+def test_unknown_runner_names_the_choices():
+  with pytest.raises(ValueError, match="direct, dataflow, flink, spark"):
+    beam.beam_pipeline_args("dask")
+
+
+def test_publish_version_is_atomic_and_monotonic(tmp_path):
+  model = tmp_path / "model"
+  (model / "variables").mkdir(parents=True)
+  (model / "saved_model.pb").write_bytes(b"pb")
+  (model / "variables" / "v").write_bytes(b"v")
+  base = tmp_path / "serving"
+  first = publish_version(str(model), str(base), 100)
+  second = publish_version(str(model), str(base), 100)
+  assert os.path.basename(first) == "100" and os.path.basename(second) == "101"
+  assert sorted(os.listdir(base)) == ["100", "101"]  # no staging leftovers
+  assert (base / "101" / "variables" / "v").read_bytes() == b"v"
+
+
+def test_cli_flags_map_onto_the_config(tmp_path):
+  args = cli.build_parser().parse_args([
+      "pipeline", "run", "--data-dir", str(tmp_path), "--train-steps", "7",
+      "--train-until", "880000000", "--embedding-dim", "16",
+      "--use-history", "false", "--beam-arg=--project=x"])
+  config = cli.pipeline_config(args)
+  assert config.train_steps == 7 and config.train_until == 880000000
+  assert config.trainer.embedding_dim == 16
+  assert config.trainer.use_history is False
+  assert config.beam_extra_args == ("--project=x",)
+
+
+def test_cli_help_explains_every_option(capsys):
+  with pytest.raises(SystemExit):
+    cli.build_parser().parse_args(["pipeline", "run", "--help"])
+  text = capsys.readouterr().out
+  for flag in ("--train-until", "--max-reject-fraction", "--beam-runner",
+               "--min-recall-at-100", "--temperature"):
+    assert flag in text

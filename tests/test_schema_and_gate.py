@@ -1,0 +1,75 @@
+"""The curated schema matches features.py, and anomalies stop the run."""
+import os
+
+import pytest
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tensorflow_data_validation.statistics import stats_impl
+from tfx_bsl.coders import example_coder
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from components.anomaly_gate import component as gate
+from pipeline.pipeline import SCHEMA_DIR
+from trainer import features
+
+
+@pytest.fixture(scope="module")
+def schema():
+  return tfdv.load_schema_text(os.path.join(SCHEMA_DIR, "schema.pbtxt"))
+
+
+def test_schema_declares_every_raw_feature_with_its_type(schema):
+  declared = {f.name: f for f in schema.feature}
+  spec = features.raw_feature_spec()
+  assert set(declared) == set(spec)
+  kinds = {tf.string: schema_pb2.BYTES, tf.int64: schema_pb2.INT,
+           tf.float32: schema_pb2.FLOAT}
+  for key, feature_spec in spec.items():
+    assert declared[key].type == kinds[feature_spec.dtype], key
+    # Scalars are declared with shape [1] (dense); lists without a shape.
+    assert declared[key].HasField("shape") == isinstance(
+        feature_spec, tf.io.FixedLenFeature), key
+  genres = [d for d in schema.string_domain if d.name == "genres"][0]
+  assert tuple(genres.value) == features.GENRE_VOCAB
+
+
+def _row(**overrides):
+  row = {features.USER_ID: [b"1"], features.ITEM_ID: [b"2"],
+         features.RATING: [4.0], features.TIMESTAMP: [881250949],
+         features.AGE: [24], features.GENDER: [b"M"],
+         features.OCCUPATION: [b"writer"], features.TITLE: [b"Heat"],
+         features.YEAR: [1995], features.GENRES: [b"Action"],
+         features.HISTORY: [b"1"]}
+  row.update(overrides)
+  return row
+
+
+def _anomalies(schema, rows):
+  examples = []
+  for row in rows:
+    feats = {}
+    for k, values in row.items():
+      if isinstance(values[0], bytes):
+        feats[k] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+      elif isinstance(values[0], float):
+        feats[k] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
+      else:
+        feats[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    examples.append(tf.train.Example(features=tf.train.Features(feature=feats)))
+  batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(
+      [e.SerializeToString() for e in examples])
+  statistics = stats_impl.generate_statistics_in_memory(
+      batch, tfdv.StatsOptions())
+  return tfdv.validate_statistics(statistics, schema)
+
+
+def test_clean_data_has_no_anomalies(schema):
+  assert gate.describe({"train": _anomalies(schema, [_row(), _row()])}) == []
+
+
+def test_schema_violations_are_listed_readably(schema):
+  bad = [_row(), _row(**{features.RATING: [9.0],
+                         features.GENDER: [b"X"]})]
+  lines = gate.describe({"train": _anomalies(schema, bad)})
+  text = "\n".join(lines)
+  assert "[train] rating" in text and "[train] gender" in text

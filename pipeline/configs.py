@@ -34,6 +34,8 @@ class PipelineConfig:
   beam_workers: int = 2
   beam_extra_args: tuple = ()
   enable_cache: bool = True
+  # TF Serving's model_base_path; default: <output_dir>/serving/recommender.
+  serving_dir: Optional[str] = None
 
   @property
   def pipeline_root(self) -> str:
@@ -46,6 +48,8 @@ class PipelineConfig:
   @property
   def serving_model_dir(self) -> str:
     """TF Serving's model_base_path: numbered versions appear inside."""
+    if self.serving_dir is not None:
+      return self.serving_dir
     return os.path.join(self.output_dir, "serving", MODEL_NAME)
 
   def trainer_custom_config(self) -> Dict[str, Any]:

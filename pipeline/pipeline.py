@@ -3,6 +3,7 @@ import os
 from typing import List, Optional
 
 from tfx import v1 as tfx
+from tfx.orchestration import data_types
 
 from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher.component import AtomicPusher
@@ -18,6 +19,22 @@ PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 
 
+def _train_args(steps):
+  """TrainArgs, or a RuntimeParameter holding TrainArgs JSON (Kubeflow)."""
+  if isinstance(steps, data_types.RuntimeParameter):
+    return steps
+  return tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT], num_steps=steps)
+
+
+def _push_destination(base_directory):
+  """PushDestination, or a RuntimeParameter holding its JSON (Kubeflow)."""
+  if isinstance(base_directory, data_types.RuntimeParameter):
+    return base_directory
+  return tfx.proto.PushDestination(
+      filesystem=tfx.proto.PushDestination.Filesystem(
+          base_directory=base_directory))
+
+
 def create_pipeline(config: configs.PipelineConfig,
                     beam_pipeline_args: List[str],
                     input_fingerprint: Optional[str] = None,
@@ -26,7 +43,8 @@ def create_pipeline(config: configs.PipelineConfig,
   """The recommender pipeline, identical for every runner.
 
   Args:
-    config: names, paths, thresholds and step counts.
+    config: names, paths, thresholds and step counts. Kubeflow passes
+      RuntimeParameters for the per-run knobs (see kubeflow_runner.py).
     beam_pipeline_args: from pipeline.beam.beam_pipeline_args.
     input_fingerprint: content hash of the input files (local runs), so a
       re-run over changed data is not served from the cache.
@@ -63,8 +81,7 @@ def create_pipeline(config: configs.PipelineConfig,
       examples=example_gen.outputs["examples"],
       transform_graph=transform.outputs["transform_graph"],
       schema=schema_gen.outputs["schema"],
-      train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT],
-                                     num_steps=config.train_steps),
+      train_args=_train_args(config.train_steps),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT], num_steps=0),
       custom_config=config.trainer_custom_config())
 
@@ -77,9 +94,7 @@ def create_pipeline(config: configs.PipelineConfig,
   pusher = AtomicPusher(
       model=trainer.outputs["model"],
       model_blessing=evaluator.outputs["blessing"],
-      push_destination=tfx.proto.PushDestination(
-          filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=config.serving_model_dir)))
+      push_destination=_push_destination(config.serving_model_dir))
 
   return tfx.dsl.Pipeline(
       pipeline_name=configs.PIPELINE_NAME,

@@ -28,8 +28,9 @@ lock:
 data: env
 	$(VENV)/bin/recsys data fetch
 
+# TF's C++ start-up chatter (cuFFT/cuDNN "already registered") is hidden here.
 demo: env
-	$(VENV)/bin/recsys demo
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys demo
 
 test: env
 	$(PY) -m pytest tests -v --durations=15

@@ -85,6 +85,13 @@ def pipeline_config(args: argparse.Namespace) -> configs.PipelineConfig:
       enable_cache=not args.no_cache)
 
 
+def _console_progress(config: configs.PipelineConfig) -> None:
+  if "://" not in config.output_dir:
+    from pipeline import progress
+    path = progress.configure(config.output_dir)
+    print(f"Progress below; the full log is in {path}", flush=True)
+
+
 def _ensure_data(config: configs.PipelineConfig) -> None:
   from pipeline import data
   default = os.path.abspath(configs.PipelineConfig().data_dir)
@@ -101,6 +108,7 @@ def cmd_data_fetch(args) -> int:
 def cmd_pipeline_run(args) -> int:
   from pipeline import local_runner
   config = pipeline_config(args)
+  _console_progress(config)
   _ensure_data(config)
   local_runner.run(config)
   return 0
@@ -128,7 +136,9 @@ def cmd_recommend(args) -> int:
 
 def cmd_demo(args) -> int:
   from pipeline import demo
-  return demo.main(pipeline_config(args))
+  config = pipeline_config(args)
+  _console_progress(config)
+  return demo.main(config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """`make demo` / `recsys demo`: fetch, run the pipeline, show what it made."""
 import glob
 import os
+import re
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -9,6 +10,7 @@ from absl import logging
 from pipeline import configs
 from pipeline import data
 from pipeline import local_runner
+from trainer import features
 
 # A few real users of different profiles, plus one the model has never seen.
 DEMO_USERS = (
@@ -40,12 +42,22 @@ def evaluation_rows(pipeline_root: str) -> Tuple[List[Tuple], Optional[bool]]:
       tfma.load_eval_result(evaluation).slicing_metrics:
     name = ", ".join(f"{k}={v}" for k, v in slice_key) or "overall"
     for output, by_sub in per_output.items():
-      for metrics in by_sub.values():
+      for sub_key, metrics in by_sub.items():
         for metric, value in sorted(metrics.items()):
           v = value.get("doubleValue")
           if v is not None:
-            rows.append((name, output, metric, v))
+            rows.append((name, output, _metric_name(output, metric, sub_key),
+                         v))
+  rows.sort(key=lambda r: (r[0] != "overall", r[0], r[1], r[2]))
   return rows, blessed
+
+
+def _metric_name(output: str, metric: str, sub_key: str) -> str:
+  """Readable names: the mean of hit_at_100 is recall@100; NDCG gets its k."""
+  if output == features.EVAL_HIT_OUTPUT and metric == "mean_prediction":
+    return f"recall@{features.EVAL_TOP_K}"
+  k = re.search(r"(\d+)", sub_key or "")
+  return f"{metric}@{k.group(1)}" if k and metric == "ndcg" else metric
 
 
 def format_table(rows: List[Tuple], blessed: Optional[bool]) -> str:

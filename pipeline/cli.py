@@ -24,6 +24,9 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument("--data-dir", default=d.data_dir,
                  help="folder with MovieLens files (recbole, ml-100k or ml-1m "
                  "layout); fetched automatically if it is the default and empty")
+  p.add_argument("--text-encoder-dir", default=d.text_encoder_dir,
+                 help="pretrained all-MiniLM-L6-v2 folder (fetched "
+                 "automatically if it is the default and empty)")
   p.add_argument("--output-dir", default=d.output_dir,
                  help="pipeline root, ML Metadata store and serving models")
   p.add_argument("--train-until", type=int, default=d.train_until,
@@ -75,6 +78,7 @@ def pipeline_config(args: argparse.Namespace) -> configs.PipelineConfig:
                              for f in dataclasses.fields(TrainerConfig)})
   return configs.PipelineConfig(
       data_dir=_local_abspath(args.data_dir),
+      text_encoder_dir=_local_abspath(args.text_encoder_dir),
       output_dir=_local_abspath(args.output_dir),
       train_until=args.train_until, eval_fraction=args.eval_fraction,
       max_reject_fraction=args.max_reject_fraction,
@@ -94,9 +98,12 @@ def _console_progress(config: configs.PipelineConfig) -> None:
 
 def _ensure_data(config: configs.PipelineConfig) -> None:
   from pipeline import data
-  default = os.path.abspath(configs.PipelineConfig().data_dir)
-  if config.data_dir == default:
+  defaults = configs.PipelineConfig()
+  if config.data_dir == os.path.abspath(defaults.data_dir):
     data.fetch_movielens(config.data_dir)
+  if (config.trainer.use_text and config.text_encoder_dir ==
+      os.path.abspath(defaults.text_encoder_dir)):
+    data.fetch_text_encoder(config.text_encoder_dir)
 
 
 def cmd_data_fetch(args) -> int:

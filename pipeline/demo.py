@@ -21,6 +21,8 @@ DEMO_USERS = (
      "history": ["50", "172", "181"]},
 )
 
+DEMO_QUERIES = ("Star Wars", "animated children's film", "scary horror movie")
+
 
 def _latest_output(pipeline_root: str, component: str, name: str) -> str:
   dirs = glob.glob(os.path.join(pipeline_root, component, name, "*"))
@@ -73,6 +75,8 @@ def main(config: configs.PipelineConfig) -> int:
   from serving import local_model
   start = time.time()
   data.fetch_movielens(config.data_dir)
+  if config.trainer.use_text:
+    data.fetch_text_encoder(config.text_encoder_dir)
   local_runner.run(config)
   print("\n=== Evaluation (time-split eval set) ===")
   rows, blessed = evaluation_rows(config.pipeline_root)
@@ -83,5 +87,9 @@ def main(config: configs.PipelineConfig) -> int:
   print(f"\n=== Recommendations from {model.path} ===")
   for user, result in zip(DEMO_USERS, model.recommend_batch(DEMO_USERS, k=10)):
     print(local_model.format_recommendations(user["user_id"], result))
+  if config.trainer.use_text:
+    print("\n=== Search (free text, same index) ===")
+    for query, result in zip(DEMO_QUERIES, model.search(DEMO_QUERIES, k=5)):
+      print(f"  {query!r}: " + "; ".join(result["titles"]))
   print(f"\nDemo finished in {time.time() - start:.0f}s")
   return 0 if blessed else 1

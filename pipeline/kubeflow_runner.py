@@ -18,14 +18,17 @@ from pipeline.pipeline import create_pipeline
 from trainer import features
 
 DEFAULT_IMAGE = "ghcr.io/example/tfx-recsys:latest"
-# Inside the image (see Dockerfile) the curated schema lives here.
+# Inside the image (see Dockerfile) the curated schema and the pretrained text
+# encoder live here.
 IMAGE_SCHEMA_DIR = "/app/schemas"
+IMAGE_TEXT_ENCODER_DIR = "/app/data/all-MiniLM-L6-v2"
 
 
 def runtime_config(config: configs.PipelineConfig) -> configs.PipelineConfig:
   """A copy of `config` whose per-run fields are KFP runtime parameters."""
   return dataclasses.replace(
       config,
+      text_encoder_dir=IMAGE_TEXT_ENCODER_DIR,
       data_dir=data_types.RuntimeParameter(
           name="data-dir", ptype=str, default=config.data_dir),
       train_until=data_types.RuntimeParameter(

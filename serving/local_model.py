@@ -9,6 +9,9 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 import tensorflow as tf
+# Registers the WordPiece tokenizer ops the exported text tower uses; TF
+# Serving's standard build links the same TF Text ops.
+import tensorflow_text  # noqa: F401
 
 from trainer import features
 
@@ -68,6 +71,26 @@ class PushedModel:
     return self.recommend_batch([dict(user_id=user_id, age=age, gender=gender,
                                       occupation=occupation,
                                       history=list(history))], k)[0]
+
+  def search(self, queries: Sequence, k: int = 10) -> List[Dict]:
+    """Free-text queries (str or bytes) -> top-k items each."""
+    out = self.signature(features.SEARCH_SIGNATURE)(
+        query=tf.constant(list(queries), tf.string), k=tf.constant(k, tf.int32))
+    return [{"item_ids": [i.decode() for i in out["item_ids"][row].numpy()],
+             "titles": [t.decode() for t in out["titles"][row].numpy()],
+             "scores": out["scores"][row].numpy().tolist()}
+            for row in range(len(queries))]
+
+  def embed_items(self, items: Sequence[Dict]) -> np.ndarray:
+    """Candidate vectors for items given as {item_id, title, year, genres}."""
+    width = max([len(i.get("genres") or []) for i in items] + [1])
+    out = self.signature(features.EMBED_ITEMS_SIGNATURE)(
+        item_id=tf.constant([str(i.get("item_id", "")) for i in items]),
+        title=tf.constant([i.get("title", "") for i in items]),
+        year=tf.constant([int(i.get("year") or 0) for i in items], tf.int64),
+        genres=tf.constant([list(i.get("genres") or []) + [""] * (
+            width - len(i.get("genres") or [])) for i in items], tf.string))
+    return out["vectors"].numpy()
 
   def rank(self, user: Dict, item_ids: Sequence[str]) -> np.ndarray:
     out = self.signature(features.RANK_SIGNATURE)(

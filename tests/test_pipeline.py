@@ -39,9 +39,10 @@ def sliced_data(movielens_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def config(sliced_data, tmp_path_factory):
+def config(sliced_data, text_encoder_dir, tmp_path_factory):
   return configs.PipelineConfig(
       data_dir=sliced_data, output_dir=str(tmp_path_factory.mktemp("run")),
+      text_encoder_dir=text_encoder_dir,
       train_steps=60, trainer=TrainerConfig(batch_size=256),
       min_recall_at_100=0.05, max_rmse=2.0, beam_workers=2)
 
@@ -127,6 +128,35 @@ def test_pushed_model_answers_known_and_unknown_users(first_run):
   assert ratings.shape == (3,) and np.isfinite(ratings).all()
   with pytest.raises(KeyError, match="available: .*recommend"):
     model.signature("recomend")
+
+
+def test_search_and_bad_text(first_run):
+  model = local_model.load_latest(first_run.serving_model_dir)
+  queries = ["Star Wars", "animated children's film", "", "   ",
+             b"caf\xff\xfe", "space " * 3000]
+  for result in model.search(queries, k=5):
+    assert len(result["item_ids"]) == 5 and all(result["titles"])
+    assert np.isfinite(result["scores"]).all()
+
+
+def test_cached_and_in_graph_text_paths_agree(first_run):
+  """embed_items (BERT in the graph) == the index's vectors (BERT cached)."""
+  model = local_model.load_latest(first_run.serving_model_dir)
+  items = [
+      {"item_id": "1", "title": "Toy Story", "year": 1995,
+       "genres": ["Animation", "Children's", "Comedy"]},
+      {"item_id": "1682", "title": "Scream of Stone (Schrei aus Stein)",
+       "year": 1991, "genres": ["Drama"]},
+  ]
+  in_graph = model.embed_items(items)
+  loaded = model._loaded
+  rows = loaded.rows.lookup(tf.constant(["1", "1682"])).numpy()
+  cached = loaded.item_vectors.numpy()[rows]
+  np.testing.assert_allclose(in_graph, cached, atol=1e-4)
+  # A brand-new item gets a unit vector from its text alone.
+  new = model.embed_items([{"item_id": "new-1", "title": "Toy Story 3",
+                            "year": 2010, "genres": ["Animation"]}])
+  assert np.isclose(np.linalg.norm(new), 1.0, atol=1e-4)
 
 
 def _last_states(config):

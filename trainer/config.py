@@ -6,6 +6,11 @@ flags map onto them one to one, so no constant is threaded by hand.
 import dataclasses
 from typing import Any, Dict
 
+# custom_config keys that are not hyperparameters: where the Trainer finds the
+# catalogue split (set by RecommenderTrainer) and the pretrained text encoder.
+CATALOG_PATTERN_KEY = "catalog_pattern"
+TEXT_ENCODER_DIR_KEY = "text_encoder_dir"
+
 
 @dataclasses.dataclass
 class TrainerConfig:
@@ -20,6 +25,11 @@ class TrainerConfig:
   # How many of the most recent history items the user tower pools.
   history_length: int = 20
   use_history: bool = True
+  # Frozen pretrained BERT text vectors of items (+ a trained projection).
+  use_text: bool = True
+  text_max_length: int = 32
+  # Weight of the search task (item text as query -> that item).
+  search_weight: float = 0.5
   # Size of the exported index's top-k (the largest k a caller may ask for).
   max_k: int = 100
 

@@ -9,6 +9,10 @@ Signatures (all tensors batched on axis 0 unless noted):
             k [] int32) -> item_ids [B, k], titles [B, k], scores [B, k]
   rank(same user fields, item_ids [B, N]) -> scores [B, N] (predicted rating)
   evaluate(examples [B] serialized tf.Example) -> rating [B], hit_at_100 [B]
+With the text tower (the default) also:
+  search(query [B] str, k [] int32) -> item_ids, titles, scores [B, k]
+  embed_items(item_id [B], title [B], year [B] int64, genres [B, G] ("" pads))
+      -> vectors [B, d]: candidate vectors for new (cold-start) items
 """
 from typing import Dict
 
@@ -17,6 +21,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from trainer import features
+from trainer import text
+from trainer import towers
 
 _USER_INPUTS = {
     features.USER_ID: tf.TensorSpec([None], tf.string, features.USER_ID),
@@ -38,17 +44,19 @@ class RecommenderModule(tf.Module):
   Args:
     model: the trained RecommenderModel.
     tft_layer: Transform's TransformFeaturesLayer.
+    text_encoder: the frozen TextEncoder, or None without the text tower.
     item_ids: [N] catalogue ids; titles: [N] their titles.
     item_vectors: [N + 1, d] candidate vectors; the last row is the vector of
       an unknown item (the out-of-vocabulary path), used by `rank`.
     max_k: largest k served (the index's top-k).
   """
 
-  def __init__(self, model, tft_layer, item_ids: np.ndarray,
+  def __init__(self, model, tft_layer, text_encoder, item_ids: np.ndarray,
                titles: np.ndarray, item_vectors: np.ndarray, max_k: int):
     super().__init__()
     self.model = model
     self.tft_layer = tft_layer
+    self.text_encoder = text_encoder
     self.max_k = max_k
     ids = tf.constant(item_ids)
     self.index = tfrs.layers.factorized_top_k.BruteForce(k=max_k)
@@ -70,17 +78,45 @@ class RecommenderModule(tf.Module):
            features.GENDER: column(gender),
            features.OCCUPATION: column(occupation),
            features.HISTORY: dense_to_sparse_ids(history_item_ids)}
-    return self.model.query_tower(self._transform(raw))
+    return self.model.query_tower(self.model.with_text(self._transform(raw)))
 
-  @tf.function(input_signature=[*_USER_INPUTS.values(),
-                                tf.TensorSpec([], tf.int32, "k")])
-  def recommend(self, user_id, age, gender, occupation, history_item_ids, k):
-    query = self._query(user_id, age, gender, occupation, history_item_ids)
+  def _top_k(self, query, k):
     k = tf.clip_by_value(k, 1, self.max_k)
     scores, ids = self.index(query)
     scores, ids = scores[:, :k], ids[:, :k]
     return {"item_ids": ids, "titles": self.titles.lookup(ids),
             "scores": scores}
+
+  @tf.function(input_signature=[*_USER_INPUTS.values(),
+                                tf.TensorSpec([], tf.int32, "k")])
+  def recommend(self, user_id, age, gender, occupation, history_item_ids, k):
+    return self._top_k(
+        self._query(user_id, age, gender, occupation, history_item_ids), k)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "query"),
+                                tf.TensorSpec([], tf.int32, "k")])
+  def search(self, query, k):
+    """Free text -> the same catalogue index `recommend` uses."""
+    return self._top_k(
+        self.model.text_query_tower(self.text_encoder(query)), k)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, features.ITEM_ID),
+      tf.TensorSpec([None], tf.string, features.TITLE),
+      tf.TensorSpec([None], tf.int64, features.YEAR),
+      tf.TensorSpec([None, None], tf.string, features.GENRES)])
+  def embed_items(self, item_id, title, year, genres):
+    """Candidate vectors from item text and metadata, encoded in-graph."""
+    column = lambda x: tf.expand_dims(x, -1)
+    raw = {features.ITEM_ID: column(item_id), features.TITLE: column(title),
+           features.YEAR: column(year),
+           features.GENRES: dense_to_sparse_ids(genres)}
+    batch = tf.shape(item_id)[0]
+    transformed = dict(self.tft_layer(
+        features.complete_raw_features(raw, batch)))
+    transformed[towers.TEXT_VECTOR] = self.text_encoder(
+        text.item_text(title, year, genres))
+    return {"vectors": self.model.candidate_tower(transformed)}
 
   @tf.function(input_signature=[
       *_USER_INPUTS.values(),
@@ -114,4 +150,7 @@ def save(module: RecommenderModule, export_dir: str) -> None:
       features.RANK_SIGNATURE: module.rank,
       features.EVAL_SIGNATURE: module.evaluate,
   }
+  if module.text_encoder is not None:
+    signatures[features.SEARCH_SIGNATURE] = module.search
+    signatures[features.EMBED_ITEMS_SIGNATURE] = module.embed_items
   tf.saved_model.save(module, export_dir, signatures=signatures)

@@ -54,6 +54,8 @@ OCCUPATION_VOCAB = "occupation_vocab"
 # Exported signatures.
 RECOMMEND_SIGNATURE = "recommend"
 RANK_SIGNATURE = "rank"
+SEARCH_SIGNATURE = "search"
+EMBED_ITEMS_SIGNATURE = "embed_items"
 EVAL_SIGNATURE = "evaluate"
 # Outputs of the eval signature that TFMA reads.
 EVAL_RATING_OUTPUT = "rating"

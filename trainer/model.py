@@ -1,5 +1,5 @@
 """The multi-task TFRS model: retrieval (two towers) and rating ranking."""
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -8,13 +8,14 @@ import tensorflow_recommenders as tfrs
 from trainer import features
 from trainer import preprocessing
 from trainer.config import TrainerConfig
-from trainer.towers import CandidateTower, QueryTower
+from trainer import towers
 
 _xf = features.transformed_name
 
 
 class RecommenderModel(tfrs.models.Model):
-  """Two towers trained with in-batch softmax, plus a rating head.
+  """Two towers trained with in-batch softmax, plus a rating head and, with
+  the text tower on, a text-query tower for search.
 
   In-batch softmax uses the other items of a batch as negatives, so popular
   items are over-represented as negatives; passing each candidate's sampling
@@ -27,19 +28,29 @@ class RecommenderModel(tfrs.models.Model):
     num_occupations: size of the occupation vocabulary (without OOV).
     item_probability: float array [num_items + OOV]: each item's share of
       training interactions (the in-batch sampling probability).
+    text_table: float array [num_items + OOV, text_dim]: frozen text vector
+      of each vocabulary item (zeros for OOV); None without the text tower.
     mean_rating: the rating head starts from the training mean.
   """
 
   def __init__(self, config: TrainerConfig, num_users: int,
                num_occupations: int, item_probability: np.ndarray,
+               text_table: Optional[np.ndarray] = None,
                mean_rating: float = 3.5):
     super().__init__()
     self.config = config
-    self.item_embedding = tf.keras.layers.Embedding(
-        len(item_probability), config.embedding_dim)
-    self.query_tower = QueryTower(config, num_users, num_occupations,
-                                  self.item_embedding)
-    self.candidate_tower = CandidateTower(config, self.item_embedding)
+    if config.use_text and text_table is None:
+      raise ValueError("use_text needs the catalogue's text vectors")
+    self.text_table = (tf.constant(text_table, tf.float32)
+                       if config.use_text else None)
+    self.items = towers.ItemRepresentation(config, len(item_probability))
+    self.query_tower = towers.QueryTower(config, num_users, num_occupations,
+                                         self.items)
+    self.candidate_tower = towers.CandidateTower(config, self.items)
+    if config.use_text:
+      self.text_query_tower = towers.TextQueryTower(config)
+      self.search_task = tfrs.tasks.Retrieval(
+          temperature=config.temperature, remove_accidental_hits=True)
     self.rating_head = tf.keras.Sequential([
         tf.keras.layers.Dense(64, activation="relu"),
         tf.keras.layers.Dense(1, bias_initializer=tf.keras.initializers
@@ -57,7 +68,20 @@ class RecommenderModel(tfrs.models.Model):
     x = tf.concat([query, candidate, query * candidate], axis=-1)
     return tf.squeeze(self.rating_head(x), axis=-1)
 
+  def with_text(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Adds the cached text vectors of the example's item and history items."""
+    if not self.config.use_text:
+      return inputs
+    out = dict(inputs)
+    if towers.TEXT_VECTOR not in out:
+      out[towers.TEXT_VECTOR] = tf.gather(self.text_table,
+                                          inputs[_xf(features.ITEM_ID)])
+    out[towers.HISTORY_TEXT_VECTORS] = tf.gather(
+        self.text_table, tf.maximum(inputs[_xf(features.HISTORY)], 0))
+    return out
+
   def call(self, inputs: Dict[str, tf.Tensor]):
+    inputs = self.with_text(inputs)
     query = self.query_tower(inputs)
     candidate = self.candidate_tower(inputs)
     return query, candidate, self.predict_rating(query, candidate)
@@ -65,15 +89,21 @@ class RecommenderModel(tfrs.models.Model):
   def compute_loss(self, inputs, training=False):
     query, candidate, rating = self(inputs)
     item_idx = inputs[_xf(features.ITEM_ID)]
+    sampling = tf.gather(self.item_probability, item_idx)
     retrieval = self.retrieval_task(
-        query, candidate,
-        candidate_sampling_probability=tf.gather(self.item_probability,
-                                                 item_idx),
+        query, candidate, candidate_sampling_probability=sampling,
         candidate_ids=item_idx, compute_metrics=False)
     ranking = self.ranking_task(labels=inputs[features.LABEL_KEY],
                                 predictions=rating)
-    return (self.config.retrieval_weight * retrieval +
+    loss = (self.config.retrieval_weight * retrieval +
             self.config.ranking_weight * ranking)
+    if self.config.use_text:
+      # Each item's own text is a query that should retrieve it.
+      text_query = self.text_query_tower(tf.gather(self.text_table, item_idx))
+      loss += self.config.search_weight * self.search_task(
+          text_query, candidate, candidate_sampling_probability=sampling,
+          candidate_ids=item_idx, compute_metrics=False)
+    return loss
 
 
 def item_probability(frequencies: Dict[str, int], vocabulary: list) -> np.ndarray:

@@ -2,7 +2,7 @@
 import json
 import os
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -14,11 +14,13 @@ from tfx_bsl.public import tfxio
 from trainer import export
 from trainer import features
 from trainer import preprocessing
+from trainer import text
+from trainer import towers
+from trainer.config import CATALOG_PATTERN_KEY, TEXT_ENCODER_DIR_KEY
 from trainer.config import TrainerConfig
 from trainer.model import RecommenderModel, item_probability
+from trainer.text_tower import TextEncoder, encode_texts
 
-# Set by components.recommender_trainer: glob of the catalogue split's files.
-CATALOG_PATTERN = "catalog_pattern"
 
 
 class ProgressLogger(tf.keras.callbacks.Callback):
@@ -77,24 +79,60 @@ def read_catalog(pattern: str) -> Dict[str, np.ndarray]:
   return out
 
 
+def catalog_texts(catalog: Dict[str, tf.Tensor]) -> List[bytes]:
+  """The text builder applied to every catalogue item."""
+  genres = catalog[features.GENRES]
+  if isinstance(genres, tf.SparseTensor):
+    genres = tf.sparse.to_dense(genres, default_value="")
+  return text.item_text(tf.reshape(catalog[features.TITLE], [-1]),
+                        tf.reshape(catalog[features.YEAR], [-1]),
+                        genres).numpy().tolist()
+
+
 def candidate_vectors(model: RecommenderModel, tft_layer,
-                      catalog: Dict[str, tf.Tensor]) -> np.ndarray:
-  """[N + 1, d]: every catalogue item, then the unknown-item (OOV) vector."""
+                      catalog: Dict[str, tf.Tensor],
+                      text_vectors: np.ndarray) -> np.ndarray:
+  """[N + 1, d]: every catalogue item, then the unknown-item (OOV) vector.
+
+  Catalogue items use their own cached text vectors (not the vocabulary
+  table), so items nobody rated before the cutoff are still told apart.
+  """
   n = int(catalog[features.ITEM_ID].shape[0])
   unknown = {features.ITEM_ID: tf.constant([[""]]),
              features.TITLE: tf.constant([[""]]),
              features.YEAR: tf.constant([[features.UNKNOWN_YEAR]], tf.int64),
              features.GENRES: tf.sparse.from_dense(tf.constant([[""]]))}
   vectors = []
-  for raw, size in ((catalog, n), (unknown, 1)):
-    transformed = tft_layer(features.complete_raw_features(raw, size))
+  for raw, size, texts in ((catalog, n, text_vectors),
+                           (unknown, 1, np.zeros_like(text_vectors[:1]))):
+    transformed = dict(tft_layer(features.complete_raw_features(raw, size)))
+    if model.config.use_text:
+      transformed[towers.TEXT_VECTOR] = tf.constant(texts)
     vectors.append(model.candidate_tower(transformed).numpy())
   return np.concatenate(vectors, 0)
 
 
-def build_model(config: TrainerConfig,
-                tft_output: tft.TFTransformOutput) -> RecommenderModel:
-  items = [v.decode() for v in tft_output.vocabulary_by_name(features.ITEM_VOCAB)]
+def text_table(vocabulary: List[str], catalog_ids: List[str],
+               catalog_vectors: np.ndarray) -> np.ndarray:
+  """Text vectors by vocabulary index; OOV (last row) and unknowns are 0."""
+  row = {item: i for i, item in enumerate(catalog_ids)}
+  table = np.zeros([len(vocabulary) + preprocessing.OOV_BUCKETS,
+                    catalog_vectors.shape[1]], np.float32)
+  for index, item in enumerate(vocabulary):
+    if item in row:
+      table[index] = catalog_vectors[row[item]]
+  return table
+
+
+def item_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:
+  return [v.decode() for v in
+          tft_output.vocabulary_by_name(features.ITEM_VOCAB)]
+
+
+def build_model(config: TrainerConfig, tft_output: tft.TFTransformOutput,
+                text_vectors_by_index: Optional[np.ndarray] = None
+                ) -> RecommenderModel:
+  items = item_vocabulary(tft_output)
   freq = {}
   with tf.io.gfile.GFile(
       tft_output.vocabulary_file_by_name(features.ITEM_FREQ_VOCAB)) as f:
@@ -106,7 +144,8 @@ def build_model(config: TrainerConfig,
       num_users=tft_output.vocabulary_size_by_name(features.USER_VOCAB),
       num_occupations=tft_output.vocabulary_size_by_name(
           features.OCCUPATION_VOCAB),
-      item_probability=item_probability(freq, items))
+      item_probability=item_probability(freq, items),
+      text_table=text_vectors_by_index)
 
 
 def evaluate_in_process(module: export.RecommenderModule,
@@ -140,7 +179,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   train = _input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
                     config.batch_size, shuffle=True, repeat=True)
 
-  model = build_model(config, tft_output)
+  catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN_KEY])
+  catalog_ids = [i.decode() for i in
+                 catalog[features.ITEM_ID].numpy().reshape(-1)]
+  encoder, catalog_text_vectors, by_index = None, np.zeros([len(catalog_ids), 1],
+                                                           np.float32), None
+  if config.use_text:
+    encoder = TextEncoder(fn_args.custom_config[TEXT_ENCODER_DIR_KEY],
+                          config.text_max_length)
+    catalog_text_vectors = encode_texts(encoder, catalog_texts(catalog))
+    by_index = text_table(item_vocabulary(tft_output), catalog_ids,
+                          catalog_text_vectors)
+
+  model = build_model(config, tft_output, by_index)
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   steps = fn_args.train_steps
   start = time.time()
@@ -151,10 +202,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                steps * config.batch_size / max(seconds, 1e-9))
 
   tft_layer = tft_output.transform_features_layer()
-  catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN])
-  vectors = candidate_vectors(model, tft_layer, catalog)
+  vectors = candidate_vectors(model, tft_layer, catalog, catalog_text_vectors)
   module = export.RecommenderModule(
-      model, tft_layer,
+      model, tft_layer, text_encoder=encoder,
       item_ids=catalog[features.ITEM_ID].numpy().reshape(-1),
       titles=catalog[features.TITLE].numpy().reshape(-1),
       item_vectors=vectors, max_k=config.max_k)

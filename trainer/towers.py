@@ -1,9 +1,11 @@
 """The two towers: users (query) and items (candidates).
 
-Both read Transform's outputs (features.transformed_name keys). The item id
-embedding is shared: the candidate tower uses it for the item itself and the
-user tower pools it over the user's history, so what the model learns about an
-item as a candidate also describes the users who watched it.
+Both read Transform's outputs (features.transformed_name keys) plus, when the
+text tower is on, `TEXT_VECTOR` inputs: the frozen BERT vector of each item's
+text, computed once per catalogue. An item is represented the same way as a
+candidate and inside a user's history (`ItemRepresentation`): its id embedding
+plus a trained projection of its text vector. Items unseen in training share
+the OOV id embedding, so their text is what tells them apart (cold start).
 """
 import tensorflow as tf
 
@@ -12,6 +14,9 @@ from trainer import preprocessing
 from trainer.config import TrainerConfig
 
 _xf = features.transformed_name
+# Inputs the model adds next to Transform's outputs.
+TEXT_VECTOR = "item_text_vector"            # [B, text_dim]
+HISTORY_TEXT_VECTORS = "history_text_vectors"  # [B, MAX_HISTORY, text_dim]
 
 
 def masked_mean(vectors: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -24,55 +29,110 @@ def masked_mean(vectors: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
   return total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
 
 
+class ItemRepresentation(tf.keras.layers.Layer):
+  """Item id embedding (+ projected text vector): [..] ids -> [.., d]."""
+
+  def __init__(self, config: TrainerConfig, num_items: int, **kwargs):
+    super().__init__(**kwargs)
+    self.use_text = config.use_text
+    self.id_embedding = tf.keras.layers.Embedding(num_items,
+                                                  config.embedding_dim)
+    if self.use_text:
+      self.text_projection = tf.keras.layers.Dense(config.embedding_dim,
+                                                   name="text_projection")
+
+  def call(self, ids, text_vectors=None):
+    x = self.id_embedding(ids)
+    if self.use_text:
+      x = x + self.text_projection(text_vectors)
+    return x
+
+
 class QueryTower(tf.keras.Model):
-  """User id, profile and (optionally) pooled history -> unit query vector."""
+  """User id, profile, long- and short-term history -> unit query vector.
+
+  Long-term interest is the mean of every history item kept; short-term is a
+  GRU over the most recent `history_length` items (newest last). A learned
+  gate decides, per user, how much each contributes next to the profile: a
+  heavy user's recent binge says more than their average, a new user has only
+  their profile.
+  """
 
   def __init__(self, config: TrainerConfig, num_users: int,
-               num_occupations: int, item_embedding: tf.keras.layers.Layer):
+               num_occupations: int, items: ItemRepresentation):
     super().__init__()
     self._config = config
     oov = preprocessing.OOV_BUCKETS
-    self.user_embedding = tf.keras.layers.Embedding(
-        num_users + oov, config.embedding_dim)
+    d = config.embedding_dim
+    self.user_embedding = tf.keras.layers.Embedding(num_users + oov, d)
     self.gender_embedding = tf.keras.layers.Embedding(
         len(features.GENDER_VOCAB) + oov, 4)
     self.occupation_embedding = tf.keras.layers.Embedding(
         num_occupations + oov, 8)
-    self.item_embedding = item_embedding
+    self.items = items
+    self.profile = tf.keras.layers.Dense(d, activation="relu")
+    if config.use_history:
+      self.sequence = tf.keras.layers.GRU(d)
+      self.gate = tf.keras.layers.Dense(3, activation="softmax")
     self.hidden = tf.keras.layers.Dense(config.hidden_units, activation="relu")
-    self.out = tf.keras.layers.Dense(config.embedding_dim)
+    self.out = tf.keras.layers.Dense(d)
 
   def call(self, inputs):
-    parts = [
+    profile = self.profile(tf.concat([
         self.user_embedding(inputs[_xf(features.USER_ID)]),
         self.gender_embedding(inputs[_xf(features.GENDER)]),
         self.occupation_embedding(inputs[_xf(features.OCCUPATION)]),
         tf.expand_dims(inputs[_xf(features.AGE)], -1),
-    ]
+    ], axis=-1))
+    parts = [profile]
     if self._config.use_history:
-      history = inputs[_xf(features.HISTORY)][:, -self._config.history_length:]
+      history = inputs[_xf(features.HISTORY)]
       mask = history >= 0
-      vectors = self.item_embedding(tf.maximum(history, 0))
-      parts.append(masked_mean(vectors, mask))
+      vectors = self.items(tf.maximum(history, 0),
+                           inputs.get(HISTORY_TEXT_VECTORS))
+      long_term = masked_mean(vectors, mask)
+      n = self._config.history_length
+      short_term = self.sequence(vectors[:, -n:], mask=mask[:, -n:])
+      has_recent = tf.reduce_any(mask[:, -n:], axis=1, keepdims=True)
+      short_term = tf.where(has_recent, short_term, 0.0)
+      weights = self.gate(tf.concat([profile, long_term, short_term], -1))
+      fused = (weights[:, 0:1] * profile + weights[:, 1:2] * long_term +
+               weights[:, 2:3] * short_term)
+      parts = [profile, fused]
     x = self.hidden(tf.concat(parts, axis=-1))
     return tf.math.l2_normalize(self.out(x), axis=-1)
 
 
 class CandidateTower(tf.keras.Model):
-  """Item id, genres and year -> unit candidate vector."""
+  """Item id (+ text), genres and year -> unit candidate vector."""
 
-  def __init__(self, config: TrainerConfig,
-               item_embedding: tf.keras.layers.Layer):
+  def __init__(self, config: TrainerConfig, items: ItemRepresentation):
     super().__init__()
-    self.item_embedding = item_embedding
+    self.items = items
     self.genres = tf.keras.layers.Dense(16, use_bias=False)
     self.hidden = tf.keras.layers.Dense(config.hidden_units, activation="relu")
     self.out = tf.keras.layers.Dense(config.embedding_dim)
 
   def call(self, inputs):
     x = tf.concat([
-        self.item_embedding(inputs[_xf(features.ITEM_ID)]),
+        self.items(inputs[_xf(features.ITEM_ID)], inputs.get(TEXT_VECTOR)),
         self.genres(inputs[_xf(features.GENRES)]),
         tf.expand_dims(inputs[_xf(features.YEAR)], -1),
     ], axis=-1)
     return tf.math.l2_normalize(self.out(self.hidden(x)), axis=-1)
+
+
+class TextQueryTower(tf.keras.Model):
+  """Free-text query vector (frozen BERT) -> unit vector in candidate space.
+
+  Trained with item texts as queries for their own items, so `search` uses the
+  same index as `recommend`.
+  """
+
+  def __init__(self, config: TrainerConfig):
+    super().__init__()
+    self.hidden = tf.keras.layers.Dense(config.hidden_units, activation="relu")
+    self.out = tf.keras.layers.Dense(config.embedding_dim)
+
+  def call(self, text_vectors):
+    return tf.math.l2_normalize(self.out(self.hidden(text_vectors)), axis=-1)

@@ -13,7 +13,7 @@ from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 
 from trainer import features
-from trainer import task
+from trainer.config import CATALOG_PATTERN_KEY
 
 
 class Executor(trainer_executor.GenericExecutor):
@@ -23,7 +23,7 @@ class Executor(trainer_executor.GenericExecutor):
     examples = input_dict[standard_component_specs.EXAMPLES_KEY]
     catalog_uri = artifact_utils.get_split_uri(examples, features.CATALOG_SPLIT)
     fn_args.custom_config = dict(fn_args.custom_config or {})
-    fn_args.custom_config[task.CATALOG_PATTERN] = catalog_uri + "/*"
+    fn_args.custom_config[CATALOG_PATTERN_KEY] = catalog_uri + "/*"
     return fn_args
 
 

@@ -1,0 +1,249 @@
+"""`make bench-quality`: side-by-side retrieval quality on the temporal split.
+
+Runs the pipeline up to Transform (cached after the first time), then trains
+and evaluates every row in this one process on the same split:
+  popularity, tfrs_tutorial (id-only two towers, 32-d, the TFRS tutorial
+  architecture), full, no_text, no_history, and the cold-start slice (eval
+  interactions whose item never occurs in training) for full and the tutorial;
+plus search sanity rows. Prints a table, writes bench/results/quality.json and
+bench/results/quality_recall.png.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Dict, List
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_recommenders as tfrs  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+
+from pipeline import configs, data, demo, local_runner  # noqa: E402
+from trainer import features, task  # noqa: E402
+from trainer.config import TrainerConfig  # noqa: E402
+from trainer.text_tower import TextEncoder, encode_texts  # noqa: E402
+
+_xf = features.transformed_name
+KS = (10, 50, 100)
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def dataset(files: List[str], tft_layer, batch: int, repeat: bool):
+  ds = tf.data.TFRecordDataset(files, "GZIP")
+  if repeat:
+    ds = ds.shuffle(20000, seed=1).repeat()
+  return (ds.batch(batch, drop_remainder=repeat)
+          .map(lambda x: tf.io.parse_example(x, features.raw_feature_spec()))
+          .map(tft_layer).prefetch(2))
+
+
+class TutorialModel(tfrs.models.Model):
+  """The TFRS basic-retrieval tutorial: user id and item id embeddings (32-d),
+  dot product, in-batch softmax without corrections, Adagrad 0.1."""
+
+  def __init__(self, num_users: int, num_items: int):
+    super().__init__()
+    self.user = tf.keras.layers.Embedding(num_users + 1, 32)
+    self.item = tf.keras.layers.Embedding(num_items + 1, 32)
+    self.task = tfrs.tasks.Retrieval()
+
+  def query(self, inputs):
+    return self.user(inputs[_xf(features.USER_ID)])
+
+  def candidates(self, inputs):
+    return self.item(inputs[_xf(features.ITEM_ID)])
+
+  def compute_loss(self, inputs, training=False):
+    return self.task(self.query(inputs), self.candidates(inputs),
+                     compute_metrics=False)
+
+
+def ranking_metrics(top: np.ndarray, truth: np.ndarray, n_items: int
+                    ) -> Dict[str, float]:
+  """top [N, 100] catalogue rows, truth [N] row of the rated item (-1 none)."""
+  hits = top == truth[:, None]
+  rank = np.where(hits.any(1), hits.argmax(1) + 1, 0)
+  out = {f"recall@{k}": float(((rank > 0) & (rank <= k)).mean()) for k in KS}
+  out["ndcg@10"] = float(np.where((rank > 0) & (rank <= 10),
+                                  1.0 / np.log2(rank + 1), 0.0).mean())
+  out["mrr"] = float(np.where(rank > 0, 1.0 / np.maximum(rank, 1), 0).mean())
+  out["coverage@10"] = float(len(np.unique(top[:, :10])) / n_items)
+  out["examples"] = int(len(truth))
+  return out
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--output-dir", default="outputs")
+  parser.add_argument("--steps", type=int, default=400,
+                      help="training steps for every learned row")
+  parser.add_argument("--batch-size", type=int, default=1024)
+  args = parser.parse_args(argv)
+
+  config = configs.PipelineConfig(
+      output_dir=os.path.abspath(args.output_dir),
+      data_dir=os.path.abspath("data/ml-100k"),
+      text_encoder_dir=os.path.abspath("data/all-MiniLM-L6-v2"),
+      train_steps=args.steps)
+  data.fetch_movielens(config.data_dir)
+  data.fetch_text_encoder(config.text_encoder_dir)
+  local_runner.run(config)  # cached after the first run
+  examples = demo._latest_output(config.pipeline_root, "MovieLensExampleGen",
+                                 "examples")
+  tft_output = tft.TFTransformOutput(demo._latest_output(
+      config.pipeline_root, "Transform", "transform_graph"))
+  tft_layer = tft_output.transform_features_layer()
+  split = lambda s: tf.io.gfile.glob(os.path.join(examples, f"Split-{s}", "*"))
+  catalog = task.read_catalog(os.path.join(examples, "Split-items", "*"))
+  ids = [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
+  row_of = {item: i for i, item in enumerate(ids)}
+
+  eval_raw = [tf.io.parse_example(b, features.raw_feature_spec()) for b in
+              tf.data.TFRecordDataset(split("eval"), "GZIP").batch(4096)]
+  eval_items = np.concatenate([b[features.ITEM_ID].numpy().reshape(-1)
+                               for b in eval_raw])
+  eval_ratings = np.concatenate([b[features.RATING].numpy().reshape(-1)
+                                 for b in eval_raw])
+  truth = np.array([row_of.get(i.decode(), -1) for i in eval_items])
+  train_counts = np.zeros(len(ids))
+  for b in tf.data.TFRecordDataset(split("train"), "GZIP").batch(8192):
+    for i in tf.io.parse_example(b, {features.ITEM_ID: features.raw_feature_spec(
+        )[features.ITEM_ID]})[features.ITEM_ID].numpy().reshape(-1):
+      train_counts[row_of[i.decode()]] += 1
+  cold = train_counts[np.maximum(truth, 0)] == 0
+
+  encoder = TextEncoder(config.text_encoder_dir)
+  text_vectors = encode_texts(encoder, task.catalog_texts(catalog))
+  by_index = task.text_table(task.item_vocabulary(tft_output), ids,
+                             text_vectors)
+  rows = []
+
+  def record(name, top, seconds, rmse=None, mask=None):
+    m = mask if mask is not None else np.ones(len(truth), bool)
+    r = dict(name=name, **ranking_metrics(top[m], truth[m], len(ids)),
+             rmse=rmse, train_seconds=round(seconds, 1),
+             examples_per_second=round(args.steps * args.batch_size /
+                                       seconds, 1) if seconds else None)
+    rows.append(r)
+    print(f"{name:<26} recall@100 {r['recall@100']:.4f}", flush=True)
+
+  pop_top = np.tile(np.argsort(-train_counts)[:100], (len(truth), 1))
+  record("popularity", pop_top, 0.0)
+
+  def top100(queries: np.ndarray, cands: np.ndarray) -> np.ndarray:
+    return np.argsort(-(queries @ cands.T), axis=1)[:, :100]
+
+  # TFRS tutorial.
+  tut = TutorialModel(tft_output.vocabulary_size_by_name(features.USER_VOCAB),
+                      tft_output.vocabulary_size_by_name(features.ITEM_VOCAB))
+  tut.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
+  start = time.time()
+  tut.fit(dataset(split("train"), tft_layer, args.batch_size, True),
+          steps_per_epoch=args.steps, epochs=1, verbose=0)
+  seconds = time.time() - start
+  cat_t = tft_layer(features.complete_raw_features(catalog, len(ids)))
+  cands = tut.candidates(cat_t).numpy()
+  q = np.concatenate([tut.query(tft_layer(b)).numpy() for b in eval_raw])
+  top = top100(q, cands)
+  record("tfrs_tutorial", top, seconds)
+  tutorial_top, tutorial_seconds = top, seconds
+
+  variants = {"full": TrainerConfig(),
+              "no_text": TrainerConfig(use_text=False),
+              "no_history": TrainerConfig(use_history=False)}
+  for name, cfg in variants.items():
+    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
+    model = task.build_model(cfg, tft_output,
+                             by_index if cfg.use_text else None)
+    model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate))
+    start = time.time()
+    model.fit(dataset(split("train"), tft_layer, args.batch_size, True),
+              steps_per_epoch=args.steps, epochs=1, verbose=0)
+    seconds = time.time() - start
+    cands = task.candidate_vectors(model, tft_layer, catalog,
+                                   text_vectors)[:-1]
+    qs, preds = [], []
+    for b in eval_raw:
+      t = model.with_text(tft_layer(b))
+      query, _, rating = model(t)
+      qs.append(query.numpy())
+      preds.append(rating.numpy())
+    top = top100(np.concatenate(qs), cands)
+    rmse = float(np.sqrt(np.mean((np.concatenate(preds) - eval_ratings) ** 2)))
+    record(name, top, seconds, rmse)
+    if name == "full":
+      record("full_cold_start", top, seconds, rmse, mask=cold)
+      full_model, full_cands = model, cands
+  record("tfrs_tutorial_cold_start", tutorial_top, tutorial_seconds, mask=cold)
+
+  # Search sanity: exact titles, and genre queries.
+  titles = [t.decode() for t in catalog[features.TITLE].numpy().reshape(-1)]
+  tq = full_model.text_query_tower(tf.constant(encode_texts(
+      encoder, [t.encode() for t in titles]))).numpy()
+  hits = (top100(tq, full_cands)[:, :10] == np.arange(len(ids))[:, None]).any(1)
+  rows.append({"name": "search_title", "hit@10": float(hits.mean()),
+               "queries": len(ids)})
+  genre_queries = {"Animation": "animated children's film",
+                   "Horror": "scary horror movie", "Western": "western",
+                   "Documentary": "documentary", "Musical": "musical",
+                   "War": "war film", "Sci-Fi": "science fiction"}
+  genres = tf.sparse.to_dense(catalog[features.GENRES], "").numpy()
+  precision = []
+  for genre, query in genre_queries.items():
+    gv = full_model.text_query_tower(tf.constant(encode_texts(
+        encoder, [query.encode()]))).numpy()
+    top10 = top100(gv, full_cands)[0, :10]
+    precision.append(np.mean([genre.encode() in genres[i] for i in top10]))
+  rows.append({"name": "search_genre", "precision@10": float(np.mean(precision)),
+               "queries": len(genre_queries)})
+
+  os.makedirs(RESULTS, exist_ok=True)
+  with open(os.path.join(RESULTS, "quality.json"), "w") as f:
+    json.dump(rows, f, indent=1)
+  print_table(rows)
+  plot(rows, os.path.join(RESULTS, "quality_recall.png"))
+  return 0
+
+
+def print_table(rows: List[Dict]) -> None:
+  cols = ["recall@10", "recall@50", "recall@100", "ndcg@10", "mrr",
+          "coverage@10", "rmse", "train_seconds", "examples_per_second"]
+  print(f"\n{'name':<26}" + "".join(f"{c:>13}" for c in cols))
+  for r in rows:
+    if "recall@10" not in r:
+      continue
+    cells = [("" if r.get(c) is None else f"{r[c]:.4f}" if isinstance(
+        r[c], float) and c not in ("train_seconds", "examples_per_second")
+              else str(r[c])) for c in cols]
+    print(f"{r['name']:<26}" + "".join(f"{c:>13}" for c in cells))
+  for r in rows:
+    if "recall@10" not in r:
+      print(f"{r['name']:<26} " + ", ".join(
+          f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+          for k, v in r.items() if k != "name"))
+
+
+def plot(rows: List[Dict], path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for r in rows:
+    if "recall@10" in r:
+      ax.plot(KS, [r[f"recall@{k}"] for k in KS], marker="o", label=r["name"])
+  ax.set_xlabel("k")
+  ax.set_ylabel("recall@k (time-split eval, MovieLens 100K)")
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  print(f"plot: {path}")
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -60,10 +60,7 @@ class PushedModel:
   def recommend_batch(self, users: Sequence[Dict], k: int = 10) -> List[Dict]:
     out = self.signature(features.RECOMMEND_SIGNATURE)(
         **self._user_batch(users), k=tf.constant(k, tf.int32))
-    return [{"item_ids": [i.decode() for i in out["item_ids"][row].numpy()],
-             "titles": [t.decode() for t in out["titles"][row].numpy()],
-             "scores": out["scores"][row].numpy().tolist()}
-            for row in range(len(users))]
+    return _top_k_rows(out)
 
   def recommend(self, user_id: str = "", age: int = 0, gender: str = "",
                 occupation: str = "", history: Sequence[str] = (),
@@ -76,10 +73,7 @@ class PushedModel:
     """Free-text queries (str or bytes) -> top-k items each."""
     out = self.signature(features.SEARCH_SIGNATURE)(
         query=tf.constant(list(queries), tf.string), k=tf.constant(k, tf.int32))
-    return [{"item_ids": [i.decode() for i in out["item_ids"][row].numpy()],
-             "titles": [t.decode() for t in out["titles"][row].numpy()],
-             "scores": out["scores"][row].numpy().tolist()}
-            for row in range(len(queries))]
+    return _top_k_rows(out)
 
   def embed_items(self, items: Sequence[Dict]) -> np.ndarray:
     """Candidate vectors for items given as {item_id, title, year, genres}."""
@@ -97,6 +91,15 @@ class PushedModel:
         **self._user_batch([user]),
         item_ids=tf.constant([list(item_ids)], tf.string))
     return out["scores"][0].numpy()
+
+
+def _top_k_rows(out: Dict[str, tf.Tensor]) -> List[Dict]:
+  """Signature outputs [B, k] -> one {item_ids, titles, scores} per row."""
+  ids, titles, scores = (out["item_ids"].numpy(), out["titles"].numpy(),
+                         out["scores"].numpy())
+  return [{"item_ids": [i.decode() for i in ids[row]],
+           "titles": [t.decode() for t in titles[row]],
+           "scores": scores[row].tolist()} for row in range(len(ids))]
 
 
 def load_latest(model_base_path: str) -> PushedModel:

@@ -149,9 +149,8 @@ def test_cached_and_in_graph_text_paths_agree(first_run):
        "year": 1991, "genres": ["Drama"]},
   ]
   in_graph = model.embed_items(items)
-  loaded = model._loaded
-  rows = loaded.rows.lookup(tf.constant(["1", "1682"])).numpy()
-  cached = loaded.item_vectors.numpy()[rows]
+  cached = model._loaded.indexed_item_vectors(
+      tf.constant(["1", "1682"])).numpy()
   np.testing.assert_allclose(in_graph, cached, atol=1e-4)
   # A brand-new item gets a unit vector from its text alone.
   new = model.embed_items([{"item_id": "new-1", "title": "Toy Story 3",

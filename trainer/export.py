@@ -118,12 +118,19 @@ class RecommenderModule(tf.Module):
         text.item_text(title, year, genres))
     return {"vectors": self.model.candidate_tower(transformed)}
 
+  @tf.function(input_signature=[tf.TensorSpec(None, tf.string)])
+  def indexed_item_vectors(self, item_ids):
+    """Vectors the index holds for `item_ids` (any shape); unknown ids get
+    the out-of-vocabulary item's vector. Not a signature: a method kept in
+    the SavedModel for tools and tests."""
+    return tf.gather(self.item_vectors, self.rows.lookup(item_ids))
+
   @tf.function(input_signature=[
       *_USER_INPUTS.values(),
       tf.TensorSpec([None, None], tf.string, "item_ids")])
   def rank(self, user_id, age, gender, occupation, history_item_ids, item_ids):
     query = self._query(user_id, age, gender, occupation, history_item_ids)
-    candidates = tf.gather(self.item_vectors, self.rows.lookup(item_ids))
+    candidates = self.indexed_item_vectors(item_ids)
     n = tf.shape(item_ids)[1]
     queries = tf.repeat(query[:, tf.newaxis, :], n, axis=1)
     d = tf.shape(query)[-1]

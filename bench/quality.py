@@ -213,14 +213,16 @@ def main(argv=None) -> int:
 def print_table(rows: List[Dict]) -> None:
   cols = ["recall@10", "recall@50", "recall@100", "ndcg@10", "mrr",
           "coverage@10", "rmse", "train_seconds", "examples_per_second"]
-  print(f"\n{'name':<26}" + "".join(f"{c:>13}" for c in cols))
+  widths = [max(12, len(c)) + 1 for c in cols]
+  print(f"\n{'name':<26}" + "".join(f"{c:>{w}}" for c, w in zip(cols, widths)))
   for r in rows:
     if "recall@10" not in r:
       continue
     cells = [("" if r.get(c) is None else f"{r[c]:.4f}" if isinstance(
         r[c], float) and c not in ("train_seconds", "examples_per_second")
               else str(r[c])) for c in cols]
-    print(f"{r['name']:<26}" + "".join(f"{c:>13}" for c in cells))
+    print(f"{r['name']:<26}" + "".join(f"{c:>{w}}"
+                                       for c, w in zip(cells, widths)))
   for r in rows:
     if "recall@10" not in r:
       print(f"{r['name']:<26} " + ", ".join(

@@ -118,9 +118,7 @@ def main(argv=None) -> int:
   cold = train_counts[np.maximum(truth, 0)] == 0
 
   encoder = TextEncoder(config.text_encoder_dir)
-  text_vectors = encode_texts(encoder, task.catalog_texts(catalog))
-  by_index = task.text_table(task.item_vocabulary(tft_output), ids,
-                             text_vectors)
+  text_vectors, tables = task.text_tables(encoder, catalog, tft_output)
   rows = []
 
   def record(name, top, seconds, rmse=None, mask=None):
@@ -159,7 +157,7 @@ def main(argv=None) -> int:
   for name, cfg in variants.items():
     cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
     model = task.build_model(cfg, tft_output,
-                             by_index if cfg.use_text else None)
+                             *(tables if cfg.use_text else (None, None)))
     model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate))
     start = time.time()
     model.fit(dataset(split("train"), tft_layer, args.batch_size, True),

@@ -4,6 +4,8 @@
   recsys pipeline run [options]     run the TFX pipeline locally on Beam
   recsys pipeline compile --target kubeflow --output pipeline.json
   recsys recommend --user 42        top-k from the latest pushed model
+  recsys search "space adventure"   free-text search of the catalogue
+  recsys serve                      TF Serving protocol on 127.0.0.1:8500/8501
   recsys demo                       fetch, run, then recommend for a few users
 
 Every option maps onto a field of pipeline.configs.PipelineConfig or
@@ -129,15 +131,49 @@ def cmd_pipeline_compile(args) -> int:
   return 0
 
 
+def _model_base_path(args) -> str:
+  return os.path.join(os.path.abspath(args.output_dir), "serving",
+                      configs.MODEL_NAME)
+
+
 def cmd_recommend(args) -> int:
   from serving import local_model
-  model = local_model.load_latest(os.path.join(
-      os.path.abspath(args.output_dir), "serving", configs.MODEL_NAME))
   history = [h for h in (args.history or "").split(",") if h]
-  result = model.recommend(user_id=args.user, age=args.age,
-                           gender=args.gender, occupation=args.occupation,
-                           history=history, k=args.k)
+  user = dict(user_id=args.user, age=args.age, gender=args.gender,
+              occupation=args.occupation, history=history)
+  if args.server:
+    from serving import client
+    result = client.RecommenderClient(args.server, args.model_name).recommend(
+        [user], args.k, args.exclude_seen)[0]
+  else:
+    result = local_model.load_latest(_model_base_path(args)).recommend(
+        **user, k=args.k, exclude_seen=args.exclude_seen)
   print(local_model.format_recommendations(args.user, result))
+  return 0
+
+
+def cmd_search(args) -> int:
+  from serving import local_model
+  if args.server:
+    from serving import client
+    results = client.RecommenderClient(args.server, args.model_name).search(
+        args.query, args.k)
+  else:
+    results = local_model.load_latest(_model_base_path(args)).search(
+        args.query, args.k)
+  for query, result in zip(args.query, results):
+    print(local_model.format_recommendations(f"query {query!r}", result))
+  return 0
+
+
+def cmd_serve(args) -> int:
+  from serving import server
+  base = args.model_base_path or _model_base_path(args)
+  server.serve_forever(server.Server(
+      args.model_name, base, host=args.host, grpc_port=args.port,
+      rest_port=args.rest_api_port, poll_seconds=args.poll_seconds,
+      versions_to_keep=args.versions_to_keep,
+      max_request_bytes=args.max_request_bytes))
   return 0
 
 
@@ -146,6 +182,15 @@ def cmd_demo(args) -> int:
   config = pipeline_config(args)
   _console_progress(config)
   return demo.main(config)
+
+
+def _add_model_location_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--server", default=None,
+                 help="host:port of a TF Serving gRPC endpoint (real or "
+                 "`recsys serve`); without it the newest pushed version is "
+                 "loaded in-process")
+  p.add_argument("--model-name", default=configs.MODEL_NAME)
+  p.add_argument("--output-dir", default=configs.PipelineConfig().output_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,8 +232,38 @@ def build_parser() -> argparse.ArgumentParser:
   rec.add_argument("--history", default="",
                    help="comma-separated item ids, oldest first")
   rec.add_argument("-k", type=int, default=10, help="how many items (1-100)")
-  rec.add_argument("--output-dir", default=configs.PipelineConfig().output_dir)
+  rec.add_argument("--exclude-seen", action="store_true",
+                   help="leave out the items given in --history")
+  _add_model_location_flags(rec)
   rec.set_defaults(func=cmd_recommend)
+
+  search = sub.add_parser("search", help="free-text search of the catalogue")
+  search.add_argument("query", nargs="+", help="one or more queries")
+  search.add_argument("-k", type=int, default=10, help="how many items (1-100)")
+  _add_model_location_flags(search)
+  search.set_defaults(func=cmd_search)
+
+  serve = sub.add_parser(
+      "serve", help="serve pushed models over TF Serving's gRPC and REST "
+      "APIs (local stand-in for tensorflow_model_server)")
+  serve.add_argument("--model-base-path", default=None,
+                     help="folder of numbered versions (default: "
+                     "<output-dir>/serving/recommender)")
+  serve.add_argument("--output-dir", default=configs.PipelineConfig().output_dir)
+  serve.add_argument("--model-name", default=configs.MODEL_NAME)
+  serve.add_argument("--host", default="127.0.0.1",
+                     help="address to bind (127.0.0.1: this machine only)")
+  serve.add_argument("--port", type=int, default=8500, help="gRPC port")
+  serve.add_argument("--rest-api-port", type=int, default=8501,
+                     help="REST port")
+  serve.add_argument("--poll-seconds", type=float, default=1.0,
+                     help="how often to look for new versions")
+  serve.add_argument("--versions-to-keep", type=int, default=1,
+                     help="newest versions kept loaded (TF Serving's latest "
+                     "policy)")
+  serve.add_argument("--max-request-bytes", type=int, default=16 << 20,
+                     help="larger requests get RESOURCE_EXHAUSTED")
+  serve.set_defaults(func=cmd_serve)
 
   demo = sub.add_parser("demo", help="fetch data, run the pipeline, show "
                         "recommendations and the evaluation table")

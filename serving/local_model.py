@@ -13,6 +13,7 @@ import tensorflow as tf
 # Serving's standard build links the same TF Text ops.
 import tensorflow_text  # noqa: F401
 
+from serving import protocol
 from trainer import features
 
 
@@ -44,36 +45,31 @@ class PushedModel:
 
   @staticmethod
   def _user_batch(users: Sequence[Dict]) -> Dict[str, tf.Tensor]:
-    width = max([len(u.get("history") or []) for u in users] + [1])
-    history = [list(u.get("history") or []) + [""] * (
-        width - len(u.get("history") or [])) for u in users]
-    return {
-        features.USER_ID: tf.constant([str(u.get("user_id", "")) for u in users]),
-        features.AGE: tf.constant([int(u.get("age") or 0) for u in users],
-                                  tf.int64),
-        features.GENDER: tf.constant([u.get("gender", "") for u in users]),
-        features.OCCUPATION: tf.constant([u.get("occupation", "")
-                                          for u in users]),
-        features.HISTORY: tf.constant(history, tf.string),
-    }
+    return {k: tf.constant(v, tf.int64 if v.dtype.kind == "i" else tf.string)
+            for k, v in protocol.user_inputs(users).items()}
 
-  def recommend_batch(self, users: Sequence[Dict], k: int = 10) -> List[Dict]:
-    out = self.signature(features.RECOMMEND_SIGNATURE)(
+  def recommend_batch(self, users: Sequence[Dict], k: int = 10,
+                      exclude_seen: bool = False) -> List[Dict]:
+    """Top k per user; with exclude_seen, items in each history are skipped."""
+    name = (features.RECOMMEND_UNSEEN_SIGNATURE if exclude_seen
+            else features.RECOMMEND_SIGNATURE)
+    out = self.signature(name)(
         **self._user_batch(users), k=tf.constant(k, tf.int32))
-    return _top_k_rows(out)
+    return protocol.top_k_rows({k: v.numpy() for k, v in out.items()})
 
   def recommend(self, user_id: str = "", age: int = 0, gender: str = "",
                 occupation: str = "", history: Sequence[str] = (),
-                k: int = 10) -> Dict:
+                k: int = 10, exclude_seen: bool = False) -> Dict:
     return self.recommend_batch([dict(user_id=user_id, age=age, gender=gender,
                                       occupation=occupation,
-                                      history=list(history))], k)[0]
+                                      history=list(history))], k,
+                                exclude_seen)[0]
 
   def search(self, queries: Sequence, k: int = 10) -> List[Dict]:
     """Free-text queries (str or bytes) -> top-k items each."""
     out = self.signature(features.SEARCH_SIGNATURE)(
         query=tf.constant(list(queries), tf.string), k=tf.constant(k, tf.int32))
-    return _top_k_rows(out)
+    return protocol.top_k_rows({k: v.numpy() for k, v in out.items()})
 
   def embed_items(self, items: Sequence[Dict]) -> np.ndarray:
     """Candidate vectors for items given as {item_id, title, year, genres}."""
@@ -91,15 +87,6 @@ class PushedModel:
         **self._user_batch([user]),
         item_ids=tf.constant([list(item_ids)], tf.string))
     return out["scores"][0].numpy()
-
-
-def _top_k_rows(out: Dict[str, tf.Tensor]) -> List[Dict]:
-  """Signature outputs [B, k] -> one {item_ids, titles, scores} per row."""
-  ids, titles, scores = (out["item_ids"].numpy(), out["titles"].numpy(),
-                         out["scores"].numpy())
-  return [{"item_ids": [i.decode() for i in ids[row]],
-           "titles": [t.decode() for t in titles[row]],
-           "scores": scores[row].tolist()} for row in range(len(ids))]
 
 
 def load_latest(model_base_path: str) -> PushedModel:

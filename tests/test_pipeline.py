@@ -15,7 +15,9 @@ from ml_metadata import metadata_store
 from pipeline import configs
 from pipeline import demo
 from pipeline import local_runner
+from serving import client as client_lib
 from serving import local_model
+from serving import server as server_lib
 from trainer import features
 from trainer import preprocessing
 from trainer.config import TrainerConfig
@@ -124,6 +126,11 @@ def test_pushed_model_answers_known_and_unknown_users(first_run):
     scores = np.array(result["scores"])
     assert np.isfinite(scores).all() and (np.diff(scores) <= 1e-6).all()
   assert known["item_ids"] != unknown["item_ids"]
+  history = known["item_ids"][:3]
+  unseen = model.recommend(user_id="1", history=history, k=10,
+                           exclude_seen=True)
+  assert len(unseen["item_ids"]) == 10
+  assert not set(history) & set(unseen["item_ids"])
   ratings = model.rank({"user_id": "1"}, ["50", "181", "no-such-item"])
   assert ratings.shape == (3,) and np.isfinite(ratings).all()
   with pytest.raises(KeyError, match="available: .*recommend"):
@@ -156,6 +163,26 @@ def test_cached_and_in_graph_text_paths_agree(first_run):
   new = model.embed_items([{"item_id": "new-1", "title": "Toy Story 3",
                             "year": 2010, "genres": ["Animation"]}])
   assert np.isclose(np.linalg.norm(new), 1.0, atol=1e-4)
+
+
+def test_pushed_model_over_grpc_matches_in_process(first_run):
+  server = server_lib.Server(configs.MODEL_NAME, first_run.serving_model_dir,
+                             grpc_port=0, rest_port=None).start()
+  try:
+    remote = client_lib.RecommenderClient(f"127.0.0.1:{server.grpc_port}")
+    local = local_model.load_latest(first_run.serving_model_dir)
+    user = {"user_id": "1", "age": 24, "gender": "M",
+            "occupation": "technician", "history": ["50"]}
+    over_grpc = remote.recommend([user], k=10)[0]
+    in_process = local.recommend_batch([user], k=10)[0]
+    assert over_grpc["item_ids"] == in_process["item_ids"]
+    np.testing.assert_allclose(over_grpc["scores"], in_process["scores"],
+                               rtol=1e-5)
+    assert remote.search(["Star Wars"], k=3)[0]["item_ids"] == \
+        local.search(["Star Wars"], k=3)[0]["item_ids"]
+    assert features.SEARCH_SIGNATURE in remote.signatures()
+  finally:
+    server.stop()
 
 
 def _last_states(config):

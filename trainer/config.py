@@ -30,6 +30,8 @@ class TrainerConfig:
   text_max_length: int = 32
   # Weight of the search task (item text as query -> that item).
   search_weight: float = 0.5
+  # Share of training candidates whose id is hidden (cold-start training).
+  item_id_dropout: float = 0.2
   # Size of the exported index's top-k (the largest k a caller may ask for).
   max_k: int = 100
 

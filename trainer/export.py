@@ -7,6 +7,7 @@ feature code on the client, no train/serve skew.
 Signatures (all tensors batched on axis 0 unless noted):
   recommend(user_id, age, gender, occupation, history_item_ids [B, H] ("" pads),
             k [] int32) -> item_ids [B, k], titles [B, k], scores [B, k]
+  recommend_unseen(same inputs) -> the same, excluding history_item_ids
   rank(same user fields, item_ids [B, N]) -> scores [B, N] (predicted rating)
   evaluate(examples [B] serialized tf.Example) -> rating [B], hit_at_100 [B]
 With the text tower (the default) also:
@@ -58,6 +59,7 @@ class RecommenderModule(tf.Module):
     self.tft_layer = tft_layer
     self.text_encoder = text_encoder
     self.max_k = max_k
+    self.num_items = len(item_ids)
     ids = tf.constant(item_ids)
     self.index = tfrs.layers.factorized_top_k.BruteForce(k=max_k)
     self.index.index(tf.constant(item_vectors[:-1]), ids)
@@ -80,9 +82,21 @@ class RecommenderModule(tf.Module):
            features.HISTORY: dense_to_sparse_ids(history_item_ids)}
     return self.model.query_tower(self.model.with_text(self._transform(raw)))
 
-  def _top_k(self, query, k):
+  def _top_k(self, query, k, exclude=None):
+    """Top k of the whole catalogue; `exclude` [B, H] ids ("" pads) are
+    skipped, so k items come back even when many were seen."""
     k = tf.clip_by_value(k, 1, self.max_k)
-    scores, ids = self.index(query)
+    if exclude is None:
+      scores, ids = self.index(query)
+    else:
+      depth = tf.minimum(self.max_k + tf.shape(exclude)[1], self.num_items)
+      scores, ids = self.index(query, k=depth)
+      seen = tf.reduce_any(
+          tf.equal(ids[:, :, tf.newaxis], exclude[:, tf.newaxis, :]), axis=-1)
+      scores, order = tf.math.top_k(
+          tf.where(seen, tf.constant(-1e9, scores.dtype), scores),
+          k=tf.minimum(self.max_k, depth))
+      ids = tf.gather(ids, order, batch_dims=1)
     scores, ids = scores[:, :k], ids[:, :k]
     return {"item_ids": ids, "titles": self.titles.lookup(ids),
             "scores": scores}
@@ -92,6 +106,15 @@ class RecommenderModule(tf.Module):
   def recommend(self, user_id, age, gender, occupation, history_item_ids, k):
     return self._top_k(
         self._query(user_id, age, gender, occupation, history_item_ids), k)
+
+  @tf.function(input_signature=[*_USER_INPUTS.values(),
+                                tf.TensorSpec([], tf.int32, "k")])
+  def recommend_unseen(self, user_id, age, gender, occupation,
+                       history_item_ids, k):
+    """`recommend`, leaving out the items in `history_item_ids`."""
+    return self._top_k(
+        self._query(user_id, age, gender, occupation, history_item_ids), k,
+        exclude=history_item_ids)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "query"),
                                 tf.TensorSpec([], tf.int32, "k")])
@@ -153,6 +176,7 @@ class RecommenderModule(tf.Module):
 def save(module: RecommenderModule, export_dir: str) -> None:
   signatures = {
       features.RECOMMEND_SIGNATURE: module.recommend,
+      features.RECOMMEND_UNSEEN_SIGNATURE: module.recommend_unseen,
       "serving_default": module.recommend,
       features.RANK_SIGNATURE: module.rank,
       features.EVAL_SIGNATURE: module.evaluate,

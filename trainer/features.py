@@ -53,6 +53,7 @@ OCCUPATION_VOCAB = "occupation_vocab"
 
 # Exported signatures.
 RECOMMEND_SIGNATURE = "recommend"
+RECOMMEND_UNSEEN_SIGNATURE = "recommend_unseen"
 RANK_SIGNATURE = "rank"
 SEARCH_SIGNATURE = "search"
 EMBED_ITEMS_SIGNATURE = "embed_items"

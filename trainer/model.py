@@ -30,12 +30,15 @@ class RecommenderModel(tfrs.models.Model):
       training interactions (the in-batch sampling probability).
     text_table: float array [num_items + OOV, text_dim]: frozen text vector
       of each vocabulary item (zeros for OOV); None without the text tower.
+    title_table: the same for the title alone: what a person types into
+      search. The search task learns from both.
     mean_rating: the rating head starts from the training mean.
   """
 
   def __init__(self, config: TrainerConfig, num_users: int,
                num_occupations: int, item_probability: np.ndarray,
                text_table: Optional[np.ndarray] = None,
+               title_table: Optional[np.ndarray] = None,
                mean_rating: float = 3.5):
     super().__init__()
     self.config = config
@@ -43,6 +46,10 @@ class RecommenderModel(tfrs.models.Model):
       raise ValueError("use_text needs the catalogue's text vectors")
     self.text_table = (tf.constant(text_table, tf.float32)
                        if config.use_text else None)
+    self.title_table = (tf.constant(title_table, tf.float32)
+                        if config.use_text and title_table is not None
+                        else None)
+    self.oov_item = len(item_probability) - 1
     self.items = towers.ItemRepresentation(config, len(item_probability))
     self.query_tower = towers.QueryTower(config, num_users, num_occupations,
                                          self.items)
@@ -80,14 +87,29 @@ class RecommenderModel(tfrs.models.Model):
         self.text_table, tf.maximum(inputs[_xf(features.HISTORY)], 0))
     return out
 
-  def call(self, inputs: Dict[str, tf.Tensor]):
+  def _drop_item_ids(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """Hides a random share of candidate ids behind the OOV id in training.
+
+    Items first seen after training all share the OOV id, so unless the
+    candidate tower learns what that id means and to lean on the item's text
+    and genres instead, every cold-start item looks the same.
+    """
+    ids = inputs[_xf(features.ITEM_ID)]
+    hide = tf.random.uniform(tf.shape(ids)) < self.config.item_id_dropout
+    out = dict(inputs)
+    out[_xf(features.ITEM_ID)] = tf.where(
+        hide, tf.cast(self.oov_item, ids.dtype), ids)
+    return out
+
+  def call(self, inputs: Dict[str, tf.Tensor], training=False):
     inputs = self.with_text(inputs)
     query = self.query_tower(inputs)
-    candidate = self.candidate_tower(inputs)
+    candidate = self.candidate_tower(
+        self._drop_item_ids(inputs) if training else inputs)
     return query, candidate, self.predict_rating(query, candidate)
 
   def compute_loss(self, inputs, training=False):
-    query, candidate, rating = self(inputs)
+    query, candidate, rating = self(inputs, training=training)
     item_idx = inputs[_xf(features.ITEM_ID)]
     sampling = tf.gather(self.item_probability, item_idx)
     retrieval = self.retrieval_task(
@@ -98,11 +120,14 @@ class RecommenderModel(tfrs.models.Model):
     loss = (self.config.retrieval_weight * retrieval +
             self.config.ranking_weight * ranking)
     if self.config.use_text:
-      # Each item's own text is a query that should retrieve it.
-      text_query = self.text_query_tower(tf.gather(self.text_table, item_idx))
-      loss += self.config.search_weight * self.search_task(
-          text_query, candidate, candidate_sampling_probability=sampling,
-          candidate_ids=item_idx, compute_metrics=False)
+      # Each item's own text (and its bare title) is a query that should
+      # retrieve it.
+      tables = [t for t in (self.text_table, self.title_table) if t is not None]
+      for table in tables:
+        text_query = self.text_query_tower(tf.gather(table, item_idx))
+        loss += self.config.search_weight / len(tables) * self.search_task(
+            text_query, candidate, candidate_sampling_probability=sampling,
+            candidate_ids=item_idx, compute_metrics=False)
     return loss
 
 

@@ -124,13 +124,27 @@ def text_table(vocabulary: List[str], catalog_ids: List[str],
   return table
 
 
+def text_tables(encoder: TextEncoder, catalog: Dict[str, tf.Tensor],
+                tft_output: tft.TFTransformOutput):
+  """Encodes the catalogue once: (full-text vectors by catalogue row,
+  (full-text table, title-only table) by vocabulary index)."""
+  ids = [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
+  vocabulary = item_vocabulary(tft_output)
+  full = encode_texts(encoder, catalog_texts(catalog))
+  titles = encode_texts(encoder,
+                        catalog[features.TITLE].numpy().reshape(-1).tolist())
+  return full, (text_table(vocabulary, ids, full),
+                text_table(vocabulary, ids, titles))
+
+
 def item_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:
   return [v.decode() for v in
           tft_output.vocabulary_by_name(features.ITEM_VOCAB)]
 
 
 def build_model(config: TrainerConfig, tft_output: tft.TFTransformOutput,
-                text_vectors_by_index: Optional[np.ndarray] = None
+                text_vectors_by_index: Optional[np.ndarray] = None,
+                title_vectors_by_index: Optional[np.ndarray] = None
                 ) -> RecommenderModel:
   items = item_vocabulary(tft_output)
   freq = {}
@@ -145,7 +159,7 @@ def build_model(config: TrainerConfig, tft_output: tft.TFTransformOutput,
       num_occupations=tft_output.vocabulary_size_by_name(
           features.OCCUPATION_VOCAB),
       item_probability=item_probability(freq, items),
-      text_table=text_vectors_by_index)
+      text_table=text_vectors_by_index, title_table=title_vectors_by_index)
 
 
 def evaluate_in_process(module: export.RecommenderModule,
@@ -182,16 +196,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN_KEY])
   catalog_ids = [i.decode() for i in
                  catalog[features.ITEM_ID].numpy().reshape(-1)]
-  encoder, catalog_text_vectors, by_index = None, np.zeros([len(catalog_ids), 1],
-                                                           np.float32), None
+  encoder, catalog_text_vectors = None, np.zeros([len(catalog_ids), 1],
+                                                 np.float32)
+  tables = (None, None)
   if config.use_text:
     encoder = TextEncoder(fn_args.custom_config[TEXT_ENCODER_DIR_KEY],
                           config.text_max_length)
-    catalog_text_vectors = encode_texts(encoder, catalog_texts(catalog))
-    by_index = text_table(item_vocabulary(tft_output), catalog_ids,
-                          catalog_text_vectors)
+    catalog_text_vectors, tables = text_tables(encoder, catalog, tft_output)
 
-  model = build_model(config, tft_output, by_index)
+  model = build_model(config, tft_output, *tables)
   model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   steps = fn_args.train_steps
   start = time.time()

@@ -1,0 +1,161 @@
+"""Client for TF Serving's gRPC PredictionService (and its REST API).
+
+Talks to any server that speaks the protocol: a real `tensorflow_model_server`
+or `recsys serve`. Errors come back as exceptions that say what to do.
+"""
+import json
+import urllib.error
+import urllib.request
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import grpc
+import numpy as np
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving import protocol
+from trainer import features
+
+
+class ServingError(RuntimeError):
+  """Base of the client's errors; `code` is the gRPC status."""
+
+  def __init__(self, message: str, code=None):
+    super().__init__(message)
+    self.code = code
+
+
+class ServerUnavailable(ServingError):
+  pass
+
+
+class ModelNotFound(ServingError):
+  pass
+
+
+class BadRequest(ServingError):
+  pass
+
+
+def _raise(error: grpc.RpcError, address: str, model: str):
+  code, details = error.code(), error.details()
+  if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+    if "Servable not found" in (details or ""):
+      raise ModelNotFound(f"Model {model!r} has no loaded version on "
+                          f"{address}: {details}", code) from None
+    raise ServerUnavailable(
+        f"No TF Serving answer from {address} ({code.name}): is the server "
+        f"running? Start one with `recsys serve`.", code) from None
+  if code == grpc.StatusCode.NOT_FOUND:
+    raise ModelNotFound(f"{details} (server {address})", code) from None
+  raise BadRequest(f"{code.name}: {details}", code) from None
+
+
+class RecommenderClient:
+  """gRPC client: recommend, search, rank, status and metadata.
+
+  Args:
+    address: host:port of the gRPC endpoint.
+    model_name: the model's name in the server's model config.
+    timeout: seconds per call.
+  """
+
+  def __init__(self, address: str = "127.0.0.1:8500",
+               model_name: str = "recommender", timeout: float = 10.0,
+               max_message_bytes: int = 64 << 20):
+    self.address, self.model_name, self.timeout = address, model_name, timeout
+    self._channel = grpc.insecure_channel(address, options=[
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes)])
+    self._predict = prediction_service_pb2_grpc.PredictionServiceStub(
+        self._channel)
+    self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+
+  def close(self):
+    self._channel.close()
+
+  def predict(self, signature: str, inputs: Mapping[str, np.ndarray],
+              version: Optional[int] = None) -> Dict[str, np.ndarray]:
+    request = protocol.predict_request(self.model_name, signature, inputs,
+                                       version)
+    try:
+      response = self._predict.Predict(request, timeout=self.timeout)
+    except grpc.RpcError as e:
+      _raise(e, self.address, self.model_name)
+    return protocol.response_outputs(response)
+
+  def recommend(self, users: Sequence[Mapping], k: int = 10,
+                exclude_seen: bool = False) -> List[Dict]:
+    inputs = dict(protocol.user_inputs(users), k=np.int32(k))
+    name = (features.RECOMMEND_UNSEEN_SIGNATURE if exclude_seen
+            else features.RECOMMEND_SIGNATURE)
+    return protocol.top_k_rows(self.predict(name, inputs))
+
+  def search(self, queries: Sequence[str], k: int = 10) -> List[Dict]:
+    return protocol.top_k_rows(self.predict(features.SEARCH_SIGNATURE, {
+        "query": np.array(list(queries), object), "k": np.int32(k)}))
+
+  def status(self) -> List[Dict]:
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = self.model_name
+    try:
+      response = self._models.GetModelStatus(request, timeout=self.timeout)
+    except grpc.RpcError as e:
+      _raise(e, self.address, self.model_name)
+    return [{"version": s.version,
+             "state": get_model_status_pb2.ModelVersionStatus.State.Name(
+                 s.state)} for s in response.model_version_status]
+
+  def signatures(self) -> List[str]:
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = self.model_name
+    request.metadata_field.append("signature_def")
+    try:
+      response = self._predict.GetModelMetadata(request, timeout=self.timeout)
+    except grpc.RpcError as e:
+      _raise(e, self.address, self.model_name)
+    defs = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(defs)
+    return sorted(defs.signature_def)
+
+
+class RestClient:
+  """The same calls over TF Serving's REST API (columnar "inputs" format)."""
+
+  def __init__(self, base_url: str = "http://127.0.0.1:8501",
+               model_name: str = "recommender", timeout: float = 10.0):
+    self.base_url, self.model_name = base_url.rstrip("/"), model_name
+    self.timeout = timeout
+
+  def _call(self, path: str, body: Optional[Dict] = None) -> Dict:
+    url = f"{self.base_url}/v1/models/{self.model_name}{path}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={
+        "Content-Type": "application/json"})
+    try:
+      with urllib.request.urlopen(request, timeout=self.timeout) as r:
+        return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+      message = json.loads(e.read() or b"{}").get("error", str(e))
+      if e.code == 404:
+        raise ModelNotFound(message) from None
+      raise BadRequest(message) from None
+    except urllib.error.URLError as e:
+      raise ServerUnavailable(f"No answer from {self.base_url}: {e.reason}. "
+                              "Is the server running?") from None
+
+  def recommend(self, users: Sequence[Mapping], k: int = 10) -> List[Dict]:
+    inputs = {key: value.tolist()
+              for key, value in protocol.user_inputs(users).items()}
+    inputs["k"] = k
+    out = self._call(":predict", {"signature_name":
+                                  features.RECOMMEND_SIGNATURE,
+                                  "inputs": inputs})["outputs"]
+    return protocol.top_k_rows({key: np.array(v, dtype=object
+                                              if key != "scores" else None)
+                                for key, v in out.items()})
+
+  def status(self) -> List[Dict]:
+    return self._call("")["model_version_status"]

@@ -1,0 +1,402 @@
+"""`recsys serve`: a local server that speaks TF Serving's protocol exactly.
+
+No `tensorflow_model_server` binary can be installed on our machines, so for
+development and tests this serves the same model-base-path layout over the
+same APIs: gRPC PredictionService (Predict, GetModelMetadata) and ModelService
+(GetModelStatus) on one port, and the REST API (/v1/models/...) on another.
+It picks up new version directories as they appear and unloads old ones
+(keeps the newest `versions_to_keep`, TF Serving's default policy keeps 1).
+A request never takes the server down: bad requests get the status code TF
+Serving would return (INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED).
+"""
+import json
+import os
+import re
+import threading
+import time
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Dict, List, Optional
+
+import grpc
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+from absl import logging
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
+from tensorflow_serving.apis import get_model_status_pb2
+from tensorflow_serving.apis import model_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving import protocol
+
+DEFAULT_GRPC_PORT = 8500
+DEFAULT_REST_PORT = 8501
+DEFAULT_MAX_REQUEST_BYTES = 16 << 20
+_State = get_model_status_pb2.ModelVersionStatus.State
+
+
+class LoadedVersion:
+  """One servable version: the loaded SavedModel and its SignatureDefs."""
+
+  def __init__(self, path: str, version: int):
+    self.version = version
+    self.loaded = tf.saved_model.load(path)
+    meta = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+      meta.ParseFromString(f.read())
+    self.signature_defs = meta.meta_graphs[0].signature_def
+
+  def signature(self, name: str):
+    name = name or "serving_default"
+    if name not in self.loaded.signatures:
+      raise protocol.ProtocolError(
+          grpc.StatusCode.INVALID_ARGUMENT,
+          f"Serving signature name: \"{name}\" not found in signature def; "
+          f"available: {', '.join(sorted(self.loaded.signatures))}")
+    return self.loaded.signatures[name]
+
+  def run(self, signature: str, inputs: Dict[str, np.ndarray]
+          ) -> Dict[str, np.ndarray]:
+    function = self.signature(signature)
+    tensors = protocol.signature_inputs(function, inputs)
+    try:
+      outputs = function(**tensors)
+    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+      raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   str(e).split("\n")[0]) from None
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+class ModelManager:
+  """Watches one model base path and keeps the newest versions loaded."""
+
+  def __init__(self, name: str, base_path: str, versions_to_keep: int = 1):
+    self.name, self.base_path = name, base_path
+    self.versions_to_keep = versions_to_keep
+    self._versions: Dict[int, LoadedVersion] = {}
+    self._states: Dict[int, int] = {}
+    self._lock = threading.Lock()
+
+  def _on_disk(self) -> List[int]:
+    if not tf.io.gfile.exists(self.base_path):
+      return []
+    return sorted(int(n.strip("/")) for n in tf.io.gfile.listdir(self.base_path)
+                  if n.strip("/").isdigit())
+
+  def poll(self) -> None:
+    """Loads new versions (fully, before they are visible), unloads old."""
+    wanted = self._on_disk()[-self.versions_to_keep:]
+    for version in wanted:
+      if version in self._versions or self._states.get(version) == _State.END:
+        continue
+      with self._lock:
+        self._states[version] = _State.LOADING
+      try:
+        loaded = LoadedVersion(os.path.join(self.base_path, str(version)),
+                               version)
+      except Exception as e:  # A broken version must not stop the server.
+        logging.error("Failed to load %s version %d: %s", self.name, version, e)
+        with self._lock:
+          self._states[version] = _State.END
+        continue
+      with self._lock:
+        self._versions[version] = loaded
+        self._states[version] = _State.AVAILABLE
+      logging.info("Loaded %s version %d", self.name, version)
+    with self._lock:
+      for version in list(self._versions):
+        if version not in wanted:
+          del self._versions[version]
+          self._states[version] = _State.END
+          logging.info("Unloaded %s version %d", self.name, version)
+
+  def get(self, version: Optional[int] = None) -> LoadedVersion:
+    with self._lock:
+      if not self._versions:
+        raise protocol.ProtocolError(
+            grpc.StatusCode.UNAVAILABLE,
+            f"Servable not found for request: Latest({self.name})")
+      if version is None:
+        return self._versions[max(self._versions)]
+      if version not in self._versions:
+        raise protocol.ProtocolError(
+            grpc.StatusCode.NOT_FOUND,
+            f"Servable not found for request: Specific({self.name}, {version})")
+      return self._versions[version]
+
+  def states(self) -> Dict[int, int]:
+    with self._lock:
+      return dict(self._states)
+
+
+class Server:
+  """Owns the model manager, the gRPC and REST endpoints and the poller."""
+
+  def __init__(self, model_name: str, base_path: str, host: str = "127.0.0.1",
+               grpc_port: int = DEFAULT_GRPC_PORT,
+               rest_port: Optional[int] = DEFAULT_REST_PORT,
+               poll_seconds: float = 1.0, versions_to_keep: int = 1,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+               workers: int = 8):
+    self.manager = ModelManager(model_name, base_path, versions_to_keep)
+    self.model_name = model_name
+    self.max_request_bytes = max_request_bytes
+    self._poll_seconds = poll_seconds
+    self._stop = threading.Event()
+    self.grpc = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers),
+        options=[("grpc.max_receive_message_length", max_request_bytes)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        _PredictionService(self), self.grpc)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        _ModelService(self), self.grpc)
+    self.grpc_port = self.grpc.add_insecure_port(f"{host}:{grpc_port}")
+    self.rest = None
+    if rest_port is not None:
+      self.rest = ThreadingHTTPServer((host, rest_port), _rest_handler(self))
+      self.rest_port = self.rest.server_address[1]
+
+  def model(self, name: str, version: Optional[int]) -> LoadedVersion:
+    if name != self.model_name:
+      raise protocol.ProtocolError(
+          grpc.StatusCode.NOT_FOUND,
+          f"Servable not found for request: Latest({name}); this server "
+          f"serves {self.model_name!r}")
+    return self.manager.get(version)
+
+  def start(self) -> "Server":
+    self.manager.poll()
+    self.grpc.start()
+    threading.Thread(target=self._poll_loop, daemon=True).start()
+    if self.rest is not None:
+      threading.Thread(target=self.rest.serve_forever, daemon=True).start()
+    return self
+
+  def _poll_loop(self):
+    while not self._stop.wait(self._poll_seconds):
+      try:
+        self.manager.poll()
+      except Exception as e:  # Keep polling whatever happens on disk.
+        logging.error("version poll failed: %s", e)
+
+  def stop(self):
+    self._stop.set()
+    self.grpc.stop(grace=1)
+    if self.rest is not None:
+      self.rest.shutdown()
+
+
+def _version(spec) -> Optional[int]:
+  return spec.version.value if spec.HasField("version") else None
+
+
+class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+
+  def __init__(self, server: Server):
+    self._server = server
+
+  def Predict(self, request, context):
+    try:
+      model = self._server.model(request.model_spec.name,
+                                 _version(request.model_spec))
+      inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+      outputs = model.run(request.model_spec.signature_name, inputs)
+      response = predict_pb2.PredictResponse()
+      response.model_spec.name = self._server.model_name
+      response.model_spec.version.value = model.version
+      response.model_spec.signature_name = (request.model_spec.signature_name
+                                            or "serving_default")
+      keep = set(request.output_filter) or set(outputs)
+      for key, value in outputs.items():
+        if key in keep:
+          response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+      return response
+    except protocol.ProtocolError as e:
+      context.abort(e.code, e.message)
+    except Exception as e:  # Never let a request kill the server.
+      logging.exception("Predict failed")
+      context.abort(grpc.StatusCode.INTERNAL, str(e).split("\n")[0])
+
+  def GetModelMetadata(self, request, context):
+    try:
+      if list(request.metadata_field) != ["signature_def"]:
+        raise protocol.ProtocolError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Metadata field must be [\"signature_def\"]")
+      model = self._server.model(request.model_spec.name,
+                                 _version(request.model_spec))
+      response = get_model_metadata_pb2.GetModelMetadataResponse()
+      response.model_spec.name = self._server.model_name
+      response.model_spec.version.value = model.version
+      defs = get_model_metadata_pb2.SignatureDefMap()
+      for name, sig in model.signature_defs.items():
+        defs.signature_def[name].CopyFrom(sig)
+      response.metadata["signature_def"].Pack(defs)
+      return response
+    except protocol.ProtocolError as e:
+      context.abort(e.code, e.message)
+
+
+class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
+
+  def __init__(self, server: Server):
+    self._server = server
+
+  def GetModelStatus(self, request, context):
+    if request.model_spec.name != self._server.model_name:
+      context.abort(grpc.StatusCode.NOT_FOUND,
+                    f"Could not find any versions of model "
+                    f"{request.model_spec.name}")
+    states = self._server.manager.states()
+    wanted = _version(request.model_spec)
+    if wanted is not None:
+      if wanted not in states:
+        context.abort(grpc.StatusCode.NOT_FOUND,
+                      f"Could not find version {wanted} of model "
+                      f"{request.model_spec.name}")
+      states = {wanted: states[wanted]}
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for version, state in sorted(states.items(), reverse=True):
+      status = response.model_version_status.add()
+      status.version = version
+      status.state = state
+      status.status.error_code = 0
+    return response
+
+
+_REST_PATH = re.compile(
+    r"^/v1/models/(?P<name>[^/:]+)(/versions/(?P<version>\d+))?"
+    r"(?P<verb>:predict|/metadata)?$")
+_STATE_NAMES = {v: k for k, v in _State.items()}
+
+
+def _rest_handler(server: Server):
+  """REST API of TF Serving: status, metadata and predict (row/columnar)."""
+
+  class Handler(BaseHTTPRequestHandler):
+
+    def log_message(self, *args):  # Quiet; errors are logged below.
+      pass
+
+    def _send(self, code: int, body: Dict):
+      data = json.dumps(body).encode()
+      self.send_response(code)
+      self.send_header("Content-Type", "application/json")
+      self.send_header("Content-Length", str(len(data)))
+      self.end_headers()
+      self.wfile.write(data)
+
+    def _route(self):
+      match = _REST_PATH.match(self.path)
+      if not match:
+        raise protocol.ProtocolError(grpc.StatusCode.NOT_FOUND,
+                                     f"Malformed request: {self.path}")
+      version = match.group("version")
+      return match.group("name"), int(version) if version else None, \
+          match.group("verb")
+
+    def do_GET(self):
+      try:
+        name, version, verb = self._route()
+        if verb == "/metadata":
+          model = server.model(name, version)
+          self._send(200, {"model_spec": {"name": name,
+                                          "version": str(model.version)},
+                           "metadata": {"signature_def": sorted(
+                               model.signature_defs)}})
+          return
+        if name != server.model_name:
+          raise protocol.ProtocolError(grpc.StatusCode.NOT_FOUND,
+                                       f"Could not find model {name}")
+        states = server.manager.states()
+        self._send(200, {"model_version_status": [
+            {"version": str(v), "state": _STATE_NAMES[s],
+             "status": {"error_code": "OK", "error_message": ""}}
+            for v, s in sorted(states.items(), reverse=True)
+            if version is None or v == version]})
+      except protocol.ProtocolError as e:
+        self._send(404 if e.code == grpc.StatusCode.NOT_FOUND else 400,
+                   {"error": e.message})
+
+    def do_POST(self):
+      try:
+        name, version, verb = self._route()
+        if verb != ":predict":
+          raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       "Only :predict accepts POST")
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > server.max_request_bytes:
+          raise protocol.ProtocolError(
+              grpc.StatusCode.RESOURCE_EXHAUSTED,
+              f"Request of {length} bytes exceeds the limit of "
+              f"{server.max_request_bytes}")
+        try:
+          body = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError as e:
+          raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       f"Malformed JSON: {e}") from None
+        model = server.model(name, version)
+        signature = body.get("signature_name", "")
+        if "instances" in body:
+          rows = body["instances"]
+          if not isinstance(rows, list) or not rows or not isinstance(
+              rows[0], dict):
+            raise protocol.ProtocolError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "\"instances\" must be a non-empty list of objects")
+          columns = {k: [r.get(k) for r in rows] for k in rows[0]}
+          inputs = {k: np.array(v, dtype=object if _is_text(v) else None)
+                    for k, v in columns.items()}
+        elif "inputs" in body and isinstance(body["inputs"], dict):
+          inputs = {k: np.array(v, dtype=object if _is_text(v) else None)
+                    for k, v in body["inputs"].items()}
+        else:
+          raise protocol.ProtocolError(
+              grpc.StatusCode.INVALID_ARGUMENT,
+              "Request body must have \"instances\" or \"inputs\"")
+        outputs = model.run(signature, inputs)
+        as_json = {k: _jsonable(v) for k, v in outputs.items()}
+        if "instances" in body:
+          n = len(next(iter(as_json.values())))
+          self._send(200, {"predictions": [
+              {k: v[i] for k, v in as_json.items()} for i in range(n)]})
+        else:
+          self._send(200, {"outputs": as_json})
+      except protocol.ProtocolError as e:
+        code = {grpc.StatusCode.NOT_FOUND: 404,
+                grpc.StatusCode.RESOURCE_EXHAUSTED: 413}.get(e.code, 400)
+        self._send(code, {"error": e.message})
+      except Exception as e:  # Never let a request kill the server.
+        logging.exception("REST predict failed")
+        self._send(500, {"error": str(e).split("\n")[0]})
+
+  return Handler
+
+
+def _is_text(value) -> bool:
+  while isinstance(value, list) and value:
+    value = value[0]
+  return isinstance(value, str)
+
+
+def _jsonable(array: np.ndarray):
+  if array.dtype.kind in ("O", "S"):
+    return np.vectorize(lambda b: b.decode("utf-8", "replace")
+                        if isinstance(b, bytes) else b, otypes=[object])(
+                            array).tolist()
+  return array.tolist()
+
+
+def serve_forever(server: Server) -> None:
+  server.start()
+  logging.info("Serving %s from %s: gRPC 127.0.0.1:%d, REST %s",
+               server.model_name, server.manager.base_path, server.grpc_port,
+               getattr(server, "rest_port", None))
+  try:
+    while True:
+      time.sleep(3600)
+  except KeyboardInterrupt:
+    server.stop()

@@ -1,0 +1,161 @@
+"""Client and local server over TF Serving's protocol.
+
+Every client test is parametrised by server address: the embedded
+`recsys serve` server always, and a real tensorflow_model_server when
+TFS_ADDRESS (host:port, serving the tiny fixture model as "recommender") is
+set. The client must not be able to tell them apart.
+"""
+import os
+import socket
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving import client as client_lib
+from serving import protocol
+from serving import server as server_lib
+from serving_fixtures import CATALOG, save_version
+from trainer import features
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_base(tmp_path_factory):
+  base = str(tmp_path_factory.mktemp("models") / "recommender")
+  save_version(base, 1, marker=0.0)
+  return base
+
+
+@pytest.fixture(scope="module")
+def local_server(model_base):
+  server = server_lib.Server("recommender", model_base, grpc_port=0,
+                             rest_port=_free_port(), poll_seconds=0.2,
+                             max_request_bytes=1 << 20).start()
+  yield server
+  server.stop()
+
+
+ADDRESSES = ["local"] + (["tfs"] if os.environ.get("TFS_ADDRESS") else [])
+
+
+@pytest.fixture(params=ADDRESSES)
+def address(request, local_server):
+  if request.param == "tfs":
+    return os.environ["TFS_ADDRESS"]
+  return f"127.0.0.1:{local_server.grpc_port}"
+
+
+@pytest.fixture
+def client(address):
+  c = client_lib.RecommenderClient(address, "recommender", timeout=10)
+  yield c
+  c.close()
+
+
+def test_recommend_and_search(client):
+  users = [{"user_id": "1", "age": 30, "gender": "F", "occupation": "writer",
+            "history": ["3", "4"]}, {}]
+  results = client.recommend(users, k=5)
+  assert len(results) == 2
+  for r in results:
+    assert len(r["item_ids"]) == 5 and set(r["item_ids"]) <= set(CATALOG)
+    assert r["titles"] == [f"Movie {i}" for i in r["item_ids"]]
+    assert r["scores"] == sorted(r["scores"], reverse=True)
+  assert len(client.search(["space", ""], k=3)[1]["item_ids"]) == 3
+
+
+def test_status_and_metadata(client):
+  assert client.status()[0]["state"] == "AVAILABLE"
+  assert {"recommend", "search", "serving_default"} <= set(client.signatures())
+
+
+def test_bad_requests_get_tf_serving_codes_and_server_keeps_serving(
+    client, address):
+  channel = grpc.insecure_channel(address)
+  stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+  def call(request):
+    with pytest.raises(grpc.RpcError) as info:
+      stub.Predict(request, timeout=10)
+    return info.value.code()
+
+  good = dict(protocol.user_inputs([{"user_id": "1"}]), k=np.int32(3))
+  wrong_type = dict(good, age=np.array(["old"], object))
+  assert call(protocol.predict_request(
+      "recommender", "recommend", wrong_type)) == \
+      grpc.StatusCode.INVALID_ARGUMENT
+  missing = {k: v for k, v in good.items() if k != features.AGE}
+  assert call(protocol.predict_request("recommender", "recommend",
+                                       missing)) == \
+      grpc.StatusCode.INVALID_ARGUMENT
+  wrong_rank = dict(good, user_id=np.array([["1"]], object))
+  assert call(protocol.predict_request("recommender", "recommend",
+                                       wrong_rank)) == \
+      grpc.StatusCode.INVALID_ARGUMENT
+  assert call(protocol.predict_request("recommender", "recomend", good)) == \
+      grpc.StatusCode.INVALID_ARGUMENT
+  assert call(protocol.predict_request("nope", "recommend", good)) == \
+      grpc.StatusCode.NOT_FOUND
+  assert call(protocol.predict_request("recommender", "recommend", good,
+                                       version=999)) == \
+      grpc.StatusCode.NOT_FOUND
+  huge = dict(good, user_id=np.array(["x" * (2 << 20)], object))
+  assert call(protocol.predict_request("recommender", "recommend", huge)) == \
+      grpc.StatusCode.RESOURCE_EXHAUSTED
+  # Still serving after all of that.
+  assert len(client.recommend([{"user_id": "1"}], k=2)[0]["item_ids"]) == 2
+  channel.close()
+
+
+def test_client_errors_say_what_to_do(client):
+  with pytest.raises(client_lib.ServerUnavailable, match="recsys serve"):
+    client_lib.RecommenderClient(f"127.0.0.1:{_free_port()}",
+                                 timeout=2).status()
+  with pytest.raises(client_lib.ModelNotFound):
+    client_lib.RecommenderClient(client.address, "no-such-model").recommend(
+        [{"user_id": "1"}])
+  with pytest.raises(client_lib.BadRequest, match="INVALID_ARGUMENT"):
+    client.predict("recommend", {"user_id": np.array(["1"], object)})
+
+
+def test_rest_api(local_server):
+  rest = client_lib.RestClient(f"http://127.0.0.1:{local_server.rest_port}")
+  assert rest.status()[0]["state"] == "AVAILABLE"
+  result = rest.recommend([{"user_id": "12", "history": ["1"]}], k=4)[0]
+  assert len(result["item_ids"]) == 4
+  with pytest.raises(client_lib.BadRequest):
+    rest._call(":predict", {"signature_name": "recommend",
+                            "inputs": {"user_id": ["1"]}})
+  with pytest.raises(client_lib.ModelNotFound):
+    client_lib.RestClient(f"http://127.0.0.1:{local_server.rest_port}",
+                          "nope").status()
+
+
+def test_new_versions_are_picked_up_and_old_ones_unloaded(tmp_path):
+  base = str(tmp_path / "m")
+  save_version(base, 1, marker=0.0)
+  server = server_lib.Server("recommender", base, grpc_port=0, rest_port=None,
+                             poll_seconds=0.2).start()
+  try:
+    c = client_lib.RecommenderClient(f"127.0.0.1:{server.grpc_port}")
+    before = c.recommend([{"user_id": "1"}], k=1)[0]["scores"][0]
+    save_version(base, 2, marker=10.0)
+    deadline = time.time() + 30
+    while time.time() < deadline and c.status()[0]["version"] != 2:
+      time.sleep(0.2)
+    states = {s["version"]: s["state"] for s in c.status()}
+    assert states == {2: "AVAILABLE", 1: "END"}
+    after = c.recommend([{"user_id": "1"}], k=1)[0]["scores"][0]
+    assert after == pytest.approx(before + 10.0)
+  finally:
+    server.stop()

@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: env demo test lock data clean bench-quality
+.PHONY: env demo test lock data clean bench-quality bench-serving
 
 $(VENV)/.installed: requirements/lock.txt setup.py
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -39,6 +39,11 @@ test: env
 # Side-by-side quality table: bench/results/quality.json and a PNG plot.
 bench-quality: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/quality.py
+
+# Retrieval (ScaNN vs brute force vs NumPy), gRPC load and hot swap; needs a
+# pushed model (make demo). Writes bench/results/serving.json and PNGs.
+bench-serving: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/serving.py
 
 clean:
 	rm -rf outputs

@@ -83,13 +83,25 @@ def main(config: configs.PipelineConfig) -> int:
   print(format_table(rows, blessed))
   if not blessed:
     logging.error("The model was not blessed, so nothing new was pushed.")
-  model = local_model.load_latest(config.serving_model_dir)
-  print(f"\n=== Recommendations from {model.path} ===")
-  for user, result in zip(DEMO_USERS, model.recommend_batch(DEMO_USERS, k=10)):
-    print(local_model.format_recommendations(user["user_id"], result))
-  if config.trainer.use_text:
-    print("\n=== Search (free text, same index) ===")
-    for query, result in zip(DEMO_QUERIES, model.search(DEMO_QUERIES, k=5)):
-      print(f"  {query!r}: " + "; ".join(result["titles"]))
+  # Serve the pushed model over TF Serving's gRPC protocol and ask it as a
+  # client would.
+  from serving import client as client_lib
+  from serving import server as server_lib
+  server = server_lib.Server(configs.MODEL_NAME, config.serving_model_dir,
+                             grpc_port=0, rest_port=None).start()
+  try:
+    address = f"127.0.0.1:{server.grpc_port}"
+    remote = client_lib.RecommenderClient(address, configs.MODEL_NAME)
+    version = remote.status()[0]["version"]
+    print(f"\n=== Recommendations over gRPC from {address} "
+          f"(model {configs.MODEL_NAME}, version {version}) ===")
+    for user, result in zip(DEMO_USERS, remote.recommend(DEMO_USERS, k=10)):
+      print(local_model.format_recommendations(user["user_id"], result))
+    if config.trainer.use_text:
+      print("\n=== Search over gRPC (free text, same index) ===")
+      for query, result in zip(DEMO_QUERIES, remote.search(DEMO_QUERIES, k=5)):
+        print(f"  {query!r}: " + "; ".join(result["titles"]))
+  finally:
+    server.stop()
   print(f"\nDemo finished in {time.time() - start:.0f}s")
   return 0 if blessed else 1

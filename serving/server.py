@@ -22,6 +22,10 @@ import grpc
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+try:  # Registers ScaNN's ops, so the ScaNN twin loads too.
+  import scann  # noqa: F401
+except ImportError:  # pragma: no cover - scann is in the lock file
+  scann = None
 from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
@@ -48,6 +52,22 @@ class LoadedVersion:
     with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
       meta.ParseFromString(f.read())
     self.signature_defs = meta.meta_graphs[0].signature_def
+    self.warmed_up = self._warm_up(path)
+
+  def _warm_up(self, path: str) -> int:
+    """Replays assets.extra/tf_serving_warmup_requests, as TF Serving does."""
+    from tensorflow_serving.apis import prediction_log_pb2
+    records = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
+    if not tf.io.gfile.exists(records):
+      return 0
+    count = 0
+    for record in tf.data.TFRecordDataset(records):
+      log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+      request = log.predict_log.request
+      self.run(request.model_spec.signature_name,
+               {k: tf.make_ndarray(v) for k, v in request.inputs.items()})
+      count += 1
+    return count
 
   def signature(self, name: str):
     name = name or "serving_default"

@@ -24,7 +24,8 @@ INTERACTIONS = [(1, 1, 5, 100), (1, 2, 3, 200), (1, 3, 4, 200), (1, 4, 2, 900),
                 (2, 2, 4, 150), (2, 1, 5, 950), (2, 3, 1, 1000)]
 
 
-def run_example_gen(tmp_path, data_dir, **props):
+def run_example_gen(tmp_path, data_dir, beam_args=("--runner=DirectRunner",),
+                    **props):
   examples = standard_artifacts.Examples()
   examples.uri = str(tmp_path / "examples")
   exec_properties = {executor.DATA_DIR: data_dir, executor.EVAL_FRACTION: 0.1,
@@ -32,7 +33,7 @@ def run_example_gen(tmp_path, data_dir, **props):
                      executor.MAX_HISTORY: 50, executor.TRAIN_UNTIL: None}
   exec_properties.update(props)
   context = base_beam_executor.BaseBeamExecutor.Context(
-      beam_pipeline_args=["--runner=DirectRunner"], tmp_dir=str(tmp_path))
+      beam_pipeline_args=list(beam_args), tmp_dir=str(tmp_path))
   executor.Executor(context).Do({}, {executor.EXAMPLES: [examples]},
                                 exec_properties)
   return examples
@@ -128,3 +129,21 @@ def test_original_ml100k_layout_end_to_end(tmp_path):
   rows = read_split(examples, "train") + read_split(examples, "eval")
   assert len(rows) == len(INTERACTIONS)
   assert {r[features.TITLE] for r in rows} == {t for _, t, _, _ in ITEMS}
+
+
+def test_two_worker_processes_give_the_same_examples(tmp_path):
+  from pipeline import beam
+  rng = __import__("random").Random(3)
+  users = [(u, 20 + u, "MF"[u % 2], "other", "00000") for u in range(1, 31)]
+  inter = [(rng.randint(1, 30), rng.randint(1, 4), rng.randint(1, 5),
+            rng.randint(0, 1000)) for _ in range(400)]
+  data_dir = write_recbole(str(tmp_path / "data"), inter, ITEMS, users)
+  outputs = []
+  for workers in (1, 2):
+    examples = run_example_gen(tmp_path / f"w{workers}", data_dir,
+                               beam_args=beam.beam_pipeline_args(
+                                   "direct", workers))
+    outputs.append({split: sorted(map(str, read_split(examples, split)))
+                    for split in ("train", "eval", "items")})
+  assert outputs[0] == outputs[1]
+  assert len(outputs[0]["train"]) + len(outputs[0]["eval"]) == len(inter)

@@ -12,6 +12,7 @@ import tensorflow_transform as tft
 from ml_metadata.proto import metadata_store_pb2
 from ml_metadata import metadata_store
 
+from components.atomic_pusher.component import scann_base_directory
 from pipeline import configs
 from pipeline import demo
 from pipeline import local_runner
@@ -183,6 +184,45 @@ def test_pushed_model_over_grpc_matches_in_process(first_run):
     assert features.SEARCH_SIGNATURE in remote.signatures()
   finally:
     server.stop()
+
+
+def test_warmup_records_cover_every_signature(first_run):
+  from trainer import warmup
+  version_dir = local_model.latest_version_dir(first_run.serving_model_dir)
+  logs = warmup.read_warmup(version_dir)
+  loaded = local_model.PushedModel(version_dir)
+  assert {l.predict_log.request.model_spec.signature_name for l in logs} == \
+      set(loaded._loaded.signatures)
+  # The local server replays them on load, as TF Serving does.
+  assert server_lib.LoadedVersion(version_dir, 1).warmed_up == len(logs)
+
+
+def _op_types(version_dir):
+  from tensorflow.core.protobuf import saved_model_pb2
+  meta = saved_model_pb2.SavedModel.FromString(
+      open(os.path.join(version_dir, "saved_model.pb"), "rb").read())
+  graph = meta.meta_graphs[0].graph_def
+  ops = {n.op for n in graph.node}
+  for function in graph.library.function:
+    ops |= {n.op for n in function.node_def}
+  return ops
+
+
+def test_scann_twin_has_scann_ops_and_stock_model_has_none(first_run):
+  stock = local_model.latest_version_dir(first_run.serving_model_dir)
+  twin = local_model.latest_version_dir(
+      scann_base_directory(first_run.serving_model_dir))
+  assert os.path.basename(stock) == os.path.basename(twin)
+  assert not any(op.startswith("Scann") for op in _op_types(stock))
+  assert any(op.startswith("Scann") for op in _op_types(twin))
+  import scann  # noqa: F401  (a process must import it to load the twin)
+  exact = local_model.PushedModel(stock).recommend_batch(
+      [{"user_id": str(u)} for u in range(1, 21)], k=10)
+  approx = local_model.PushedModel(twin).recommend_batch(
+      [{"user_id": str(u)} for u in range(1, 21)], k=10)
+  overlap = np.mean([len(set(a["item_ids"]) & set(e["item_ids"])) / 10
+                     for a, e in zip(approx, exact)])
+  assert overlap >= 0.9
 
 
 def _last_states(config):

@@ -32,8 +32,15 @@ class TrainerConfig:
   search_weight: float = 0.5
   # Share of training candidates whose id is hidden (cold-start training).
   item_id_dropout: float = 0.2
+  # tf.distribute strategy: default, mirrored, multi_worker_mirrored.
+  distribution: str = "default"
   # Size of the exported index's top-k (the largest k a caller may ask for).
   max_k: int = 100
+  # Also export a ScaNN-index twin (needs a TF Serving build with ScaNN ops).
+  export_scann: bool = True
+  scann_num_leaves: int = 40
+  scann_leaves_to_search: int = 20
+  scann_reordering: int = 500
 
   @classmethod
   def from_custom_config(cls, custom_config: Dict[str, Any]) -> "TrainerConfig":

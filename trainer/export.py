@@ -49,20 +49,24 @@ class RecommenderModule(tf.Module):
     item_ids: [N] catalogue ids; titles: [N] their titles.
     item_vectors: [N + 1, d] candidate vectors; the last row is the vector of
       an unknown item (the out-of-vocabulary path), used by `rank`.
-    max_k: largest k served (the index's top-k).
+    max_k: largest k served.
+    index: a tfrs TopK layer (BruteForce or ScaNN) already indexed over the
+      catalogue (see make_index); the two are interchangeable here.
   """
 
   def __init__(self, model, tft_layer, text_encoder, item_ids: np.ndarray,
-               titles: np.ndarray, item_vectors: np.ndarray, max_k: int):
+               titles: np.ndarray, item_vectors: np.ndarray, max_k: int,
+               index: tfrs.layers.factorized_top_k.TopK):
     super().__init__()
     self.model = model
     self.tft_layer = tft_layer
     self.text_encoder = text_encoder
     self.max_k = max_k
     self.num_items = len(item_ids)
+    first = item_ids[0]
+    self.first_item_id = first.decode() if isinstance(first, bytes) else first
     ids = tf.constant(item_ids)
-    self.index = tfrs.layers.factorized_top_k.BruteForce(k=max_k)
-    self.index.index(tf.constant(item_vectors[:-1]), ids)
+    self.index = index
     self.item_vectors = tf.Variable(item_vectors, trainable=False)
     self.titles = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(ids, tf.constant(titles)), "")
@@ -86,16 +90,14 @@ class RecommenderModule(tf.Module):
     """Top k of the whole catalogue; `exclude` [B, H] ids ("" pads) are
     skipped, so k items come back even when many were seen."""
     k = tf.clip_by_value(k, 1, self.max_k)
-    if exclude is None:
-      scores, ids = self.index(query)
-    else:
-      depth = tf.minimum(self.max_k + tf.shape(exclude)[1], self.num_items)
-      scores, ids = self.index(query, k=depth)
+    # The index returns index_depth(max_k) >= max_k: room to drop seen items.
+    scores, ids = self.index(query)
+    if exclude is not None:
       seen = tf.reduce_any(
           tf.equal(ids[:, :, tf.newaxis], exclude[:, tf.newaxis, :]), axis=-1)
       scores, order = tf.math.top_k(
           tf.where(seen, tf.constant(-1e9, scores.dtype), scores),
-          k=tf.minimum(self.max_k, depth))
+          k=tf.shape(ids)[1])
       ids = tf.gather(ids, order, batch_dims=1)
     scores, ids = scores[:, :k], ids[:, :k]
     return {"item_ids": ids, "titles": self.titles.lookup(ids),
@@ -167,13 +169,57 @@ class RecommenderModule(tf.Module):
     raw = tf.io.parse_example(examples, features.raw_feature_spec())
     transformed = self.tft_layer(raw)
     query, candidate, rating = self.model(transformed)
-    _, top = self.index(query, k=features.EVAL_TOP_K)
+    _, top = self.index(query)
+    top = top[:, :features.EVAL_TOP_K]
     hit = tf.reduce_any(tf.equal(top, raw[features.ITEM_ID]), axis=1)
     return {features.EVAL_RATING_OUTPUT: rating,
             features.EVAL_HIT_OUTPUT: tf.cast(hit, tf.float32)}
 
 
-def save(module: RecommenderModule, export_dir: str) -> None:
+# Items the index returns beyond max_k, so up to this many seen items can be
+# excluded and k items still come back.
+EXCLUDE_MARGIN = features.MAX_HISTORY
+# The ScaNN twin is saved beside the stock model with this suffix, and the
+# pusher serves it as "<model>_scann".
+SCANN_SUFFIX = "-ScaNN"
+# ScaNN ops live in a namespace stock TF Serving does not know.
+SCANN_SAVE_OPTIONS = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
+
+
+def index_depth(max_k: int, num_items: int) -> int:
+  return min(max_k + EXCLUDE_MARGIN, num_items)
+
+
+def make_index(kind: str, item_vectors: np.ndarray, item_ids: np.ndarray,
+               max_k: int, num_leaves: int = 40, leaves_to_search: int = 20,
+               reordering: int = 500) -> tfrs.layers.factorized_top_k.TopK:
+  """The catalogue index: "brute_force" (exact, stock TF ops: any TF
+  Serving) or "scann" (approximate, needs ScaNN's ops in the server).
+
+  Args:
+    kind: "brute_force" or "scann".
+    item_vectors: [N, d] candidate vectors; item_ids: [N] their ids.
+    max_k: largest k served.
+    num_leaves, leaves_to_search, reordering: ScaNN's partitioning and
+      re-scoring knobs (ignored for brute force).
+  """
+  depth = index_depth(max_k, len(item_ids))
+  if kind == "brute_force":
+    index = tfrs.layers.factorized_top_k.BruteForce(k=depth)
+  elif kind == "scann":
+    index = tfrs.layers.factorized_top_k.ScaNN(
+        k=depth, num_leaves=min(num_leaves, len(item_ids)),
+        num_leaves_to_search=min(leaves_to_search, num_leaves),
+        num_reordering_candidates=max(reordering, depth))
+  else:
+    raise ValueError(f"Unknown index {kind!r}; use brute_force or scann")
+  index.index(tf.constant(item_vectors), tf.constant(item_ids))
+  return index
+
+
+def save(module: RecommenderModule, export_dir: str,
+         model_name: str = "recommender") -> None:
+  """Saves the SavedModel plus TF Serving warm-up records for each signature."""
   signatures = {
       features.RECOMMEND_SIGNATURE: module.recommend,
       features.RECOMMEND_UNSEEN_SIGNATURE: module.recommend_unseen,
@@ -184,4 +230,9 @@ def save(module: RecommenderModule, export_dir: str) -> None:
   if module.text_encoder is not None:
     signatures[features.SEARCH_SIGNATURE] = module.search
     signatures[features.EMBED_ITEMS_SIGNATURE] = module.embed_items
-  tf.saved_model.save(module, export_dir, signatures=signatures)
+  scann = isinstance(module.index, tfrs.layers.factorized_top_k.ScaNN)
+  tf.saved_model.save(module, export_dir, signatures=signatures,
+                      options=SCANN_SAVE_OPTIONS if scann else None)
+  from trainer import warmup
+  warmup.write_warmup(export_dir, model_name, signatures,
+                      item_id=module.first_item_id)

@@ -66,8 +66,11 @@ class RecommenderModel(tfrs.models.Model):
     self.item_probability = tf.constant(item_probability, tf.float32)
     self.retrieval_task = tfrs.tasks.Retrieval(
         temperature=config.temperature, remove_accidental_hits=True)
+    # SUM reduction: tf.distribute strategies refuse the AUTO/mean default;
+    # compute_loss divides by the batch size, so the loss is still a mean.
     self.ranking_task = tfrs.tasks.Ranking(
-        loss=tf.keras.losses.MeanSquaredError(),
+        loss=tf.keras.losses.MeanSquaredError(
+            reduction=tf.keras.losses.Reduction.SUM),
         metrics=[tf.keras.metrics.RootMeanSquaredError("rmse")])
 
   def predict_rating(self, query: tf.Tensor, candidate: tf.Tensor) -> tf.Tensor:
@@ -115,8 +118,9 @@ class RecommenderModel(tfrs.models.Model):
     retrieval = self.retrieval_task(
         query, candidate, candidate_sampling_probability=sampling,
         candidate_ids=item_idx, compute_metrics=False)
-    ranking = self.ranking_task(labels=inputs[features.LABEL_KEY],
-                                predictions=rating)
+    ranking = self.ranking_task(
+        labels=inputs[features.LABEL_KEY], predictions=rating) / tf.cast(
+            tf.shape(rating)[0], tf.float32)
     loss = (self.config.retrieval_weight * retrieval +
             self.config.ranking_weight * ranking)
     if self.config.use_text:

@@ -18,6 +18,7 @@ from trainer import text
 from trainer import towers
 from trainer.config import CATALOG_PATTERN_KEY, TEXT_ENCODER_DIR_KEY
 from trainer.config import TrainerConfig
+from trainer.distribution import is_chief, make_strategy
 from trainer.model import RecommenderModel, item_probability
 from trainer.text_tower import TextEncoder, encode_texts
 
@@ -204,8 +205,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                           config.text_max_length)
     catalog_text_vectors, tables = text_tables(encoder, catalog, tft_output)
 
-  model = build_model(config, tft_output, *tables)
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  with make_strategy(config.distribution).scope():
+    model = build_model(config, tft_output, *tables)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   steps = fn_args.train_steps
   start = time.time()
   model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0,
@@ -214,18 +216,33 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info("trained %d steps in %.1fs (%.0f examples/s)", steps, seconds,
                steps * config.batch_size / max(seconds, 1e-9))
 
+  if not is_chief():
+    logging.info("non-chief worker: training done, the chief exports")
+    return
   tft_layer = tft_output.transform_features_layer()
   vectors = candidate_vectors(model, tft_layer, catalog, catalog_text_vectors)
-  module = export.RecommenderModule(
-      model, tft_layer, text_encoder=encoder,
-      item_ids=catalog[features.ITEM_ID].numpy().reshape(-1),
-      titles=catalog[features.TITLE].numpy().reshape(-1),
-      item_vectors=vectors, max_k=config.max_k)
+  item_ids = catalog[features.ITEM_ID].numpy().reshape(-1)
+
+  def exported(kind: str) -> export.RecommenderModule:
+    return export.RecommenderModule(
+        model, tft_layer, text_encoder=encoder, item_ids=item_ids,
+        titles=catalog[features.TITLE].numpy().reshape(-1),
+        item_vectors=vectors, max_k=config.max_k,
+        index=export.make_index(kind, vectors[:-1], item_ids, config.max_k,
+                                config.scann_num_leaves,
+                                config.scann_leaves_to_search,
+                                config.scann_reordering))
+
+  module = exported("brute_force")
   metrics = evaluate_in_process(
       module, [f for p in fn_args.eval_files for f in tf.io.gfile.glob(p)])
   logging.info("eval on %d examples: recall@100 %.4f  rmse %.4f",
                metrics["examples"], metrics["recall@100"], metrics["rmse"])
   export.save(module, fn_args.serving_model_dir)
+  if config.export_scann:
+    # The ScaNN twin: same signatures, approximate index, needs ScaNN ops.
+    export.save(exported("scann"),
+                fn_args.serving_model_dir.rstrip("/") + export.SCANN_SUFFIX)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir,
                                       "metrics.json"), "w") as f:
     f.write(json.dumps(dict(metrics, train_seconds=seconds, steps=steps)))

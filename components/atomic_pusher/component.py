@@ -20,6 +20,12 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
+from trainer import export
+
+
+def scann_base_directory(base_directory: str) -> str:
+  return base_directory.rstrip("/") + "_scann"
+
 
 def publish_version(model_dir: str, base_directory: str, version: int) -> str:
   """Copies `model_dir` to `<base>/<version>` atomically; returns that path.
@@ -57,6 +63,11 @@ class Executor(pusher_executor.Executor):
     base = destination.filesystem.base_directory
     serving_path = publish_version(model_path, base, int(time.time()))
     logging.info("Model pushed to %s", serving_path)
+    twin = model_path.rstrip("/") + export.SCANN_SUFFIX
+    if fileio.exists(twin):
+      version = int(os.path.basename(serving_path))
+      logging.info("ScaNN variant pushed to %s", publish_version(
+          twin, scann_base_directory(base), version))
     io_utils.copy_dir(model_path, model_push.uri)
     self._MarkPushed(model_push, pushed_destination=serving_path,
                      pushed_version=os.path.basename(serving_path))

@@ -1,0 +1,32 @@
+"""TF Serving deployment files parse and agree with the code's names."""
+import os
+
+import yaml
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from pipeline import configs
+
+DEPLOY = os.path.join(os.path.dirname(os.path.dirname(__file__)), "serving",
+                      "deploy")
+
+
+def test_models_config_is_a_model_server_config():
+  config = text_format.Parse(open(os.path.join(DEPLOY, "models.config")).read(),
+                             model_server_config_pb2.ModelServerConfig())
+  (model,) = config.model_config_list.config
+  assert model.name == configs.MODEL_NAME
+  assert model.model_version_policy.latest.num_versions == 1
+
+
+def test_compose_and_kubernetes_manifests():
+  compose = yaml.safe_load(open(os.path.join(DEPLOY, "docker-compose.yml")))
+  command = compose["services"]["tf-serving"]["command"]
+  assert "--enable_model_warmup=true" in command
+  docs = list(yaml.safe_load_all(open(os.path.join(DEPLOY, "k8s",
+                                                   "deployment.yaml"))))
+  container = docs[0]["spec"]["template"]["spec"]["containers"][0]
+  assert container["readinessProbe"]["httpGet"]["path"] == \
+      f"/v1/models/{configs.MODEL_NAME}"
+  service = yaml.safe_load(open(os.path.join(DEPLOY, "k8s", "service.yaml")))
+  assert {p["port"] for p in service["spec"]["ports"]} == {8500, 8501}

@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: env demo test lock data clean bench-quality bench-serving
+.PHONY: env demo test lock data clean bench-quality bench-serving bench-scale
 
 $(VENV)/.installed: requirements/lock.txt setup.py
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -44,6 +44,10 @@ bench-quality: env
 # pushed model (make demo). Writes bench/results/serving.json and PNGs.
 bench-serving: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/serving.py
+
+# Stage cost at 10K/100K/1M synthetic interactions: bench/results/scale.json.
+bench-scale: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/scale.py
 
 clean:
 	rm -rf outputs

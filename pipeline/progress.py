@@ -38,7 +38,9 @@ def configure(output_dir: str) -> str:
   full = logging.FileHandler(path)
   full.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
   root.addHandler(full)
-  for handler in root.handlers + logging.getLogger("absl").handlers:
+  tf_handlers = logging.getLogger("tensorflow").handlers
+  for handler in root.handlers + logging.getLogger("absl").handlers + \
+      tf_handlers:
     if handler is not full:
       handler.addFilter(ProgressFilter())
   return path

@@ -133,7 +133,8 @@ def text_tables(encoder: TextEncoder, catalog: Dict[str, tf.Tensor],
   vocabulary = item_vocabulary(tft_output)
   full = encode_texts(encoder, catalog_texts(catalog))
   titles = encode_texts(encoder,
-                        catalog[features.TITLE].numpy().reshape(-1).tolist())
+                        catalog[features.TITLE].numpy().reshape(-1).tolist(),
+                        label="titles (for search)")
   return full, (text_table(vocabulary, ids, full),
                 text_table(vocabulary, ids, titles))
 

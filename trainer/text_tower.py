@@ -33,15 +33,15 @@ class TextEncoder(tf.Module):
 
 
 def encode_texts(encoder: TextEncoder, texts: Sequence[bytes],
-                 batch_size: int = 128) -> np.ndarray:
+                 batch_size: int = 128, label: str = "item texts") -> np.ndarray:
   """Encodes many strings in batches, logging progress; [N, dim] float32."""
   out, start = [], time.time()
   for i in range(0, len(texts), batch_size):
     out.append(encoder(tf.constant(list(texts[i:i + batch_size]))).numpy())
     done = min(i + batch_size, len(texts))
     if done == len(texts) or (i // batch_size) % 5 == 4:
-      logging.info("text tower: encoded %d/%d item texts (%.0f/s)", done,
-                   len(texts), done / max(time.time() - start, 1e-9))
+      logging.info("text tower: encoded %d/%d %s (%.0f/s)", done,
+                   len(texts), label, done / max(time.time() - start, 1e-9))
   if not out:
     return np.zeros([0, encoder.dim], np.float32)
   return np.concatenate(out, 0).astype(np.float32)

@@ -83,6 +83,11 @@ def main(config: configs.PipelineConfig) -> int:
   print(format_table(rows, blessed))
   if not blessed:
     logging.error("The model was not blessed, so nothing new was pushed.")
+  try:
+    local_model.latest_version_dir(config.serving_model_dir)
+  except FileNotFoundError as e:
+    print(f"\nNothing to serve: {e}")
+    return 1
   # Serve the pushed model over TF Serving's gRPC protocol and ask it as a
   # client would.
   from serving import client as client_lib

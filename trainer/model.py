@@ -44,13 +44,13 @@ class RecommenderModel(tfrs.models.Model):
     self.config = config
     if config.use_text and text_table is None:
       raise ValueError("use_text needs the catalogue's text vectors")
-    self.text_table = (tf.constant(text_table, tf.float32)
-                       if config.use_text else None)
     self.title_table = (tf.constant(title_table, tf.float32)
                         if config.use_text and title_table is not None
                         else None)
     self.oov_item = len(item_probability) - 1
-    self.items = towers.ItemRepresentation(config, len(item_probability))
+    self.items = towers.ItemRepresentation(config, len(item_probability),
+                                           text_table)
+    self.text_table = self.items.text_table if config.use_text else None
     self.query_tower = towers.QueryTower(config, num_users, num_occupations,
                                          self.items)
     self.candidate_tower = towers.CandidateTower(config, self.items)
@@ -79,15 +79,11 @@ class RecommenderModel(tfrs.models.Model):
     return tf.squeeze(self.rating_head(x), axis=-1)
 
   def with_text(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    """Adds the cached text vectors of the example's item and history items."""
-    if not self.config.use_text:
+    """Pins the candidate's text to its true item before ids are hidden."""
+    if not self.config.use_text or towers.TEXT_VECTOR in inputs:
       return inputs
     out = dict(inputs)
-    if towers.TEXT_VECTOR not in out:
-      out[towers.TEXT_VECTOR] = tf.gather(self.text_table,
-                                          inputs[_xf(features.ITEM_ID)])
-    out[towers.HISTORY_TEXT_VECTORS] = tf.gather(
-        self.text_table, tf.maximum(inputs[_xf(features.HISTORY)], 0))
+    out[towers.TEXT_INDEX] = inputs[_xf(features.ITEM_ID)]
     return out
 
   def _drop_item_ids(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -1,8 +1,9 @@
 """The two towers: users (query) and items (candidates).
 
-Both read Transform's outputs (features.transformed_name keys) plus, when the
-text tower is on, `TEXT_VECTOR` inputs: the frozen BERT vector of each item's
-text, computed once per catalogue. An item is represented the same way as a
+Both read Transform's outputs (features.transformed_name keys). With the text
+tower on, an item's text comes from the frozen BERT vectors computed once per
+catalogue: by vocabulary index from a table (training, history), or directly
+as a `TEXT_VECTOR` input (export: catalogue rows and brand-new items). An item is represented the same way as a
 candidate and inside a user's history (`ItemRepresentation`): its id embedding
 plus a trained projection of its text vector. Items unseen in training share
 the OOV id embedding, so their text is what tells them apart (cold start).
@@ -15,8 +16,8 @@ from trainer.config import TrainerConfig
 
 _xf = features.transformed_name
 # Inputs the model adds next to Transform's outputs.
-TEXT_VECTOR = "item_text_vector"            # [B, text_dim]
-HISTORY_TEXT_VECTORS = "history_text_vectors"  # [B, MAX_HISTORY, text_dim]
+TEXT_VECTOR = "item_text_vector"  # [B, text_dim] float: the item's own text
+TEXT_INDEX = "item_text_index"    # [B] int: table row of the item's text
 
 
 def masked_mean(vectors: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -30,21 +31,40 @@ def masked_mean(vectors: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
 
 
 class ItemRepresentation(tf.keras.layers.Layer):
-  """Item id embedding (+ projected text vector): [..] ids -> [.., d]."""
+  """Item id embedding (+ projected text vector): [..] ids -> [.., d].
 
-  def __init__(self, config: TrainerConfig, num_items: int, **kwargs):
+  The text projection is applied to the whole text table once per step and
+  then gathered, rather than to every history position of every example: the
+  catalogue is far smaller than batch x history, so this is what keeps the
+  text tower cheap on CPU.
+
+  Args:
+    config: hyperparameters.
+    num_items: rows of the id embedding (vocabulary + OOV).
+    text_table: [num_items, text_dim] frozen text vectors, or None.
+  """
+
+  def __init__(self, config: TrainerConfig, num_items: int, text_table=None,
+               **kwargs):
     super().__init__(**kwargs)
     self.use_text = config.use_text
     self.id_embedding = tf.keras.layers.Embedding(num_items,
                                                   config.embedding_dim)
     if self.use_text:
+      self.text_table = tf.constant(text_table, tf.float32)
       self.text_projection = tf.keras.layers.Dense(config.embedding_dim,
                                                    name="text_projection")
 
-  def call(self, ids, text_vectors=None):
+  def call(self, ids, text_vectors=None, text_ids=None):
+    """ids: id-embedding rows; text from `text_vectors` if given, else from
+    the table at `text_ids` (default: `ids`)."""
     x = self.id_embedding(ids)
     if self.use_text:
-      x = x + self.text_projection(text_vectors)
+      if text_vectors is not None:
+        x = x + self.text_projection(text_vectors)
+      else:
+        projected = self.text_projection(self.text_table)
+        x = x + tf.gather(projected, ids if text_ids is None else text_ids)
     return x
 
 
@@ -88,8 +108,7 @@ class QueryTower(tf.keras.Model):
     if self._config.use_history:
       history = inputs[_xf(features.HISTORY)]
       mask = history >= 0
-      vectors = self.items(tf.maximum(history, 0),
-                           inputs.get(HISTORY_TEXT_VECTORS))
+      vectors = self.items(tf.maximum(history, 0))
       long_term = masked_mean(vectors, mask)
       n = self._config.history_length
       short_term = self.sequence(vectors[:, -n:], mask=mask[:, -n:])
@@ -115,7 +134,8 @@ class CandidateTower(tf.keras.Model):
 
   def call(self, inputs):
     x = tf.concat([
-        self.items(inputs[_xf(features.ITEM_ID)], inputs.get(TEXT_VECTOR)),
+        self.items(inputs[_xf(features.ITEM_ID)], inputs.get(TEXT_VECTOR),
+                   inputs.get(TEXT_INDEX)),
         self.genres(inputs[_xf(features.GENRES)]),
         tf.expand_dims(inputs[_xf(features.YEAR)], -1),
     ], axis=-1)

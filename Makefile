@@ -43,7 +43,7 @@ bench-quality: env
 # Retrieval (ScaNN vs brute force vs NumPy), gRPC load and hot swap; needs a
 # pushed model (make demo). Writes bench/results/serving.json and PNGs.
 bench-serving: env
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/serving.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/serving_bench.py
 
 # Stage cost at 10K/100K/1M synthetic interactions: bench/results/scale.json.
 bench-scale: env

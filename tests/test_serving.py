@@ -1,12 +1,14 @@
 """Client and local server over TF Serving's protocol.
 
 Every client test is parametrised by server address: the embedded
-`recsys serve` server always, and a real tensorflow_model_server when
-TFS_ADDRESS (host:port, serving the tiny fixture model as "recommender") is
-set. The client must not be able to tell them apart.
+`recsys serve` server always, and a real TF Serving when one is given:
+TFS_BIN (path to tensorflow_model_server; the test starts it on 127.0.0.1
+over the tiny fixture model) or TFS_ADDRESS (host:port of a running one that
+serves that model as "recommender"). The client must not tell them apart.
 """
 import os
 import socket
+import subprocess
 import time
 
 import grpc
@@ -45,13 +47,37 @@ def local_server(model_base):
   server.stop()
 
 
-ADDRESSES = ["local"] + (["tfs"] if os.environ.get("TFS_ADDRESS") else [])
+ADDRESSES = ["local"] + (["tfs"] if os.environ.get("TFS_ADDRESS") or
+                          os.environ.get("TFS_BIN") else [])
+
+
+@pytest.fixture(scope="module")
+def real_tf_serving(model_base):
+  """Address of a real TF Serving: given, or started from TFS_BIN."""
+  if os.environ.get("TFS_ADDRESS"):
+    yield os.environ["TFS_ADDRESS"]
+    return
+  port = _free_port()
+  proc = subprocess.Popen([
+      os.environ["TFS_BIN"], f"--port={port}", "--rest_api_port=0",
+      "--model_name=recommender", f"--model_base_path={model_base}"])
+  address = f"127.0.0.1:{port}"
+  deadline = time.time() + 60
+  while time.time() < deadline:
+    try:
+      if client_lib.RecommenderClient(address, timeout=2).status():
+        break
+    except client_lib.ServingError:
+      time.sleep(0.5)
+  yield address
+  proc.terminate()
+  proc.wait(timeout=30)
 
 
 @pytest.fixture(params=ADDRESSES)
 def address(request, local_server):
   if request.param == "tfs":
-    return os.environ["TFS_ADDRESS"]
+    return request.getfixturevalue("real_tf_serving")
   return f"127.0.0.1:{local_server.grpc_port}"
 
 

@@ -35,6 +35,7 @@ from trainer import export, features  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 K = 100
+SCANN_SEARCH_SHARES = (0.05, 0.15, 0.3)
 
 
 def synthetic_catalogue(real: np.ndarray, n: int, rng) -> np.ndarray:
@@ -80,19 +81,26 @@ def bench_retrieval(real: np.ndarray, sizes, queries_n: int, repeats: int):
     brute = tfrs.layers.factorized_top_k.BruteForce(k=K)
     brute.index(tf.constant(cands), ids)
     leaves = int(max(10, np.sqrt(n) * 2))
-    start = time.time()
-    scann = tfrs.layers.factorized_top_k.ScaNN(
-        k=K, num_leaves=leaves, num_leaves_to_search=max(8, leaves // 20),
-        num_reordering_candidates=500)
-    scann.index(tf.constant(cands), ids)
-    build = time.time() - start
     floor_ms = cands.nbytes / (bandwidth * 1e9) * 1000
     methods = {
-        "numpy_exact": lambda q: exact_top(q, cands),
-        "brute_force": lambda q: brute(tf.constant(q))[1].numpy(),
-        "scann": lambda q: scann(tf.constant(q))[1].numpy(),
+        "numpy_exact": (lambda q: exact_top(q, cands), {}),
+        "brute_force": (lambda q: brute(tf.constant(q))[1].numpy(), {}),
     }
-    for name, fn in methods.items():
+    # A small sweep over the share of leaves searched; the fastest setting
+    # with recall@100 >= 0.95 is marked "chosen".
+    for share in SCANN_SEARCH_SHARES:
+      start = time.time()
+      layer = tfrs.layers.factorized_top_k.ScaNN(
+          k=K, num_leaves=leaves,
+          num_leaves_to_search=max(2, int(leaves * share)),
+          num_reordering_candidates=1000)
+      layer.index(tf.constant(cands), ids)
+      methods[f"scann_{share:g}"] = (
+          lambda q, layer=layer: layer(tf.constant(q))[1].numpy(),
+          dict(num_leaves=leaves, num_leaves_to_search=max(2, int(
+              leaves * share)), reordering=1000,
+               build_seconds=round(time.time() - start, 1)))
+    for name, (fn, params) in methods.items():
       fn(queries[:1])  # trace / warm
       p50, p99 = time_single(fn, queries, repeats)
       start = time.perf_counter()
@@ -103,15 +111,18 @@ def bench_retrieval(real: np.ndarray, sizes, queries_n: int, repeats: int):
         found = np.vectorize(int)(found)
       recall = float(np.mean([len(set(f) & set(t)) / K
                               for f, t in zip(found, truth)]))
-      row = dict(method=name, candidates=n, p50_ms=round(p50, 3),
+      row = dict(method=name.split("_0")[0] if name.startswith("scann")
+                 else name, candidates=n, p50_ms=round(p50, 3),
                  p99_ms=round(p99, 3), qps=round(qps, 1),
                  **{"recall@100": round(recall, 4)},
-                 scan_floor_ms=round(floor_ms, 3))
-      if name == "scann":
-        row.update(num_leaves=leaves, build_seconds=round(build, 1))
+                 scan_floor_ms=round(floor_ms, 3), **params)
       rows.append(row)
       print(f"{name:<12} n={n:>8} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  "
             f"{qps:9.1f} q/s  recall@100 {recall:.3f}", flush=True)
+    good = [r for r in rows if r["method"] == "scann" and r["candidates"] == n
+            and r["recall@100"] >= 0.95]
+    if good:
+      min(good, key=lambda r: r["p50_ms"])["chosen"] = True
   return rows, bandwidth
 
 
@@ -166,9 +177,11 @@ def bench_grpc(base_path: str, per_thread: int):
 
 def bench_hot_swap(base_path: str, tmp_base: str):
   """Copies the newest version under a new number while load runs."""
+  import shutil
   latest = local_model.latest_version_dir(base_path)
-  version = int(os.path.basename(latest))
-  publish_version(latest, tmp_base, version)
+  shutil.rmtree(tmp_base, ignore_errors=True)
+  version = int(os.path.basename(publish_version(
+      latest, tmp_base, int(os.path.basename(latest)))))
   server = server_lib.Server(configs.MODEL_NAME, tmp_base, grpc_port=0,
                              rest_port=None, poll_seconds=0.5).start()
   address = f"127.0.0.1:{server.grpc_port}"
@@ -192,10 +205,10 @@ def bench_hot_swap(base_path: str, tmp_base: str):
       t.start()
     time.sleep(2)
     pushed = time.time()
-    publish_version(latest, tmp_base, version + 1)
+    new = int(os.path.basename(publish_version(latest, tmp_base, version + 1)))
     while time.time() - pushed < 120:
-      if c.status()[0]["version"] == version + 1 and \
-          c.status()[0]["state"] == "AVAILABLE":
+      status = c.status()[0]
+      if status["version"] == new and status["state"] == "AVAILABLE":
         seen_new.append(time.time() - pushed)
         break
       time.sleep(0.05)
@@ -217,9 +230,11 @@ def plot(retrieval, grpc_rows):
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for method in ("numpy_exact", "brute_force", "scann"):
-    rows = [r for r in retrieval if r["method"] == method]
+    rows = [r for r in retrieval if r["method"] == method and (
+        method != "scann" or r.get("chosen"))]
     ax.plot([r["candidates"] for r in rows], [r["p50_ms"] for r in rows],
-            marker="o", label=f"{method} p50")
+            marker="o", label=f"{method} p50" + (
+                " (chosen setting)" if method == "scann" else ""))
   floor = sorted({(r["candidates"], r["scan_floor_ms"]) for r in retrieval})
   ax.plot([f[0] for f in floor], [f[1] for f in floor], "k--",
           label="exact-scan memory floor")

@@ -31,7 +31,7 @@ from serving import client as client_lib  # noqa: E402
 from serving import local_model  # noqa: E402
 from serving import protocol  # noqa: E402
 from serving import server as server_lib  # noqa: E402
-from trainer import export, features  # noqa: E402
+from trainer import features  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 K = 100

@@ -3,7 +3,7 @@ import glob
 import os
 import re
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from absl import logging
 

@@ -2,7 +2,6 @@
 made: the Transform graph, the pushed SavedModel, caching and the blessing gate.
 """
 import dataclasses
-import glob
 import os
 
 import numpy as np

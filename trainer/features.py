@@ -4,7 +4,7 @@ ExampleGen writes these keys, the curated schema declares them, Transform reads
 them, the Trainer consumes their transformed versions and the exported
 signatures accept them raw. Nothing else spells a feature name as a literal.
 """
-from typing import Dict, List
+from typing import Dict
 
 import tensorflow as tf
 
@@ -118,7 +118,3 @@ def complete_raw_features(partial: Dict[str, tf.Tensor],
       full[key] = tf.zeros([batch_size, 1], spec.dtype)
   return full
 
-
-def catalog_columns() -> List[str]:
-  """Features each catalogue example carries."""
-  return list(ITEM_FEATURES)

@@ -174,11 +174,13 @@ def test_new_versions_are_picked_up_and_old_ones_unloaded(tmp_path):
     c = client_lib.RecommenderClient(f"127.0.0.1:{server.grpc_port}")
     before = c.recommend([{"user_id": "1"}], k=1)[0]["scores"][0]
     save_version(base, 2, marker=10.0)
-    deadline = time.time() + 30
-    while time.time() < deadline and c.status()[0]["version"] != 2:
+    want = {2: "AVAILABLE", 1: "END"}
+    deadline = time.time() + 60
+    states = {}
+    while time.time() < deadline and states != want:
       time.sleep(0.2)
-    states = {s["version"]: s["state"] for s in c.status()}
-    assert states == {2: "AVAILABLE", 1: "END"}
+      states = {s["version"]: s["state"] for s in c.status()}
+    assert states == want
     after = c.recommend([{"user_id": "1"}], k=1)[0]["scores"][0]
     assert after == pytest.approx(before + 10.0)
   finally:

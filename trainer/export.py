@@ -62,7 +62,6 @@ class RecommenderModule(tf.Module):
     self.tft_layer = tft_layer
     self.text_encoder = text_encoder
     self.max_k = max_k
-    self.num_items = len(item_ids)
     first = item_ids[0]
     self.first_item_id = first.decode() if isinstance(first, bytes) else first
     ids = tf.constant(item_ids)

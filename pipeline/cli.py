@@ -167,13 +167,19 @@ def cmd_search(args) -> int:
 
 
 def cmd_serve(args) -> int:
+  from serving import batching
   from serving import server
   base = args.model_base_path or _model_base_path(args)
+  params = None
+  if args.enable_batching:
+    params = (batching.BatchingParameters.from_file(args.batching_parameters_file)
+              if args.batching_parameters_file
+              else batching.BatchingParameters())
   server.serve_forever(server.Server(
       args.model_name, base, host=args.host, grpc_port=args.port,
       rest_port=args.rest_api_port, poll_seconds=args.poll_seconds,
       versions_to_keep=args.versions_to_keep,
-      max_request_bytes=args.max_request_bytes))
+      max_request_bytes=args.max_request_bytes, batching_parameters=params))
   return 0
 
 
@@ -263,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
                      "policy)")
   serve.add_argument("--max-request-bytes", type=int, default=16 << 20,
                      help="larger requests get RESOURCE_EXHAUSTED")
+  serve.add_argument("--enable-batching", "--enable_batching",
+                     action="store_true",
+                     help="merge concurrent requests into one model call, "
+                     "as TF Serving's flag of the same name")
+  serve.add_argument("--batching-parameters-file",
+                     "--batching_parameters_file", default=None,
+                     help="TF Serving BatchingParameters text proto, e.g. "
+                     "serving/deploy/batching_parameters.txt")
   serve.set_defaults(func=cmd_serve)
 
   demo = sub.add_parser("demo", help="fetch data, run the pipeline, show "

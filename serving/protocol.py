@@ -70,10 +70,10 @@ def response_outputs(response: predict_pb2.PredictResponse
   return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
 
-def signature_inputs(function, tensors: Mapping[str, np.ndarray]
-                     ) -> Dict[str, tf.Tensor]:
-  """Checks names, dtypes and ranks against a concrete signature function and
-  converts; mismatches raise ProtocolError(INVALID_ARGUMENT) naming the fix."""
+def check_inputs(function, tensors: Mapping[str, np.ndarray]
+                 ) -> Dict[str, np.ndarray]:
+  """Checks names, dtypes and ranks against a concrete signature function;
+  mismatches raise ProtocolError(INVALID_ARGUMENT) naming the fix."""
   specs = function.structured_input_signature[1]
   missing = sorted(set(specs) - set(tensors))
   unknown = sorted(set(tensors) - set(specs))
@@ -99,5 +99,13 @@ def signature_inputs(function, tensors: Mapping[str, np.ndarray]
           grpc.StatusCode.INVALID_ARGUMENT,
           f"Input {name!r} must have rank {spec.shape.rank} "
           f"(shape {spec.shape}), got shape {list(value.shape)}")
-    out[name] = tf.constant(value, dtype=spec.dtype)
+    out[name] = value
   return out
+
+
+def signature_inputs(function, tensors: Mapping[str, np.ndarray]
+                     ) -> Dict[str, tf.Tensor]:
+  """check_inputs, then converts to the signature's dtypes."""
+  specs = function.structured_input_signature[1]
+  return {name: tf.constant(value, dtype=specs[name].dtype)
+          for name, value in check_inputs(function, tensors).items()}

@@ -34,6 +34,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+from serving import batching
 from serving import protocol
 
 DEFAULT_GRPC_PORT = 8500
@@ -78,12 +79,24 @@ class LoadedVersion:
           f"available: {', '.join(sorted(self.loaded.signatures))}")
     return self.loaded.signatures[name]
 
-  def run(self, signature: str, inputs: Dict[str, np.ndarray]
+  def run(self, signature: str, inputs: Dict[str, np.ndarray],
+          batcher: Optional[batching.Batcher] = None
           ) -> Dict[str, np.ndarray]:
+    """Checks the request alone, then runs it (inside a batch if given)."""
     function = self.signature(signature)
-    tensors = protocol.signature_inputs(function, inputs)
+    checked = protocol.check_inputs(function, inputs)
+    execute = lambda arrays: self._call(function, arrays)  # noqa: E731
+    if batcher is None:
+      return execute(checked)
+    return batcher.run(execute, (id(self), signature or "serving_default"),
+                       checked)
+
+  @staticmethod
+  def _call(function, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    specs = function.structured_input_signature[1]
     try:
-      outputs = function(**tensors)
+      outputs = function(**{k: tf.constant(v, dtype=specs[k].dtype)
+                            for k, v in arrays.items()})
     except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
       raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
                                    str(e).split("\n")[0]) from None
@@ -160,7 +173,12 @@ class Server:
                rest_port: Optional[int] = DEFAULT_REST_PORT,
                poll_seconds: float = 1.0, versions_to_keep: int = 1,
                max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-               workers: int = 8):
+               workers: int = 8,
+               batching_parameters: Optional[batching.BatchingParameters] = None):
+    """batching_parameters: merge concurrent requests into one model call
+    (TF Serving's --enable_batching); None serves each request alone."""
+    self.batcher = (batching.Batcher(batching_parameters)
+                    if batching_parameters is not None else None)
     self.manager = ModelManager(model_name, base_path, versions_to_keep)
     self.model_name = model_name
     self.max_request_bytes = max_request_bytes
@@ -205,6 +223,8 @@ class Server:
   def stop(self):
     self._stop.set()
     self.grpc.stop(grace=1)
+    if self.batcher is not None:
+      self.batcher.stop()
     if self.rest is not None:
       self.rest.shutdown()
 
@@ -223,7 +243,8 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
       model = self._server.model(request.model_spec.name,
                                  _version(request.model_spec))
       inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-      outputs = model.run(request.model_spec.signature_name, inputs)
+      outputs = model.run(request.model_spec.signature_name, inputs,
+                          self._server.batcher)
       response = predict_pb2.PredictResponse()
       response.model_spec.name = self._server.model_name
       response.model_spec.version.value = model.version
@@ -377,7 +398,7 @@ def _rest_handler(server: Server):
           raise protocol.ProtocolError(
               grpc.StatusCode.INVALID_ARGUMENT,
               "Request body must have \"instances\" or \"inputs\"")
-        outputs = model.run(signature, inputs)
+        outputs = model.run(signature, inputs, server.batcher)
         as_json = {k: _jsonable(v) for k, v in outputs.items()}
         if "instances" in body:
           n = len(next(iter(as_json.values())))

@@ -24,7 +24,7 @@ import tensorflow_recommenders as tfrs  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
 from pipeline import configs, data, demo, local_runner  # noqa: E402
-from trainer import features, task  # noqa: E402
+from trainer import features, item_embeddings, task  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.text_tower import TextEncoder, encode_texts  # noqa: E402
 
@@ -99,7 +99,8 @@ def main(argv=None) -> int:
       config.pipeline_root, "Transform", "transform_graph"))
   tft_layer = tft_output.transform_features_layer()
   split = lambda s: tf.io.gfile.glob(os.path.join(examples, f"Split-{s}", "*"))
-  catalog = task.read_catalog(os.path.join(examples, "Split-items", "*"))
+  catalog = item_embeddings.read_catalog(
+      os.path.join(examples, "Split-items", "*"))
   ids = [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
   row_of = {item: i for i, item in enumerate(ids)}
 
@@ -118,7 +119,10 @@ def main(argv=None) -> int:
   cold = train_counts[np.maximum(truth, 0)] == 0
 
   encoder = TextEncoder(config.text_encoder_dir)
-  text_vectors, tables = task.text_tables(encoder, catalog, tft_output)
+  vectors = item_embeddings.encode_catalog(encoder, catalog)
+  text_vectors = vectors["item_text"]
+  table, query_tables = task.text_tables(vectors, ids, tft_output,
+                                         TrainerConfig().search_queries)
   rows = []
 
   def record(name, top, seconds, rmse=None, mask=None):
@@ -157,7 +161,8 @@ def main(argv=None) -> int:
   for name, cfg in variants.items():
     cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
     model = task.build_model(cfg, tft_output,
-                             *(tables if cfg.use_text else (None, None)))
+                             *((table, query_tables) if cfg.use_text
+                               else (None, ())))
     model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate))
     start = time.time()
     model.fit(dataset(split("train"), tft_layer, args.batch_size, True),

@@ -27,15 +27,22 @@ import tensorflow_recommenders as tfrs  # noqa: E402
 
 from components.atomic_pusher.component import publish_version  # noqa: E402
 from pipeline import configs  # noqa: E402
+from serving import batching  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import local_model  # noqa: E402
 from serving import protocol  # noqa: E402
 from serving import server as server_lib  # noqa: E402
 from trainer import features  # noqa: E402
+from trainer import scann_tuning  # noqa: E402
 
+BATCHING_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                             "serving", "deploy", "batching_parameters.txt")
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 K = 100
-SCANN_SEARCH_SHARES = (0.05, 0.15, 0.3)
+MIN_RECALL = 0.95
+LEAVES_PER_SQRT_N = 2
+SCANN_SEARCH_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+SCANN_REORDERING = (250, 1000)
 
 
 def synthetic_catalogue(real: np.ndarray, n: int, rng) -> np.ndarray:
@@ -45,9 +52,9 @@ def synthetic_catalogue(real: np.ndarray, n: int, rng) -> np.ndarray:
   return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def exact_top(queries, cands):
+def exact_top(queries, cands, k=K):
   scores = queries @ cands.T
-  part = np.argpartition(-scores, K, axis=1)[:, :K]
+  part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
   order = np.take_along_axis(scores, part, 1).argsort(1)[:, ::-1]
   return np.take_along_axis(part, order, 1)
 
@@ -69,6 +76,16 @@ def memory_bandwidth_gbps() -> float:
   return 5 * a.nbytes / (time.perf_counter() - start) / 1e9
 
 
+def _scann_settings(n: int):
+  """The sweep: leaves ~ 2 sqrt(n); share of leaves searched x reordering."""
+  leaves = max(2, round(LEAVES_PER_SQRT_N * np.sqrt(n)))
+  for share in SCANN_SEARCH_SHARES:
+    for reordering in SCANN_REORDERING:
+      yield dict(num_leaves=leaves,
+                 num_leaves_to_search=max(1, int(np.ceil(leaves * share))),
+                 reordering=reordering, leaves_to_search_share=share)
+
+
 def bench_retrieval(real: np.ndarray, sizes, queries_n: int, repeats: int):
   rng = np.random.default_rng(0)
   bandwidth = memory_bandwidth_gbps()
@@ -76,31 +93,28 @@ def bench_retrieval(real: np.ndarray, sizes, queries_n: int, repeats: int):
   for n in sizes:
     cands = synthetic_catalogue(real, n, rng)
     queries = synthetic_catalogue(real, queries_n, rng)[::-1].copy()
-    truth = exact_top(queries, cands)
+    k = min(K, n)
+    truth = exact_top(queries, cands, k)
     ids = tf.constant(np.arange(n).astype(str))
-    brute = tfrs.layers.factorized_top_k.BruteForce(k=K)
+    brute = tfrs.layers.factorized_top_k.BruteForce(k=k)
     brute.index(tf.constant(cands), ids)
-    leaves = int(max(10, np.sqrt(n) * 2))
     floor_ms = cands.nbytes / (bandwidth * 1e9) * 1000
-    methods = {
-        "numpy_exact": (lambda q: exact_top(q, cands), {}),
-        "brute_force": (lambda q: brute(tf.constant(q))[1].numpy(), {}),
-    }
-    # A small sweep over the share of leaves searched; the fastest setting
-    # with recall@100 >= 0.95 is marked "chosen".
-    for share in SCANN_SEARCH_SHARES:
+    methods = [
+        ("numpy_exact", lambda q: exact_top(q, cands, k), {}),
+        ("brute_force", lambda q: brute(tf.constant(q))[1].numpy(), {}),
+    ]
+    for setting in _scann_settings(n):
       start = time.time()
       layer = tfrs.layers.factorized_top_k.ScaNN(
-          k=K, num_leaves=leaves,
-          num_leaves_to_search=max(2, int(leaves * share)),
-          num_reordering_candidates=1000)
+          k=k, num_leaves=setting["num_leaves"],
+          num_leaves_to_search=setting["num_leaves_to_search"],
+          num_reordering_candidates=max(setting["reordering"], k))
       layer.index(tf.constant(cands), ids)
-      methods[f"scann_{share:g}"] = (
-          lambda q, layer=layer: layer(tf.constant(q))[1].numpy(),
-          dict(num_leaves=leaves, num_leaves_to_search=max(2, int(
-              leaves * share)), reordering=1000,
-               build_seconds=round(time.time() - start, 1)))
-    for name, (fn, params) in methods.items():
+      methods.append(("scann",
+                      lambda q, layer=layer: layer(tf.constant(q))[1].numpy(),
+                      dict(setting, build_seconds=round(time.time() - start,
+                                                        1))))
+    for name, fn, params in methods:
       fn(queries[:1])  # trace / warm
       p50, p99 = time_single(fn, queries, repeats)
       start = time.perf_counter()
@@ -109,69 +123,106 @@ def bench_retrieval(real: np.ndarray, sizes, queries_n: int, repeats: int):
       qps = len(queries) / (time.perf_counter() - start)
       if found.dtype.kind not in "iu":  # TF returns identifiers as bytes
         found = np.vectorize(int)(found)
-      recall = float(np.mean([len(set(f) & set(t)) / K
+      recall = float(np.mean([len(set(f) & set(t)) / k
                               for f, t in zip(found, truth)]))
-      row = dict(method=name.split("_0")[0] if name.startswith("scann")
-                 else name, candidates=n, p50_ms=round(p50, 3),
+      row = dict(method=name, candidates=n, p50_ms=round(p50, 3),
                  p99_ms=round(p99, 3), qps=round(qps, 1),
                  **{"recall@100": round(recall, 4)},
                  scan_floor_ms=round(floor_ms, 3), **params)
       rows.append(row)
       print(f"{name:<12} n={n:>8} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  "
-            f"{qps:9.1f} q/s  recall@100 {recall:.3f}", flush=True)
+            f"{qps:9.1f} q/s  recall@100 {recall:.3f}  "
+            f"{json.dumps(params) if params else ''}", flush=True)
     good = [r for r in rows if r["method"] == "scann" and r["candidates"] == n
-            and r["recall@100"] >= 0.95]
+            and r["recall@100"] >= MIN_RECALL]
     if good:
-      min(good, key=lambda r: r["p50_ms"])["chosen"] = True
+      min(good, key=lambda r: (r["p50_ms"], -r["recall@100"]))["chosen"] = True
   return rows, bandwidth
 
 
-def _load(address, users, seconds_or_count, concurrency, record):
-  """Runs recommend requests from `concurrency` threads; returns latencies."""
+def write_tuning(rows) -> dict:
+  """The chosen ScaNN setting per size -> trainer/scann_tuning.json, which
+  the Trainer reads when exporting the ScaNN twin."""
+  out = []
+  for r in rows:
+    if r["method"] == "scann" and r.get("chosen"):
+      brute = next(b for b in rows if b["method"] == "brute_force"
+                   and b["candidates"] == r["candidates"])
+      out.append({"candidates": r["candidates"],
+                  "leaves_per_sqrt_n": LEAVES_PER_SQRT_N,
+                  "leaves_to_search_share": r["leaves_to_search_share"],
+                  "reordering": r["reordering"],
+                  "recall@100": r["recall@100"], "p50_ms": r["p50_ms"],
+                  "brute_force_p50_ms": brute["p50_ms"]})
+  table = {"written_by": "bench/serving_bench.py (make bench-serving)",
+           "rule": f"fastest p50 with recall@100 >= {MIN_RECALL} vs exact",
+           "rows": out}
+  if out:
+    with open(scann_tuning.TUNING_FILE, "w") as f:
+      json.dump(table, f, indent=1)
+  return table
+
+
+def _load(address: str, requests_per_thread: int, concurrency: int, queue):
+  """Load generator, run in its own process so that it does not share the
+  server's GIL: `concurrency` threads, each with its own channel, send
+  `recommend` top-10 requests back to back; puts (latencies, errors, secs)."""
+  users = [{"user_id": str(u), "history": [str(u + 1)]} for u in range(1, 200)]
   clients = [client_lib.RecommenderClient(address) for _ in range(concurrency)]
   latencies, errors = [], [0]
   lock = threading.Lock()
 
   def worker(i):
     c = clients[i]
-    for j in range(seconds_or_count):
+    for j in range(requests_per_thread):
+      request = dict(protocol.user_inputs([users[(i * 7 + j) % len(users)]]),
+                     k=np.int32(10))
       start = time.perf_counter()
       try:
-        out = c.predict(features.RECOMMEND_SIGNATURE, dict(
-            protocol.user_inputs([users[(i + j) % len(users)]]),
-            k=np.int32(10)))
-        if record:
-          record(out)
+        c.predict(features.RECOMMEND_SIGNATURE, request)
       except client_lib.ServingError:
         with lock:
           errors[0] += 1
       with lock:
         latencies.append((time.perf_counter() - start) * 1000)
 
+  for c in clients:  # Connect (and warm) outside the timed part.
+    c.status()
   start = time.perf_counter()
   with futures.ThreadPoolExecutor(concurrency) as pool:
     list(pool.map(worker, range(concurrency)))
-  return latencies, errors[0], time.perf_counter() - start
+  queue.put((latencies, errors[0], time.perf_counter() - start))
 
 
 def bench_grpc(base_path: str, per_thread: int):
-  server = server_lib.Server(configs.MODEL_NAME, base_path, grpc_port=0,
-                             rest_port=None, workers=32).start()
-  address = f"127.0.0.1:{server.grpc_port}"
-  users = [{"user_id": str(u), "history": [str(u + 1)]} for u in range(1, 200)]
+  """Unbatched and batched (serving/deploy/batching_parameters.txt) side by
+  side; the load comes from a separate process."""
+  import multiprocessing
+  context = multiprocessing.get_context("spawn")
   rows = []
-  try:
-    for concurrency in (1, 8, 32):
-      lat, errors, seconds = _load(address, users, per_thread, concurrency,
-                                   None)
-      rows.append(dict(concurrency=concurrency, requests=len(lat),
-                       qps=round(len(lat) / seconds, 1),
-                       p50_ms=round(float(np.percentile(lat, 50)), 2),
-                       p99_ms=round(float(np.percentile(lat, 99)), 2),
-                       errors=errors))
-      print(f"grpc concurrency {concurrency:>2}: {rows[-1]}", flush=True)
-  finally:
-    server.stop()
+  for batched in (False, True):
+    params = (batching.BatchingParameters.from_file(BATCHING_FILE)
+              if batched else None)
+    server = server_lib.Server(configs.MODEL_NAME, base_path, grpc_port=0,
+                               rest_port=None, workers=32,
+                               batching_parameters=params).start()
+    address = f"127.0.0.1:{server.grpc_port}"
+    try:
+      for concurrency in (1, 8, 32):
+        queue = context.Queue()
+        proc = context.Process(target=_load, args=(
+            address, per_thread, concurrency, queue))
+        proc.start()
+        lat, errors, seconds = queue.get(timeout=900)
+        proc.join()
+        rows.append(dict(concurrency=concurrency, batching=batched,
+                         requests=len(lat), qps=round(len(lat) / seconds, 1),
+                         p50_ms=round(float(np.percentile(lat, 50)), 2),
+                         p99_ms=round(float(np.percentile(lat, 99)), 2),
+                         errors=errors))
+        print(f"grpc: {rows[-1]}", flush=True)
+    finally:
+      server.stop()
   return rows
 
 
@@ -245,12 +296,19 @@ def plot(retrieval, grpc_rows):
   fig.tight_layout()
   fig.savefig(os.path.join(RESULTS, "serving_retrieval.png"), dpi=120)
   fig, ax = plt.subplots(figsize=(6, 4))
-  conc = [r["concurrency"] for r in grpc_rows]
-  ax.plot(conc, [r["p50_ms"] for r in grpc_rows], marker="o", label="p50")
-  ax.plot(conc, [r["p99_ms"] for r in grpc_rows], marker="o", label="p99")
+  for batched in (False, True):
+    rows = [r for r in grpc_rows if r["batching"] == batched]
+    conc = [r["concurrency"] for r in rows]
+    label = "batching" if batched else "no batching"
+    style = "-" if batched else ":"
+    ax.plot(conc, [r["p50_ms"] for r in rows], style, marker="o",
+            label=f"p50, {label}")
+    ax.plot(conc, [r["p99_ms"] for r in rows], style, marker="s",
+            label=f"p99, {label}")
+  ax.axhline(50, color="k", lw=0.8, ls="--", label="p99 target at c=8")
   ax.set(xscale="log", xlabel="concurrency", ylabel="recommend latency (ms)")
   ax.grid(alpha=0.3)
-  ax.legend()
+  ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(os.path.join(RESULTS, "serving_grpc.png"), dpi=120)
 
@@ -258,7 +316,8 @@ def plot(retrieval, grpc_rows):
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--output-dir", default="outputs")
-  parser.add_argument("--sizes", default="10000,100000,1000000")
+  parser.add_argument("--sizes", default="catalogue,10000,100000,1000000",
+                      help="candidate counts; 'catalogue' = the real one")
   parser.add_argument("--queries", type=int, default=1000)
   parser.add_argument("--single-query-repeats", type=int, default=200)
   parser.add_argument("--requests-per-thread", type=int, default=100)
@@ -268,13 +327,16 @@ def main(argv=None) -> int:
   model = local_model.load_latest(base)
   real = model._loaded.item_vectors.numpy()[:-1]
   retrieval, bandwidth = bench_retrieval(
-      real, [int(s) for s in args.sizes.split(",")], args.queries,
+      real, [len(real) if s == "catalogue" else int(s)
+             for s in args.sizes.split(",")], args.queries,
       args.single_query_repeats)
   grpc_rows = bench_grpc(base, args.requests_per_thread)
   hot = bench_hot_swap(base, os.path.join(os.path.abspath(args.output_dir),
                                           "bench_hot_swap", "recommender"))
   os.makedirs(RESULTS, exist_ok=True)
-  result = {"retrieval": retrieval, "grpc": grpc_rows, "hot_swap": hot,
+  tuning = write_tuning(retrieval)
+  result = {"retrieval": retrieval, "scann_tuning": tuning,
+            "grpc": grpc_rows, "hot_swap": hot,
             "memory_bandwidth_gbps": round(bandwidth, 2)}
   with open(os.path.join(RESULTS, "serving.json"), "w") as f:
     json.dump(result, f, indent=1)

@@ -136,11 +136,15 @@ def _model_base_path(args) -> str:
                       configs.MODEL_NAME)
 
 
+def _user(args) -> dict:
+  history = [h for h in (args.history or "").split(",") if h]
+  return dict(user_id=args.user, age=args.age, gender=args.gender,
+              occupation=args.occupation, history=history)
+
+
 def cmd_recommend(args) -> int:
   from serving import local_model
-  history = [h for h in (args.history or "").split(",") if h]
-  user = dict(user_id=args.user, age=args.age, gender=args.gender,
-              occupation=args.occupation, history=history)
+  user = _user(args)
   if args.server:
     from serving import client
     result = client.RecommenderClient(args.server, args.model_name).recommend(
@@ -154,13 +158,16 @@ def cmd_recommend(args) -> int:
 
 def cmd_search(args) -> int:
   from serving import local_model
+  user = _user(args)
+  # Any user field set: personalized_search, the same user for every query.
+  users = [user] * len(args.query) if any(user.values()) else None
   if args.server:
     from serving import client
     results = client.RecommenderClient(args.server, args.model_name).search(
-        args.query, args.k)
+        args.query, args.k, users)
   else:
     results = local_model.load_latest(_model_base_path(args)).search(
-        args.query, args.k)
+        args.query, args.k, users)
   for query, result in zip(args.query, results):
     print(local_model.format_recommendations(f"query {query!r}", result))
   return 0
@@ -199,6 +206,16 @@ def _add_model_location_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument("--output-dir", default=configs.PipelineConfig().output_dir)
 
 
+def _add_user_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--user", default="", help="user id ('' or unknown: the "
+                 "out-of-vocabulary path, profile and history still count)")
+  p.add_argument("--age", type=int, default=0, help="user age (0: unknown)")
+  p.add_argument("--gender", default="", help="M or F ('' unknown)")
+  p.add_argument("--occupation", default="", help="e.g. student")
+  p.add_argument("--history", default="",
+                 help="comma-separated item ids, oldest first")
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="recsys", description=__doc__,
@@ -230,13 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
   rec = sub.add_parser("recommend", help="top-k items for a user from the "
                        "latest pushed model")
-  rec.add_argument("--user", default="", help="user id ('' or unknown: the "
-                   "out-of-vocabulary path, profile and history still count)")
-  rec.add_argument("--age", type=int, default=0, help="user age (0: unknown)")
-  rec.add_argument("--gender", default="", help="M or F ('' unknown)")
-  rec.add_argument("--occupation", default="", help="e.g. student")
-  rec.add_argument("--history", default="",
-                   help="comma-separated item ids, oldest first")
+  _add_user_flags(rec)
   rec.add_argument("-k", type=int, default=10, help="how many items (1-100)")
   rec.add_argument("--exclude-seen", action="store_true",
                    help="leave out the items given in --history")
@@ -246,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
   search = sub.add_parser("search", help="free-text search of the catalogue")
   search.add_argument("query", nargs="+", help="one or more queries")
   search.add_argument("-k", type=int, default=10, help="how many items (1-100)")
+  _add_user_flags(search)  # Any of them: results re-ordered for that user.
   _add_model_location_flags(search)
   search.set_defaults(func=cmd_search)
 

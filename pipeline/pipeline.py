@@ -7,11 +7,13 @@ from tfx.orchestration import data_types
 
 from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher.component import AtomicPusher
+from components.item_text_embedder.component import ItemTextEmbedder
 from components.movielens_example_gen.component import MovieLensExampleGen
 from components.recommender_trainer.component import RecommenderTrainer
 from pipeline import configs
 from pipeline.eval_config import eval_config
 from trainer import features
+from trainer import item_embeddings
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "schemas")
@@ -76,6 +78,17 @@ def create_pipeline(config: configs.PipelineConfig,
       materialize=False)
   transform.add_upstream_node(anomaly_gate)
 
+  # The catalogue's frozen text vectors, cached apart from training.
+  item_embedder = None
+  if config.trainer.use_text:
+    item_embedder = ItemTextEmbedder(
+        examples=example_gen.outputs["examples"],
+        text_encoder_dir=config.text_encoder_dir,
+        max_length=config.trainer.text_max_length,
+        kinds=",".join(item_embeddings.needed_kinds(
+            config.trainer.search_queries)))
+    item_embedder.add_upstream_node(anomaly_gate)
+
   trainer = RecommenderTrainer(
       run_fn=RUN_FN,
       examples=example_gen.outputs["examples"],
@@ -83,7 +96,9 @@ def create_pipeline(config: configs.PipelineConfig,
       schema=schema_gen.outputs["schema"],
       train_args=_train_args(config.train_steps),
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT], num_steps=0),
-      custom_config=config.trainer_custom_config())
+      custom_config=config.trainer_custom_config(),
+      item_embeddings=(item_embedder.outputs["item_embeddings"]
+                       if item_embedder else None))
 
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs["examples"],
@@ -99,8 +114,10 @@ def create_pipeline(config: configs.PipelineConfig,
   return tfx.dsl.Pipeline(
       pipeline_name=configs.PIPELINE_NAME,
       pipeline_root=config.pipeline_root,
-      components=[example_gen, statistics_gen, schema_gen, example_validator,
-                  anomaly_gate, transform, trainer, evaluator, pusher],
+      components=[c for c in (
+          example_gen, statistics_gen, schema_gen, example_validator,
+          anomaly_gate, transform, item_embedder, trainer, evaluator, pusher)
+                  if c is not None],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,
       beam_pipeline_args=beam_pipeline_args)

@@ -93,9 +93,12 @@ class RecommenderClient:
             else features.RECOMMEND_SIGNATURE)
     return protocol.top_k_rows(self.predict(name, inputs))
 
-  def search(self, queries: Sequence[str], k: int = 10) -> List[Dict]:
-    return protocol.top_k_rows(self.predict(features.SEARCH_SIGNATURE, {
-        "query": np.array(list(queries), object), "k": np.int32(k)}))
+  def search(self, queries: Sequence[str], k: int = 10,
+             users: Optional[Sequence[Dict]] = None) -> List[Dict]:
+    """Free-text search; with `users` (one per query, recommend's fields),
+    each query's results are re-ordered by that user's taste."""
+    return protocol.top_k_rows(self.predict(*protocol.search_inputs(
+        queries, k, users)))
 
   def status(self) -> List[Dict]:
     request = get_model_status_pb2.GetModelStatusRequest()

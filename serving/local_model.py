@@ -5,7 +5,7 @@ the highest one served. Used by `recsys recommend` and the demo until the
 gRPC server (serving issue) takes over, and by tests of the pushed model.
 """
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -65,10 +65,13 @@ class PushedModel:
                                       history=list(history))], k,
                                 exclude_seen)[0]
 
-  def search(self, queries: Sequence, k: int = 10) -> List[Dict]:
-    """Free-text queries (str or bytes) -> top-k items each."""
-    out = self.signature(features.SEARCH_SIGNATURE)(
-        query=tf.constant(list(queries), tf.string), k=tf.constant(k, tf.int32))
+  def search(self, queries: Sequence, k: int = 10,
+             users: Optional[Sequence[Dict]] = None) -> List[Dict]:
+    """Free-text queries (str or bytes) -> top-k items each; with `users`
+    (one per query) re-ordered by each user's taste."""
+    name, inputs = protocol.search_inputs(queries, k, users)
+    out = self.signature(name)(**{key: tf.constant(v)
+                                  for key, v in inputs.items()})
     return protocol.top_k_rows({k: v.numpy() for k, v in out.items()})
 
   def embed_items(self, items: Sequence[Dict]) -> np.ndarray:

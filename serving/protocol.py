@@ -41,6 +41,19 @@ def user_inputs(users: Sequence[Mapping]) -> Dict[str, np.ndarray]:
   }
 
 
+def search_inputs(queries: Sequence, k: int,
+                  users: Optional[Sequence[Mapping]] = None):
+  """(signature, inputs) for `search`, or `personalized_search` when users
+  (one per query) are given."""
+  inputs = {"query": np.array(list(queries), object), "k": np.int32(k)}
+  if users is None:
+    return features.SEARCH_SIGNATURE, inputs
+  if len(users) != len(queries):
+    raise ValueError(f"{len(queries)} queries but {len(users)} users")
+  return (features.PERSONALIZED_SEARCH_SIGNATURE,
+          dict(inputs, **user_inputs(users)))
+
+
 def top_k_rows(outputs: Mapping[str, np.ndarray]) -> List[Dict]:
   """item_ids/titles/scores [B, k] -> one {item_ids, titles, scores} per row."""
   def text(v):

@@ -29,6 +29,7 @@ def test_compiles_offline_to_the_same_graph(tmp_path):
   assert set(tasks) == set(local_upstream)
   for name, task in tasks.items():
     assert set(task.dependent_tasks) == local_upstream[name], name
+  assert "ItemTextEmbedder" in local_upstream["RecommenderTrainer"]
 
   images = {e.container.image for e in
             job["pipelineSpec"]["deploymentSpec"]["executors"].values()

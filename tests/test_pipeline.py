@@ -146,6 +146,26 @@ def test_search_and_bad_text(first_run):
     assert np.isfinite(result["scores"]).all()
 
 
+def test_personalized_search_reorders_what_the_text_matches(first_run):
+  model = local_model.load_latest(first_run.serving_model_dir)
+  query = "science fiction space adventure"
+  matches = set(model.search([query], k=100)[0]["item_ids"])
+  fans = [{"user_id": "1", "history": ["50", "172", "181"]},
+          {"user_id": "someone-new", "age": 70, "gender": "F",
+           "occupation": "retired", "history": ["1", "71", "95"]},
+          {}]
+  results = model.search([query] * 3, k=10, users=fans)
+  for result in results:
+    assert len(result["item_ids"]) == 10
+    assert (np.diff(result["scores"]) <= 1e-6).all()
+    # The text still decides most of the page.
+    assert len(set(result["item_ids"]) & matches) >= 5
+  # Different users, different orders.
+  assert results[0]["item_ids"] != results[1]["item_ids"]
+  with pytest.raises(ValueError, match="2 queries but 1 users"):
+    model.search(["a", "b"], users=[{}])
+
+
 def test_cached_and_in_graph_text_paths_agree(first_run):
   """embed_items (BERT in the graph) == the index's vectors (BERT cached)."""
   model = local_model.load_latest(first_run.serving_model_dir)
@@ -180,6 +200,9 @@ def test_pushed_model_over_grpc_matches_in_process(first_run):
                                rtol=1e-5)
     assert remote.search(["Star Wars"], k=3)[0]["item_ids"] == \
         local.search(["Star Wars"], k=3)[0]["item_ids"]
+    fan = [{"user_id": "1", "history": ["50"]}]
+    assert remote.search(["Star Wars"], k=5, users=fan)[0]["item_ids"] == \
+        local.search(["Star Wars"], k=5, users=fan)[0]["item_ids"]
     assert features.SEARCH_SIGNATURE in remote.signatures()
   finally:
     server.stop()

@@ -10,6 +10,9 @@ from typing import Any, Dict
 # catalogue split (set by RecommenderTrainer) and the pretrained text encoder.
 CATALOG_PATTERN_KEY = "catalog_pattern"
 TEXT_ENCODER_DIR_KEY = "text_encoder_dir"
+# Where ItemTextEmbedder's artifact is (set by RecommenderTrainer when the
+# pipeline wires one in); absent, the Trainer encodes the catalogue itself.
+ITEM_EMBEDDINGS_KEY = "item_embeddings_uri"
 
 
 @dataclasses.dataclass
@@ -28,8 +31,13 @@ class TrainerConfig:
   # Frozen pretrained BERT text vectors of items (+ a trained projection).
   use_text: bool = True
   text_max_length: int = 32
-  # Weight of the search task (item text as query -> that item).
+  # Weight of the search task: texts about an item, as queries, retrieve it.
   search_weight: float = 0.5
+  # Which texts serve as training queries (comma-separated): the full item
+  # text, the bare title (what people type), the genre list (topic queries).
+  search_queries: str = "item_text,title,genres"
+  # personalized_search: text cosine + this * the user's cosine.
+  search_personalization: float = 0.3
   # Share of training candidates whose id is hidden (cold-start training).
   item_id_dropout: float = 0.2
   # tf.distribute strategy: default, mirrored, multi_worker_mirrored.
@@ -38,9 +46,11 @@ class TrainerConfig:
   max_k: int = 100
   # Also export a ScaNN-index twin (needs a TF Serving build with ScaNN ops).
   export_scann: bool = True
-  scann_num_leaves: int = 40
-  scann_leaves_to_search: int = 20
-  scann_reordering: int = 500
+  # ScaNN knobs; 0 takes the value `make bench-serving` chose for a catalogue
+  # of this size (trainer/scann_tuning.json, see trainer/scann_tuning.py).
+  scann_num_leaves: int = 0
+  scann_leaves_to_search: int = 0
+  scann_reordering: int = 0
 
   @classmethod
   def from_custom_config(cls, custom_config: Dict[str, Any]) -> "TrainerConfig":

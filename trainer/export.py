@@ -12,6 +12,8 @@ Signatures (all tensors batched on axis 0 unless noted):
   evaluate(examples [B] serialized tf.Example) -> rating [B], hit_at_100 [B]
 With the text tower (the default) also:
   search(query [B] str, k [] int32) -> item_ids, titles, scores [B, k]
+  personalized_search(query [B] str, the recommend user fields, k [] int32)
+      -> the same, re-ordered by the user's taste (see personalized_search)
   embed_items(item_id [B], title [B], year [B] int64, genres [B, G] ("" pads))
       -> vectors [B, d]: candidate vectors for new (cold-start) items
 """
@@ -56,8 +58,10 @@ class RecommenderModule(tf.Module):
 
   def __init__(self, model, tft_layer, text_encoder, item_ids: np.ndarray,
                titles: np.ndarray, item_vectors: np.ndarray, max_k: int,
-               index: tfrs.layers.factorized_top_k.TopK):
+               index: tfrs.layers.factorized_top_k.TopK,
+               personalization_weight: float = 0.0):
     super().__init__()
+    self.personalization_weight = personalization_weight
     self.model = model
     self.tft_layer = tft_layer
     self.text_encoder = text_encoder
@@ -88,9 +92,13 @@ class RecommenderModule(tf.Module):
   def _top_k(self, query, k, exclude=None):
     """Top k of the whole catalogue; `exclude` [B, H] ids ("" pads) are
     skipped, so k items come back even when many were seen."""
-    k = tf.clip_by_value(k, 1, self.max_k)
     # The index returns index_depth(max_k) >= max_k: room to drop seen items.
     scores, ids = self.index(query)
+    return self._select(scores, ids, k, exclude)
+
+  def _select(self, scores, ids, k, exclude=None):
+    """Best k of [B, depth] scored ids, skipping `exclude`."""
+    k = tf.clip_by_value(k, 1, self.max_k)
     if exclude is not None:
       seen = tf.reduce_any(
           tf.equal(ids[:, :, tf.newaxis], exclude[:, tf.newaxis, :]), axis=-1)
@@ -123,6 +131,22 @@ class RecommenderModule(tf.Module):
     """Free text -> the same catalogue index `recommend` uses."""
     return self._top_k(
         self.model.text_query_tower(self.text_encoder(query)), k)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "query"),
+                                *_USER_INPUTS.values(),
+                                tf.TensorSpec([], tf.int32, "k")])
+  def personalized_search(self, query, user_id, age, gender, occupation,
+                          history_item_ids, k):
+    """`search` for one user: the text query picks the candidates from the
+    shared index (what matches), the user's taste re-orders them:
+    score = text cosine + personalization_weight * user cosine. Relevance
+    stays with the text; among the items that match, the user's come first.
+    Empty user fields make this `search` with an average user's tilt."""
+    text_query = self.model.text_query_tower(self.text_encoder(query))
+    scores, ids = self.index(text_query)
+    user = self._query(user_id, age, gender, occupation, history_item_ids)
+    taste = tf.einsum("bd,bkd->bk", user, self.indexed_item_vectors(ids))
+    return self._select(scores + self.personalization_weight * taste, ids, k)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None], tf.string, features.ITEM_ID),
@@ -228,6 +252,8 @@ def save(module: RecommenderModule, export_dir: str,
   }
   if module.text_encoder is not None:
     signatures[features.SEARCH_SIGNATURE] = module.search
+    signatures[features.PERSONALIZED_SEARCH_SIGNATURE] = (
+        module.personalized_search)
     signatures[features.EMBED_ITEMS_SIGNATURE] = module.embed_items
   scann = isinstance(module.index, tfrs.layers.factorized_top_k.ScaNN)
   tf.saved_model.save(module, export_dir, signatures=signatures,

@@ -56,6 +56,8 @@ RECOMMEND_SIGNATURE = "recommend"
 RECOMMEND_UNSEEN_SIGNATURE = "recommend_unseen"
 RANK_SIGNATURE = "rank"
 SEARCH_SIGNATURE = "search"
+# search re-ordered for one user (the same user inputs as recommend).
+PERSONALIZED_SEARCH_SIGNATURE = "personalized_search"
 EMBED_ITEMS_SIGNATURE = "embed_items"
 EVAL_SIGNATURE = "evaluate"
 # Outputs of the eval signature that TFMA reads.

@@ -1,5 +1,5 @@
 """The multi-task TFRS model: retrieval (two towers) and rating ranking."""
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -30,27 +30,28 @@ class RecommenderModel(tfrs.models.Model):
       training interactions (the in-batch sampling probability).
     text_table: float array [num_items + OOV, text_dim]: frozen text vector
       of each vocabulary item (zeros for OOV); None without the text tower.
-    title_table: the same for the title alone: what a person types into
-      search. The search task learns from both.
+    search_query_tables: [num_items + OOV, text_dim] tables of other texts
+      about each item (its bare title, its genre list) used, with the full
+      text, as training queries for search (config.search_queries).
     mean_rating: the rating head starts from the training mean.
   """
 
   def __init__(self, config: TrainerConfig, num_users: int,
                num_occupations: int, item_probability: np.ndarray,
                text_table: Optional[np.ndarray] = None,
-               title_table: Optional[np.ndarray] = None,
+               search_query_tables: Sequence[np.ndarray] = (),
                mean_rating: float = 3.5):
     super().__init__()
     self.config = config
     if config.use_text and text_table is None:
       raise ValueError("use_text needs the catalogue's text vectors")
-    self.title_table = (tf.constant(title_table, tf.float32)
-                        if config.use_text and title_table is not None
-                        else None)
     self.oov_item = len(item_probability) - 1
     self.items = towers.ItemRepresentation(config, len(item_probability),
                                            text_table)
     self.text_table = self.items.text_table if config.use_text else None
+    self.search_query_tables = [
+        tf.constant(t, tf.float32) for t in search_query_tables
+    ] if config.use_text else []
     self.query_tower = towers.QueryTower(config, num_users, num_occupations,
                                          self.items)
     self.candidate_tower = towers.CandidateTower(config, self.items)
@@ -120,9 +121,8 @@ class RecommenderModel(tfrs.models.Model):
     loss = (self.config.retrieval_weight * retrieval +
             self.config.ranking_weight * ranking)
     if self.config.use_text:
-      # Each item's own text (and its bare title) is a query that should
-      # retrieve it.
-      tables = [t for t in (self.text_table, self.title_table) if t is not None]
+      # Each text about an item is a query that should retrieve it.
+      tables = self.search_query_tables
       for table in tables:
         text_query = self.text_query_tower(tf.gather(table, item_idx))
         loss += self.config.search_weight / len(tables) * self.search_task(

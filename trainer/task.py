@@ -2,7 +2,7 @@
 import json
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -13,15 +13,16 @@ from tfx_bsl.public import tfxio
 
 from trainer import export
 from trainer import features
+from trainer import item_embeddings
 from trainer import preprocessing
-from trainer import text
+from trainer import scann_tuning
 from trainer import towers
-from trainer.config import CATALOG_PATTERN_KEY, TEXT_ENCODER_DIR_KEY
+from trainer.config import CATALOG_PATTERN_KEY, ITEM_EMBEDDINGS_KEY
+from trainer.config import TEXT_ENCODER_DIR_KEY
 from trainer.config import TrainerConfig
 from trainer.distribution import is_chief, make_strategy
 from trainer.model import RecommenderModel, item_probability
-from trainer.text_tower import TextEncoder, encode_texts
-
+from trainer.text_tower import TextEncoder
 
 
 class ProgressLogger(tf.keras.callbacks.Callback):
@@ -59,37 +60,6 @@ def _input_fn(files: List[str], data_accessor, tft_output, batch_size: int,
   return dataset.map(tft_layer, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
 
-def read_catalog(pattern: str) -> Dict[str, np.ndarray]:
-  """The `items` split: one raw example per catalogue item."""
-  files = tf.io.gfile.glob(pattern)
-  if not files:
-    raise FileNotFoundError(f"No catalogue examples match {pattern!r}")
-  spec = {k: v for k, v in features.raw_feature_spec().items()
-          if k in features.ITEM_FEATURES}
-  rows = {k: [] for k in spec}
-  for batch in tf.data.TFRecordDataset(files, "GZIP").batch(4096).map(
-      lambda x: tf.io.parse_example(x, spec)):
-    for k in spec:
-      rows[k].append(batch[k])
-  out = {}
-  for k, parts in rows.items():
-    if isinstance(parts[0], tf.SparseTensor):
-      out[k] = tf.sparse.concat(0, parts, expand_nonconcat_dims=True)
-    else:
-      out[k] = tf.concat(parts, 0)
-  return out
-
-
-def catalog_texts(catalog: Dict[str, tf.Tensor]) -> List[bytes]:
-  """The text builder applied to every catalogue item."""
-  genres = catalog[features.GENRES]
-  if isinstance(genres, tf.SparseTensor):
-    genres = tf.sparse.to_dense(genres, default_value="")
-  return text.item_text(tf.reshape(catalog[features.TITLE], [-1]),
-                        tf.reshape(catalog[features.YEAR], [-1]),
-                        genres).numpy().tolist()
-
-
 def candidate_vectors(model: RecommenderModel, tft_layer,
                       catalog: Dict[str, tf.Tensor],
                       text_vectors: np.ndarray) -> np.ndarray:
@@ -125,18 +95,15 @@ def text_table(vocabulary: List[str], catalog_ids: List[str],
   return table
 
 
-def text_tables(encoder: TextEncoder, catalog: Dict[str, tf.Tensor],
-                tft_output: tft.TFTransformOutput):
-  """Encodes the catalogue once: (full-text vectors by catalogue row,
-  (full-text table, title-only table) by vocabulary index)."""
-  ids = [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
+def text_tables(vectors: Dict[str, np.ndarray], catalog_ids: List[str],
+                tft_output: tft.TFTransformOutput, search_queries: str):
+  """Catalogue-row vectors -> (full-text table by vocabulary index, [one
+  search-query table by vocabulary index per kind in `search_queries`])."""
   vocabulary = item_vocabulary(tft_output)
-  full = encode_texts(encoder, catalog_texts(catalog))
-  titles = encode_texts(encoder,
-                        catalog[features.TITLE].numpy().reshape(-1).tolist(),
-                        label="titles (for search)")
-  return full, (text_table(vocabulary, ids, full),
-                text_table(vocabulary, ids, titles))
+  by_index = lambda v: text_table(vocabulary, catalog_ids, v)  # noqa: E731
+  return (by_index(vectors["item_text"]),
+          [by_index(vectors[k])
+           for k in item_embeddings.parse_kinds(search_queries)])
 
 
 def item_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:
@@ -146,7 +113,7 @@ def item_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:
 
 def build_model(config: TrainerConfig, tft_output: tft.TFTransformOutput,
                 text_vectors_by_index: Optional[np.ndarray] = None,
-                title_vectors_by_index: Optional[np.ndarray] = None
+                search_query_tables: Sequence[np.ndarray] = ()
                 ) -> RecommenderModel:
   items = item_vocabulary(tft_output)
   freq = {}
@@ -161,7 +128,8 @@ def build_model(config: TrainerConfig, tft_output: tft.TFTransformOutput,
       num_occupations=tft_output.vocabulary_size_by_name(
           features.OCCUPATION_VOCAB),
       item_probability=item_probability(freq, items),
-      text_table=text_vectors_by_index, title_table=title_vectors_by_index)
+      text_table=text_vectors_by_index,
+      search_query_tables=search_query_tables)
 
 
 def evaluate_in_process(module: export.RecommenderModule,
@@ -195,19 +163,26 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   train = _input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
                     config.batch_size, shuffle=True, repeat=True)
 
-  catalog = read_catalog(fn_args.custom_config[CATALOG_PATTERN_KEY])
-  catalog_ids = [i.decode() for i in
-                 catalog[features.ITEM_ID].numpy().reshape(-1)]
+  catalog = item_embeddings.read_catalog(
+      fn_args.custom_config[CATALOG_PATTERN_KEY])
+  catalog_ids = item_embeddings.catalog_ids(catalog)
   encoder, catalog_text_vectors = None, np.zeros([len(catalog_ids), 1],
                                                  np.float32)
-  tables = (None, None)
+  table, query_tables = None, []
   if config.use_text:
+    # The exported towers encode new text in-graph, so the encoder is loaded
+    # even when the catalogue's vectors come from ItemTextEmbedder.
     encoder = TextEncoder(fn_args.custom_config[TEXT_ENCODER_DIR_KEY],
                           config.text_max_length)
-    catalog_text_vectors, tables = text_tables(encoder, catalog, tft_output)
+    vectors = item_embeddings.load_or_encode(
+        fn_args.custom_config.get(ITEM_EMBEDDINGS_KEY), encoder, catalog,
+        item_embeddings.needed_kinds(config.search_queries))
+    catalog_text_vectors = vectors["item_text"]
+    table, query_tables = text_tables(vectors, catalog_ids, tft_output,
+                                      config.search_queries)
 
   with make_strategy(config.distribution).scope():
-    model = build_model(config, tft_output, *tables)
+    model = build_model(config, tft_output, table, query_tables)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   steps = fn_args.train_steps
   start = time.time()
@@ -223,16 +198,21 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   tft_layer = tft_output.transform_features_layer()
   vectors = candidate_vectors(model, tft_layer, catalog, catalog_text_vectors)
   item_ids = catalog[features.ITEM_ID].numpy().reshape(-1)
+  scann = scann_tuning.resolve(len(item_ids), config.scann_num_leaves,
+                               config.scann_leaves_to_search,
+                               config.scann_reordering)
+  if config.export_scann:
+    logging.info("ScaNN twin for %d items: %s", len(item_ids), scann)
 
   def exported(kind: str) -> export.RecommenderModule:
     return export.RecommenderModule(
         model, tft_layer, text_encoder=encoder, item_ids=item_ids,
         titles=catalog[features.TITLE].numpy().reshape(-1),
         item_vectors=vectors, max_k=config.max_k,
+        personalization_weight=config.search_personalization,
         index=export.make_index(kind, vectors[:-1], item_ids, config.max_k,
-                                config.scann_num_leaves,
-                                config.scann_leaves_to_search,
-                                config.scann_reordering))
+                                scann.num_leaves, scann.leaves_to_search,
+                                scann.reordering))
 
   module = exported("brute_force")
   metrics = evaluate_in_process(

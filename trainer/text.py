@@ -21,10 +21,14 @@ def item_text(title: tf.Tensor, year: tf.Tensor, genres: tf.Tensor) -> tf.Tensor
   year (0 = unknown, omitted) and [B, n] genre strings ("" pads)."""
   year_part = tf.where(tf.equal(year, features.UNKNOWN_YEAR), "",
                        tf.strings.join([" (", tf.strings.as_string(year), ")"]))
-  genre_part = tf.strings.reduce_join(genres, axis=-1, separator=", ")
-  genre_part = tf.strings.regex_replace(genre_part, r"(, )+$|^(, )+", "")
-  genre_part = tf.strings.regex_replace(genre_part, r"(, ){2,}", ", ")
-  return tf.strings.join([title, year_part, ". ", genre_part])
+  return tf.strings.join([title, year_part, ". ", genre_text(genres)])
+
+
+def genre_text(genres: tf.Tensor) -> tf.Tensor:
+  """[B, n] genre strings ("" pads) -> [B] "Animation, Children's"."""
+  text = tf.strings.reduce_join(genres, axis=-1, separator=", ")
+  text = tf.strings.regex_replace(text, r"(, )+$|^(, )+", "")
+  return tf.strings.regex_replace(text, r"(, ){2,}", ", ")
 
 
 class Tokenizer(tf.Module):

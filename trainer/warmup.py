@@ -48,6 +48,8 @@ def warmup_inputs(item_id: str) -> Dict[str, Dict[str, np.ndarray]]:
           [[item_id, "unknown-item"]] * 2, object)),
       features.SEARCH_SIGNATURE: {"query": np.array(["space adventure", ""],
                                                     object), "k": k},
+      features.PERSONALIZED_SEARCH_SIGNATURE: dict(
+          users, query=np.array(["space adventure", ""], object), k=k),
       features.EMBED_ITEMS_SIGNATURE: {
           features.ITEM_ID: np.array(["new-item"], object),
           features.TITLE: np.array(["A New Movie"], object),

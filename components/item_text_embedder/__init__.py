@@ -1,0 +1,1 @@
+"""Encodes every catalogue item's text once, for the Trainer to reuse."""

@@ -1,0 +1,137 @@
+"""Frozen BERT vectors of every catalogue item: computed once, read by many.
+
+The ItemTextEmbedder component (components/item_text_embedder) runs this
+once per catalogue and writes an ItemEmbeddings artifact; the Trainer reads
+it instead of running BERT itself, so re-training with other hyperparameters
+(a cache hit upstream) never re-encodes the catalogue. Without the artifact
+(benchmarks, notebooks) the Trainer calls `encode_catalog` directly: one code
+path either way.
+
+Kinds of text per item (rows in catalogue order):
+  item_text  the text builder's full item text: what the candidate tower reads
+  title      the bare title: what people type into search
+  genres     the genre list: topic queries ("animated children's film")
+"""
+import io
+import json
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import features
+from trainer import text
+from trainer.text_tower import TextEncoder, encode_texts
+
+KINDS = ("item_text", "title", "genres")
+VECTORS_FILE = "vectors.npz"
+METADATA_FILE = "metadata.json"
+
+
+def read_catalog(pattern: str) -> Dict[str, np.ndarray]:
+  """The `items` split: one raw example per catalogue item."""
+  files = tf.io.gfile.glob(pattern)
+  if not files:
+    raise FileNotFoundError(f"No catalogue examples match {pattern!r}")
+  spec = {k: v for k, v in features.raw_feature_spec().items()
+          if k in features.ITEM_FEATURES}
+  rows = {k: [] for k in spec}
+  for batch in tf.data.TFRecordDataset(files, "GZIP").batch(4096).map(
+      lambda x: tf.io.parse_example(x, spec)):
+    for k in spec:
+      rows[k].append(batch[k])
+  out = {}
+  for k, parts in rows.items():
+    if isinstance(parts[0], tf.SparseTensor):
+      out[k] = tf.sparse.concat(0, parts, expand_nonconcat_dims=True)
+    else:
+      out[k] = tf.concat(parts, 0)
+  return out
+
+
+def dense_genres(catalog: Dict[str, tf.Tensor]) -> tf.Tensor:
+  genres = catalog[features.GENRES]
+  if isinstance(genres, tf.SparseTensor):
+    genres = tf.sparse.to_dense(genres, default_value="")
+  return genres
+
+
+def catalog_texts(catalog: Dict[str, tf.Tensor], kind: str) -> List[bytes]:
+  """The strings of one kind for every catalogue item."""
+  if kind == "item_text":
+    strings = text.item_text(tf.reshape(catalog[features.TITLE], [-1]),
+                             tf.reshape(catalog[features.YEAR], [-1]),
+                             dense_genres(catalog))
+  elif kind == "title":
+    strings = tf.reshape(catalog[features.TITLE], [-1])
+  elif kind == "genres":
+    strings = text.genre_text(dense_genres(catalog))
+  else:
+    raise ValueError(f"Unknown item text kind {kind!r}; use one of {KINDS}")
+  return strings.numpy().tolist()
+
+
+def parse_kinds(spec: str) -> List[str]:
+  """"item_text,title" -> ["item_text", "title"], checked."""
+  kinds = [k.strip() for k in spec.split(",") if k.strip()]
+  unknown = sorted(set(kinds) - set(KINDS))
+  if unknown:
+    raise ValueError(f"Unknown item text kinds {unknown}; use {KINDS}")
+  return kinds
+
+
+def needed_kinds(search_queries: str) -> List[str]:
+  """What the Trainer reads: the item text, plus each search query kind."""
+  return ["item_text"] + [k for k in parse_kinds(search_queries)
+                          if k != "item_text"]
+
+
+def encode_catalog(encoder: TextEncoder, catalog: Dict[str, tf.Tensor],
+                   kinds: Sequence[str] = KINDS) -> Dict[str, np.ndarray]:
+  """{kind: [N, dim] vectors in catalogue order}."""
+  return {kind: encode_texts(encoder, catalog_texts(catalog, kind),
+                             label=f"item {kind} texts") for kind in kinds}
+
+
+def catalog_ids(catalog: Dict[str, tf.Tensor]) -> List[str]:
+  return [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
+
+
+def write(uri: str, item_ids: Sequence[str], vectors: Dict[str, np.ndarray],
+          metadata: Dict) -> None:
+  buffer = io.BytesIO()
+  np.savez(buffer, item_ids=np.array(item_ids, dtype=str), **vectors)
+  tf.io.gfile.makedirs(uri)
+  with tf.io.gfile.GFile(os.path.join(uri, VECTORS_FILE), "wb") as f:
+    f.write(buffer.getvalue())
+  with tf.io.gfile.GFile(os.path.join(uri, METADATA_FILE), "w") as f:
+    f.write(json.dumps(dict(metadata, kinds=sorted(vectors),
+                            items=len(item_ids)), indent=1))
+
+
+def read(uri: str) -> Tuple[List[str], Dict[str, np.ndarray]]:
+  with tf.io.gfile.GFile(os.path.join(uri, VECTORS_FILE), "rb") as f:
+    data = np.load(io.BytesIO(f.read()))
+    ids = data["item_ids"].tolist()
+    return ids, {k: data[k].astype(np.float32) for k in data.files
+                 if k != "item_ids"}
+
+
+def load_or_encode(uri: str, encoder: TextEncoder,
+                   catalog: Dict[str, tf.Tensor], kinds: Sequence[str]
+                   ) -> Dict[str, np.ndarray]:
+  """The artifact's vectors when `uri` is given (checked against this
+  catalogue), else encoded here."""
+  if not uri:
+    return encode_catalog(encoder, catalog, kinds)
+  ids, vectors = read(uri)
+  if ids != catalog_ids(catalog):
+    raise ValueError(
+        f"Item embeddings at {uri} were made from another catalogue "
+        f"({len(ids)} items) than the Trainer's ({len(catalog_ids(catalog))})")
+  missing = sorted(set(kinds) - set(vectors))
+  if missing:
+    raise ValueError(f"Item embeddings at {uri} lack kinds {missing}; set "
+                     "ItemTextEmbedder's kinds to include them")
+  return {k: vectors[k] for k in kinds}

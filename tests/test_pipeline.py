@@ -45,7 +45,10 @@ def config(sliced_data, text_encoder_dir, tmp_path_factory):
   return configs.PipelineConfig(
       data_dir=sliced_data, output_dir=str(tmp_path_factory.mktemp("run")),
       text_encoder_dir=text_encoder_dir,
-      train_steps=60, trainer=TrainerConfig(batch_size=256),
+      train_steps=60,
+      # A strong taste weight, so personalized_search's effect is visible
+      # after so few steps (the default is milder).
+      trainer=TrainerConfig(batch_size=256, search_personalization=3.0),
       min_recall_at_100=0.05, max_rmse=2.0, beam_workers=2)
 
 
@@ -160,8 +163,10 @@ def test_personalized_search_reorders_what_the_text_matches(first_run):
     assert (np.diff(result["scores"]) <= 1e-6).all()
     # The text still decides most of the page.
     assert len(set(result["item_ids"]) & matches) >= 5
-  # Different users, different orders.
+  # Different users, different orders, and not the plain search order.
   assert results[0]["item_ids"] != results[1]["item_ids"]
+  plain = model.search([query], k=10)[0]["item_ids"]
+  assert any(r["item_ids"] != plain for r in results)
   with pytest.raises(ValueError, match="2 queries but 1 users"):
     model.search(["a", "b"], users=[{}])
 

@@ -101,10 +101,30 @@ class MiniLMEncoder(tf.keras.Model):
 
   def call(self, inputs):
     ids, mask = inputs
+    return pooled(self.lower(ids, mask), mask)
+
+  def lower(self, ids, mask, skip_top: int = 0) -> tf.Tensor:
+    """Token states [B, T, H] after all blocks but the top `skip_top`."""
     x = self.embeddings(ids)
-    for block in self.blocks:
+    for block in self.blocks[:len(self.blocks) - skip_top]:
       x = block(x, mask)
-    return tf.math.l2_normalize(mean_pool(x, mask), axis=-1)
+    return x
+
+
+def pooled(tokens: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+  """The sentence vector: mean over real tokens, L2-normalised."""
+  return tf.math.l2_normalize(mean_pool(tokens, mask), axis=-1)
+
+
+def copy_block(block: TransformerBlock, name: str) -> TransformerBlock:
+  """A new block with the same shape and (pretrained) weights."""
+  copy = TransformerBlock(block.heads * block.head_dim, block.heads,
+                          block.intermediate.units,
+                          block.attention_norm.epsilon, name=name)
+  hidden = block.heads * block.head_dim
+  copy(tf.zeros([1, 2, hidden]), tf.ones([1, 2], tf.int32))
+  copy.set_weights(block.get_weights())
+  return copy
 
 
 def _assign_dense(layer, weights, prefix):

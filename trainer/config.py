@@ -31,12 +31,18 @@ class TrainerConfig:
   # Frozen pretrained BERT text vectors of items (+ a trained projection).
   use_text: bool = True
   text_max_length: int = 32
+  # Fine-tune this many top BERT blocks on the item side (0: frozen). Each
+  # step then runs them over the whole catalogue: meant for a GPU.
+  text_finetune_layers: int = 0
   # Weight of the search task: texts about an item, as queries, retrieve it.
   search_weight: float = 0.5
   # Which texts serve as training queries (comma-separated): the full item
   # text, the bare title (what people type), the genre list (topic queries).
   search_queries: str = "item_text,title,genres"
-  # personalized_search: text cosine + this * the user's cosine.
+  # search score: learned text tower + this * the direct BERT match between
+  # query and item text (re-scores the tower's candidates).
+  search_text_match: float = 2.0
+  # personalized_search: search score + this * the user's cosine.
   search_personalization: float = 0.3
   # Share of training candidates whose id is hidden (cold-start training).
   item_id_dropout: float = 0.2

@@ -17,7 +17,7 @@ With the text tower (the default) also:
   embed_items(item_id [B], title [B], year [B] int64, genres [B, G] ("" pads))
       -> vectors [B, d]: candidate vectors for new (cold-start) items
 """
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -54,14 +54,33 @@ class RecommenderModule(tf.Module):
     max_k: largest k served.
     index: a tfrs TopK layer (BruteForce or ScaNN) already indexed over the
       catalogue (see make_index); the two are interchangeable here.
+    item_text_vectors: [N, text_dim] frozen BERT vectors of the catalogue
+      (with the text tower), for search's direct text match.
+    text_match_weight: weight of that match in search scores.
+    personalization_weight: weight of the user's taste in
+      personalized_search.
+    item_text_encoder: encodes new items' text for embed_items when the
+      item side's top BERT blocks were fine-tuned (default: text_encoder).
   """
 
   def __init__(self, model, tft_layer, text_encoder, item_ids: np.ndarray,
                titles: np.ndarray, item_vectors: np.ndarray, max_k: int,
                index: tfrs.layers.factorized_top_k.TopK,
-               personalization_weight: float = 0.0):
+               item_text_vectors: Optional[np.ndarray] = None,
+               text_match_weight: float = 0.0,
+               personalization_weight: float = 0.0,
+               item_text_encoder=None):
     super().__init__()
+    # What embed_items encodes item text with: the search encoder unless
+    # the item side was fine-tuned.
+    self.item_text_encoder = item_text_encoder or text_encoder
     self.personalization_weight = personalization_weight
+    self.text_match_weight = text_match_weight
+    if text_encoder is not None:
+      # Frozen BERT vector of each catalogue row; a zero row for unknowns.
+      self.item_text_vectors = tf.Variable(np.concatenate(
+          [item_text_vectors, np.zeros_like(item_text_vectors[:1])]),
+                                           trainable=False)
     self.model = model
     self.tft_layer = tft_layer
     self.text_encoder = text_encoder
@@ -97,16 +116,15 @@ class RecommenderModule(tf.Module):
     return self._select(scores, ids, k, exclude)
 
   def _select(self, scores, ids, k, exclude=None):
-    """Best k of [B, depth] scored ids, skipping `exclude`."""
+    """Best k of [B, depth] scored ids (re-sorted: callers may have
+    re-scored them), skipping `exclude`."""
     k = tf.clip_by_value(k, 1, self.max_k)
     if exclude is not None:
       seen = tf.reduce_any(
           tf.equal(ids[:, :, tf.newaxis], exclude[:, tf.newaxis, :]), axis=-1)
-      scores, order = tf.math.top_k(
-          tf.where(seen, tf.constant(-1e9, scores.dtype), scores),
-          k=tf.shape(ids)[1])
-      ids = tf.gather(ids, order, batch_dims=1)
-    scores, ids = scores[:, :k], ids[:, :k]
+      scores = tf.where(seen, tf.constant(-1e9, scores.dtype), scores)
+    scores, order = tf.math.top_k(scores, k=tf.minimum(k, tf.shape(ids)[1]))
+    ids = tf.gather(ids, order, batch_dims=1)
     return {"item_ids": ids, "titles": self.titles.lookup(ids),
             "scores": scores}
 
@@ -129,8 +147,18 @@ class RecommenderModule(tf.Module):
                                 tf.TensorSpec([], tf.int32, "k")])
   def search(self, query, k):
     """Free text -> the same catalogue index `recommend` uses."""
-    return self._top_k(
-        self.model.text_query_tower(self.text_encoder(query)), k)
+    return self._select(*self._search_candidates(query), k)
+
+  def _search_candidates(self, query):
+    """The query's candidates from the shared index (learned text tower),
+    re-scored with the direct match between the query's and each item's
+    frozen BERT vectors: the tower knows what people watch, the direct match
+    knows what the words say (genres, titles)."""
+    encoded = self.text_encoder(query)
+    scores, ids = self.index(self.model.text_query_tower(encoded))
+    item_text = tf.gather(self.item_text_vectors, self.rows.lookup(ids))
+    match = tf.einsum("bd,bkd->bk", encoded, item_text)
+    return scores + self.text_match_weight * match, ids
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "query"),
                                 *_USER_INPUTS.values(),
@@ -139,11 +167,10 @@ class RecommenderModule(tf.Module):
                           history_item_ids, k):
     """`search` for one user: the text query picks the candidates from the
     shared index (what matches), the user's taste re-orders them:
-    score = text cosine + personalization_weight * user cosine. Relevance
+    score = search score + personalization_weight * user cosine. Relevance
     stays with the text; among the items that match, the user's come first.
     Empty user fields make this `search` with an average user's tilt."""
-    text_query = self.model.text_query_tower(self.text_encoder(query))
-    scores, ids = self.index(text_query)
+    scores, ids = self._search_candidates(query)
     user = self._query(user_id, age, gender, occupation, history_item_ids)
     taste = tf.einsum("bd,bkd->bk", user, self.indexed_item_vectors(ids))
     return self._select(scores + self.personalization_weight * taste, ids, k)
@@ -162,7 +189,7 @@ class RecommenderModule(tf.Module):
     batch = tf.shape(item_id)[0]
     transformed = dict(self.tft_layer(
         features.complete_raw_features(raw, batch)))
-    transformed[towers.TEXT_VECTOR] = self.text_encoder(
+    transformed[towers.TEXT_VECTOR] = self.item_text_encoder(
         text.item_text(title, year, genres))
     return {"vectors": self.model.candidate_tower(transformed)}
 

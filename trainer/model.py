@@ -30,6 +30,8 @@ class RecommenderModel(tfrs.models.Model):
       training interactions (the in-batch sampling probability).
     text_table: float array [num_items + OOV, text_dim]: frozen text vector
       of each vocabulary item (zeros for OOV); None without the text tower.
+    fine_tuned_text: instead of text_table when fine-tuning the top BERT
+      blocks: see towers.ItemRepresentation.
     search_query_tables: [num_items + OOV, text_dim] tables of other texts
       about each item (its bare title, its genre list) used, with the full
       text, as training queries for search (config.search_queries).
@@ -39,16 +41,16 @@ class RecommenderModel(tfrs.models.Model):
   def __init__(self, config: TrainerConfig, num_users: int,
                num_occupations: int, item_probability: np.ndarray,
                text_table: Optional[np.ndarray] = None,
+               fine_tuned_text=None,
                search_query_tables: Sequence[np.ndarray] = (),
                mean_rating: float = 3.5):
     super().__init__()
     self.config = config
-    if config.use_text and text_table is None:
+    if config.use_text and text_table is None and fine_tuned_text is None:
       raise ValueError("use_text needs the catalogue's text vectors")
     self.oov_item = len(item_probability) - 1
     self.items = towers.ItemRepresentation(config, len(item_probability),
-                                           text_table)
-    self.text_table = self.items.text_table if config.use_text else None
+                                           text_table, fine_tuned_text)
     self.search_query_tables = [
         tf.constant(t, tf.float32) for t in search_query_tables
     ] if config.use_text else []

@@ -22,7 +22,8 @@ from trainer.config import TEXT_ENCODER_DIR_KEY
 from trainer.config import TrainerConfig
 from trainer.distribution import is_chief, make_strategy
 from trainer.model import RecommenderModel, item_probability
-from trainer.text_tower import TextEncoder
+from trainer.text_tower import FineTunedTop, ItemTextEncoder, TextEncoder
+from trainer.text_tower import lower_states
 
 
 class ProgressLogger(tf.keras.callbacks.Callback):
@@ -85,10 +86,11 @@ def candidate_vectors(model: RecommenderModel, tft_layer,
 
 def text_table(vocabulary: List[str], catalog_ids: List[str],
                catalog_vectors: np.ndarray) -> np.ndarray:
-  """Text vectors by vocabulary index; OOV (last row) and unknowns are 0."""
+  """Catalogue rows (vectors, token states, masks) by vocabulary index; OOV
+  (last row) and unknowns are 0."""
   row = {item: i for i, item in enumerate(catalog_ids)}
   table = np.zeros([len(vocabulary) + preprocessing.OOV_BUCKETS,
-                    catalog_vectors.shape[1]], np.float32)
+                    *catalog_vectors.shape[1:]], catalog_vectors.dtype)
   for index, item in enumerate(vocabulary):
     if item in row:
       table[index] = catalog_vectors[row[item]]
@@ -111,10 +113,25 @@ def item_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:
           tft_output.vocabulary_by_name(features.ITEM_VOCAB)]
 
 
+def fine_tuning_states(encoder: TextEncoder, catalog: Dict[str, tf.Tensor],
+                       layers: int):
+  """Token states of every catalogue item's text below the top `layers`
+  blocks, and their masks, by catalogue row (computed once per run)."""
+  return lower_states(encoder,
+                      item_embeddings.catalog_texts(catalog, "item_text"),
+                      skip_top=layers)
+
+
+def fine_tuned_top_vectors(top: FineTunedTop, states: np.ndarray,
+                           mask: np.ndarray, batch: int = 256) -> np.ndarray:
+  return np.concatenate([top(states[i:i + batch], mask[i:i + batch]).numpy()
+                         for i in range(0, len(states), batch)])
+
+
 def build_model(config: TrainerConfig, tft_output: tft.TFTransformOutput,
                 text_vectors_by_index: Optional[np.ndarray] = None,
-                search_query_tables: Sequence[np.ndarray] = ()
-                ) -> RecommenderModel:
+                search_query_tables: Sequence[np.ndarray] = (),
+                fine_tuned_text=None) -> RecommenderModel:
   items = item_vocabulary(tft_output)
   freq = {}
   with tf.io.gfile.GFile(
@@ -129,7 +146,8 @@ def build_model(config: TrainerConfig, tft_output: tft.TFTransformOutput,
           features.OCCUPATION_VOCAB),
       item_probability=item_probability(freq, items),
       text_table=text_vectors_by_index,
-      search_query_tables=search_query_tables)
+      search_query_tables=search_query_tables,
+      fine_tuned_text=fine_tuned_text)
 
 
 def evaluate_in_process(module: export.RecommenderModule,
@@ -180,9 +198,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     catalog_text_vectors = vectors["item_text"]
     table, query_tables = text_tables(vectors, catalog_ids, tft_output,
                                       config.search_queries)
+  finetune = config.use_text and config.text_finetune_layers > 0
+  if finetune:
+    states, masks = fine_tuning_states(encoder, catalog,
+                                       config.text_finetune_layers)
 
   with make_strategy(config.distribution).scope():
-    model = build_model(config, tft_output, table, query_tables)
+    fine_tuned = None
+    if finetune:
+      top = FineTunedTop(encoder.encoder, config.text_finetune_layers)
+      vocabulary = item_vocabulary(tft_output)
+      fine_tuned = (text_table(vocabulary, catalog_ids, states),
+                    text_table(vocabulary, catalog_ids, masks), top)
+    model = build_model(config, tft_output, table, query_tables, fine_tuned)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   steps = fn_args.train_steps
   start = time.time()
@@ -196,7 +224,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     logging.info("non-chief worker: training done, the chief exports")
     return
   tft_layer = tft_output.transform_features_layer()
-  vectors = candidate_vectors(model, tft_layer, catalog, catalog_text_vectors)
+  # The candidate tower reads the item text as trained: fine-tuned if so.
+  item_text_encoder, candidate_text = encoder, catalog_text_vectors
+  if finetune:
+    item_text_encoder = ItemTextEncoder(encoder, top)
+    candidate_text = fine_tuned_top_vectors(top, states, masks)
+  vectors = candidate_vectors(model, tft_layer, catalog, candidate_text)
   item_ids = catalog[features.ITEM_ID].numpy().reshape(-1)
   scann = scann_tuning.resolve(len(item_ids), config.scann_num_leaves,
                                config.scann_leaves_to_search,
@@ -206,9 +239,12 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   def exported(kind: str) -> export.RecommenderModule:
     return export.RecommenderModule(
-        model, tft_layer, text_encoder=encoder, item_ids=item_ids,
+        model, tft_layer, text_encoder=encoder,
+        item_text_encoder=item_text_encoder, item_ids=item_ids,
         titles=catalog[features.TITLE].numpy().reshape(-1),
         item_vectors=vectors, max_k=config.max_k,
+        item_text_vectors=catalog_text_vectors if config.use_text else None,
+        text_match_weight=config.search_text_match,
         personalization_weight=config.search_personalization,
         index=export.make_index(kind, vectors[:-1], item_ids, config.max_k,
                                 scann.num_leaves, scann.leaves_to_search,

@@ -1,9 +1,15 @@
 """The frozen pretrained text encoder as one tf.Module: raw strings -> vectors.
 
-Training never runs BERT per batch: each catalogue item's text vector is
-computed once (`encode_catalog`) and looked up; only a small projection on top
-is trained. The exported model still carries this module, so a brand-new item
+Training never runs BERT per batch by default: each catalogue item's text
+vector is computed once and looked up; only a small projection on top is
+trained. The exported model still carries this module, so a brand-new item
 (`embed_items`) or a free-text query (`search`) is encoded in-graph.
+
+With `text_finetune_layers` = n > 0 (meant for a GPU), the item side
+fine-tunes trainable copies of the top n blocks (`FineTunedTop`): the lower
+blocks' token states of each catalogue item are computed once
+(`lower_states`) and the top n blocks run over the catalogue every step. The
+query side (search) keeps the frozen encoder it was trained against.
 """
 import os
 import time
@@ -30,6 +36,53 @@ class TextEncoder(tf.Module):
 
   def __call__(self, strings: tf.Tensor) -> tf.Tensor:
     return self.encoder(self.tokenizer(strings))
+
+
+class FineTunedTop(tf.keras.layers.Layer):
+  """Trainable copies of the encoder's top `n` blocks, started from the
+  pretrained weights: lower-block token states -> unit text vectors."""
+
+  def __init__(self, encoder: bert.MiniLMEncoder, n: int, **kwargs):
+    super().__init__(**kwargs)
+    if not 0 < n <= len(encoder.blocks):
+      raise ValueError(f"text_finetune_layers must be 1..{len(encoder.blocks)}"
+                       f", got {n}")
+    self.n = n
+    self.blocks = [bert.copy_block(b, f"finetuned_{i}")
+                   for i, b in enumerate(encoder.blocks[-n:])]
+
+  def call(self, states, mask):
+    for block in self.blocks:
+      states = block(states, mask)
+    return bert.pooled(states, mask)
+
+
+class ItemTextEncoder(tf.Module):
+  """Raw item text -> vectors through the frozen lower blocks and the
+  fine-tuned top: what `embed_items` exports when fine-tuning is on."""
+
+  def __init__(self, text_encoder: TextEncoder, top: FineTunedTop):
+    super().__init__()
+    self.text_encoder, self.top = text_encoder, top
+    self.dim = text_encoder.dim
+
+  def __call__(self, strings: tf.Tensor) -> tf.Tensor:
+    ids, mask = self.text_encoder.tokenizer(strings)
+    states = self.text_encoder.encoder.lower(ids, mask, self.top.n)
+    return self.top(states, mask)
+
+
+def lower_states(encoder: TextEncoder, texts: Sequence[bytes], skip_top: int,
+                 batch_size: int = 128):
+  """Token states below the top `skip_top` blocks, once per text:
+  ([N, T, H] float32, [N, T] int32 mask)."""
+  states, masks = [], []
+  for i in range(0, len(texts), batch_size):
+    ids, mask = encoder.tokenizer(tf.constant(list(texts[i:i + batch_size])))
+    states.append(encoder.encoder.lower(ids, mask, skip_top).numpy())
+    masks.append(mask.numpy())
+  logging.info("text tower: lower-block states of %d item texts", len(texts))
+  return np.concatenate(states), np.concatenate(masks)
 
 
 def encode_texts(encoder: TextEncoder, texts: Sequence[bytes],

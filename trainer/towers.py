@@ -42,18 +42,35 @@ class ItemRepresentation(tf.keras.layers.Layer):
     config: hyperparameters.
     num_items: rows of the id embedding (vocabulary + OOV).
     text_table: [num_items, text_dim] frozen text vectors, or None.
+    fine_tuned_text: instead of text_table, (token states [num_items, T, H]
+      below the fine-tuned blocks, their mask [num_items, T], FineTunedTop):
+      the table is then recomputed every step through the trainable top.
   """
 
   def __init__(self, config: TrainerConfig, num_items: int, text_table=None,
-               **kwargs):
+               fine_tuned_text=None, **kwargs):
     super().__init__(**kwargs)
     self.use_text = config.use_text
     self.id_embedding = tf.keras.layers.Embedding(num_items,
                                                   config.embedding_dim)
+    self.top = None
     if self.use_text:
-      self.text_table = tf.constant(text_table, tf.float32)
+      if fine_tuned_text is not None:
+        states, mask, self.top = fine_tuned_text
+        # A variable, not a constant: tens of MB stay out of the graph.
+        self.text_states = tf.Variable(states, trainable=False,
+                                       name="item_text_states")
+        self.text_mask = tf.constant(mask, tf.int32)
+      else:
+        self.text_table = tf.constant(text_table, tf.float32)
       self.text_projection = tf.keras.layers.Dense(config.embedding_dim,
                                                    name="text_projection")
+
+  def text_vectors(self) -> tf.Tensor:
+    """[num_items, text_dim]: the (possibly fine-tuned) text of every item."""
+    if self.top is not None:
+      return self.top(self.text_states, self.text_mask)
+    return self.text_table
 
   def call(self, ids, text_vectors=None, text_ids=None):
     """ids: id-embedding rows; text from `text_vectors` if given, else from
@@ -63,7 +80,7 @@ class ItemRepresentation(tf.keras.layers.Layer):
       if text_vectors is not None:
         x = x + self.text_projection(text_vectors)
       else:
-        projected = self.text_projection(self.text_table)
+        projected = self.text_projection(self.text_vectors())
         x = x + tf.gather(projected, ids if text_ids is None else text_ids)
     return x
 

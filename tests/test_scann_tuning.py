@@ -1,0 +1,29 @@
+"""The exported ScaNN index takes its knobs from the benchmark's table."""
+import math
+
+from trainer import scann_tuning
+
+TABLE = {"rows": [
+    {"candidates": 10_000, "leaves_per_sqrt_n": 2,
+     "leaves_to_search_share": 0.5, "reordering": 250},
+    {"candidates": 1_000_000, "leaves_per_sqrt_n": 2,
+     "leaves_to_search_share": 0.1, "reordering": 1000}]}
+
+
+def test_nearest_benchmarked_size_scales_leaves_with_sqrt_n():
+  small = scann_tuning.tuned(1682, TABLE)
+  assert small == scann_tuning.ScannParams(82, 41, 250)
+  big = scann_tuning.tuned(2_000_000, TABLE)
+  assert big.num_leaves == round(2 * math.sqrt(2_000_000))
+  assert big.leaves_to_search == math.ceil(0.1 * big.num_leaves)
+  assert big.reordering == 1000
+  assert scann_tuning.tuned(3, TABLE).num_leaves <= 3
+
+
+def test_committed_table_meets_the_recall_bar_and_knobs_override():
+  table = scann_tuning.load_table()
+  assert table["rows"] and all(r["recall@100"] >= 0.95 for r in table["rows"])
+  chosen = scann_tuning.resolve(1682)
+  assert chosen == scann_tuning.tuned(1682)
+  assert scann_tuning.resolve(1682, num_leaves=7, reordering=9) == \
+      scann_tuning.ScannParams(7, chosen.leaves_to_search, 9)

@@ -40,9 +40,11 @@ test: env
 bench-quality: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/quality.py
 
-# Retrieval (ScaNN vs brute force vs NumPy), gRPC load and hot swap; needs a
-# pushed model (make demo). Writes bench/results/serving.json and PNGs.
+# Retrieval (ScaNN vs brute force vs NumPy), gRPC load and hot swap, over the
+# pushed model (the pipeline runs first if none is pushed yet). Writes
+# bench/results/serving.json, PNGs and trainer/scann_tuning.json.
 bench-serving: env
+	@test -d outputs/serving/recommender || TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys pipeline run
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/serving_bench.py
 
 # Stage cost at 10K/100K/1M synthetic interactions: bench/results/scale.json.

@@ -106,6 +106,12 @@ def main(config: configs.PipelineConfig) -> int:
       print("\n=== Search over gRPC (free text, same index) ===")
       for query, result in zip(DEMO_QUERIES, remote.search(DEMO_QUERIES, k=5)):
         print(f"  {query!r}: " + "; ".join(result["titles"]))
+      fan = DEMO_USERS[0]
+      print(f"\n=== The same search, personalised for user {fan['user_id']} "
+            "===")
+      for query, result in zip(DEMO_QUERIES, remote.search(
+          DEMO_QUERIES, k=5, users=[fan] * len(DEMO_QUERIES))):
+        print(f"  {query!r}: " + "; ".join(result["titles"]))
   finally:
     server.stop()
   print(f"\nDemo finished in {time.time() - start:.0f}s")

@@ -125,10 +125,14 @@ class RecommenderModel(tfrs.models.Model):
     if self.config.use_text:
       # Each text about an item is a query that should retrieve it.
       tables = self.search_query_tables
+      # Optionally the search task only moves the text-query tower: the
+      # candidate space stays shaped by what users watch.
+      target = (candidate if self.config.search_updates_candidates
+                else tf.stop_gradient(candidate))
       for table in tables:
         text_query = self.text_query_tower(tf.gather(table, item_idx))
         loss += self.config.search_weight / len(tables) * self.search_task(
-            text_query, candidate, candidate_sampling_probability=sampling,
+            text_query, target, candidate_sampling_probability=sampling,
             candidate_ids=item_idx, compute_metrics=False)
     return loss
 

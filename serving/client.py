@@ -149,16 +149,23 @@ class RestClient:
       raise ServerUnavailable(f"No answer from {self.base_url}: {e.reason}. "
                               "Is the server running?") from None
 
-  def recommend(self, users: Sequence[Mapping], k: int = 10) -> List[Dict]:
-    inputs = {key: value.tolist()
-              for key, value in protocol.user_inputs(users).items()}
-    inputs["k"] = k
-    out = self._call(":predict", {"signature_name":
-                                  features.RECOMMEND_SIGNATURE,
-                                  "inputs": inputs})["outputs"]
+  def _top_k(self, signature: str, inputs: Mapping[str, np.ndarray]
+             ) -> List[Dict]:
+    body = {"signature_name": signature,
+            "inputs": {key: np.asarray(v).tolist() for key, v in inputs.items()}}
+    out = self._call(":predict", body)["outputs"]
     return protocol.top_k_rows({key: np.array(v, dtype=object
                                               if key != "scores" else None)
                                 for key, v in out.items()})
+
+  def recommend(self, users: Sequence[Mapping], k: int = 10) -> List[Dict]:
+    return self._top_k(features.RECOMMEND_SIGNATURE,
+                       dict(protocol.user_inputs(users), k=k))
+
+  def search(self, queries: Sequence[str], k: int = 10,
+             users: Optional[Sequence[Dict]] = None) -> List[Dict]:
+    """As RecommenderClient.search, over REST."""
+    return self._top_k(*protocol.search_inputs(queries, k, users))
 
   def status(self) -> List[Dict]:
     return self._call("")["model_version_status"]

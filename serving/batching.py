@@ -159,31 +159,38 @@ class Batcher:
       self._cond.notify_all()
 
   def _take_batch(self) -> Optional[List[_Task]]:
-    """Waits for the oldest task's timeout or a full batch of its key."""
+    """Waits for the oldest task's timeout or a full batch of its key.
+
+    Another batch thread may take the oldest task while this one waits;
+    then this one starts over with the new oldest.
+    """
     timeout = self.params.batch_timeout_micros / 1e6
     with self._cond:
-      while not self._queue and not self._stopped:
-        self._cond.wait()
-      if self._stopped:
-        return None
-      first = self._queue[0]
-      deadline = first.enqueued + timeout
       while True:
-        same = [t for t in self._queue if t.key == first.key]
-        rows = sum(t.rows for t in same)
-        left = deadline - time.monotonic()
-        if rows >= self.params.max_batch_size or left <= 0 or self._stopped:
-          break
-        self._cond.wait(left)
-      batch, total = [], 0
-      for t in same:
-        if total + t.rows > self.params.max_batch_size:
-          break
-        batch.append(t)
-        total += t.rows
-      for t in batch:
-        self._queue.remove(t)
-      return batch
+        while not self._queue and not self._stopped:
+          self._cond.wait()
+        if self._stopped:
+          return None
+        first = self._queue[0]
+        deadline = first.enqueued + timeout
+        while first in self._queue:
+          same = [t for t in self._queue if t.key == first.key]
+          rows = sum(t.rows for t in same)
+          left = deadline - time.monotonic()
+          if rows >= self.params.max_batch_size or left <= 0 or self._stopped:
+            break
+          self._cond.wait(left)
+        if first not in self._queue:
+          continue  # Taken by another batch thread.
+        batch, total = [], 0
+        for t in [t for t in self._queue if t.key == first.key]:
+          if total + t.rows > self.params.max_batch_size:
+            break
+          batch.append(t)
+          total += t.rows
+        for t in batch:
+          self._queue.remove(t)
+        return batch
 
   def _loop(self):
     while True:

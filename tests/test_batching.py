@@ -127,3 +127,23 @@ def test_batched_server_answers_like_the_unbatched_one(servers):
   c.close()
   # And requests really were merged.
   assert batched.batcher.batches_run < batched.batcher.requests_run
+
+
+def test_batch_threads_survive_racing_for_the_same_requests():
+  """Two batch threads waiting on the same oldest request: the one that
+  loses the race starts over instead of dying with an empty batch."""
+  batcher = batching.Batcher(batching.BatchingParameters(
+      max_batch_size=4, batch_timeout_micros=1000, num_batch_threads=2))
+  calls = []
+  run = _runner(calls)
+
+  def one(i):
+    inputs = dict(protocol.user_inputs([{"user_id": f"u{i}"}]), k=np.int32(1))
+    return batcher.run(run, "model", inputs)["echo"].tolist()
+
+  with futures.ThreadPoolExecutor(16) as pool:
+    results = list(pool.map(one, range(400)))
+  assert results == [[[f"u{i}"]] for i in range(400)]
+  assert all(t.is_alive() for t in batcher._threads)
+  assert sum(calls) == 400
+  batcher.stop()

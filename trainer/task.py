@@ -102,10 +102,10 @@ def text_tables(vectors: Dict[str, np.ndarray], catalog_ids: List[str],
   """Catalogue-row vectors -> (full-text table by vocabulary index, [one
   search-query table by vocabulary index per kind in `search_queries`])."""
   vocabulary = item_vocabulary(tft_output)
-  by_index = lambda v: text_table(vocabulary, catalog_ids, v)  # noqa: E731
-  return (by_index(vectors["item_text"]),
-          [by_index(vectors[k])
-           for k in item_embeddings.parse_kinds(search_queries)])
+  kinds = item_embeddings.parse_kinds(search_queries)
+  tables = {k: text_table(vocabulary, catalog_ids, vectors[k])
+            for k in {"item_text", *kinds}}
+  return tables["item_text"], [tables[k] for k in kinds]
 
 
 def item_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:

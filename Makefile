@@ -9,7 +9,8 @@ export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: env demo test lock data clean bench-quality bench-serving bench-scale
+.PHONY: env demo test lint lock data clean bench-quality bench-serving \
+  bench-scale
 
 $(VENV)/.installed: requirements/lock.txt setup.py
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -32,8 +33,12 @@ data: env
 demo: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys demo
 
+# pyflakes, import order and 80 columns (ruff.toml); `make test` runs it first.
+lint: env
+	$(VENV)/bin/ruff check .
+
 # No -v: absl (used by TFX and Beam) reads sys.argv and takes -v as its verbosity.
-test: env
+test: env lint
 	$(PY) -m pytest tests --durations=15 -rfE
 
 # Side-by-side quality table: bench/results/quality.json and a PNG plot.

@@ -23,8 +23,15 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_recommenders as tfrs  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from pipeline import configs, data, demo, local_runner  # noqa: E402
-from trainer import export, features, item_embeddings, task  # noqa: E402
+from pipeline import configs  # noqa: E402
+from pipeline import data  # noqa: E402
+from pipeline import demo  # noqa: E402
+from pipeline import local_runner  # noqa: E402
+from trainer import catalog as catalog_lib  # noqa: E402
+from trainer import export  # noqa: E402
+from trainer import features  # noqa: E402
+from trainer import item_embeddings  # noqa: E402
+from trainer import task  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.text_tower import TextEncoder  # noqa: E402
 
@@ -175,16 +182,18 @@ def main(argv=None) -> int:
   truth = np.array([row_of.get(i.decode(), -1) for i in eval_items])
   train_counts = np.zeros(len(ids))
   for b in tf.data.TFRecordDataset(split("train"), "GZIP").batch(8192):
-    for i in tf.io.parse_example(b, {features.ITEM_ID: features.raw_feature_spec(
-        )[features.ITEM_ID]})[features.ITEM_ID].numpy().reshape(-1):
+    spec = {features.ITEM_ID: features.raw_feature_spec()[features.ITEM_ID]}
+    for i in tf.io.parse_example(b, spec)[features.ITEM_ID].numpy().reshape(
+        -1):
       train_counts[row_of[i.decode()]] += 1
   cold = train_counts[np.maximum(truth, 0)] == 0
 
   encoder = TextEncoder(config.text_encoder_dir)
   vectors = item_embeddings.encode_catalog(encoder, catalog)
   text_vectors = vectors["item_text"]
-  table, query_tables = task.text_tables(vectors, ids, tft_output,
-                                         TrainerConfig().search_queries)
+  items = catalog_lib.Catalog(raw=catalog,
+                              vocabulary=catalog_lib.item_vocabulary(tft_output),
+                              text=vectors)
   rows = []
 
   def record(name, top, timing, rmse=None, mask=None):
@@ -210,7 +219,7 @@ def main(argv=None) -> int:
   # Untimed warm-up: the first model a process trains pays one-off costs
   # (~50 s here) that are not part of any epoch.
   warm = task.build_model(TrainerConfig(batch_size=args.batch_size),
-                          tft_output, table, query_tables)
+                          tft_output, items)
   warm.compile(optimizer=tf.keras.optimizers.Adam(0.01))
   warm.fit(dataset(split("train"), tft_layer, args.batch_size, True),
            steps_per_epoch=30, epochs=1, verbose=0)
@@ -235,9 +244,7 @@ def main(argv=None) -> int:
               "no_history": TrainerConfig(use_history=False)}
   for name, cfg in variants.items():
     cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
-    model = task.build_model(cfg, tft_output,
-                             *((table, query_tables) if cfg.use_text
-                               else (None, ())))
+    model = task.build_model(cfg, tft_output, items)
     model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate))
     seconds = fit(model)
     cands = task.candidate_vectors(model, tft_layer, catalog,
@@ -277,7 +284,7 @@ def main(argv=None) -> int:
         full_model, tft_layer, encoder, item_ids=item_ids, titles=titles,
         item_vectors=vectors_with_oov, max_k=100,
         index=export.make_index("brute_force", vectors_with_oov[:-1],
-                                item_ids, 100),
+                                item_ids, 100, task.history_width(tft_output)),
         item_text_vectors=text_vectors, text_match_weight=match,
         personalization_weight=default.search_personalization)
     if not suffix:
@@ -289,8 +296,9 @@ def main(argv=None) -> int:
     hits = (found == item_ids[:, None]).any(1)
     rows.append({"name": "search_title" + suffix, "hit@10": float(hits.mean()),
                  "queries": len(ids), "text_match_weight": match})
-    for name, queries in (("search_genre", GENRE_QUERIES),
-                          ("search_genre_validation", VALIDATION_GENRE_QUERIES)):
+    for name, queries in (
+        ("search_genre", GENRE_QUERIES),
+        ("search_genre_validation", VALIDATION_GENRE_QUERIES)):
       top = module.search(tf.constant(list(queries.values())),
                           tf.constant(10))["item_ids"].numpy()
       rows_of = [[row_of[i.decode()] for i in r] for r in top]
@@ -299,8 +307,8 @@ def main(argv=None) -> int:
       rows.append({"name": name + suffix,
                    "precision@10": float(np.mean(precision)),
                    "queries": len(queries), "text_match_weight": match})
-  rows.append(personalized_search_row(default_module, eval_raw[0], genres, row_of,
-                                      default.search_personalization))
+  rows.append(personalized_search_row(default_module, eval_raw[0], genres,
+                                      row_of, default.search_personalization))
 
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, "quality.json"), "w") as f:

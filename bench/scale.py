@@ -22,7 +22,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 
-from pipeline import beam, data  # noqa: E402
+from pipeline import beam  # noqa: E402
+from pipeline import data  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -71,6 +72,7 @@ def synthesize(source_dir: str, out_dir: str, n: int, seed: int = 0) -> str:
 def time_ingest(data_dir: str, work: str) -> float:
   from tfx.dsl.components.base import base_beam_executor
   from tfx.types import standard_artifacts
+
   from components.movielens_example_gen import executor
   examples = standard_artifacts.Examples()
   examples.uri = os.path.join(work, "examples")

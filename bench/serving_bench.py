@@ -25,14 +25,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_recommenders as tfrs  # noqa: E402
 
-from components.atomic_pusher.component import publish_version  # noqa: E402
-from pipeline import configs  # noqa: E402
+from components.atomic_pusher.executor import publish_version  # noqa: E402
 from serving import batching  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import local_model  # noqa: E402
-from serving import protocol  # noqa: E402
 from serving import server as server_lib  # noqa: E402
-from trainer import features  # noqa: E402
+from trainer import contract
 from trainer import scann_tuning  # noqa: E402
 
 BATCHING_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
@@ -175,11 +173,11 @@ def _load(address: str, requests_per_thread: int, concurrency: int, queue):
   def worker(i):
     c = clients[i]
     for j in range(requests_per_thread):
-      request = dict(protocol.user_inputs([users[(i * 7 + j) % len(users)]]),
+      request = dict(contract.user_inputs([users[(i * 7 + j) % len(users)]]),
                      k=np.int32(10))
       start = time.perf_counter()
       try:
-        c.predict(features.RECOMMEND_SIGNATURE, request)
+        c.predict(contract.RECOMMEND, request)
       except client_lib.ServingError:
         with lock:
           errors[0] += 1
@@ -203,7 +201,7 @@ def bench_grpc(base_path: str, per_thread: int):
   for batched in (False, True):
     params = (batching.BatchingParameters.from_file(BATCHING_FILE)
               if batched else None)
-    server = server_lib.Server(configs.MODEL_NAME, base_path, grpc_port=0,
+    server = server_lib.Server(contract.MODEL_NAME, base_path, grpc_port=0,
                                rest_port=None, workers=32,
                                batching_parameters=params).start()
     address = f"127.0.0.1:{server.grpc_port}"
@@ -229,11 +227,11 @@ def bench_grpc(base_path: str, per_thread: int):
 def bench_hot_swap(base_path: str, tmp_base: str):
   """Copies the newest version under a new number while load runs."""
   import shutil
-  latest = local_model.latest_version_dir(base_path)
+  latest = contract.latest_version_dir(base_path)
   shutil.rmtree(tmp_base, ignore_errors=True)
   version = int(os.path.basename(publish_version(
       latest, tmp_base, int(os.path.basename(latest)))))
-  server = server_lib.Server(configs.MODEL_NAME, tmp_base, grpc_port=0,
+  server = server_lib.Server(contract.MODEL_NAME, tmp_base, grpc_port=0,
                              rest_port=None, poll_seconds=0.5).start()
   address = f"127.0.0.1:{server.grpc_port}"
   c = client_lib.RecommenderClient(address)
@@ -323,7 +321,7 @@ def main(argv=None) -> int:
   parser.add_argument("--requests-per-thread", type=int, default=100)
   args = parser.parse_args(argv)
   base = os.path.join(os.path.abspath(args.output_dir), "serving",
-                      configs.MODEL_NAME)
+                      contract.MODEL_NAME)
   model = local_model.load_latest(base)
   real = model._loaded.item_vectors.numpy()[:-1]
   retrieval, bandwidth = bench_retrieval(

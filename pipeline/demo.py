@@ -10,7 +10,7 @@ from absl import logging
 from pipeline import configs
 from pipeline import data
 from pipeline import local_runner
-from trainer import features
+from trainer import contract
 
 # A few real users of different profiles, plus one the model has never seen.
 DEMO_USERS = (
@@ -56,8 +56,8 @@ def evaluation_rows(pipeline_root: str) -> Tuple[List[Tuple], Optional[bool]]:
 
 def _metric_name(output: str, metric: str, sub_key: str) -> str:
   """Readable names: the mean of hit_at_100 is recall@100; NDCG gets its k."""
-  if output == features.EVAL_HIT_OUTPUT and metric == "mean_prediction":
-    return f"recall@{features.EVAL_TOP_K}"
+  if output == contract.EVAL_HIT and metric == "mean_prediction":
+    return f"recall@{contract.EVAL_TOP_K}"
   k = re.search(r"(\d+)", sub_key or "")
   return f"{metric}@{k.group(1)}" if k and metric == "ndcg" else metric
 
@@ -84,7 +84,7 @@ def main(config: configs.PipelineConfig) -> int:
   if not blessed:
     logging.error("The model was not blessed, so nothing new was pushed.")
   try:
-    local_model.latest_version_dir(config.serving_model_dir)
+    contract.latest_version_dir(config.serving_model_dir)
   except FileNotFoundError as e:
     print(f"\nNothing to serve: {e}")
     return 1
@@ -92,14 +92,14 @@ def main(config: configs.PipelineConfig) -> int:
   # client would.
   from serving import client as client_lib
   from serving import server as server_lib
-  server = server_lib.Server(configs.MODEL_NAME, config.serving_model_dir,
+  server = server_lib.Server(contract.MODEL_NAME, config.serving_model_dir,
                              grpc_port=0, rest_port=None).start()
   try:
     address = f"127.0.0.1:{server.grpc_port}"
-    remote = client_lib.RecommenderClient(address, configs.MODEL_NAME)
+    remote = client_lib.RecommenderClient(address, contract.MODEL_NAME)
     version = remote.status()[0]["version"]
     print(f"\n=== Recommendations over gRPC from {address} "
-          f"(model {configs.MODEL_NAME}, version {version}) ===")
+          f"(model {contract.MODEL_NAME}, version {version}) ===")
     for user, result in zip(DEMO_USERS, remote.recommend(DEMO_USERS, k=10)):
       print(local_model.format_recommendations(user["user_id"], result))
     if config.trainer.use_text:

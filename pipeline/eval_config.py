@@ -8,14 +8,15 @@ so an unfit model never reaches TF Serving.
 """
 import tensorflow_model_analysis as tfma
 
+from trainer import contract
 from trainer import features
 
 
 def eval_config(min_recall_at_100: float, max_rmse: float) -> tfma.EvalConfig:
-  rating, hit = features.EVAL_RATING_OUTPUT, features.EVAL_HIT_OUTPUT
+  rating, hit = contract.EVAL_RATING, contract.EVAL_HIT
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
-          signature_name=features.EVAL_SIGNATURE,
+          signature_name=contract.EVALUATE,
           label_keys={rating: features.LABEL_KEY, hit: features.LABEL_KEY})],
       # Overall only: TFMA applies value thresholds to every slice, and a
       # small slice's noise should not decide whether the model ships.

@@ -1,6 +1,6 @@
 """create_pipeline: wires the components, nothing else (no I/O, no runner)."""
 import os
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
@@ -14,30 +14,30 @@ from pipeline import configs
 from pipeline.eval_config import eval_config
 from trainer import features
 from trainer import item_embeddings
+from trainer import preprocessing
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "schemas")
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
+TrainArgs = Union[tfx.proto.TrainArgs, data_types.RuntimeParameter]
+PushDestination = Union[tfx.proto.PushDestination,
+                        data_types.RuntimeParameter]
 
 
-def _train_args(steps):
-  """TrainArgs, or a RuntimeParameter holding TrainArgs JSON (Kubeflow)."""
-  if isinstance(steps, data_types.RuntimeParameter):
-    return steps
+def train_args(steps: int) -> tfx.proto.TrainArgs:
   return tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT], num_steps=steps)
 
 
-def _push_destination(base_directory):
-  """PushDestination, or a RuntimeParameter holding its JSON (Kubeflow)."""
-  if isinstance(base_directory, data_types.RuntimeParameter):
-    return base_directory
+def push_destination(base_directory: str) -> tfx.proto.PushDestination:
+  """A file-system destination: TF Serving's model base path."""
   return tfx.proto.PushDestination(
       filesystem=tfx.proto.PushDestination.Filesystem(
           base_directory=base_directory))
 
 
 def create_pipeline(config: configs.PipelineConfig,
+                    train_args: TrainArgs, push_destination: PushDestination,
                     beam_pipeline_args: List[str],
                     input_fingerprint: Optional[str] = None,
                     metadata_connection_config=None,
@@ -45,8 +45,12 @@ def create_pipeline(config: configs.PipelineConfig,
   """The recommender pipeline, identical for every runner.
 
   Args:
-    config: names, paths, thresholds and step counts. Kubeflow passes
-      RuntimeParameters for the per-run knobs (see kubeflow_runner.py).
+    config: names, paths, thresholds and hyperparameters. Kubeflow passes
+      RuntimeParameters for data_dir and train_until (kubeflow_runner.py).
+    train_args: the Trainer's TrainArgs (steps), or a RuntimeParameter
+      holding its JSON (Kubeflow).
+    push_destination: where Pusher publishes versions (TF Serving's model
+      base path), or a RuntimeParameter holding its JSON (Kubeflow).
     beam_pipeline_args: from pipeline.beam.beam_pipeline_args.
     input_fingerprint: content hash of the input files (local runs), so a
       re-run over changed data is not served from the cache.
@@ -75,7 +79,8 @@ def create_pipeline(config: configs.PipelineConfig,
       preprocessing_fn=PREPROCESSING_FN,
       splits_config=tfx.proto.SplitsConfig(
           analyze=[features.TRAIN_SPLIT], transform=[]),
-      materialize=False)
+      materialize=False,
+      custom_config={preprocessing.MAX_HISTORY_KEY: config.max_history})
   transform.add_upstream_node(anomaly_gate)
 
   # The catalogue's frozen text vectors, cached apart from training.
@@ -94,7 +99,7 @@ def create_pipeline(config: configs.PipelineConfig,
       examples=example_gen.outputs["examples"],
       transform_graph=transform.outputs["transform_graph"],
       schema=schema_gen.outputs["schema"],
-      train_args=_train_args(config.train_steps),
+      train_args=train_args,
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT], num_steps=0),
       custom_config=config.trainer_custom_config(),
       item_embeddings=(item_embedder.outputs["item_embeddings"]
@@ -109,7 +114,7 @@ def create_pipeline(config: configs.PipelineConfig,
   pusher = AtomicPusher(
       model=trainer.outputs["model"],
       model_blessing=evaluator.outputs["blessing"],
-      push_destination=_push_destination(config.serving_model_dir))
+      push_destination=push_destination)
 
   return tfx.dsl.Pipeline(
       pipeline_name=configs.PIPELINE_NAME,

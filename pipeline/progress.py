@@ -10,7 +10,8 @@ import os
 import re
 
 _KEEP = re.compile(r"Component \w+ is (running|finished)|"
-                   r"MovieLensExampleGen:|train step|trained \d+ steps|text tower|"
+                   r"MovieLensExampleGen:|train step|trained \d+ steps|"
+                   r"text tower|"
                    r"eval on|Model pushed|not blessed|Running movielens|"
                    r"extracted to|Downloading ")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,7 @@ from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import protocol
-from trainer import features
+from trainer import contract
 
 
 class ServingError(RuntimeError):
@@ -78,7 +78,7 @@ class RecommenderClient:
 
   def predict(self, signature: str, inputs: Mapping[str, np.ndarray],
               version: Optional[int] = None) -> Dict[str, np.ndarray]:
-    request = protocol.predict_request(self.model_name, signature, inputs,
+    request = contract.predict_request(self.model_name, signature, inputs,
                                        version)
     try:
       response = self._predict.Predict(request, timeout=self.timeout)
@@ -88,16 +88,16 @@ class RecommenderClient:
 
   def recommend(self, users: Sequence[Mapping], k: int = 10,
                 exclude_seen: bool = False) -> List[Dict]:
-    inputs = dict(protocol.user_inputs(users), k=np.int32(k))
-    name = (features.RECOMMEND_UNSEEN_SIGNATURE if exclude_seen
-            else features.RECOMMEND_SIGNATURE)
+    inputs = dict(contract.user_inputs(users), k=np.int32(k))
+    name = (contract.RECOMMEND_UNSEEN if exclude_seen
+            else contract.RECOMMEND)
     return protocol.top_k_rows(self.predict(name, inputs))
 
   def search(self, queries: Sequence[str], k: int = 10,
              users: Optional[Sequence[Dict]] = None) -> List[Dict]:
     """Free-text search; with `users` (one per query, recommend's fields),
     each query's results are re-ordered by that user's taste."""
-    return protocol.top_k_rows(self.predict(*protocol.search_inputs(
+    return protocol.top_k_rows(self.predict(*contract.search_inputs(
         queries, k, users)))
 
   def status(self) -> List[Dict]:
@@ -152,20 +152,21 @@ class RestClient:
   def _top_k(self, signature: str, inputs: Mapping[str, np.ndarray]
              ) -> List[Dict]:
     body = {"signature_name": signature,
-            "inputs": {key: np.asarray(v).tolist() for key, v in inputs.items()}}
+            "inputs": {key: np.asarray(v).tolist()
+                       for key, v in inputs.items()}}
     out = self._call(":predict", body)["outputs"]
     return protocol.top_k_rows({key: np.array(v, dtype=object
                                               if key != "scores" else None)
                                 for key, v in out.items()})
 
   def recommend(self, users: Sequence[Mapping], k: int = 10) -> List[Dict]:
-    return self._top_k(features.RECOMMEND_SIGNATURE,
-                       dict(protocol.user_inputs(users), k=k))
+    return self._top_k(contract.RECOMMEND,
+                       dict(contract.user_inputs(users), k=k))
 
   def search(self, queries: Sequence[str], k: int = 10,
              users: Optional[Sequence[Dict]] = None) -> List[Dict]:
     """As RecommenderClient.search, over REST."""
-    return self._top_k(*protocol.search_inputs(queries, k, users))
+    return self._top_k(*contract.search_inputs(queries, k, users))
 
   def status(self) -> List[Dict]:
     return self._call("")["model_version_status"]

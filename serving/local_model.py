@@ -4,29 +4,17 @@ Follows TF Serving's model-base-path layout: integer-named version folders,
 the highest one served. Used by `recsys recommend` and the demo until the
 gRPC server (serving issue) takes over, and by tests of the pushed model.
 """
-import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+
 # Registers the WordPiece tokenizer ops the exported text tower uses; TF
 # Serving's standard build links the same TF Text ops.
 import tensorflow_text  # noqa: F401
 
 from serving import protocol
-from trainer import features
-
-
-def latest_version_dir(model_base_path: str) -> str:
-  """Path of the highest integer-named version folder."""
-  versions = [int(n) for n in tf.io.gfile.listdir(model_base_path)
-              if n.strip("/").isdigit()] if tf.io.gfile.exists(
-                  model_base_path) else []
-  if not versions:
-    raise FileNotFoundError(
-        f"No model version under {model_base_path!r}: run `recsys pipeline "
-        "run` first (and check that the Evaluator blessed the model).")
-  return os.path.join(model_base_path, str(max(versions)))
+from trainer import contract
 
 
 class PushedModel:
@@ -46,13 +34,13 @@ class PushedModel:
   @staticmethod
   def _user_batch(users: Sequence[Dict]) -> Dict[str, tf.Tensor]:
     return {k: tf.constant(v, tf.int64 if v.dtype.kind == "i" else tf.string)
-            for k, v in protocol.user_inputs(users).items()}
+            for k, v in contract.user_inputs(users).items()}
 
   def recommend_batch(self, users: Sequence[Dict], k: int = 10,
                       exclude_seen: bool = False) -> List[Dict]:
     """Top k per user; with exclude_seen, items in each history are skipped."""
-    name = (features.RECOMMEND_UNSEEN_SIGNATURE if exclude_seen
-            else features.RECOMMEND_SIGNATURE)
+    name = (contract.RECOMMEND_UNSEEN if exclude_seen
+            else contract.RECOMMEND)
     out = self.signature(name)(
         **self._user_batch(users), k=tf.constant(k, tf.int32))
     return protocol.top_k_rows({k: v.numpy() for k, v in out.items()})
@@ -69,31 +57,26 @@ class PushedModel:
              users: Optional[Sequence[Dict]] = None) -> List[Dict]:
     """Free-text queries (str or bytes) -> top-k items each; with `users`
     (one per query) re-ordered by each user's taste."""
-    name, inputs = protocol.search_inputs(queries, k, users)
+    name, inputs = contract.search_inputs(queries, k, users)
     out = self.signature(name)(**{key: tf.constant(v)
                                   for key, v in inputs.items()})
     return protocol.top_k_rows({k: v.numpy() for k, v in out.items()})
 
   def embed_items(self, items: Sequence[Dict]) -> np.ndarray:
     """Candidate vectors for items given as {item_id, title, year, genres}."""
-    width = max([len(i.get("genres") or []) for i in items] + [1])
-    out = self.signature(features.EMBED_ITEMS_SIGNATURE)(
-        item_id=tf.constant([str(i.get("item_id", "")) for i in items]),
-        title=tf.constant([i.get("title", "") for i in items]),
-        year=tf.constant([int(i.get("year") or 0) for i in items], tf.int64),
-        genres=tf.constant([list(i.get("genres") or []) + [""] * (
-            width - len(i.get("genres") or [])) for i in items], tf.string))
-    return out["vectors"].numpy()
+    out = self.signature(contract.EMBED_ITEMS)(
+        **{k: tf.constant(v) for k, v in contract.item_inputs(items).items()})
+    return out[contract.VECTORS].numpy()
 
   def rank(self, user: Dict, item_ids: Sequence[str]) -> np.ndarray:
-    out = self.signature(features.RANK_SIGNATURE)(
+    out = self.signature(contract.RANK)(
         **self._user_batch([user]),
         item_ids=tf.constant([list(item_ids)], tf.string))
-    return out["scores"][0].numpy()
+    return out[contract.SCORES][0].numpy()
 
 
 def load_latest(model_base_path: str) -> PushedModel:
-  return PushedModel(latest_version_dir(model_base_path))
+  return PushedModel(contract.latest_version_dir(model_base_path))
 
 
 def format_recommendations(user: str, result: Dict) -> str:

@@ -3,25 +3,25 @@
 No `tensorflow_model_server` binary can be installed on our machines, so for
 development and tests this serves the same model-base-path layout over the
 same APIs: gRPC PredictionService (Predict, GetModelMetadata) and ModelService
-(GetModelStatus) on one port, and the REST API (/v1/models/...) on another.
+(GetModelStatus) on one port, and the REST API (/v1/models/..., in
+serving/rest.py) on another.
 It picks up new version directories as they appear and unloads old ones
 (keeps the newest `versions_to_keep`, TF Serving's default policy keeps 1).
 A request never takes the server down: bad requests get the status code TF
 Serving would return (INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED).
 """
-import json
 import os
-import re
 import threading
 import time
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, List, Optional
+from http.server import ThreadingHTTPServer
+from typing import Dict, Optional
 
 import grpc
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+
 try:  # Registers ScaNN's ops, so the ScaNN twin loads too.
   import scann  # noqa: F401
 except ImportError:  # pragma: no cover - scann is in the lock file
@@ -32,14 +32,14 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import batching
 from serving import protocol
+from serving import rest
+from trainer import contract
 
-DEFAULT_GRPC_PORT = 8500
-DEFAULT_REST_PORT = 8501
-DEFAULT_MAX_REQUEST_BYTES = 16 << 20
 _State = get_model_status_pb2.ModelVersionStatus.State
 
 
@@ -57,8 +57,7 @@ class LoadedVersion:
 
   def _warm_up(self, path: str) -> int:
     """Replays assets.extra/tf_serving_warmup_requests, as TF Serving does."""
-    from tensorflow_serving.apis import prediction_log_pb2
-    records = os.path.join(path, "assets.extra", "tf_serving_warmup_requests")
+    records = os.path.join(path, contract.WARMUP_PATH)
     if not tf.io.gfile.exists(records):
       return 0
     count = 0
@@ -71,7 +70,7 @@ class LoadedVersion:
     return count
 
   def signature(self, name: str):
-    name = name or "serving_default"
+    name = name or contract.SERVING_DEFAULT
     if name not in self.loaded.signatures:
       raise protocol.ProtocolError(
           grpc.StatusCode.INVALID_ARGUMENT,
@@ -88,15 +87,14 @@ class LoadedVersion:
     execute = lambda arrays: self._call(function, arrays)  # noqa: E731
     if batcher is None:
       return execute(checked)
-    return batcher.run(execute, (id(self), signature or "serving_default"),
+    return batcher.run(execute,
+                       (id(self), signature or contract.SERVING_DEFAULT),
                        checked)
 
   @staticmethod
   def _call(function, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    specs = function.structured_input_signature[1]
     try:
-      outputs = function(**{k: tf.constant(v, dtype=specs[k].dtype)
-                            for k, v in arrays.items()})
+      outputs = function(**protocol.as_tensors(function, arrays))
     except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
       raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
                                    str(e).split("\n")[0]) from None
@@ -113,15 +111,9 @@ class ModelManager:
     self._states: Dict[int, int] = {}
     self._lock = threading.Lock()
 
-  def _on_disk(self) -> List[int]:
-    if not tf.io.gfile.exists(self.base_path):
-      return []
-    return sorted(int(n.strip("/")) for n in tf.io.gfile.listdir(self.base_path)
-                  if n.strip("/").isdigit())
-
   def poll(self) -> None:
     """Loads new versions (fully, before they are visible), unloads old."""
-    wanted = self._on_disk()[-self.versions_to_keep:]
+    wanted = contract.versions(self.base_path)[-self.versions_to_keep:]
     for version in wanted:
       if version in self._versions or self._states.get(version) == _State.END:
         continue
@@ -169,12 +161,13 @@ class Server:
   """Owns the model manager, the gRPC and REST endpoints and the poller."""
 
   def __init__(self, model_name: str, base_path: str, host: str = "127.0.0.1",
-               grpc_port: int = DEFAULT_GRPC_PORT,
-               rest_port: Optional[int] = DEFAULT_REST_PORT,
+               grpc_port: int = contract.DEFAULT_GRPC_PORT,
+               rest_port: Optional[int] = contract.DEFAULT_REST_PORT,
                poll_seconds: float = 1.0, versions_to_keep: int = 1,
-               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+               max_request_bytes: int = contract.DEFAULT_MAX_REQUEST_BYTES,
                workers: int = 8,
-               batching_parameters: Optional[batching.BatchingParameters] = None):
+               batching_parameters: Optional[
+                   batching.BatchingParameters] = None):
     """batching_parameters: merge concurrent requests into one model call
     (TF Serving's --enable_batching); None serves each request alone."""
     self.batcher = (batching.Batcher(batching_parameters)
@@ -194,7 +187,8 @@ class Server:
     self.grpc_port = self.grpc.add_insecure_port(f"{host}:{grpc_port}")
     self.rest = None
     if rest_port is not None:
-      self.rest = ThreadingHTTPServer((host, rest_port), _rest_handler(self))
+      self.rest = ThreadingHTTPServer((host, rest_port),
+                                      rest.handler_class(self))
       self.rest_port = self.rest.server_address[1]
 
   def model(self, name: str, version: Optional[int]) -> LoadedVersion:
@@ -249,7 +243,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
       response.model_spec.name = self._server.model_name
       response.model_spec.version.value = model.version
       response.model_spec.signature_name = (request.model_spec.signature_name
-                                            or "serving_default")
+                                            or contract.SERVING_DEFAULT)
       keep = set(request.output_filter) or set(outputs)
       for key, value in outputs.items():
         if key in keep:
@@ -306,129 +300,6 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
       status.state = state
       status.status.error_code = 0
     return response
-
-
-_REST_PATH = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(/versions/(?P<version>\d+))?"
-    r"(?P<verb>:predict|/metadata)?$")
-_STATE_NAMES = {v: k for k, v in _State.items()}
-
-
-def _rest_handler(server: Server):
-  """REST API of TF Serving: status, metadata and predict (row/columnar)."""
-
-  class Handler(BaseHTTPRequestHandler):
-
-    def log_message(self, *args):  # Quiet; errors are logged below.
-      pass
-
-    def _send(self, code: int, body: Dict):
-      data = json.dumps(body).encode()
-      self.send_response(code)
-      self.send_header("Content-Type", "application/json")
-      self.send_header("Content-Length", str(len(data)))
-      self.end_headers()
-      self.wfile.write(data)
-
-    def _route(self):
-      match = _REST_PATH.match(self.path)
-      if not match:
-        raise protocol.ProtocolError(grpc.StatusCode.NOT_FOUND,
-                                     f"Malformed request: {self.path}")
-      version = match.group("version")
-      return match.group("name"), int(version) if version else None, \
-          match.group("verb")
-
-    def do_GET(self):
-      try:
-        name, version, verb = self._route()
-        if verb == "/metadata":
-          model = server.model(name, version)
-          self._send(200, {"model_spec": {"name": name,
-                                          "version": str(model.version)},
-                           "metadata": {"signature_def": sorted(
-                               model.signature_defs)}})
-          return
-        if name != server.model_name:
-          raise protocol.ProtocolError(grpc.StatusCode.NOT_FOUND,
-                                       f"Could not find model {name}")
-        states = server.manager.states()
-        self._send(200, {"model_version_status": [
-            {"version": str(v), "state": _STATE_NAMES[s],
-             "status": {"error_code": "OK", "error_message": ""}}
-            for v, s in sorted(states.items(), reverse=True)
-            if version is None or v == version]})
-      except protocol.ProtocolError as e:
-        self._send(404 if e.code == grpc.StatusCode.NOT_FOUND else 400,
-                   {"error": e.message})
-
-    def do_POST(self):
-      try:
-        name, version, verb = self._route()
-        if verb != ":predict":
-          raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
-                                       "Only :predict accepts POST")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > server.max_request_bytes:
-          raise protocol.ProtocolError(
-              grpc.StatusCode.RESOURCE_EXHAUSTED,
-              f"Request of {length} bytes exceeds the limit of "
-              f"{server.max_request_bytes}")
-        try:
-          body = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError as e:
-          raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
-                                       f"Malformed JSON: {e}") from None
-        model = server.model(name, version)
-        signature = body.get("signature_name", "")
-        if "instances" in body:
-          rows = body["instances"]
-          if not isinstance(rows, list) or not rows or not isinstance(
-              rows[0], dict):
-            raise protocol.ProtocolError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "\"instances\" must be a non-empty list of objects")
-          columns = {k: [r.get(k) for r in rows] for k in rows[0]}
-          inputs = {k: np.array(v, dtype=object if _is_text(v) else None)
-                    for k, v in columns.items()}
-        elif "inputs" in body and isinstance(body["inputs"], dict):
-          inputs = {k: np.array(v, dtype=object if _is_text(v) else None)
-                    for k, v in body["inputs"].items()}
-        else:
-          raise protocol.ProtocolError(
-              grpc.StatusCode.INVALID_ARGUMENT,
-              "Request body must have \"instances\" or \"inputs\"")
-        outputs = model.run(signature, inputs, server.batcher)
-        as_json = {k: _jsonable(v) for k, v in outputs.items()}
-        if "instances" in body:
-          n = len(next(iter(as_json.values())))
-          self._send(200, {"predictions": [
-              {k: v[i] for k, v in as_json.items()} for i in range(n)]})
-        else:
-          self._send(200, {"outputs": as_json})
-      except protocol.ProtocolError as e:
-        code = {grpc.StatusCode.NOT_FOUND: 404,
-                grpc.StatusCode.RESOURCE_EXHAUSTED: 413}.get(e.code, 400)
-        self._send(code, {"error": e.message})
-      except Exception as e:  # Never let a request kill the server.
-        logging.exception("REST predict failed")
-        self._send(500, {"error": str(e).split("\n")[0]})
-
-  return Handler
-
-
-def _is_text(value) -> bool:
-  while isinstance(value, list) and value:
-    value = value[0]
-  return isinstance(value, str)
-
-
-def _jsonable(array: np.ndarray):
-  if array.dtype.kind in ("O", "S"):
-    return np.vectorize(lambda b: b.decode("utf-8", "replace")
-                        if isinstance(b, bytes) else b, otypes=[object])(
-                            array).tolist()
-  return array.tolist()
 
 
 def serve_forever(server: Server) -> None:

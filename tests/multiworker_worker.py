@@ -12,7 +12,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from trainer import features, preprocessing  # noqa: E402
+from trainer import features  # noqa: E402
+from trainer import preprocessing  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.distribution import make_strategy  # noqa: E402
 from trainer.model import RecommenderModel  # noqa: E402
@@ -41,7 +42,8 @@ def batches(n: int, batch: int) -> tf.data.Dataset:
 
 def main(out_path: str) -> None:
   config = TrainerConfig(embedding_dim=8, hidden_units=16, use_text=False,
-                         item_id_dropout=0.0, distribution="multi_worker_mirrored")
+                         item_id_dropout=0.0,
+                         distribution="multi_worker_mirrored")
   strategy = make_strategy(config.distribution)
   with strategy.scope():
     model = RecommenderModel(

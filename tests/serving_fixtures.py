@@ -2,8 +2,7 @@
 protocol tests (the real model is served in test_pipeline.py)."""
 import tensorflow as tf
 
-from trainer import export
-from trainer import features
+from trainer import contract
 
 CATALOG = [str(i) for i in range(1, 21)]
 
@@ -25,7 +24,7 @@ class TinyRecommender(tf.Module):
     return {"item_ids": ids, "titles": tf.strings.join(["Movie ", ids]),
             "scores": values}
 
-  @tf.function(input_signature=[*export._USER_INPUTS.values(),
+  @tf.function(input_signature=[*contract.USER_INPUTS.values(),
                                 tf.TensorSpec([], tf.int32, "k")])
   def recommend(self, user_id, age, gender, occupation, history_item_ids, k):
     seed = tf.cast(tf.strings.length(user_id), tf.float32) + 1.0
@@ -41,7 +40,7 @@ def save_version(base_path: str, version: int, marker: float) -> str:
   path = f"{base_path}/{version}"
   module = TinyRecommender(marker)
   tf.saved_model.save(module, path, signatures={
-      features.RECOMMEND_SIGNATURE: module.recommend,
-      "serving_default": module.recommend,
-      features.SEARCH_SIGNATURE: module.search})
+      contract.RECOMMEND: module.recommend,
+      contract.SERVING_DEFAULT: module.recommend,
+      contract.SEARCH: module.search})
   return path

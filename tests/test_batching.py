@@ -4,12 +4,12 @@ from concurrent import futures
 
 import numpy as np
 import pytest
+from serving_fixtures import save_version
 
 from serving import batching
 from serving import client as client_lib
-from serving import protocol
 from serving import server as server_lib
-from serving_fixtures import save_version
+from trainer import contract
 from trainer import features
 
 DEPLOY = os.path.join(os.path.dirname(__file__), "..", "serving", "deploy")
@@ -28,8 +28,8 @@ def test_parses_the_deployed_tf_serving_batching_file():
 
 
 def test_merge_pads_histories_with_empty_ids():
-  a = protocol.user_inputs([{"user_id": "1", "history": ["5"]}])
-  b = protocol.user_inputs([{"user_id": "2", "history": ["6", "7", "8"]}])
+  a = contract.user_inputs([{"user_id": "1", "history": ["5"]}])
+  b = contract.user_inputs([{"user_id": "2", "history": ["6", "7", "8"]}])
   merged = batching.merge([a, b])
   assert merged[features.HISTORY].tolist() == [["5", "", ""],
                                                ["6", "7", "8"]]
@@ -54,7 +54,7 @@ def test_requests_share_calls_and_a_failure_stays_with_its_request():
   users = ["a", "b", "bad", "c", "d", "e"]
 
   def one(user):
-    inputs = dict(protocol.user_inputs([{"user_id": user}]), k=np.int32(2))
+    inputs = dict(contract.user_inputs([{"user_id": user}]), k=np.int32(2))
     try:
       return batcher.run(run, "model", inputs)["echo"].tolist()
     except ValueError as e:
@@ -75,7 +75,7 @@ def test_different_k_is_never_merged():
   run = _runner(calls)
 
   def one(k):
-    inputs = dict(protocol.user_inputs([{"user_id": "u"}]), k=np.int32(k))
+    inputs = dict(contract.user_inputs([{"user_id": "u"}]), k=np.int32(k))
     return batcher.run(run, "model", inputs)["echo"].shape
 
   with futures.ThreadPoolExecutor(4) as pool:
@@ -138,7 +138,7 @@ def test_batch_threads_survive_racing_for_the_same_requests():
   run = _runner(calls)
 
   def one(i):
-    inputs = dict(protocol.user_inputs([{"user_id": f"u{i}"}]), k=np.int32(1))
+    inputs = dict(contract.user_inputs([{"user_id": f"u{i}"}]), k=np.int32(1))
     return batcher.run(run, "model", inputs)["echo"].tolist()
 
   with futures.ThreadPoolExecutor(16) as pool:

@@ -5,7 +5,7 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from pipeline import configs
+from trainer import contract
 
 DEPLOY = os.path.join(os.path.dirname(os.path.dirname(__file__)), "serving",
                       "deploy")
@@ -15,7 +15,7 @@ def test_models_config_is_a_model_server_config():
   config = text_format.Parse(open(os.path.join(DEPLOY, "models.config")).read(),
                              model_server_config_pb2.ModelServerConfig())
   (model,) = config.model_config_list.config
-  assert model.name == configs.MODEL_NAME
+  assert model.name == contract.MODEL_NAME
   assert model.model_version_policy.latest.num_versions == 1
 
 
@@ -27,6 +27,6 @@ def test_compose_and_kubernetes_manifests():
                                                    "deployment.yaml"))))
   container = docs[0]["spec"]["template"]["spec"]["containers"][0]
   assert container["readinessProbe"]["httpGet"]["path"] == \
-      f"/v1/models/{configs.MODEL_NAME}"
+      f"/v1/models/{contract.MODEL_NAME}"
   service = yaml.safe_load(open(os.path.join(DEPLOY, "k8s", "service.yaml")))
   assert {p["port"] for p in service["spec"]["ports"]} == {8500, 8501}

@@ -5,13 +5,13 @@ import os
 
 import pytest
 import tensorflow as tf
+from movielens_fixtures import write_recbole
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
 
 from components.movielens_example_gen import executor
 from components.movielens_example_gen import transforms
-from movielens_fixtures import write_recbole
 from trainer import features
 
 ITEMS = [(1, "Toy Story", 1995, "Animation Children's Comedy"),

@@ -4,10 +4,13 @@ import pytest
 import tensorflow as tf
 
 from trainer import features
-from trainer import task
+from trainer.catalog import Catalog
 from trainer.config import TrainerConfig
 from trainer.model import RecommenderModel
-from trainer.text_tower import FineTunedTop, ItemTextEncoder, TextEncoder
+from trainer.text_tower import FineTunedTop
+from trainer.text_tower import ItemTextEncoder
+from trainer.text_tower import TextEncoder
+from trainer.text_tower import lower_states
 
 _xf = features.transformed_name
 TEXTS = [b"Toy Story (1995). Animation, Children's, Comedy",
@@ -24,10 +27,12 @@ def test_split_encoder_starts_equal_to_the_frozen_one(encoder):
   top = FineTunedTop(encoder.encoder, 2)
   np.testing.assert_allclose(ItemTextEncoder(encoder, top)(
       tf.constant(TEXTS)).numpy(), frozen, atol=1e-5)
-  states, mask = task.fine_tuning_states(
-      encoder, {features.TITLE: tf.constant([[b"Toy Story"], [b"Heat"]]),
-                features.YEAR: tf.constant([[1995], [1995]], tf.int64),
-                features.GENRES: tf.constant([["Animation"], ["Action"]])}, 2)
+  catalog = Catalog(
+      raw={features.TITLE: tf.constant([[b"Toy Story"], [b"Heat"]]),
+           features.YEAR: tf.constant([[1995], [1995]], tf.int64),
+           features.GENRES: tf.constant([["Animation"], ["Action"]])},
+      vocabulary=[])
+  states, mask = catalog.fine_tuning_states(encoder, 2)
   assert states.shape[:2] == mask.shape and states.shape[2] == encoder.dim
   with pytest.raises(ValueError, match="1..6"):
     FineTunedTop(encoder.encoder, 7)
@@ -52,7 +57,7 @@ def _batch(n_items: int, batch: int = 8):
 def test_training_moves_the_top_blocks_and_not_the_encoder(encoder):
   config = TrainerConfig(text_finetune_layers=1, embedding_dim=8,
                          hidden_units=8, history_length=3, learning_rate=0.01)
-  states, mask = task.lower_states(encoder, TEXTS, skip_top=1)
+  states, mask = lower_states(encoder, TEXTS, skip_top=1)
   n_items = len(TEXTS) + 1  # + OOV
   pad = lambda a: np.concatenate([a, np.zeros_like(a[:1])])  # noqa: E731
   top = FineTunedTop(encoder.encoder, 1)

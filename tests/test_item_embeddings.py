@@ -12,7 +12,8 @@ def _catalog(ids):
           features.TITLE: tf.constant([[f"Movie {i}"] for i in ids]),
           features.YEAR: tf.constant([[1995]] * len(ids), tf.int64),
           features.GENRES: tf.sparse.from_dense(tf.constant(
-              [["Animation", "Children's"]] + [["Drama", ""]] * (len(ids) - 1)))}
+              [["Animation", "Children's"]] +
+              [["Drama", ""]] * (len(ids) - 1)))}
 
 
 def test_round_trip_and_checks(tmp_path):

@@ -2,14 +2,13 @@
 import json
 
 import yaml
-
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipeline import beam
 from pipeline import configs
 from pipeline import kubeflow_runner
-from pipeline.pipeline import create_pipeline
+from pipeline import pipeline
 
 
 def test_compiles_offline_to_the_same_graph(tmp_path):
@@ -22,7 +21,10 @@ def test_compiles_offline_to_the_same_graph(tmp_path):
                                pipeline_spec_pb2.PipelineSpec(),
                                ignore_unknown_fields=True)
 
-  local = create_pipeline(config, beam.beam_pipeline_args())
+  local = pipeline.create_pipeline(
+      config, pipeline.train_args(config.train_steps),
+      pipeline.push_destination(config.serving_model_dir),
+      beam.beam_pipeline_args())
   local_upstream = {c.id: {u.id for u in c.upstream_nodes}
                     for c in local.components}
   tasks = spec.root.dag.tasks

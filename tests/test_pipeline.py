@@ -8,22 +8,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
-from ml_metadata.proto import metadata_store_pb2
 from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 
-from components.atomic_pusher.component import scann_base_directory
 from pipeline import configs
 from pipeline import demo
 from pipeline import local_runner
 from serving import client as client_lib
 from serving import local_model
 from serving import server as server_lib
+from trainer import contract
 from trainer import features
 from trainer import preprocessing
 from trainer.config import TrainerConfig
 
 _xf = features.transformed_name
 SLICE_USERS = 200  # users 1..200 and all their ratings: ~20% of ML-100K
+MAX_HISTORY = 20
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,9 @@ def config(sliced_data, text_encoder_dir, tmp_path_factory):
       data_dir=sliced_data, output_dir=str(tmp_path_factory.mktemp("run")),
       text_encoder_dir=text_encoder_dir,
       train_steps=60,
+      # Not the default 50: Transform and the export's exclusion margin must
+      # follow the flag.
+      max_history=MAX_HISTORY,
       # A strong taste weight, so personalized_search's effect is visible
       # after so few steps (the default is milder).
       trainer=TrainerConfig(batch_size=256, search_personalization=3.0),
@@ -68,7 +72,7 @@ def test_pipeline_pushes_a_blessed_model(first_run):
   rows, blessed = demo.evaluation_rows(first_run.pipeline_root)
   assert blessed
   recall = [v for s, o, m, v in rows
-            if s == "overall" and o == features.EVAL_HIT_OUTPUT]
+            if s == "overall" and o == contract.EVAL_HIT]
   assert recall and 0.05 <= recall[0] <= 1.0
 
 
@@ -103,7 +107,7 @@ def test_transform_output(first_run):
   assert genres[0].sum() == 2 and genres[1].sum() == 0
   assert genres[0][features.GENRE_VOCAB.index("Sci-Fi")] == 1
   history = out[_xf(features.HISTORY)].numpy()
-  assert history.shape == (2, features.MAX_HISTORY)
+  assert history.shape == (2, MAX_HISTORY)
   # Right-aligned: newest last, padding in front; unknown item -> OOV.
   assert history[0, -1] == num_items and history[0, -2] < num_items
   assert (history[0, :-2] == preprocessing.HISTORY_PAD).all()
@@ -134,6 +138,12 @@ def test_pushed_model_answers_known_and_unknown_users(first_run):
                            exclude_seen=True)
   assert len(unseen["item_ids"]) == 10
   assert not set(history) & set(unseen["item_ids"])
+  # A history as long as --max-history is excluded whole at the largest k.
+  long_history = [str(i) for i in range(1, MAX_HISTORY + 1)]
+  unseen = model.recommend(user_id="1", history=long_history, k=100,
+                           exclude_seen=True)
+  assert len(unseen["item_ids"]) == 100
+  assert not set(long_history) & set(unseen["item_ids"])
   ratings = model.rank({"user_id": "1"}, ["50", "181", "no-such-item"])
   assert ratings.shape == (3,) and np.isfinite(ratings).all()
   with pytest.raises(KeyError, match="available: .*recommend"):
@@ -191,7 +201,7 @@ def test_cached_and_in_graph_text_paths_agree(first_run):
 
 
 def test_pushed_model_over_grpc_matches_in_process(first_run):
-  server = server_lib.Server(configs.MODEL_NAME, first_run.serving_model_dir,
+  server = server_lib.Server(contract.MODEL_NAME, first_run.serving_model_dir,
                              grpc_port=0, rest_port=None).start()
   try:
     remote = client_lib.RecommenderClient(f"127.0.0.1:{server.grpc_port}")
@@ -208,14 +218,14 @@ def test_pushed_model_over_grpc_matches_in_process(first_run):
     fan = [{"user_id": "1", "history": ["50"]}]
     assert remote.search(["Star Wars"], k=5, users=fan)[0]["item_ids"] == \
         local.search(["Star Wars"], k=5, users=fan)[0]["item_ids"]
-    assert features.SEARCH_SIGNATURE in remote.signatures()
+    assert contract.SEARCH in remote.signatures()
   finally:
     server.stop()
 
 
 def test_warmup_records_cover_every_signature(first_run):
   from trainer import warmup
-  version_dir = local_model.latest_version_dir(first_run.serving_model_dir)
+  version_dir = contract.latest_version_dir(first_run.serving_model_dir)
   logs = warmup.read_warmup(version_dir)
   loaded = local_model.PushedModel(version_dir)
   assert {l.predict_log.request.model_spec.signature_name for l in logs} == \
@@ -236,9 +246,9 @@ def _op_types(version_dir):
 
 
 def test_scann_twin_has_scann_ops_and_stock_model_has_none(first_run):
-  stock = local_model.latest_version_dir(first_run.serving_model_dir)
-  twin = local_model.latest_version_dir(
-      scann_base_directory(first_run.serving_model_dir))
+  stock = contract.latest_version_dir(first_run.serving_model_dir)
+  twin = contract.latest_version_dir(
+      contract.scann_twin(first_run.serving_model_dir))
   assert os.path.basename(stock) == os.path.basename(twin)
   assert not any(op.startswith("Scann") for op in _op_types(stock))
   assert any(op.startswith("Scann") for op in _op_types(twin))

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from components.atomic_pusher.component import publish_version
+from components.atomic_pusher.executor import publish_version
 from pipeline import beam
 from pipeline import cli
 

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
-from tfx_bsl.coders import example_coder
 from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx_bsl.coders import example_coder
 
 from components.anomaly_gate import component as gate
 from pipeline.pipeline import SCHEMA_DIR

@@ -14,12 +14,13 @@ import time
 import grpc
 import numpy as np
 import pytest
+from serving_fixtures import CATALOG
+from serving_fixtures import save_version
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import client as client_lib
-from serving import protocol
 from serving import server as server_lib
-from serving_fixtures import CATALOG, save_version
+from trainer import contract
 from trainer import features
 
 
@@ -100,7 +101,8 @@ def test_recommend_and_search(client):
 
 def test_status_and_metadata(client):
   assert client.status()[0]["state"] == "AVAILABLE"
-  assert {"recommend", "search", "serving_default"} <= set(client.signatures())
+  assert {contract.RECOMMEND, contract.SEARCH,
+          contract.SERVING_DEFAULT} <= set(client.signatures())
 
 
 def test_bad_requests_get_tf_serving_codes_and_server_keeps_serving(
@@ -113,28 +115,28 @@ def test_bad_requests_get_tf_serving_codes_and_server_keeps_serving(
       stub.Predict(request, timeout=10)
     return info.value.code()
 
-  good = dict(protocol.user_inputs([{"user_id": "1"}]), k=np.int32(3))
+  good = dict(contract.user_inputs([{"user_id": "1"}]), k=np.int32(3))
   wrong_type = dict(good, age=np.array(["old"], object))
-  assert call(protocol.predict_request(
+  assert call(contract.predict_request(
       "recommender", "recommend", wrong_type)) == \
       grpc.StatusCode.INVALID_ARGUMENT
   missing = {k: v for k, v in good.items() if k != features.AGE}
-  assert call(protocol.predict_request("recommender", "recommend",
+  assert call(contract.predict_request("recommender", "recommend",
                                        missing)) == \
       grpc.StatusCode.INVALID_ARGUMENT
   wrong_rank = dict(good, user_id=np.array([["1"]], object))
-  assert call(protocol.predict_request("recommender", "recommend",
+  assert call(contract.predict_request("recommender", "recommend",
                                        wrong_rank)) == \
       grpc.StatusCode.INVALID_ARGUMENT
-  assert call(protocol.predict_request("recommender", "recomend", good)) == \
+  assert call(contract.predict_request("recommender", "recomend", good)) == \
       grpc.StatusCode.INVALID_ARGUMENT
-  assert call(protocol.predict_request("nope", "recommend", good)) == \
+  assert call(contract.predict_request("nope", "recommend", good)) == \
       grpc.StatusCode.NOT_FOUND
-  assert call(protocol.predict_request("recommender", "recommend", good,
+  assert call(contract.predict_request("recommender", "recommend", good,
                                        version=999)) == \
       grpc.StatusCode.NOT_FOUND
   huge = dict(good, user_id=np.array(["x" * (2 << 20)], object))
-  assert call(protocol.predict_request("recommender", "recommend", huge)) == \
+  assert call(contract.predict_request("recommender", "recommend", huge)) == \
       grpc.StatusCode.RESOURCE_EXHAUSTED
   # Still serving after all of that.
   assert len(client.recommend([{"user_id": "1"}], k=2)[0]["item_ids"]) == 2

@@ -2,8 +2,9 @@
 import importlib.util
 import os
 
-from components.movielens_example_gen import layouts
 from movielens_fixtures import write_recbole
+
+from components.movielens_example_gen import layouts
 
 _spec = importlib.util.spec_from_file_location(
     "scale", os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench",
@@ -13,7 +14,8 @@ _spec.loader.exec_module(scale)
 
 
 def test_synthesize_scales_users_items_and_rows(tmp_path):
-  items = [(i, f"Movie {i}", 1990 + i % 9, "Drama Comedy") for i in range(1, 21)]
+  items = [(i, f"Movie {i}", 1990 + i % 9, "Drama Comedy")
+           for i in range(1, 21)]
   users = [(u, 20 + u, "MF"[u % 2], "writer", "0") for u in range(1, 11)]
   inter = [(1 + k % 10, 1 + (k * 7) % 20, 1 + k % 5, 880000000 + k)
            for k in range(200)]

@@ -1,4 +1,4 @@
-"""The BERT port is faithful to the original, and bad text has defined results."""
+"""The BERT port is faithful to the original; bad text has defined results."""
 import json
 import os
 

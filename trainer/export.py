@@ -23,17 +23,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from trainer import contract
 from trainer import features
 from trainer import text
 from trainer import towers
-
-_USER_INPUTS = {
-    features.USER_ID: tf.TensorSpec([None], tf.string, features.USER_ID),
-    features.AGE: tf.TensorSpec([None], tf.int64, features.AGE),
-    features.GENDER: tf.TensorSpec([None], tf.string, features.GENDER),
-    features.OCCUPATION: tf.TensorSpec([None], tf.string, features.OCCUPATION),
-    features.HISTORY: tf.TensorSpec([None, None], tf.string, features.HISTORY),
-}
 
 
 def dense_to_sparse_ids(ids: tf.Tensor) -> tf.SparseTensor:
@@ -125,17 +118,17 @@ class RecommenderModule(tf.Module):
       scores = tf.where(seen, tf.constant(-1e9, scores.dtype), scores)
     scores, order = tf.math.top_k(scores, k=tf.minimum(k, tf.shape(ids)[1]))
     ids = tf.gather(ids, order, batch_dims=1)
-    return {"item_ids": ids, "titles": self.titles.lookup(ids),
-            "scores": scores}
+    return {contract.ITEM_IDS: ids, contract.TITLES: self.titles.lookup(ids),
+            contract.SCORES: scores}
 
-  @tf.function(input_signature=[*_USER_INPUTS.values(),
-                                tf.TensorSpec([], tf.int32, "k")])
+  @tf.function(input_signature=[*contract.USER_INPUTS.values(),
+                                contract.K_INPUT])
   def recommend(self, user_id, age, gender, occupation, history_item_ids, k):
     return self._top_k(
         self._query(user_id, age, gender, occupation, history_item_ids), k)
 
-  @tf.function(input_signature=[*_USER_INPUTS.values(),
-                                tf.TensorSpec([], tf.int32, "k")])
+  @tf.function(input_signature=[*contract.USER_INPUTS.values(),
+                                contract.K_INPUT])
   def recommend_unseen(self, user_id, age, gender, occupation,
                        history_item_ids, k):
     """`recommend`, leaving out the items in `history_item_ids`."""
@@ -143,8 +136,7 @@ class RecommenderModule(tf.Module):
         self._query(user_id, age, gender, occupation, history_item_ids), k,
         exclude=history_item_ids)
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "query"),
-                                tf.TensorSpec([], tf.int32, "k")])
+  @tf.function(input_signature=[contract.QUERY_INPUT, contract.K_INPUT])
   def search(self, query, k):
     """Free text -> the same catalogue index `recommend` uses."""
     return self._select(*self._search_candidates(query), k)
@@ -160,9 +152,9 @@ class RecommenderModule(tf.Module):
     match = tf.einsum("bd,bkd->bk", encoded, item_text)
     return scores + self.text_match_weight * match, ids
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "query"),
-                                *_USER_INPUTS.values(),
-                                tf.TensorSpec([], tf.int32, "k")])
+  @tf.function(input_signature=[contract.QUERY_INPUT,
+                                *contract.USER_INPUTS.values(),
+                                contract.K_INPUT])
   def personalized_search(self, query, user_id, age, gender, occupation,
                           history_item_ids, k):
     """`search` for one user: the text query picks the candidates from the
@@ -175,11 +167,7 @@ class RecommenderModule(tf.Module):
     taste = tf.einsum("bd,bkd->bk", user, self.indexed_item_vectors(ids))
     return self._select(scores + self.personalization_weight * taste, ids, k)
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None], tf.string, features.ITEM_ID),
-      tf.TensorSpec([None], tf.string, features.TITLE),
-      tf.TensorSpec([None], tf.int64, features.YEAR),
-      tf.TensorSpec([None, None], tf.string, features.GENRES)])
+  @tf.function(input_signature=[*contract.ITEM_INPUTS.values()])
   def embed_items(self, item_id, title, year, genres):
     """Candidate vectors from item text and metadata, encoded in-graph."""
     column = lambda x: tf.expand_dims(x, -1)
@@ -191,7 +179,7 @@ class RecommenderModule(tf.Module):
         features.complete_raw_features(raw, batch)))
     transformed[towers.TEXT_VECTOR] = self.item_text_encoder(
         text.item_text(title, year, genres))
-    return {"vectors": self.model.candidate_tower(transformed)}
+    return {contract.VECTORS: self.model.candidate_tower(transformed)}
 
   @tf.function(input_signature=[tf.TensorSpec(None, tf.string)])
   def indexed_item_vectors(self, item_ids):
@@ -200,9 +188,8 @@ class RecommenderModule(tf.Module):
     the SavedModel for tools and tests."""
     return tf.gather(self.item_vectors, self.rows.lookup(item_ids))
 
-  @tf.function(input_signature=[
-      *_USER_INPUTS.values(),
-      tf.TensorSpec([None, None], tf.string, "item_ids")])
+  @tf.function(input_signature=[*contract.USER_INPUTS.values(),
+                                contract.ITEM_IDS_INPUT])
   def rank(self, user_id, age, gender, occupation, history_item_ids, item_ids):
     query = self._query(user_id, age, gender, occupation, history_item_ids)
     candidates = self.indexed_item_vectors(item_ids)
@@ -211,38 +198,37 @@ class RecommenderModule(tf.Module):
     d = tf.shape(query)[-1]
     scores = self.model.predict_rating(tf.reshape(queries, [-1, d]),
                                        tf.reshape(candidates, [-1, d]))
-    return {"scores": tf.reshape(scores, tf.shape(item_ids))}
+    return {contract.SCORES: tf.reshape(scores, tf.shape(item_ids))}
 
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "examples")])
+  @tf.function(input_signature=[contract.EXAMPLES_INPUT])
   def evaluate(self, examples):
-    """For TFMA: predicted rating and whether the rated item is in the top 100."""
+    """For TFMA: predicted rating, and whether the rated item is in the
+    top EVAL_TOP_K."""
     raw = tf.io.parse_example(examples, features.raw_feature_spec())
     transformed = self.tft_layer(raw)
     query, candidate, rating = self.model(transformed)
     _, top = self.index(query)
-    top = top[:, :features.EVAL_TOP_K]
+    top = top[:, :contract.EVAL_TOP_K]
     hit = tf.reduce_any(tf.equal(top, raw[features.ITEM_ID]), axis=1)
-    return {features.EVAL_RATING_OUTPUT: rating,
-            features.EVAL_HIT_OUTPUT: tf.cast(hit, tf.float32)}
+    return {contract.EVAL_RATING: rating,
+            contract.EVAL_HIT: tf.cast(hit, tf.float32)}
 
 
-# Items the index returns beyond max_k, so up to this many seen items can be
-# excluded and k items still come back.
-EXCLUDE_MARGIN = features.MAX_HISTORY
-# The ScaNN twin is saved beside the stock model with this suffix, and the
-# pusher serves it as "<model>_scann".
-SCANN_SUFFIX = "-ScaNN"
 # ScaNN ops live in a namespace stock TF Serving does not know.
 SCANN_SAVE_OPTIONS = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
 
 
-def index_depth(max_k: int, num_items: int) -> int:
-  return min(max_k + EXCLUDE_MARGIN, num_items)
+def index_depth(max_k: int, num_items: int, exclude_margin: int) -> int:
+  """How many items the index returns: max_k plus room to drop up to
+  `exclude_margin` seen items (the history length examples carry) so that
+  recommend_unseen still returns k."""
+  return min(max_k + exclude_margin, num_items)
 
 
 def make_index(kind: str, item_vectors: np.ndarray, item_ids: np.ndarray,
-               max_k: int, num_leaves: int = 40, leaves_to_search: int = 20,
-               reordering: int = 500) -> tfrs.layers.factorized_top_k.TopK:
+               max_k: int, exclude_margin: int, num_leaves: int = 40,
+               leaves_to_search: int = 20, reordering: int = 500
+               ) -> tfrs.layers.factorized_top_k.TopK:
   """The catalogue index: "brute_force" (exact, stock TF ops: any TF
   Serving) or "scann" (approximate, needs ScaNN's ops in the server).
 
@@ -250,10 +236,11 @@ def make_index(kind: str, item_vectors: np.ndarray, item_ids: np.ndarray,
     kind: "brute_force" or "scann".
     item_vectors: [N, d] candidate vectors; item_ids: [N] their ids.
     max_k: largest k served.
+    exclude_margin: see index_depth.
     num_leaves, leaves_to_search, reordering: ScaNN's partitioning and
       re-scoring knobs (ignored for brute force).
   """
-  depth = index_depth(max_k, len(item_ids))
+  depth = index_depth(max_k, len(item_ids), exclude_margin)
   if kind == "brute_force":
     index = tfrs.layers.factorized_top_k.BruteForce(k=depth)
   elif kind == "scann":
@@ -268,20 +255,19 @@ def make_index(kind: str, item_vectors: np.ndarray, item_ids: np.ndarray,
 
 
 def save(module: RecommenderModule, export_dir: str,
-         model_name: str = "recommender") -> None:
+         model_name: str = contract.MODEL_NAME) -> None:
   """Saves the SavedModel plus TF Serving warm-up records for each signature."""
   signatures = {
-      features.RECOMMEND_SIGNATURE: module.recommend,
-      features.RECOMMEND_UNSEEN_SIGNATURE: module.recommend_unseen,
-      "serving_default": module.recommend,
-      features.RANK_SIGNATURE: module.rank,
-      features.EVAL_SIGNATURE: module.evaluate,
+      contract.RECOMMEND: module.recommend,
+      contract.RECOMMEND_UNSEEN: module.recommend_unseen,
+      contract.SERVING_DEFAULT: module.recommend,
+      contract.RANK: module.rank,
+      contract.EVALUATE: module.evaluate,
   }
   if module.text_encoder is not None:
-    signatures[features.SEARCH_SIGNATURE] = module.search
-    signatures[features.PERSONALIZED_SEARCH_SIGNATURE] = (
-        module.personalized_search)
-    signatures[features.EMBED_ITEMS_SIGNATURE] = module.embed_items
+    signatures[contract.SEARCH] = module.search
+    signatures[contract.PERSONALIZED_SEARCH] = module.personalized_search
+    signatures[contract.EMBED_ITEMS] = module.embed_items
   scann = isinstance(module.index, tfrs.layers.factorized_top_k.ScaNN)
   tf.saved_model.save(module, export_dir, signatures=signatures,
                       options=SCANN_SAVE_OPTIONS if scann else None)

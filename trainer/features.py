@@ -1,4 +1,5 @@
-"""Every feature name, vocabulary and signature name, in one place.
+"""Every feature name and vocabulary, in one place (signature names and the
+rest of the wire contract: trainer/contract.py).
 
 ExampleGen writes these keys, the curated schema declares them, Transform reads
 them, the Trainer consumes their transformed versions and the exported
@@ -8,19 +9,21 @@ from typing import Dict
 
 import tensorflow as tf
 
-# Raw interaction features (one tf.Example per rating), as ExampleGen writes them.
-USER_ID = "user_id"
-ITEM_ID = "item_id"
+# Raw interaction features (one tf.Example per rating), as ExampleGen writes
+# them. Those a caller sends are named by the wire contract; HISTORY holds the
+# user's earlier items, oldest first, strictly before this interaction's time.
+from trainer.contract import AGE  # noqa: F401  # noqa: F401
+from trainer.contract import GENDER  # noqa: F401  # noqa: F401
+from trainer.contract import GENRES  # noqa: F401  # noqa: F401
+from trainer.contract import HISTORY  # noqa: F401  # noqa: F401
+from trainer.contract import ITEM_ID  # noqa: F401  # noqa: F401
+from trainer.contract import OCCUPATION  # noqa: F401  # noqa: F401
+from trainer.contract import TITLE  # noqa: F401  # noqa: F401
+from trainer.contract import USER_ID  # noqa: F401  # noqa: F401
+from trainer.contract import YEAR  # noqa: F401  # noqa: F401
+
 RATING = "rating"
 TIMESTAMP = "timestamp"
-AGE = "age"
-GENDER = "gender"
-OCCUPATION = "occupation"
-TITLE = "title"
-YEAR = "year"
-GENRES = "genres"
-# The user's earlier items, oldest first, strictly before this interaction's time.
-HISTORY = "history_item_ids"
 
 LABEL_KEY = RATING
 USER_FEATURES = (USER_ID, AGE, GENDER, OCCUPATION, HISTORY)
@@ -50,20 +53,6 @@ USER_VOCAB = "user_id_vocab"
 ITEM_VOCAB = "item_id_vocab"
 ITEM_FREQ_VOCAB = "item_id_freq"
 OCCUPATION_VOCAB = "occupation_vocab"
-
-# Exported signatures.
-RECOMMEND_SIGNATURE = "recommend"
-RECOMMEND_UNSEEN_SIGNATURE = "recommend_unseen"
-RANK_SIGNATURE = "rank"
-SEARCH_SIGNATURE = "search"
-# search re-ordered for one user (the same user inputs as recommend).
-PERSONALIZED_SEARCH_SIGNATURE = "personalized_search"
-EMBED_ITEMS_SIGNATURE = "embed_items"
-EVAL_SIGNATURE = "evaluate"
-# Outputs of the eval signature that TFMA reads.
-EVAL_RATING_OUTPUT = "rating"
-EVAL_HIT_OUTPUT = "hit_at_100"
-EVAL_TOP_K = 100
 
 
 def transformed_name(key: str) -> str:

@@ -22,7 +22,8 @@ import tensorflow as tf
 
 from trainer import features
 from trainer import text
-from trainer.text_tower import TextEncoder, encode_texts
+from trainer.text_tower import TextEncoder
+from trainer.text_tower import encode_texts
 
 KINDS = ("item_text", "title", "genres")
 VECTORS_FILE = "vectors.npz"

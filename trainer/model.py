@@ -7,8 +7,8 @@ import tensorflow_recommenders as tfrs
 
 from trainer import features
 from trainer import preprocessing
-from trainer.config import TrainerConfig
 from trainer import towers
+from trainer.config import TrainerConfig
 
 _xf = features.transformed_name
 
@@ -89,7 +89,8 @@ class RecommenderModel(tfrs.models.Model):
     out[towers.TEXT_INDEX] = inputs[_xf(features.ITEM_ID)]
     return out
 
-  def _drop_item_ids(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def _drop_item_ids(self, inputs: Dict[str, tf.Tensor]
+                     ) -> Dict[str, tf.Tensor]:
     """Hides a random share of candidate ids behind the OOV id in training.
 
     Items first seen after training all share the OOV id, so unless the
@@ -117,9 +118,12 @@ class RecommenderModel(tfrs.models.Model):
     retrieval = self.retrieval_task(
         query, candidate, candidate_sampling_probability=sampling,
         candidate_ids=item_idx, compute_metrics=False)
+    # [B, 1]: Keras losses average over the last axis first, so [B] inputs
+    # would make the SUM reduction a mean, and this a mean over B twice.
     ranking = self.ranking_task(
-        labels=inputs[features.LABEL_KEY], predictions=rating) / tf.cast(
-            tf.shape(rating)[0], tf.float32)
+        labels=inputs[features.LABEL_KEY][:, tf.newaxis],
+        predictions=rating[:, tf.newaxis]) / tf.cast(tf.shape(rating)[0],
+                                                     tf.float32)
     loss = (self.config.retrieval_weight * retrieval +
             self.config.ranking_weight * ranking)
     if self.config.use_text:
@@ -137,7 +141,8 @@ class RecommenderModel(tfrs.models.Model):
     return loss
 
 
-def item_probability(frequencies: Dict[str, int], vocabulary: list) -> np.ndarray:
+def item_probability(frequencies: Dict[str, int], vocabulary: list
+                     ) -> np.ndarray:
   """Per-index sampling probability, OOV bucket(s) given the smallest mass."""
   counts = np.array([frequencies.get(v, 0) for v in vocabulary], np.float64)
   counts = np.concatenate([counts, np.ones(preprocessing.OOV_BUCKETS)])

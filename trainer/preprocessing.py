@@ -1,9 +1,9 @@
-"""Transform's preprocessing_fn: the one feature graph shared by train and serve.
+"""Transform's preprocessing_fn: one feature graph for training and serving.
 
 The Trainer attaches this graph to the exported model, so requests carrying raw
 strings and numbers go through exactly the transformation training saw.
 """
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -14,6 +14,8 @@ _xf = features.transformed_name
 OOV_BUCKETS = 1
 # Pads history positions that hold no item; the model masks them out.
 HISTORY_PAD = -1
+# Transform's custom_config key for the history length (--max-history).
+MAX_HISTORY_KEY = "max_history"
 
 
 def _dense(x, default):
@@ -56,8 +58,14 @@ def recent_history(item_idx: tf.SparseTensor, length: int) -> tf.Tensor:
   return tf.gather(padded, cols, batch_dims=1)
 
 
-def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+def preprocessing_fn(inputs: Dict[str, tf.Tensor],
+                     custom_config: Optional[Dict[str, Any]] = None
+                     ) -> Dict[str, tf.Tensor]:
   """Raw interaction features -> model inputs.
+
+  custom_config: {MAX_HISTORY_KEY: n}, the pipeline's --max-history: how
+  many recent history items each example keeps (default MAX_HISTORY). The
+  Trainer reads it back from the transformed feature spec.
 
   Ids get vocabularies with an OOV bucket (unknown users and items at serving
   time land there instead of failing), numbers are z-scored, genres become
@@ -81,7 +89,9 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
       tft.apply_vocabulary(history.values, item_vocab,
                            num_oov_buckets=OOV_BUCKETS),
       history.dense_shape)
-  out[_xf(features.HISTORY)] = recent_history(history_idx, features.MAX_HISTORY)
+  max_history = (custom_config or {}).get(MAX_HISTORY_KEY,
+                                          features.MAX_HISTORY)
+  out[_xf(features.HISTORY)] = recent_history(history_idx, max_history)
 
   out[_xf(features.AGE)] = tft.scale_to_z_score(
       tf.cast(_dense(inputs[features.AGE], 0), tf.float32))

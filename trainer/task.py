@@ -1,8 +1,9 @@
-"""run_fn: the TFX Trainer entry point. Reads as a table of contents."""
+"""run_fn: the TFX Trainer entry point. Reads as a table of contents:
+prepare the catalogue, build and fit the model, export it."""
 import json
 import os
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -11,19 +12,26 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
+from trainer import catalog as catalog_lib
+from trainer import contract
 from trainer import export
 from trainer import features
 from trainer import item_embeddings
-from trainer import preprocessing
 from trainer import scann_tuning
 from trainer import towers
-from trainer.config import CATALOG_PATTERN_KEY, ITEM_EMBEDDINGS_KEY
+from trainer.config import CATALOG_PATTERN_KEY
+from trainer.config import ITEM_EMBEDDINGS_KEY
 from trainer.config import TEXT_ENCODER_DIR_KEY
 from trainer.config import TrainerConfig
-from trainer.distribution import is_chief, make_strategy
-from trainer.model import RecommenderModel, item_probability
-from trainer.text_tower import FineTunedTop, ItemTextEncoder, TextEncoder
-from trainer.text_tower import lower_states
+from trainer.distribution import is_chief
+from trainer.distribution import make_strategy
+from trainer.model import RecommenderModel
+from trainer.model import item_probability
+from trainer.text_tower import FineTunedTop
+from trainer.text_tower import ItemTextEncoder
+from trainer.text_tower import TextEncoder
+
+_xf = features.transformed_name
 
 
 class ProgressLogger(tf.keras.callbacks.Callback):
@@ -84,44 +92,6 @@ def candidate_vectors(model: RecommenderModel, tft_layer,
   return np.concatenate(vectors, 0)
 
 
-def text_table(vocabulary: List[str], catalog_ids: List[str],
-               catalog_vectors: np.ndarray) -> np.ndarray:
-  """Catalogue rows (vectors, token states, masks) by vocabulary index; OOV
-  (last row) and unknowns are 0."""
-  row = {item: i for i, item in enumerate(catalog_ids)}
-  table = np.zeros([len(vocabulary) + preprocessing.OOV_BUCKETS,
-                    *catalog_vectors.shape[1:]], catalog_vectors.dtype)
-  for index, item in enumerate(vocabulary):
-    if item in row:
-      table[index] = catalog_vectors[row[item]]
-  return table
-
-
-def text_tables(vectors: Dict[str, np.ndarray], catalog_ids: List[str],
-                tft_output: tft.TFTransformOutput, search_queries: str):
-  """Catalogue-row vectors -> (full-text table by vocabulary index, [one
-  search-query table by vocabulary index per kind in `search_queries`])."""
-  vocabulary = item_vocabulary(tft_output)
-  kinds = item_embeddings.parse_kinds(search_queries)
-  tables = {k: text_table(vocabulary, catalog_ids, vectors[k])
-            for k in {"item_text", *kinds}}
-  return tables["item_text"], [tables[k] for k in kinds]
-
-
-def item_vocabulary(tft_output: tft.TFTransformOutput) -> List[str]:
-  return [v.decode() for v in
-          tft_output.vocabulary_by_name(features.ITEM_VOCAB)]
-
-
-def fine_tuning_states(encoder: TextEncoder, catalog: Dict[str, tf.Tensor],
-                       layers: int):
-  """Token states of every catalogue item's text below the top `layers`
-  blocks, and their masks, by catalogue row (computed once per run)."""
-  return lower_states(encoder,
-                      item_embeddings.catalog_texts(catalog, "item_text"),
-                      skip_top=layers)
-
-
 def fine_tuned_top_vectors(top: FineTunedTop, states: np.ndarray,
                            mask: np.ndarray, batch: int = 256) -> np.ndarray:
   return np.concatenate([top(states[i:i + batch], mask[i:i + batch]).numpy()
@@ -129,25 +99,35 @@ def fine_tuned_top_vectors(top: FineTunedTop, states: np.ndarray,
 
 
 def build_model(config: TrainerConfig, tft_output: tft.TFTransformOutput,
-                text_vectors_by_index: Optional[np.ndarray] = None,
-                search_query_tables: Sequence[np.ndarray] = (),
+                catalog: catalog_lib.Catalog,
                 fine_tuned_text=None) -> RecommenderModel:
-  items = item_vocabulary(tft_output)
+  """The model over Transform's vocabularies and the catalogue's text.
+
+  Args:
+    fine_tuned_text: (token states [N, T, H], masks [N, T]) by catalogue
+      row and the FineTunedTop that runs over them, when fine-tuning.
+  """
   freq = {}
   with tf.io.gfile.GFile(
       tft_output.vocabulary_file_by_name(features.ITEM_FREQ_VOCAB)) as f:
     for line in f:
       count, item = line.rstrip("\n").split(" ", 1)
       freq[item] = int(float(count))
+  text_table, query_tables, fine_tuned = None, (), None
+  if config.use_text:
+    text_table, query_tables = catalog.text_tables(config.search_queries)
+  if fine_tuned_text is not None:
+    (states, masks), top = fine_tuned_text
+    fine_tuned = (catalog.by_vocabulary(states), catalog.by_vocabulary(masks),
+                  top)
   return RecommenderModel(
       config,
       num_users=tft_output.vocabulary_size_by_name(features.USER_VOCAB),
       num_occupations=tft_output.vocabulary_size_by_name(
           features.OCCUPATION_VOCAB),
-      item_probability=item_probability(freq, items),
-      text_table=text_vectors_by_index,
-      search_query_tables=search_query_tables,
-      fine_tuned_text=fine_tuned_text)
+      item_probability=item_probability(freq, catalog.vocabulary),
+      text_table=text_table, search_query_tables=query_tables,
+      fine_tuned_text=fine_tuned)
 
 
 def evaluate_in_process(module: export.RecommenderModule,
@@ -158,14 +138,15 @@ def evaluate_in_process(module: export.RecommenderModule,
   The Evaluator computes the blessing metrics; this is the same signature run
   here so the training log shows quality without waiting for it.
   """
-  dataset = tf.data.TFRecordDataset(files, "GZIP").take(max_examples).batch(2048)
+  dataset = tf.data.TFRecordDataset(files, "GZIP").take(max_examples).batch(
+      2048)
   hits, squared, n = 0.0, 0.0, 0
   for batch in dataset:
     out = module.evaluate(batch)
     labels = tf.io.parse_example(batch, {
         features.RATING: features.raw_feature_spec()[features.RATING]})
-    hits += float(tf.reduce_sum(out[features.EVAL_HIT_OUTPUT]))
-    err = out[features.EVAL_RATING_OUTPUT] - tf.reshape(
+    hits += float(tf.reduce_sum(out[contract.EVAL_HIT]))
+    err = out[contract.EVAL_RATING] - tf.reshape(
         labels[features.RATING], [-1])
     squared += float(tf.reduce_sum(err * err))
     n += int(batch.shape[0])
@@ -173,45 +154,17 @@ def evaluate_in_process(module: export.RecommenderModule,
           "examples": n}
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """Load data, build the model, fit, index the catalogue, export."""
-  config = TrainerConfig.from_custom_config(fn_args.custom_config)
-  logging.info("Trainer config: %s", json.dumps(config.to_dict()))
-  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+def history_width(tft_output: tft.TFTransformOutput) -> int:
+  """How many history items Transform keeps per example (--max-history)."""
+  spec = tft_output.transformed_feature_spec()[_xf(features.HISTORY)]
+  return int(spec.shape[0])
+
+
+def fit(model: RecommenderModel, fn_args: tfx.components.FnArgs,
+        tft_output: tft.TFTransformOutput, config: TrainerConfig) -> float:
+  """Trains fn_args.train_steps steps; returns the seconds it took."""
   train = _input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
                     config.batch_size, shuffle=True, repeat=True)
-
-  catalog = item_embeddings.read_catalog(
-      fn_args.custom_config[CATALOG_PATTERN_KEY])
-  catalog_ids = item_embeddings.catalog_ids(catalog)
-  encoder, catalog_text_vectors = None, np.zeros([len(catalog_ids), 1],
-                                                 np.float32)
-  table, query_tables = None, []
-  if config.use_text:
-    # The exported towers encode new text in-graph, so the encoder is loaded
-    # even when the catalogue's vectors come from ItemTextEmbedder.
-    encoder = TextEncoder(fn_args.custom_config[TEXT_ENCODER_DIR_KEY],
-                          config.text_max_length)
-    vectors = item_embeddings.load_or_encode(
-        fn_args.custom_config.get(ITEM_EMBEDDINGS_KEY), encoder, catalog,
-        item_embeddings.needed_kinds(config.search_queries))
-    catalog_text_vectors = vectors["item_text"]
-    table, query_tables = text_tables(vectors, catalog_ids, tft_output,
-                                      config.search_queries)
-  finetune = config.use_text and config.text_finetune_layers > 0
-  if finetune:
-    states, masks = fine_tuning_states(encoder, catalog,
-                                       config.text_finetune_layers)
-
-  with make_strategy(config.distribution).scope():
-    fine_tuned = None
-    if finetune:
-      top = FineTunedTop(encoder.encoder, config.text_finetune_layers)
-      vocabulary = item_vocabulary(tft_output)
-      fine_tuned = (text_table(vocabulary, catalog_ids, states),
-                    text_table(vocabulary, catalog_ids, masks), top)
-    model = build_model(config, tft_output, table, query_tables, fine_tuned)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
   steps = fn_args.train_steps
   start = time.time()
   model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0,
@@ -219,48 +172,83 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   seconds = time.time() - start
   logging.info("trained %d steps in %.1fs (%.0f examples/s)", steps, seconds,
                steps * config.batch_size / max(seconds, 1e-9))
+  return seconds
 
+
+def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
+                  catalog: catalog_lib.Catalog, config: TrainerConfig,
+                  encoder: Optional[TextEncoder], fine_tuned_text,
+                  serving_model_dir: str) -> export.RecommenderModule:
+  """Indexes the catalogue and saves the stock (brute-force) SavedModel and,
+  if configured, its ScaNN twin; returns the stock module."""
+  tft_layer = tft_output.transform_features_layer()
+  # The candidate tower reads the item text as trained: fine-tuned if so.
+  item_text_encoder = encoder
+  candidate_text = catalog.text.get("item_text",
+                                    np.zeros([len(catalog), 1], np.float32))
+  if fine_tuned_text is not None:
+    (states, masks), top = fine_tuned_text
+    item_text_encoder = ItemTextEncoder(encoder, top)
+    candidate_text = fine_tuned_top_vectors(top, states, masks)
+  vectors = candidate_vectors(model, tft_layer, catalog.raw, candidate_text)
+  scann = scann_tuning.resolve(len(catalog), config.scann_num_leaves,
+                               config.scann_leaves_to_search,
+                               config.scann_reordering)
+
+  def module(kind: str) -> export.RecommenderModule:
+    return export.RecommenderModule(
+        model, tft_layer, text_encoder=encoder,
+        item_text_encoder=item_text_encoder, item_ids=catalog.ids,
+        titles=catalog.titles, item_vectors=vectors, max_k=config.max_k,
+        item_text_vectors=catalog.text.get("item_text"),
+        text_match_weight=config.search_text_match,
+        personalization_weight=config.search_personalization,
+        index=export.make_index(kind, vectors[:-1], catalog.ids, config.max_k,
+                                history_width(tft_output), scann.num_leaves,
+                                scann.leaves_to_search, scann.reordering))
+
+  stock = module("brute_force")
+  export.save(stock, serving_model_dir)
+  if config.export_scann:
+    logging.info("ScaNN twin for %d items: %s", len(catalog), scann)
+    export.save(module("scann"), contract.scann_twin(serving_model_dir))
+  logging.info("exported to %s", serving_model_dir)
+  return stock
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """Prepare the catalogue and its text, build and fit the model, export."""
+  config = TrainerConfig.from_custom_config(fn_args.custom_config)
+  logging.info("Trainer config: %s", json.dumps(config.to_dict()))
+  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+  # The exported towers encode new text in-graph, so the encoder is loaded
+  # even when the catalogue's vectors come from ItemTextEmbedder.
+  encoder = (TextEncoder(fn_args.custom_config[TEXT_ENCODER_DIR_KEY],
+                         config.text_max_length) if config.use_text else None)
+  catalog = catalog_lib.load(
+      fn_args.custom_config[CATALOG_PATTERN_KEY], tft_output, encoder,
+      item_embeddings.needed_kinds(config.search_queries),
+      fn_args.custom_config.get(ITEM_EMBEDDINGS_KEY))
+  layers = config.text_finetune_layers if config.use_text else 0
+  states = catalog.fine_tuning_states(encoder, layers) if layers else None
+
+  with make_strategy(config.distribution).scope():
+    fine_tuned = (states, FineTunedTop(encoder.encoder, layers)) if layers \
+        else None
+    model = build_model(config, tft_output, catalog, fine_tuned)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  seconds = fit(model, fn_args, tft_output, config)
   if not is_chief():
     logging.info("non-chief worker: training done, the chief exports")
     return
-  tft_layer = tft_output.transform_features_layer()
-  # The candidate tower reads the item text as trained: fine-tuned if so.
-  item_text_encoder, candidate_text = encoder, catalog_text_vectors
-  if finetune:
-    item_text_encoder = ItemTextEncoder(encoder, top)
-    candidate_text = fine_tuned_top_vectors(top, states, masks)
-  vectors = candidate_vectors(model, tft_layer, catalog, candidate_text)
-  item_ids = catalog[features.ITEM_ID].numpy().reshape(-1)
-  scann = scann_tuning.resolve(len(item_ids), config.scann_num_leaves,
-                               config.scann_leaves_to_search,
-                               config.scann_reordering)
-  if config.export_scann:
-    logging.info("ScaNN twin for %d items: %s", len(item_ids), scann)
 
-  def exported(kind: str) -> export.RecommenderModule:
-    return export.RecommenderModule(
-        model, tft_layer, text_encoder=encoder,
-        item_text_encoder=item_text_encoder, item_ids=item_ids,
-        titles=catalog[features.TITLE].numpy().reshape(-1),
-        item_vectors=vectors, max_k=config.max_k,
-        item_text_vectors=catalog_text_vectors if config.use_text else None,
-        text_match_weight=config.search_text_match,
-        personalization_weight=config.search_personalization,
-        index=export.make_index(kind, vectors[:-1], item_ids, config.max_k,
-                                scann.num_leaves, scann.leaves_to_search,
-                                scann.reordering))
-
-  module = exported("brute_force")
+  module = export_models(model, tft_output, catalog, config, encoder,
+                         fine_tuned, fn_args.serving_model_dir)
   metrics = evaluate_in_process(
       module, [f for p in fn_args.eval_files for f in tf.io.gfile.glob(p)])
   logging.info("eval on %d examples: recall@100 %.4f  rmse %.4f",
                metrics["examples"], metrics["recall@100"], metrics["rmse"])
-  export.save(module, fn_args.serving_model_dir)
-  if config.export_scann:
-    # The ScaNN twin: same signatures, approximate index, needs ScaNN ops.
-    export.save(exported("scann"),
-                fn_args.serving_model_dir.rstrip("/") + export.SCANN_SUFFIX)
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir,
                                       "metrics.json"), "w") as f:
-    f.write(json.dumps(dict(metrics, train_seconds=seconds, steps=steps)))
-  logging.info("exported to %s", fn_args.serving_model_dir)
+    f.write(json.dumps(dict(metrics, train_seconds=seconds,
+                            steps=fn_args.train_steps)))

@@ -16,7 +16,8 @@ CLS_ID, SEP_ID, PAD_ID = 101, 102, 0
 DEFAULT_MAX_LENGTH = 32
 
 
-def item_text(title: tf.Tensor, year: tf.Tensor, genres: tf.Tensor) -> tf.Tensor:
+def item_text(title: tf.Tensor, year: tf.Tensor, genres: tf.Tensor
+              ) -> tf.Tensor:
   """"Toy Story (1995). Animation, Children's, Comedy" from [B] title, [B]
   year (0 = unknown, omitted) and [B, n] genre strings ("" pads)."""
   year_part = tf.where(tf.equal(year, features.UNKNOWN_YEAR), "",
@@ -39,7 +40,8 @@ class Tokenizer(tf.Module):
   tokenizer does; empty text becomes [CLS][SEP].
   """
 
-  def __init__(self, vocab: Sequence[str], max_length: int = DEFAULT_MAX_LENGTH):
+  def __init__(self, vocab: Sequence[str],
+               max_length: int = DEFAULT_MAX_LENGTH):
     super().__init__()
     self.max_length = max_length
     self._tokenizer = tf_text.FastBertTokenizer(
@@ -50,7 +52,8 @@ class Tokenizer(tf.Module):
     text = tf.strings.unicode_transcode(
         tf.reshape(text, [-1]), "UTF-8", "UTF-8", errors="replace")
     pieces = self._tokenizer.tokenize(text)[:, : self.max_length - 2]
-    ids = _wrap(pieces, tf.shape(text)[0]).to_tensor(default_value=PAD_ID, shape=[None, self.max_length])
+    ids = _wrap(pieces, tf.shape(text)[0]).to_tensor(
+        default_value=PAD_ID, shape=[None, self.max_length])
     return ids, tf.cast(tf.not_equal(ids, PAD_ID), tf.int32)
 
 

@@ -86,7 +86,8 @@ def lower_states(encoder: TextEncoder, texts: Sequence[bytes], skip_top: int,
 
 
 def encode_texts(encoder: TextEncoder, texts: Sequence[bytes],
-                 batch_size: int = 128, label: str = "item texts") -> np.ndarray:
+                 batch_size: int = 128, label: str = "item texts"
+                 ) -> np.ndarray:
   """Encodes many strings in batches, logging progress; [N, dim] float32."""
   out, start = [], time.time()
   for i in range(0, len(texts), batch_size):

@@ -3,9 +3,10 @@
 Both read Transform's outputs (features.transformed_name keys). With the text
 tower on, an item's text comes from the frozen BERT vectors computed once per
 catalogue: by vocabulary index from a table (training, history), or directly
-as a `TEXT_VECTOR` input (export: catalogue rows and brand-new items). An item is represented the same way as a
-candidate and inside a user's history (`ItemRepresentation`): its id embedding
-plus a trained projection of its text vector. Items unseen in training share
+as a `TEXT_VECTOR` input (export: catalogue rows and brand-new items). An
+item is represented the same way as a candidate and inside a user's history
+(`ItemRepresentation`): its id embedding plus a trained projection of its
+text vector. Items unseen in training share
 the OOV id embedding, so their text is what tells them apart (cold start).
 """
 import tensorflow as tf

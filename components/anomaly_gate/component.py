@@ -1,4 +1,4 @@
-"""AnomalyGate: ExampleValidator reports anomalies; this makes them stop the run.
+"""AnomalyGate: ExampleValidator reports anomalies; this stops the run.
 
 ExampleValidator only writes an anomalies artifact, so a pipeline would go on
 to train on data that broke the schema. The gate reads that artifact and
@@ -7,12 +7,12 @@ fails with a readable list; Transform is wired to run after it.
 import os
 from typing import Dict, List
 
+from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils
 from tfx.types.standard_artifacts import ExampleAnomalies
 from tfx.utils import io_utils
-from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 
 class SchemaAnomalies(RuntimeError):

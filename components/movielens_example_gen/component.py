@@ -22,7 +22,8 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
       executor.INPUT_FINGERPRINT: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {}
-  OUTPUTS = {executor.EXAMPLES: ChannelParameter(type=standard_artifacts.Examples)}
+  OUTPUTS = {
+      executor.EXAMPLES: ChannelParameter(type=standard_artifacts.Examples)}
 
 
 class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
@@ -48,7 +49,8 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
 
   def __init__(self,
                data_dir: Union[str, data_types.RuntimeParameter],
-               train_until: Optional[Union[int, data_types.RuntimeParameter]] = None,
+               train_until: Optional[
+                   Union[int, data_types.RuntimeParameter]] = None,
                eval_fraction: float = 0.1,
                max_reject_fraction: float = 0.01,
                max_history: int = 50,

@@ -13,11 +13,11 @@ from typing import Any, Dict, List
 import apache_beam as beam
 from absl import logging
 from tfx import types
+from tfx.components.util import examples_utils
 from tfx.dsl.components.base import base_beam_executor
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
-from tfx.components.util import examples_utils
 from tfx.utils import io_utils
 
 from components.movielens_example_gen import layouts
@@ -67,6 +67,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
   def Do(self, input_dict: Dict[str, List[types.Artifact]],
          output_dict: Dict[str, List[types.Artifact]],
          exec_properties: Dict[str, Any]) -> None:
+    """Reads the tables under `data_dir`, writes train/eval/items splits.
+
+    Args:
+      input_dict: none (this is a source component).
+      output_dict: `examples`, the Examples artifact to fill.
+      exec_properties: the MovieLensExampleGenSpec parameters (data_dir,
+        train_until, eval_fraction, max_reject_fraction, max_history, ...).
+
+    Raises:
+      TooManyRejects: a table has more malformed rows than allowed.
+    """
     self._log_startup(input_dict, output_dict, exec_properties)
     data_dir = exec_properties[DATA_DIR]
     layout = layouts.detect_layout(data_dir, exists=fileio.exists)

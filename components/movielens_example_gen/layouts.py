@@ -3,10 +3,10 @@
 Three layouts carry the same three tables (interactions, items, users):
   * `recbole`: the registry package's copy of ML-100K (`ml-100k.inter`, `.item`,
     `.user`; tab-separated, typed header line, UTF-8).
-  * `ml-100k`: GroupLens's original ML-100K (`u.data` tab-separated, `u.item` and
-    `u.user` pipe-separated, Latin-1).
-  * `ml-1m`: GroupLens's ML-1M and larger `::` files (`ratings.dat`, `movies.dat`,
-    `users.dat`, Latin-1).
+  * `ml-100k`: GroupLens's original ML-100K (`u.data` tab-separated,
+    `u.item` and `u.user` pipe-separated, Latin-1).
+  * `ml-1m`: GroupLens's ML-1M and larger `::` files (`ratings.dat`,
+    `movies.dat`, `users.dat`, Latin-1).
 Each parser turns one raw line (bytes) into a plain record or raises RowError
 with a reason a person can act on; the Beam executor routes those to the
 rejects file. Nothing here imports Beam or TensorFlow, so it is tested alone.
@@ -138,7 +138,7 @@ def recbole_user(line: bytes) -> User:
   return _user(user, age, gender, occupation)
 
 
-# --- original ML-100K layout ---------------------------------------------------
+# --- original ML-100K layout ------------------------------------------------
 
 # u.data has the same four tab-separated columns as the recbole copy.
 ml100k_interaction = recbole_interaction
@@ -159,7 +159,7 @@ def ml100k_user(line: bytes) -> User:
   return _user(user, age, gender, occupation)
 
 
-# --- ML-1M layout ----------------------------------------------------------------
+# --- ML-1M layout -----------------------------------------------------------
 
 def ml1m_interaction(line: bytes) -> Interaction:
   return _interaction(*_fields(line, "latin-1", "::", 4))

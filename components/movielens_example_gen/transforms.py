@@ -37,8 +37,9 @@ class ParseTable(beam.PTransform):
         yield parse(line)
       except layouts.RowError as e:
         yield beam.pvalue.TaggedOutput(
-            REJECTS_TAG, _reject(name, self._path, str(e),
-                                 line.decode("utf-8", "replace").rstrip("\r\n")))
+            REJECTS_TAG, _reject(
+                name, self._path, str(e),
+                line.decode("utf-8", "replace").rstrip("\r\n")))
 
     lines = pbegin | f"Read{name}" >> beam.io.ReadFromText(
         self._path, coder=beam.coders.BytesCoder(),

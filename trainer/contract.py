@@ -1,0 +1,175 @@
+"""The wire contract of the exported model: what callers send and get back.
+
+The Trainer exports signatures with these names and inputs; the client, the
+local server, the warm-up records, the pusher and the tests all read them
+from here. This module imports nothing of ours, so the model side (trainer/)
+and the serving side (serving/) both depend on it and never on each other.
+
+It follows TF Serving's own contract: PredictRequest protos, the
+`serving_default` key and a model base path of integer-named versions.
+"""
+import os
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+
+# Raw fields. Signature inputs carry the same names as the raw features
+# ExampleGen writes (trainer/features.py re-exports them), because the
+# exported graph applies Transform to exactly what a caller sends.
+USER_ID = "user_id"
+AGE = "age"
+GENDER = "gender"
+OCCUPATION = "occupation"
+# A user's earlier items, oldest first; "" pads a batch to one width.
+HISTORY = "history_item_ids"
+ITEM_ID = "item_id"
+TITLE = "title"
+YEAR = "year"
+GENRES = "genres"
+# Inputs that are not raw features.
+K = "k"
+QUERY = "query"
+ITEM_IDS = "item_ids"
+EXAMPLES = "examples"
+
+# Signatures.
+SERVING_DEFAULT = "serving_default"  # TF Serving's default key: recommend
+RECOMMEND = "recommend"
+RECOMMEND_UNSEEN = "recommend_unseen"
+RANK = "rank"
+SEARCH = "search"
+# search re-ordered for one user (the same user inputs as recommend).
+PERSONALIZED_SEARCH = "personalized_search"
+EMBED_ITEMS = "embed_items"
+EVALUATE = "evaluate"
+
+# Outputs. Top-k signatures return item_ids, titles and scores [B, k].
+TITLES = "titles"
+SCORES = "scores"
+VECTORS = "vectors"  # embed_items: [B, d]
+# evaluate (read by TFMA): predicted rating and whether the rated item is in
+# the top EVAL_TOP_K of the catalogue.
+EVAL_RATING = "rating"
+EVAL_HIT = "hit_at_100"
+EVAL_TOP_K = 100
+
+# Serving defaults, as tensorflow_model_server's flags.
+MODEL_NAME = "recommender"
+DEFAULT_GRPC_PORT = 8500
+DEFAULT_REST_PORT = 8501
+# Larger requests get RESOURCE_EXHAUSTED.
+DEFAULT_MAX_REQUEST_BYTES = 16 << 20
+# TF Serving replays these PredictionLogs when it loads a version.
+WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
+# The ScaNN twin (same signatures, approximate index, needs ScaNN ops) lives
+# beside the stock model with this suffix: the Trainer's export folder and
+# the pushed model base path alike (`recommender_scann`).
+SCANN_SUFFIX = "_scann"
+
+# Input specs of the signatures (batched on axis 0).
+USER_INPUTS = {
+    USER_ID: tf.TensorSpec([None], tf.string, USER_ID),
+    AGE: tf.TensorSpec([None], tf.int64, AGE),
+    GENDER: tf.TensorSpec([None], tf.string, GENDER),
+    OCCUPATION: tf.TensorSpec([None], tf.string, OCCUPATION),
+    HISTORY: tf.TensorSpec([None, None], tf.string, HISTORY),
+}
+K_INPUT = tf.TensorSpec([], tf.int32, K)
+QUERY_INPUT = tf.TensorSpec([None], tf.string, QUERY)
+ITEM_INPUTS = {
+    ITEM_ID: tf.TensorSpec([None], tf.string, ITEM_ID),
+    TITLE: tf.TensorSpec([None], tf.string, TITLE),
+    YEAR: tf.TensorSpec([None], tf.int64, YEAR),
+    GENRES: tf.TensorSpec([None, None], tf.string, GENRES),
+}
+ITEM_IDS_INPUT = tf.TensorSpec([None, None], tf.string, ITEM_IDS)
+EXAMPLES_INPUT = tf.TensorSpec([None], tf.string, EXAMPLES)
+
+
+def scann_twin(path: str) -> str:
+  """Where the ScaNN twin of the model at `path` lives."""
+  return path.rstrip("/") + SCANN_SUFFIX
+
+
+def user_inputs(users: Sequence[Mapping]) -> Dict[str, np.ndarray]:
+  """Users as dicts (user_id, age, gender, occupation, history) -> the
+  recommend/rank signature inputs; histories are padded with ""."""
+  histories = [[str(h) for h in (u.get("history") or [])] for u in users]
+  width = max([len(h) for h in histories] + [1])
+  return {
+      USER_ID: np.array([str(u.get("user_id", "")) for u in users], object),
+      AGE: np.array([int(u.get("age") or 0) for u in users], np.int64),
+      GENDER: np.array([str(u.get("gender", "")) for u in users], object),
+      OCCUPATION: np.array([str(u.get("occupation", "")) for u in users],
+                           object),
+      HISTORY: np.array([h + [""] * (width - len(h)) for h in histories],
+                        object),
+  }
+
+
+def item_inputs(items: Sequence[Mapping]) -> Dict[str, np.ndarray]:
+  """Items as dicts (item_id, title, year, genres) -> embed_items inputs;
+  genre lists are padded with ""."""
+  genres = [[str(g) for g in (i.get("genres") or [])] for i in items]
+  width = max([len(g) for g in genres] + [1])
+  return {
+      ITEM_ID: np.array([str(i.get("item_id", "")) for i in items], object),
+      TITLE: np.array([str(i.get("title", "")) for i in items], object),
+      YEAR: np.array([int(i.get("year") or 0) for i in items], np.int64),
+      GENRES: np.array([g + [""] * (width - len(g)) for g in genres], object),
+  }
+
+
+def search_inputs(queries: Sequence, k: int,
+                  users: Optional[Sequence[Mapping]] = None
+                  ) -> Tuple[str, Dict[str, np.ndarray]]:
+  """(signature, inputs) for `search`, or `personalized_search` when users
+  (one per query) are given.
+
+  Raises:
+    ValueError: when users are given but not one per query.
+  """
+  inputs = {QUERY: np.array(list(queries), object), K: np.int32(k)}
+  if users is None:
+    return SEARCH, inputs
+  if len(users) != len(queries):
+    raise ValueError(f"{len(queries)} queries but {len(users)} users")
+  return PERSONALIZED_SEARCH, dict(inputs, **user_inputs(users))
+
+
+def predict_request(model_name: str, signature: str,
+                    inputs: Mapping[str, np.ndarray],
+                    version: Optional[int] = None
+                    ) -> predict_pb2.PredictRequest:
+  request = predict_pb2.PredictRequest()
+  request.model_spec.name = model_name
+  request.model_spec.signature_name = signature
+  if version is not None:
+    request.model_spec.version.value = version
+  for key, value in inputs.items():
+    request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+  return request
+
+
+def versions(model_base_path: str) -> List[int]:
+  """The integer-named version folders TF Serving would serve, ascending."""
+  if not tf.io.gfile.exists(model_base_path):
+    return []
+  return sorted(int(n.strip("/")) for n in tf.io.gfile.listdir(model_base_path)
+                if n.strip("/").isdigit())
+
+
+def latest_version_dir(model_base_path: str) -> str:
+  """Path of the highest version folder (the one TF Serving serves).
+
+  Raises:
+    FileNotFoundError: when no version has been pushed there.
+  """
+  found = versions(model_base_path)
+  if not found:
+    raise FileNotFoundError(
+        f"No model version under {model_base_path!r}: run `recsys pipeline "
+        "run` first (and check that the Evaluator blessed the model).")
+  return os.path.join(model_base_path, str(found[-1]))

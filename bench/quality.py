@@ -281,7 +281,8 @@ def main(argv=None) -> int:
   default = TrainerConfig()
   for suffix, match in (("", default.search_text_match), ("_tower_only", 0.0)):
     module = export.RecommenderModule(
-        full_model, tft_layer, encoder, item_ids=item_ids, titles=titles,
+        export.Towers(full_model, tft_layer, encoder), item_ids=item_ids,
+        titles=titles,
         item_vectors=vectors_with_oov, max_k=100,
         index=export.make_index("brute_force", vectors_with_oov[:-1],
                                 item_ids, 100, task.history_width(tft_output)),

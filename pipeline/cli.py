@@ -5,6 +5,8 @@
   recsys pipeline compile --target kubeflow --output pipeline.json
   recsys recommend --user 42        top-k from the latest pushed model
   recsys search "space adventure"   free-text search of the catalogue
+  recsys replay --periods 4         retrain period by period over the log
+  recsys catalog refresh            re-index a new catalogue, no retraining
   recsys serve                      TF Serving protocol on 127.0.0.1:8500/8501
   recsys demo                       fetch, run, then recommend for a few users
 
@@ -38,6 +40,9 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                  help="last Unix timestamp used for training; later "
                  "interactions are eval (default: last --eval-fraction of "
                  "time)")
+  p.add_argument("--eval-until", type=int, default=d.eval_until,
+                 help="last Unix timestamp of the eval split (default: "
+                 "everything after --train-until)")
   p.add_argument("--eval-fraction", type=float, default=d.eval_fraction,
                  help="share of the time span held out when --train-until "
                  "is not given")
@@ -53,6 +58,13 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                  help="Evaluator threshold: no push below this eval recall@100")
   p.add_argument("--max-rmse", type=float, default=d.max_rmse,
                  help="Evaluator threshold: no push above this rating RMSE")
+  p.add_argument("--max-recall-drop", type=float, default=d.max_recall_drop,
+                 help="Evaluator: no push when recall@100 is this much below "
+                 "the serving model's on the same eval data")
+  p.add_argument("--max-rmse-increase", type=float,
+                 default=d.max_rmse_increase,
+                 help="Evaluator: no push when RMSE is this much above the "
+                 "serving model's on the same eval data")
   p.add_argument("--beam-runner", default=d.beam_runner,
                  choices=beam.RUNNERS,
                  help="Beam runner preset (pipeline/beam.py)")
@@ -86,11 +98,13 @@ def pipeline_config(args: argparse.Namespace) -> configs.PipelineConfig:
       data_dir=_local_abspath(args.data_dir),
       text_encoder_dir=_local_abspath(args.text_encoder_dir),
       output_dir=_local_abspath(args.output_dir),
-      train_until=args.train_until, eval_fraction=args.eval_fraction,
+      train_until=args.train_until, eval_until=args.eval_until,
+      eval_fraction=args.eval_fraction,
       max_reject_fraction=args.max_reject_fraction,
       max_history=args.max_history, train_steps=args.train_steps,
       trainer=trainer, min_recall_at_100=args.min_recall_at_100,
-      max_rmse=args.max_rmse, beam_runner=args.beam_runner,
+      max_rmse=args.max_rmse, max_recall_drop=args.max_recall_drop,
+      max_rmse_increase=args.max_rmse_increase, beam_runner=args.beam_runner,
       beam_workers=args.beam_workers, beam_extra_args=tuple(args.beam_arg),
       enable_cache=not args.no_cache)
 
@@ -124,6 +138,31 @@ def cmd_pipeline_run(args) -> int:
   _console_progress(config)
   _ensure_data(config)
   local_runner.run(config)
+  return 0
+
+
+def cmd_replay(args) -> int:
+  from pipeline import replay
+  config = pipeline_config(args)
+  _console_progress(config)
+  _ensure_data(config)
+  rows = replay.replay(config, args.periods, args.warm_steps,
+                       args.initial_fraction)
+  print(replay.format_rows(rows))
+  return 0
+
+
+def cmd_catalog_refresh(args) -> int:
+  from pipeline import catalog_refresh
+  result = catalog_refresh.refresh(
+      os.path.abspath(args.data_dir),
+      args.model_base_path or _model_base_path(args),
+      args.max_reject_fraction)
+  print(f"{result.items} items ({result.new_items} new, "
+        f"{len(result.rejected)} rejected) published as "
+        f"{result.version_dir} in {result.seconds:.1f}s")
+  for reason, row in result.rejected:
+    print(f"  rejected ({reason}): {row[:120]}")
   return 0
 
 
@@ -247,6 +286,38 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pipeline container image (see Dockerfile)")
   _add_pipeline_flags(comp)
   comp.set_defaults(func=cmd_pipeline_compile)
+
+  rep = sub.add_parser(
+      "replay", help="run the pipeline once per period of the interaction "
+      "log, warm-starting each run from the latest blessed model")
+  rep.add_argument("--periods", type=int, default=4,
+                   help="equal periods after the initial window")
+  rep.add_argument("--initial-fraction", type=float, default=0.5,
+                   help="share of the time span in the initial window")
+  rep.add_argument("--warm-steps", type=int, default=None,
+                   help="training steps of a warm-started run (default: "
+                   "--train-steps)")
+  _add_pipeline_flags(rep)
+  rep.set_defaults(func=cmd_replay)
+
+  cat = sub.add_parser("catalog", help="the item catalogue of the served "
+                       "model")
+  cat_sub = cat.add_subparsers(dest="catalog_command", required=True)
+  refresh = cat_sub.add_parser(
+      "refresh", help="embed the catalogue file with the serving model, "
+      "rebuild its index and push it as a new version (no training)")
+  refresh.add_argument("--data-dir", default=configs.PipelineConfig().data_dir,
+                       help="folder with the catalogue file (its layout's "
+                       "item table)")
+  refresh.add_argument("--output-dir",
+                       default=configs.PipelineConfig().output_dir)
+  refresh.add_argument("--model-base-path", default=None,
+                       help="folder of numbered versions (default: "
+                       "<output-dir>/serving/recommender)")
+  refresh.add_argument("--max-reject-fraction", type=float, default=0.01,
+                       help="stop when more item rows than this are "
+                       "malformed")
+  refresh.set_defaults(func=cmd_catalog_refresh)
 
   rec = sub.add_parser("recommend", help="top-k items for a user from the "
                        "latest pushed model")

@@ -28,6 +28,9 @@ class PipelineConfig:
   output_dir: str = "outputs"
   # Ingest.
   train_until: Optional[int] = None
+  # Last timestamp of the eval split (default: all after train_until); a
+  # replayed period evaluates on that period only (pipeline/replay.py).
+  eval_until: Optional[int] = None
   eval_fraction: float = 0.1
   max_reject_fraction: float = 0.01
   max_history: int = 50
@@ -37,6 +40,10 @@ class PipelineConfig:
   # Blessing: the Evaluator refuses a model below/above these.
   min_recall_at_100: float = 0.15
   max_rmse: float = 1.10
+  # ... and refuses a model worse than the serving (latest blessed) one on
+  # the same eval data by more than these (absolute) changes.
+  max_recall_drop: float = 0.01
+  max_rmse_increase: float = 0.05
   # Beam: see pipeline/beam.py for the runner presets.
   beam_runner: str = "direct"
   beam_workers: int = 2

@@ -40,8 +40,11 @@ def evaluation_rows(pipeline_root: str) -> Tuple[List[Tuple], Optional[bool]]:
   blessing = _latest_output(pipeline_root, "Evaluator", "blessing")
   blessed = os.path.exists(os.path.join(blessing, "BLESSED"))
   rows = []
-  for slice_key, per_output in tfma.load_metrics(evaluation) and \
-      tfma.load_eval_result(evaluation).slicing_metrics:
+  try:  # With a baseline, results are per model.
+    result = tfma.load_eval_result(evaluation, model_name=tfma.CANDIDATE_KEY)
+  except (ValueError, KeyError):
+    result = tfma.load_eval_result(evaluation)
+  for slice_key, per_output in result.slicing_metrics:
     name = ", ".join(f"{k}={v}" for k, v in slice_key) or "overall"
     for output, by_sub in per_output.items():
       for sub_key, metrics in by_sub.items():

@@ -3,8 +3,11 @@
 The exported `evaluate` signature returns, per eval interaction, the predicted
 rating and whether the rated item is in the user's top 100 of the whole
 catalogue. Averaged over the time-split eval set the latter is recall@100.
-A model is blessed only if recall@100 and rating RMSE clear their thresholds,
-so an unfit model never reaches TF Serving.
+A model is blessed only if recall@100 and rating RMSE clear their absolute
+floors and, when a model is already serving (the latest blessed one, the
+`baseline`), are no worse than that model's on the same eval data by more
+than the change thresholds: retraining never swaps in a worse model. On the
+first run there is no baseline and TFX ignores the change thresholds.
 """
 import tensorflow_model_analysis as tfma
 
@@ -12,12 +15,18 @@ from trainer import contract
 from trainer import features
 
 
-def eval_config(min_recall_at_100: float, max_rmse: float) -> tfma.EvalConfig:
+def eval_config(min_recall_at_100: float, max_rmse: float,
+                max_recall_drop: float, max_rmse_increase: float
+                ) -> tfma.EvalConfig:
+  """Args: the absolute floors, and how much worse than the baseline (in
+  absolute recall@100 and RMSE) a candidate may be."""
   rating, hit = contract.EVAL_RATING, contract.EVAL_HIT
+  labels = {rating: features.LABEL_KEY, hit: features.LABEL_KEY}
   return tfma.EvalConfig(
-      model_specs=[tfma.ModelSpec(
-          signature_name=contract.EVALUATE,
-          label_keys={rating: features.LABEL_KEY, hit: features.LABEL_KEY})],
+      # One spec: with a baseline model, TFX adds its twin ("baseline") and
+      # names this one "candidate"; without, it drops the change thresholds.
+      model_specs=[tfma.ModelSpec(signature_name=contract.EVALUATE,
+                                  label_keys=labels)],
       # Overall only: TFMA applies value thresholds to every slice, and a
       # small slice's noise should not decide whether the model ships.
       slicing_specs=[tfma.SlicingSpec()],
@@ -28,7 +37,10 @@ def eval_config(min_recall_at_100: float, max_rmse: float) -> tfma.EvalConfig:
                   class_name="MeanPrediction",
                   threshold=tfma.MetricThreshold(
                       value_threshold=tfma.GenericValueThreshold(
-                          lower_bound={"value": min_recall_at_100})))]),
+                          lower_bound={"value": min_recall_at_100}),
+                      change_threshold=tfma.GenericChangeThreshold(
+                          direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+                          absolute={"value": -max_recall_drop})))]),
           tfma.MetricsSpec(
               output_names=[rating],
               metrics=[
@@ -38,7 +50,10 @@ def eval_config(min_recall_at_100: float, max_rmse: float) -> tfma.EvalConfig:
                       class_name="RootMeanSquaredError",
                       threshold=tfma.MetricThreshold(
                           value_threshold=tfma.GenericValueThreshold(
-                              upper_bound={"value": max_rmse}))),
+                              upper_bound={"value": max_rmse}),
+                          change_threshold=tfma.GenericChangeThreshold(
+                              direction=tfma.MetricDirection.LOWER_IS_BETTER,
+                              absolute={"value": max_rmse_increase}))),
               ]),
           # Ranking quality of the rating head within each user's eval items.
           tfma.MetricsSpec(

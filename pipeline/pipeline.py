@@ -21,6 +21,7 @@ SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 TrainArgs = Union[tfx.proto.TrainArgs, data_types.RuntimeParameter]
+LATEST_BLESSED_RESOLVER = "latest_blessed_model_resolver"
 PushDestination = Union[tfx.proto.PushDestination,
                         data_types.RuntimeParameter]
 
@@ -61,6 +62,7 @@ def create_pipeline(config: configs.PipelineConfig,
   not_eval = [features.CATALOG_SPLIT]
   example_gen = MovieLensExampleGen(
       data_dir=config.data_dir, train_until=config.train_until,
+      eval_until=config.eval_until,
       eval_fraction=config.eval_fraction,
       max_reject_fraction=config.max_reject_fraction,
       max_history=config.max_history, input_fingerprint=input_fingerprint)
@@ -94,6 +96,15 @@ def create_pipeline(config: configs.PipelineConfig,
             config.trainer.search_queries)))
     item_embedder.add_upstream_node(anomaly_gate)
 
+  # The model serving now: the Trainer warm-starts from it and the
+  # Evaluator compares the candidate with it on the new data.
+  latest_blessed = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(
+          type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id(LATEST_BLESSED_RESOLVER)
+
   trainer = RecommenderTrainer(
       run_fn=RUN_FN,
       examples=example_gen.outputs["examples"],
@@ -102,14 +113,18 @@ def create_pipeline(config: configs.PipelineConfig,
       train_args=train_args,
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT], num_steps=0),
       custom_config=config.trainer_custom_config(),
+      base_model=latest_blessed.outputs["model"],
       item_embeddings=(item_embedder.outputs["item_embeddings"]
                        if item_embedder else None))
 
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs["examples"],
       model=trainer.outputs["model"],
+      baseline_model=latest_blessed.outputs["model"],
       example_splits=[features.EVAL_SPLIT],
-      eval_config=eval_config(config.min_recall_at_100, config.max_rmse))
+      eval_config=eval_config(config.min_recall_at_100, config.max_rmse,
+                              config.max_recall_drop,
+                              config.max_rmse_increase))
 
   pusher = AtomicPusher(
       model=trainer.outputs["model"],
@@ -121,7 +136,8 @@ def create_pipeline(config: configs.PipelineConfig,
       pipeline_root=config.pipeline_root,
       components=[c for c in (
           example_gen, statistics_gen, schema_gen, example_validator,
-          anomaly_gate, transform, item_embedder, trainer, evaluator, pusher)
+          anomaly_gate, transform, item_embedder, latest_blessed, trainer,
+          evaluator, pusher)
                   if c is not None],
       enable_cache=config.enable_cache,
       metadata_connection_config=metadata_connection_config,

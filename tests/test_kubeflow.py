@@ -28,16 +28,30 @@ def test_compiles_offline_to_the_same_graph(tmp_path):
   local_upstream = {c.id: {u.id for u in c.upstream_nodes}
                     for c in local.components}
   tasks = spec.root.dag.tasks
-  assert set(tasks) == set(local_upstream)
+  # KFP v2 compiles the Resolver into two tasks (model, then its blessing).
+  resolver = pipeline.LATEST_BLESSED_RESOLVER
+
+  def node(task_name):
+    return resolver if task_name.startswith(resolver + "-") else task_name
+  assert {node(t) for t in tasks} == set(local_upstream)
   for name, task in tasks.items():
-    assert set(task.dependent_tasks) == local_upstream[name], name
+    upstream = {node(t) for t in task.dependent_tasks} - {node(name)}
+    assert upstream == local_upstream[node(name)], name
   assert "ItemTextEmbedder" in local_upstream["RecommenderTrainer"]
+  # Warm start and the baseline gate: the resolved latest blessed model is
+  # the Trainer's base_model and the Evaluator's baseline_model.
+  for task, key in (("RecommenderTrainer", "base_model"),
+                    ("Evaluator", "baseline_model")):
+    artifact = tasks[task].inputs.artifacts[key]
+    assert node(artifact.task_output_artifact.producer_task) == resolver
+  assert "latest_blessed_model_resolver-model-blessing-resolver" in tasks
 
   images = {e.container.image for e in
             job["pipelineSpec"]["deploymentSpec"]["executors"].values()
             for e in [json_format.ParseDict(
                 e, pipeline_spec_pb2.PipelineDeploymentConfig.ExecutorSpec(),
-                ignore_unknown_fields=True)]}
+                ignore_unknown_fields=True)]
+            if e.HasField("container")}  # resolvers run no container
   assert images == {"registry/recsys:1"}
 
   params = spec.root.input_definitions.parameters

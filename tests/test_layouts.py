@@ -62,6 +62,9 @@ def test_ml1m_rows():
     (layouts.recbole_item, b"5\tX\t1995\tAction Cooking\n",
      "unknown genre 'Cooking'"),
     (layouts.recbole_item, b"5\t\xff\xfeX\t1995\tAction\n", "bad utf-8"),
+    (layouts.recbole_item, b"5\t \t1995\tAction\n", "no title"),
+    (layouts.recbole_item, b"5\tX\t1995\t\n", "no genre"),
+    (layouts.ml1m_item, b"5:: (1995)::Drama", "no title"),
     (layouts.recbole_user, b"1\t24\tX\ttechnician\t85711\n", "gender"),
     (layouts.ml1m_user, b"1::F::1::99::48067", "occupation code 99"),
 ])

@@ -9,28 +9,13 @@ fails in seconds instead of in the pipeline test.
 """
 import numpy as np
 import tensorflow as tf
+from model_fixtures import toy_batch
 
 from trainer import features
 from trainer.config import TrainerConfig
 from trainer.model import RecommenderModel
 
 _xf = features.transformed_name
-
-
-def _toy_batch():
-  return {
-      _xf(features.USER_ID): tf.constant([0, 1, 1], tf.int64),
-      _xf(features.GENDER): tf.constant([0, 1, 0], tf.int64),
-      _xf(features.OCCUPATION): tf.constant([0, 0, 1], tf.int64),
-      _xf(features.AGE): tf.constant([-0.5, 0.2, 1.0]),
-      _xf(features.HISTORY): tf.constant([[-1, 1], [-1, -1], [0, 1]],
-                                         tf.int64),
-      _xf(features.ITEM_ID): tf.constant([0, 1, 0], tf.int64),
-      _xf(features.GENRES): tf.constant(
-          np.eye(3, len(features.GENRE_VOCAB), dtype=np.float32)),
-      _xf(features.YEAR): tf.constant([0.1, -1.0, 0.1]),
-      features.LABEL_KEY: tf.constant([4.0, 2.0, 5.0]),
-  }
 
 
 def _hand_loss(query, candidate, rating, labels, items, probability, config):
@@ -55,7 +40,7 @@ def test_multitask_loss_matches_the_hand_computation():
   probability = np.array([0.5, 0.3, 0.2], np.float32)  # 2 items + OOV
   model = RecommenderModel(config, num_users=2, num_occupations=2,
                            item_probability=probability)
-  batch = _toy_batch()
+  batch = toy_batch()
   query, candidate, rating = (t.numpy().astype(np.float64)
                               for t in model(batch))
   expected = _hand_loss(query, candidate, rating,

@@ -2,7 +2,10 @@
 made: the Transform graph, the pushed SavedModel, caching and the blessing gate.
 """
 import dataclasses
+import json
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,6 +14,7 @@ import tensorflow_transform as tft
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from pipeline import catalog_refresh
 from pipeline import configs
 from pipeline import demo
 from pipeline import local_runner
@@ -262,28 +266,153 @@ def test_scann_twin_has_scann_ops_and_stock_model_has_none(first_run):
   assert overlap >= 0.9
 
 
-def _last_states(config):
+def _executions(config, component):
+  """How many times `component` has run (cached or not) in the store."""
+  return sum(1 for _, name, _ in _all_executions(config) if name == component)
+
+
+def _all_executions(config):
   store = metadata_store.MetadataStore(
       metadata_store_pb2.ConnectionConfig(
           sqlite=metadata_store_pb2.SqliteMetadataSourceConfig(
               filename_uri=config.metadata_path)))
   types = {t.id: t.name for t in store.get_execution_types()}
-  last = {}
-  for execution in sorted(store.get_executions(), key=lambda e: e.id):
-    last[types[execution.type_id].split(".")[-1]] = execution.last_known_state
-  return last
+  return [(e.id, types[e.type_id].split(".")[-1], e.last_known_state)
+          for e in sorted(store.get_executions(), key=lambda e: e.id)]
 
 
-def test_second_run_is_cached_and_an_unfit_model_is_not_pushed(first_run):
-  before = sorted(os.listdir(first_run.serving_model_dir))
-  strict = dataclasses.replace(first_run, min_recall_at_100=1.01)
-  local_runner.run(strict)
-  states = _last_states(strict)
-  cached = metadata_store_pb2.Execution.CACHED
-  for component in ("MovieLensExampleGen", "StatisticsGen", "Transform",
-                    "RecommenderTrainer"):
-    assert states[component] == cached, component
-  assert states["Evaluator"] == metadata_store_pb2.Execution.COMPLETE
-  _, blessed = demo.evaluation_rows(strict.pipeline_root)
-  assert not blessed
-  assert sorted(os.listdir(strict.serving_model_dir)) == before
+def _last_states(config):
+  return {name: state for _, name, state in _all_executions(config)}
+
+
+class Traffic:
+  """recommend requests sent in a loop from a thread until stopped, so a
+  test can show that no request fails while versions come and go."""
+
+  def __init__(self, address: str):
+    self.client = client_lib.RecommenderClient(address)
+    self.ok, self.failures, self.versions = 0, [], set()
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._loop, daemon=True)
+
+  def _loop(self):
+    while not self._stop.is_set():
+      try:
+        self.client.recommend([{"user_id": "1", "history": ["50"]}], k=5)
+        self.ok += 1
+      except client_lib.ServingError as e:
+        self.failures.append(str(e))
+      self._stop.wait(0.05)
+
+  def __enter__(self):
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+
+
+def _metrics_json(config):
+  path = os.path.join(_latest(config, "RecommenderTrainer", "model_run"),
+                      "metrics.json")
+  with open(path) as f:
+    return json.load(f)
+
+
+def test_baseline_gate_keeps_a_worse_model_out_and_lets_a_better_one_in(
+    first_run):
+  """The Evaluator compares each candidate with the serving model (the
+  latest blessed one): a broken candidate is not pushed and the server keeps
+  answering with the old version; a warm-started one is pushed and the
+  server swaps to it, with no failed request throughout."""
+  import tensorflow_model_analysis as tfma
+  server = server_lib.Server(contract.MODEL_NAME, first_run.serving_model_dir,
+                             grpc_port=0, rest_port=None,
+                             poll_seconds=0.5).start()
+  try:
+    with Traffic(f"127.0.0.1:{server.grpc_port}") as traffic:
+      before = contract.versions(first_run.serving_model_dir)
+      # Broken: one step from scratch at a huge learning rate.
+      broken = dataclasses.replace(
+          first_run, train_steps=1, trainer=dataclasses.replace(
+              first_run.trainer, warm_start=False, learning_rate=5.0,
+              export_scann=False))
+      local_runner.run(broken)
+      states = _last_states(broken)
+      cached = metadata_store_pb2.Execution.CACHED
+      for component in ("MovieLensExampleGen", "StatisticsGen", "Transform",
+                        "ItemTextEmbedder"):
+        assert states[component] == cached, component
+      _, blessed = demo.evaluation_rows(broken.pipeline_root)
+      assert not blessed
+      validation = tfma.load_validation_result(
+          _latest(broken, "Evaluator", "evaluation"))
+      assert any(failure.metric_key.is_diff  # failed against the baseline
+                 for per_slice in validation.metric_validations_per_slice
+                 for failure in per_slice.failures)
+      assert contract.versions(first_run.serving_model_dir) == before
+      assert traffic.client.status()[0]["version"] == before[-1]
+
+      # Good: warm-started from the serving model, a few more steps.
+      good = dataclasses.replace(
+          first_run, train_steps=30, max_recall_drop=0.03,
+          trainer=dataclasses.replace(first_run.trainer, export_scann=False))
+      local_runner.run(good)
+      _, blessed = demo.evaluation_rows(good.pipeline_root)
+      assert blessed
+      warm = _metrics_json(good)["warm_start"]
+      assert warm and warm["copied"] > 0
+      assert warm["carried_rows"][features.ITEM_VOCAB] > 1000
+      after = contract.versions(first_run.serving_model_dir)
+      assert len(after) == len(before) + 1 and after[-1] > before[-1]
+      deadline = time.time() + 120
+      while time.time() < deadline and (
+          traffic.client.status()[0]["version"] != after[-1]):
+        time.sleep(0.5)
+      assert traffic.client.status()[0]["version"] == after[-1]
+      time.sleep(1.0)  # a few requests on the new version too
+  finally:
+    server.stop()
+  assert traffic.ok > 0 and not traffic.failures, traffic.failures[:3]
+
+
+def test_catalog_refresh_serves_a_new_item_without_training(
+    first_run, tmp_path):
+  data_dir = tmp_path / "data"
+  data_dir.mkdir()
+  for name in os.listdir(first_run.data_dir):
+    with open(os.path.join(first_run.data_dir, name), "rb") as f:
+      content = f.read()
+    if name.endswith(".item"):
+      content += ("1683\tBrotherhood of the Lighthouse Keepers\t1998\t"
+                  "Drama Mystery\n1684\t \t1998\tDrama\n").encode()
+    (data_dir / name).write_bytes(content)
+  trainings = _executions(first_run, "RecommenderTrainer")
+  before = contract.versions(first_run.serving_model_dir)
+
+  result = catalog_refresh.refresh(str(data_dir),
+                                   first_run.serving_model_dir)
+
+  assert _executions(first_run, "RecommenderTrainer") == trainings
+  assert [reason for reason, _ in result.rejected] == ["no title"]
+  assert result.items == 1683 and result.new_items == 1
+  after = contract.versions(first_run.serving_model_dir)
+  assert after[:-1] == before and result.version_dir.endswith(str(after[-1]))
+  model = local_model.load_latest(first_run.serving_model_dir)
+  new_item = {"item_id": "1683",
+              "title": "Brotherhood of the Lighthouse Keepers",
+              "year": 1998, "genres": ["Drama", "Mystery"]}
+  found = model.search([new_item["title"]], k=10)[0]["item_ids"]
+  assert "1683" in found
+  np.testing.assert_allclose(
+      model.embed_items([new_item])[0],
+      model._loaded.indexed_item_vectors(tf.constant(["1683"])).numpy()[0],
+      atol=1e-5)
+  # Items already served keep their vectors' meaning: same top 10.
+  old = local_model.PushedModel(os.path.join(
+      first_run.serving_model_dir, str(before[-1])))
+  user = {"user_id": "1", "history": ["50"]}
+  old_top = old.recommend_batch([user], k=10)[0]["item_ids"]
+  new_top = model.recommend_batch([user], k=10)[0]["item_ids"]
+  assert len(set(old_top) & set(new_top)) >= 8

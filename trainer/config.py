@@ -52,6 +52,9 @@ class TrainerConfig:
   search_personalization: float = 0.3
   # Share of training candidates whose id is hidden (cold-start training).
   item_id_dropout: float = 0.2
+  # Start from the latest blessed model's weights when the pipeline hands one
+  # over (ids matched by string across vocabularies; trainer/warm_start.py).
+  warm_start: bool = True
   # tf.distribute strategy: default, mirrored, multi_worker_mirrored.
   distribution: str = "default"
   # Size of the exported index's top-k (the largest k a caller may ask for).

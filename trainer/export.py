@@ -17,6 +17,9 @@ With the text tower (the default) also:
   embed_items(item_id [B], title [B], year [B] int64, genres [B, G] ("" pads))
       -> vectors [B, d]: candidate vectors for new (cold-start) items
 """
+import dataclasses
+import json
+import os
 from typing import Dict, Optional
 
 import numpy as np
@@ -34,13 +37,96 @@ def dense_to_sparse_ids(ids: tf.Tensor) -> tf.SparseTensor:
   return tf.ragged.boolean_mask(ids, tf.not_equal(ids, "")).to_sparse()
 
 
-class RecommenderModule(tf.Module):
-  """What the Trainer exports; see the module docstring for the signatures.
+class Towers(tf.Module):
+  """The trained model as functions of raw request fields.
+
+  Everything learned lives here; everything about the catalogue (ids,
+  titles, vectors, the index) lives in RecommenderModule. A catalogue refresh
+  (pipeline/catalog_refresh.py) therefore wraps the *loaded* Towers of the
+  serving model in a new RecommenderModule: same weights, new index, no
+  retraining. Each method is a tf.function with an input signature, so it
+  survives save and load.
 
   Args:
     model: the trained RecommenderModel.
     tft_layer: Transform's TransformFeaturesLayer.
     text_encoder: the frozen TextEncoder, or None without the text tower.
+    item_text_encoder: encodes new items' text for the candidate tower when
+      the item side's top BERT blocks were fine-tuned (default:
+      text_encoder).
+  """
+
+  def __init__(self, model, tft_layer, text_encoder=None,
+               item_text_encoder=None):
+    super().__init__()
+    self.model = model
+    self.tft_layer = tft_layer
+    self.text_encoder = text_encoder
+    self.item_text_encoder = item_text_encoder or text_encoder
+    if text_encoder is not None:
+      self.encode_text = tf.function(
+          self._encode_text, input_signature=[contract.QUERY_INPUT])
+      self.text_query = tf.function(
+          self._text_query,
+          input_signature=[tf.TensorSpec([None, None], tf.float32)])
+
+  def _transform(self, raw: Dict[str, tf.Tensor], batch
+                 ) -> Dict[str, tf.Tensor]:
+    return self.tft_layer(features.complete_raw_features(raw, batch))
+
+  @tf.function(input_signature=[*contract.USER_INPUTS.values()])
+  def query(self, user_id, age, gender, occupation, history_item_ids):
+    """User fields -> [B, d] unit query vectors."""
+    column = lambda x: tf.expand_dims(x, -1)  # noqa: E731
+    raw = {features.USER_ID: column(user_id), features.AGE: column(age),
+           features.GENDER: column(gender),
+           features.OCCUPATION: column(occupation),
+           features.HISTORY: dense_to_sparse_ids(history_item_ids)}
+    transformed = self._transform(raw, tf.shape(user_id)[0])
+    return self.model.query_tower(self.model.with_text(transformed))
+
+  def _encode_text(self, query):
+    """[B] strings -> [B, text_dim] frozen BERT vectors."""
+    return self.text_encoder(query)
+
+  def _text_query(self, encoded):
+    """[B, text_dim] BERT vectors -> [B, d] search query vectors."""
+    return self.model.text_query_tower(encoded)
+
+  @tf.function(input_signature=[*contract.ITEM_INPUTS.values()])
+  def candidates(self, item_id, title, year, genres):
+    """Item fields -> [B, d] candidate vectors, text encoded in-graph."""
+    column = lambda x: tf.expand_dims(x, -1)  # noqa: E731
+    raw = {features.ITEM_ID: column(item_id), features.TITLE: column(title),
+           features.YEAR: column(year),
+           features.GENRES: dense_to_sparse_ids(genres)}
+    transformed = dict(self._transform(raw, tf.shape(item_id)[0]))
+    if self.item_text_encoder is not None:
+      transformed[towers.TEXT_VECTOR] = self.item_text_encoder(
+          text.item_text(title, year, genres))
+    return self.model.candidate_tower(transformed)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32),
+                                tf.TensorSpec([None, None], tf.float32)])
+  def rating(self, query, candidate):
+    """[N, d] x [N, d] -> [N] predicted ratings."""
+    return self.model.predict_rating(query, candidate)
+
+  @tf.function(input_signature=[contract.EXAMPLES_INPUT])
+  def score_examples(self, examples):
+    """Serialized interaction examples -> their users' query vectors [B, d]
+    and predicted ratings [B], through the training path."""
+    transformed = self.tft_layer(
+        tf.io.parse_example(examples, features.raw_feature_spec()))
+    query, _, rating = self.model(transformed)
+    return query, rating
+
+
+class RecommenderModule(tf.Module):
+  """What the Trainer exports; see the module docstring for the signatures.
+
+  Args:
+    towers: the trained Towers, or a loaded model's (catalogue refresh).
     item_ids: [N] catalogue ids; titles: [N] their titles.
     item_vectors: [N + 1, d] candidate vectors; the last row is the vector of
       an unknown item (the out-of-vocabulary path), used by `rank`.
@@ -52,35 +138,31 @@ class RecommenderModule(tf.Module):
     text_match_weight: weight of that match in search scores.
     personalization_weight: weight of the user's taste in
       personalized_search.
-    item_text_encoder: encodes new items' text for embed_items when the
-      item side's top BERT blocks were fine-tuned (default: text_encoder).
   """
 
-  def __init__(self, model, tft_layer, text_encoder, item_ids: np.ndarray,
+  def __init__(self, towers: Towers, item_ids: np.ndarray,
                titles: np.ndarray, item_vectors: np.ndarray, max_k: int,
                index: tfrs.layers.factorized_top_k.TopK,
                item_text_vectors: Optional[np.ndarray] = None,
                text_match_weight: float = 0.0,
-               personalization_weight: float = 0.0,
-               item_text_encoder=None):
+               personalization_weight: float = 0.0):
     super().__init__()
-    # What embed_items encodes item text with: the search encoder unless
-    # the item side was fine-tuned.
-    self.item_text_encoder = item_text_encoder or text_encoder
+    self.towers = towers
+    self.has_text = item_text_vectors is not None
     self.personalization_weight = personalization_weight
     self.text_match_weight = text_match_weight
-    if text_encoder is not None:
+    if self.has_text:
       # Frozen BERT vector of each catalogue row; a zero row for unknowns.
       self.item_text_vectors = tf.Variable(np.concatenate(
           [item_text_vectors, np.zeros_like(item_text_vectors[:1])]),
                                            trainable=False)
-    self.model = model
-    self.tft_layer = tft_layer
-    self.text_encoder = text_encoder
     self.max_k = max_k
     first = item_ids[0]
     self.first_item_id = first.decode() if isinstance(first, bytes) else first
     ids = tf.constant(item_ids)
+    # What was indexed, readable after loading (catalogue refresh reports
+    # which items are new).
+    self.catalog_ids = tf.Variable(ids, trainable=False)
     self.index = index
     self.item_vectors = tf.Variable(item_vectors, trainable=False)
     self.titles = tf.lookup.StaticHashTable(
@@ -89,17 +171,9 @@ class RecommenderModule(tf.Module):
         tf.lookup.KeyValueTensorInitializer(
             ids, tf.range(len(item_ids), dtype=tf.int64)), len(item_ids))
 
-  def _transform(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-    batch = tf.shape(raw[features.USER_ID])[0]
-    return self.tft_layer(features.complete_raw_features(raw, batch))
-
   def _query(self, user_id, age, gender, occupation, history_item_ids):
-    column = lambda x: tf.expand_dims(x, -1)
-    raw = {features.USER_ID: column(user_id), features.AGE: column(age),
-           features.GENDER: column(gender),
-           features.OCCUPATION: column(occupation),
-           features.HISTORY: dense_to_sparse_ids(history_item_ids)}
-    return self.model.query_tower(self.model.with_text(self._transform(raw)))
+    return self.towers.query(user_id, age, gender, occupation,
+                             history_item_ids)
 
   def _top_k(self, query, k, exclude=None):
     """Top k of the whole catalogue; `exclude` [B, H] ids ("" pads) are
@@ -146,8 +220,8 @@ class RecommenderModule(tf.Module):
     re-scored with the direct match between the query's and each item's
     frozen BERT vectors: the tower knows what people watch, the direct match
     knows what the words say (genres, titles)."""
-    encoded = self.text_encoder(query)
-    scores, ids = self.index(self.model.text_query_tower(encoded))
+    encoded = self.towers.encode_text(query)
+    scores, ids = self.index(self.towers.text_query(encoded))
     item_text = tf.gather(self.item_text_vectors, self.rows.lookup(ids))
     match = tf.einsum("bd,bkd->bk", encoded, item_text)
     return scores + self.text_match_weight * match, ids
@@ -170,16 +244,8 @@ class RecommenderModule(tf.Module):
   @tf.function(input_signature=[*contract.ITEM_INPUTS.values()])
   def embed_items(self, item_id, title, year, genres):
     """Candidate vectors from item text and metadata, encoded in-graph."""
-    column = lambda x: tf.expand_dims(x, -1)
-    raw = {features.ITEM_ID: column(item_id), features.TITLE: column(title),
-           features.YEAR: column(year),
-           features.GENRES: dense_to_sparse_ids(genres)}
-    batch = tf.shape(item_id)[0]
-    transformed = dict(self.tft_layer(
-        features.complete_raw_features(raw, batch)))
-    transformed[towers.TEXT_VECTOR] = self.item_text_encoder(
-        text.item_text(title, year, genres))
-    return {contract.VECTORS: self.model.candidate_tower(transformed)}
+    return {contract.VECTORS: self.towers.candidates(item_id, title, year,
+                                                     genres)}
 
   @tf.function(input_signature=[tf.TensorSpec(None, tf.string)])
   def indexed_item_vectors(self, item_ids):
@@ -196,24 +262,27 @@ class RecommenderModule(tf.Module):
     n = tf.shape(item_ids)[1]
     queries = tf.repeat(query[:, tf.newaxis, :], n, axis=1)
     d = tf.shape(query)[-1]
-    scores = self.model.predict_rating(tf.reshape(queries, [-1, d]),
-                                       tf.reshape(candidates, [-1, d]))
+    scores = self.towers.rating(tf.reshape(queries, [-1, d]),
+                                tf.reshape(candidates, [-1, d]))
     return {contract.SCORES: tf.reshape(scores, tf.shape(item_ids))}
 
   @tf.function(input_signature=[contract.EXAMPLES_INPUT])
   def evaluate(self, examples):
     """For TFMA: predicted rating, and whether the rated item is in the
     top EVAL_TOP_K."""
-    raw = tf.io.parse_example(examples, features.raw_feature_spec())
-    transformed = self.tft_layer(raw)
-    query, candidate, rating = self.model(transformed)
+    query, rating = self.towers.score_examples(examples)
     _, top = self.index(query)
+    item_id = tf.io.parse_example(examples, {
+        features.ITEM_ID: features.raw_feature_spec()[features.ITEM_ID]})[
+            features.ITEM_ID]
     top = top[:, :contract.EVAL_TOP_K]
-    hit = tf.reduce_any(tf.equal(top, raw[features.ITEM_ID]), axis=1)
+    hit = tf.reduce_any(tf.equal(top, item_id), axis=1)
     return {contract.EVAL_RATING: rating,
             contract.EVAL_HIT: tf.cast(hit, tf.float32)}
 
 
+# The IndexSettings a model was exported with.
+SETTINGS_PATH = os.path.join("assets.extra", "index_settings.json")
 # ScaNN ops live in a namespace stock TF Serving does not know.
 SCANN_SAVE_OPTIONS = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
 
@@ -254,6 +323,60 @@ def make_index(kind: str, item_vectors: np.ndarray, item_ids: np.ndarray,
   return index
 
 
+@dataclasses.dataclass
+class IndexSettings:
+  """How the Trainer built the index and the search scores; saved with the
+  model (SETTINGS_PATH) so a catalogue refresh rebuilds them alike."""
+  max_k: int
+  exclude_margin: int
+  text_match_weight: float = 0.0
+  personalization_weight: float = 0.0
+  scann_num_leaves: int = 40
+  scann_leaves_to_search: int = 20
+  scann_reordering: int = 500
+
+  def write(self, export_dir: str) -> None:
+    path = os.path.join(export_dir, SETTINGS_PATH)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "w") as f:
+      f.write(json.dumps(dataclasses.asdict(self), indent=1))
+
+  @classmethod
+  def read(cls, export_dir: str) -> "IndexSettings":
+    with tf.io.gfile.GFile(os.path.join(export_dir, SETTINGS_PATH)) as f:
+      return cls(**json.loads(f.read()))
+
+
+def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,
+                   item_vectors: np.ndarray,
+                   item_text_vectors: Optional[np.ndarray],
+                   settings: IndexSettings, export_dir: str,
+                   scann: bool = True) -> RecommenderModule:
+  """Indexes `item_vectors` ([N + 1, d], OOV last) and saves the stock
+  (brute-force) SavedModel at `export_dir` and, with `scann`, its ScaNN twin
+  (contract.scann_twin); returns the stock module. The Trainer and the
+  catalogue refresh both export through here."""
+  def module(kind: str) -> RecommenderModule:
+    return RecommenderModule(
+        towers, item_ids=item_ids, titles=titles, item_vectors=item_vectors,
+        max_k=settings.max_k, item_text_vectors=item_text_vectors,
+        text_match_weight=settings.text_match_weight,
+        personalization_weight=settings.personalization_weight,
+        index=make_index(kind, item_vectors[:-1], item_ids, settings.max_k,
+                         settings.exclude_margin, settings.scann_num_leaves,
+                         settings.scann_leaves_to_search,
+                         settings.scann_reordering))
+
+  stock = module("brute_force")
+  save(stock, export_dir)
+  settings.write(export_dir)
+  if scann:
+    twin = contract.scann_twin(export_dir)
+    save(module("scann"), twin)
+    settings.write(twin)
+  return stock
+
+
 def save(module: RecommenderModule, export_dir: str,
          model_name: str = contract.MODEL_NAME) -> None:
   """Saves the SavedModel plus TF Serving warm-up records for each signature."""
@@ -264,7 +387,7 @@ def save(module: RecommenderModule, export_dir: str,
       contract.RANK: module.rank,
       contract.EVALUATE: module.evaluate,
   }
-  if module.text_encoder is not None:
+  if module.has_text:
     signatures[contract.SEARCH] = module.search
     signatures[contract.PERSONALIZED_SEARCH] = module.personalized_search
     signatures[contract.EMBED_ITEMS] = module.embed_items

@@ -1,5 +1,6 @@
 """run_fn: the TFX Trainer entry point. Reads as a table of contents:
 prepare the catalogue, build and fit the model, export it."""
+import dataclasses
 import json
 import os
 import time
@@ -19,6 +20,7 @@ from trainer import features
 from trainer import item_embeddings
 from trainer import scann_tuning
 from trainer import towers
+from trainer import warm_start
 from trainer.config import CATALOG_PATTERN_KEY
 from trainer.config import ITEM_EMBEDDINGS_KEY
 from trainer.config import TEXT_ENCODER_DIR_KEY
@@ -38,7 +40,9 @@ class ProgressLogger(tf.keras.callbacks.Callback):
   """Logs step, loss and examples/s every `every` steps (fit's bar is silent
   inside a TFX component log)."""
 
-  def __init__(self, batch_size: int, total_steps: int, every: int = 50):
+  EVERY = 50
+
+  def __init__(self, batch_size: int, total_steps: int, every: int = EVERY):
     super().__init__()
     self._batch, self._total, self._every = batch_size, total_steps, every
 
@@ -160,15 +164,31 @@ def history_width(tft_output: tft.TFTransformOutput) -> int:
   return int(spec.shape[0])
 
 
-def fit(model: RecommenderModel, fn_args: tfx.components.FnArgs,
-        tft_output: tft.TFTransformOutput, config: TrainerConfig) -> float:
-  """Trains fn_args.train_steps steps; returns the seconds it took."""
-  train = _input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
-                    config.batch_size, shuffle=True, repeat=True)
-  steps = fn_args.train_steps
+def start_from_base(model: RecommenderModel, train: tf.data.Dataset,
+                    tft_output: tft.TFTransformOutput,
+                    catalog: catalog_lib.Catalog,
+                    base_model: Optional[str]) -> Optional[dict]:
+  """Creates the model's variables, then copies the base model's weights
+  into them (see warm_start.py); returns what was carried over."""
+  model(next(iter(train)))
+  users = [v.decode() for v in
+           tft_output.vocabulary_by_name(features.USER_VOCAB)]
+  report = warm_start.maybe_warm_start(
+      model, base_model, {features.USER_VOCAB: users,
+                          features.ITEM_VOCAB: catalog.vocabulary})
+  return dataclasses.asdict(report) if report else None
+
+
+def fit(model: RecommenderModel, train: tf.data.Dataset, steps: int,
+        config: TrainerConfig, log_dir: str) -> float:
+  """Trains `steps` steps, with TensorBoard logs in `log_dir`; returns the
+  seconds it took."""
   start = time.time()
   model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0,
-            callbacks=[ProgressLogger(config.batch_size, steps)])
+            callbacks=[ProgressLogger(config.batch_size, steps),
+                       tf.keras.callbacks.TensorBoard(
+                           log_dir=log_dir, update_freq=ProgressLogger.EVERY,
+                           write_graph=False, profile_batch=0)])
   seconds = time.time() - start
   logging.info("trained %d steps in %.1fs (%.0f examples/s)", steps, seconds,
                steps * config.batch_size / max(seconds, 1e-9))
@@ -194,24 +214,17 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
   scann = scann_tuning.resolve(len(catalog), config.scann_num_leaves,
                                config.scann_leaves_to_search,
                                config.scann_reordering)
-
-  def module(kind: str) -> export.RecommenderModule:
-    return export.RecommenderModule(
-        model, tft_layer, text_encoder=encoder,
-        item_text_encoder=item_text_encoder, item_ids=catalog.ids,
-        titles=catalog.titles, item_vectors=vectors, max_k=config.max_k,
-        item_text_vectors=catalog.text.get("item_text"),
-        text_match_weight=config.search_text_match,
-        personalization_weight=config.search_personalization,
-        index=export.make_index(kind, vectors[:-1], catalog.ids, config.max_k,
-                                history_width(tft_output), scann.num_leaves,
-                                scann.leaves_to_search, scann.reordering))
-
-  stock = module("brute_force")
-  export.save(stock, serving_model_dir)
-  if config.export_scann:
-    logging.info("ScaNN twin for %d items: %s", len(catalog), scann)
-    export.save(module("scann"), contract.scann_twin(serving_model_dir))
+  settings = export.IndexSettings(
+      max_k=config.max_k, exclude_margin=history_width(tft_output),
+      text_match_weight=config.search_text_match,
+      personalization_weight=config.search_personalization,
+      scann_num_leaves=scann.num_leaves,
+      scann_leaves_to_search=scann.leaves_to_search,
+      scann_reordering=scann.reordering)
+  stock = export.export_catalog(
+      export.Towers(model, tft_layer, encoder, item_text_encoder),
+      catalog.ids, catalog.titles, vectors, catalog.text.get("item_text"),
+      settings, serving_model_dir, scann=config.export_scann)
   logging.info("exported to %s", serving_model_dir)
   return stock
 
@@ -232,12 +245,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   layers = config.text_finetune_layers if config.use_text else 0
   states = catalog.fine_tuning_states(encoder, layers) if layers else None
 
+  train = _input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
+                    config.batch_size, shuffle=True, repeat=True)
+
   with make_strategy(config.distribution).scope():
     fine_tuned = (states, FineTunedTop(encoder.encoder, layers)) if layers \
         else None
     model = build_model(config, tft_output, catalog, fine_tuned)
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
-  seconds = fit(model, fn_args, tft_output, config)
+    warm = start_from_base(model, train, tft_output, catalog,
+                           fn_args.base_model if config.warm_start else None)
+  seconds = fit(model, train, fn_args.train_steps, config,
+                fn_args.model_run_dir)
   if not is_chief():
     logging.info("non-chief worker: training done, the chief exports")
     return
@@ -251,4 +270,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir,
                                       "metrics.json"), "w") as f:
     f.write(json.dumps(dict(metrics, train_seconds=seconds,
-                            steps=fn_args.train_steps)))
+                            steps=fn_args.train_steps, warm_start=warm)))

@@ -16,6 +16,7 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
   PARAMETERS = {
       executor.DATA_DIR: ExecutionParameter(type=str),
       executor.TRAIN_UNTIL: ExecutionParameter(type=int, optional=True),
+      executor.EVAL_UNTIL: ExecutionParameter(type=int, optional=True),
       executor.EVAL_FRACTION: ExecutionParameter(type=float),
       executor.MAX_REJECT_FRACTION: ExecutionParameter(type=float),
       executor.MAX_HISTORY: ExecutionParameter(type=int),
@@ -37,6 +38,8 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
     data_dir: folder holding one of the layouts in layouts.py (local or GCS).
     train_until: last Unix timestamp in training; default: the last
       `eval_fraction` of the time span is eval.
+    eval_until: last Unix timestamp of the eval split (default: everything
+      after train_until): a replayed period k evaluates on period k only.
     eval_fraction: share of the time span held out when train_until is unset.
     max_reject_fraction: stop the run when more rows than this are malformed.
     max_history: how many earlier items each example keeps.
@@ -51,12 +54,14 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
                data_dir: Union[str, data_types.RuntimeParameter],
                train_until: Optional[
                    Union[int, data_types.RuntimeParameter]] = None,
+               eval_until: Optional[
+                   Union[int, data_types.RuntimeParameter]] = None,
                eval_fraction: float = 0.1,
                max_reject_fraction: float = 0.01,
                max_history: int = 50,
                input_fingerprint: Optional[str] = None):
     super().__init__(MovieLensExampleGenSpec(
-        data_dir=data_dir, train_until=train_until,
+        data_dir=data_dir, train_until=train_until, eval_until=eval_until,
         eval_fraction=eval_fraction, max_reject_fraction=max_reject_fraction,
         max_history=max_history, input_fingerprint=input_fingerprint,
         examples=types.Channel(type=standard_artifacts.Examples)))

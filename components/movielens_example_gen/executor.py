@@ -26,6 +26,7 @@ from trainer import features
 
 DATA_DIR = "data_dir"
 TRAIN_UNTIL = "train_until"
+EVAL_UNTIL = "eval_until"
 EVAL_FRACTION = "eval_fraction"
 MAX_REJECT_FRACTION = "max_reject_fraction"
 MAX_HISTORY = "max_history"
@@ -123,9 +124,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     transforms.time_cutoff,
                     eval_fraction=exec_properties[EVAL_FRACTION],
                     train_until=exec_properties.get(TRAIN_UNTIL)))
-      train, evaluation = records | "SplitByTime" >> beam.Partition(
-          lambda r, n, cut: 0 if r[features.TIMESTAMP] <= cut else 1, 2,
-          cut=beam.pvalue.AsSingleton(cutoff))
+      train, evaluation, _ = records | "SplitByTime" >> beam.Partition(
+          transforms.time_partition, 3, cut=beam.pvalue.AsSingleton(cutoff),
+          eval_until=exec_properties.get(EVAL_UNTIL))
       catalog = parsed["items"] | "ItemRecords" >> beam.Map(
           transforms.item_record)
 

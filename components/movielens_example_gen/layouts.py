@@ -102,6 +102,12 @@ def _checked_genres(genres: List[str]) -> Tuple[str, ...]:
   return tuple(genres)
 
 
+def _title(value: str) -> str:
+  if not value.strip():
+    raise RowError("no title")
+  return value
+
+
 def _year(value: str) -> int:
   """Release year, or features.UNKNOWN_YEAR for the few items without one."""
   return int(value) if re.fullmatch(r"\d{4}", value) else features.UNKNOWN_YEAR
@@ -129,7 +135,7 @@ def recbole_interaction(line: bytes) -> Interaction:
 
 def recbole_item(line: bytes) -> Item:
   item, title, year, genres = _fields(line, "utf-8", "\t", 4)
-  return Item(_id(item, "item_id"), title, _year(year),
+  return Item(_id(item, "item_id"), _title(title), _year(year),
               _checked_genres(genres.split()))
 
 
@@ -151,7 +157,8 @@ def ml100k_item(line: bytes) -> Item:
   if any(f not in ("0", "1") for f in flags):
     raise RowError("genre flags must be 0 or 1")
   genres = [g for g, f in zip(features.GENRE_VOCAB, flags) if f == "1"]
-  return Item(_id(cols[0], "item_id"), title, year, _checked_genres(genres))
+  return Item(_id(cols[0], "item_id"), _title(title), year,
+              _checked_genres(genres))
 
 
 def ml100k_user(line: bytes) -> User:
@@ -168,7 +175,7 @@ def ml1m_interaction(line: bytes) -> Interaction:
 def ml1m_item(line: bytes) -> Item:
   item, title_year, genres = _fields(line, "latin-1", "::", 3)
   title, year = _split_title_year(title_year)
-  return Item(_id(item, "item_id"), title, year,
+  return Item(_id(item, "item_id"), _title(title), year,
               _checked_genres(genres.split("|")))
 
 

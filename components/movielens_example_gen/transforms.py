@@ -123,6 +123,17 @@ def to_example(record: Dict) -> bytes:
       features=tf.train.Features(feature=feats)).SerializeToString()
 
 
+def time_partition(record: Dict, n: int, cut: int,
+                   eval_until: Optional[int]) -> int:
+  """0: train (up to the cutoff), 1: eval (after it, up to eval_until when
+  set), 2: later than eval_until (not yet happened in a replayed period)."""
+  del n  # Beam's partition count
+  timestamp = record[features.TIMESTAMP]
+  if timestamp <= cut:
+    return 0
+  return 1 if not eval_until or timestamp <= eval_until else 2
+
+
 def time_cutoff(min_max: Tuple[int, int], eval_fraction: float,
                 train_until: Optional[int]) -> int:
   """Last timestamp that belongs to training.

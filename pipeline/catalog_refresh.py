@@ -1,0 +1,131 @@
+"""`recsys catalog refresh`: new items served without retraining.
+
+Items arrive between trainings. The serving model already knows how to embed
+an item it has never seen (its candidate tower reads the item's text, genres
+and year), so a new catalogue needs no Trainer run: load the serving (latest
+blessed, pushed) version, embed every row of the catalogue file with that
+model's own towers, rebuild the index (brute force and, if the version has
+one, its ScaNN twin) with the settings it was exported with, and publish the
+result as the next version of the same model through AtomicPusher's atomic
+publish. TF Serving (or `recsys serve`) swaps to it like to any new version.
+
+Item rows are parsed by ExampleGen's own parsers (layouts.py): a row without
+a title or genres is rejected with its reason, never silently dropped.
+"""
+import dataclasses
+import os
+import tempfile
+import time
+from typing import Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
+from absl import logging
+
+from components.atomic_pusher.executor import publish_version
+from components.movielens_example_gen import layouts
+from trainer import contract
+from trainer import export
+from trainer import text
+
+BATCH = 256
+
+
+@dataclasses.dataclass
+class RefreshResult:
+  version_dir: str
+  items: int
+  new_items: int  # not in the base version's catalogue
+  rejected: List[Tuple[str, str]]  # (reason, raw row)
+  seconds: float
+
+
+def read_items(data_dir: str) -> Tuple[List[layouts.Item],
+                                       List[Tuple[str, str]]]:
+  """The catalogue file of data_dir's layout: (items, [(reason, row)])."""
+  table = layouts.detect_layout(data_dir).items
+  items, rejected = [], []
+  with tf.io.gfile.GFile(os.path.join(data_dir, table.filename), "rb") as f:
+    lines = f.read().splitlines()[table.header_lines:]
+  for line in lines:
+    if not line.strip():
+      continue
+    try:
+      items.append(table.parse(line))
+    except layouts.RowError as e:
+      rejected.append((str(e), line.decode("utf-8", "replace")))
+  return items, rejected
+
+
+def _columns(items: List[layouts.Item]) -> Dict[str, tf.Tensor]:
+  rows = contract.item_inputs([dict(item._asdict()) for item in items])
+  return {k: tf.constant(v) for k, v in rows.items()}
+
+
+def embed(towers, items: List[layouts.Item]) -> Tuple[np.ndarray,
+                                                       np.ndarray]:
+  """([N, d] candidate vectors, [N, text_dim] frozen text vectors) from
+  the model's own towers, in batches."""
+  vectors, texts = [], []
+  for start in range(0, len(items), BATCH):
+    columns = _columns(items[start:start + BATCH])
+    vectors.append(towers.candidates(**columns).numpy())
+    texts.append(towers.encode_text(text.item_text(
+        columns[contract.TITLE], columns[contract.YEAR],
+        columns[contract.GENRES])).numpy())
+  return np.concatenate(vectors), np.concatenate(texts)
+
+
+def refresh(data_dir: str, model_base_path: str,
+            max_reject_fraction: float = 0.01) -> RefreshResult:
+  """Re-indexes the catalogue in `data_dir` with the serving model at
+  `model_base_path` and publishes it as that model's next version.
+
+  Raises:
+    FileNotFoundError: nothing is pushed there yet, or no catalogue file.
+    ValueError: too many malformed rows, or the model has no text tower
+      (it could not embed unseen items).
+  """
+  start = time.time()
+  base = contract.latest_version_dir(model_base_path)
+  items, rejected = read_items(data_dir)
+  for reason, row in rejected:
+    logging.warning("catalog refresh: rejected item row (%s): %r", reason,
+                    row[:200])
+  if not items or len(rejected) > max_reject_fraction * (len(items) +
+                                                         len(rejected)):
+    raise ValueError(
+        f"{len(rejected)} of {len(items) + len(rejected)} item rows rejected "
+        f"(limit {max_reject_fraction:.1%}); first: {rejected[:3]}")
+  twin = contract.scann_twin(model_base_path)
+  has_twin = os.path.basename(base) in map(str, contract.versions(twin))
+  if has_twin:
+    import scann  # noqa: F401  (the twin's ops, for re-export)
+  loaded = tf.saved_model.load(base)
+  if not hasattr(loaded.towers, "encode_text"):
+    raise ValueError(f"{base} has no text tower: it cannot embed new items")
+  known = {i.decode() for i in loaded.catalog_ids.numpy()}
+  logging.info("catalog refresh: embedding %d items with %s", len(items),
+               base)
+  vectors, text_vectors = embed(loaded.towers, items)
+  oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
+  ids = np.array([i.item_id for i in items], object)
+  titles = np.array([i.title for i in items], object)
+  with tempfile.TemporaryDirectory() as staging:
+    export_dir = os.path.join(staging, "model")
+    export.export_catalog(
+        loaded.towers, ids, titles, np.concatenate([vectors, oov]),
+        text_vectors, export.IndexSettings.read(base), export_dir,
+        scann=has_twin)
+    version = int(time.time())
+    published = publish_version(export_dir, model_base_path, version)
+    if has_twin:
+      publish_version(contract.scann_twin(export_dir), twin,
+                      int(os.path.basename(published)))
+  seconds = time.time() - start
+  new = sum(1 for i in ids if i not in known)
+  logging.info("catalog refresh: %d items (%d new, %d rejected) published as "
+               "%s in %.1fs", len(items), new, len(rejected), published,
+               seconds)
+  return RefreshResult(published, len(items), new, rejected, seconds)

@@ -1,0 +1,211 @@
+"""`recsys replay`: the pipeline run every period over MovieLens' timeline.
+
+The live system retrains as interactions arrive. Replay reproduces that on
+the log: the first `initial_fraction` of the time span is the initial
+window, the rest is cut into `periods` equal periods, and period k is one
+pipeline run in the same ML Metadata store that trains on everything up to
+the end of period k-1 and is evaluated on period k only (ExampleGen's
+train_until / eval_until). Each run warm-starts from the latest blessed
+model (the Resolver in pipeline.py) unless warm start is off, and the
+Evaluator blesses it only if it is no worse than that model on period k.
+
+For each period it reports the data (interactions, new users, new items),
+the training (steps, seconds, warm or not), retrieval quality with seen items
+excluded (`recommend_unseen`, recall@10/@100 of the period's items per
+user) and whether the model was blessed and which version was pushed.
+"""
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from components.movielens_example_gen import layouts
+from pipeline import configs
+from pipeline import demo
+from pipeline import local_runner
+from trainer import contract
+
+
+@dataclasses.dataclass
+class Period:
+  """Period k: train on (.., train_until], evaluate on (train_until,
+  eval_until]."""
+  period: int
+  train_until: int
+  eval_until: int
+  interactions: int
+  new_users: int
+  new_items: int
+
+
+@dataclasses.dataclass
+class Log:
+  """The interaction log and user table, read once with ExampleGen's own
+  parsers (malformed rows are skipped here; ExampleGen reports them)."""
+  users: np.ndarray
+  items: np.ndarray
+  timestamps: np.ndarray
+  profiles: Dict[str, layouts.User]
+
+  @classmethod
+  def read(cls, data_dir: str) -> "Log":
+    layout = layouts.detect_layout(data_dir)
+    rows = _parse(data_dir, layout.interactions)
+    profiles = {u.user_id: u for u in _parse(data_dir, layout.users)}
+    return cls(np.array([r.user_id for r in rows]),
+               np.array([r.item_id for r in rows]),
+               np.array([r.timestamp for r in rows], np.int64), profiles)
+
+
+def _parse(data_dir: str, table: layouts.Table) -> list:
+  with tf.io.gfile.GFile(os.path.join(data_dir, table.filename), "rb") as f:
+    lines = f.read().splitlines()[table.header_lines:]
+  out = []
+  for line in lines:
+    try:
+      out.append(table.parse(line))
+    except layouts.RowError:
+      continue
+  return out
+
+
+def periods(log: Log, count: int, initial_fraction: float = 0.5
+            ) -> List[Period]:
+  """The initial window and `count` equal periods after it.
+
+  Raises:
+    ValueError: for fewer than one period or a fraction outside (0, 1).
+  """
+  if count < 1 or not 0 < initial_fraction < 1:
+    raise ValueError(f"need periods >= 1 and 0 < initial_fraction < 1, got "
+                     f"{count} and {initial_fraction}")
+  first, last = int(log.timestamps.min()), int(log.timestamps.max())
+  start = first + initial_fraction * (last - first)
+  ends = [int(start + k * (last - start) / count) for k in range(count + 1)]
+  ends[-1] = last
+  out = []
+  for k in range(1, count + 1):
+    before = log.timestamps <= ends[k - 1]
+    during = ~before & (log.timestamps <= ends[k])
+    out.append(Period(
+        period=k, train_until=ends[k - 1], eval_until=ends[k],
+        interactions=int(during.sum()),
+        new_users=len(set(log.users[during]) - set(log.users[before])),
+        new_items=len(set(log.items[during]) - set(log.items[before]))))
+  return out
+
+
+def recall_unseen(model_dir: str, log: Log, period: Period,
+                  ks=(10, 100), batch: int = 256) -> Dict[str, float]:
+  """recall@k of each eval user's period-k items in `recommend_unseen`
+  (everything the user rated up to train_until excluded), averaged over the
+  period's users."""
+  order = np.argsort(log.timestamps, kind="stable")
+  seen: Dict[str, List[str]] = {}
+  targets: Dict[str, set] = {}
+  for i in order:
+    t, user, item = log.timestamps[i], log.users[i], log.items[i]
+    if t <= period.train_until:
+      seen.setdefault(user, []).append(item)
+    elif t <= period.eval_until:
+      targets.setdefault(user, set()).add(item)
+  users = sorted(targets)
+  if not users:
+    return {f"recall@{k}": None for k in ks}
+  signature = tf.saved_model.load(model_dir).signatures[
+      contract.RECOMMEND_UNSEEN]
+  hits = {k: [] for k in ks}
+  for start in range(0, len(users), batch):
+    chunk = users[start:start + batch]
+    requests = []
+    for user in chunk:
+      profile = log.profiles.get(user)
+      requests.append({
+          "user_id": user, "history": seen.get(user, []),
+          "age": profile.age if profile else 0,
+          "gender": profile.gender if profile else "",
+          "occupation": profile.occupation if profile else ""})
+    inputs = dict(contract.user_inputs(requests),
+                  **{contract.K: np.int32(max(ks))})
+    out = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+    for user, row in zip(chunk, out[contract.ITEM_IDS].numpy()):
+      ranked = [i.decode() for i in row]
+      for k in ks:
+        hits[k].append(len(set(ranked[:k]) & targets[user]) /
+                       len(targets[user]))
+  return {f"recall@{k}": float(np.mean(hits[k])) for k in ks}
+
+
+def _latest(config: configs.PipelineConfig, component: str, name: str):
+  return demo._latest_output(config.pipeline_root, component, name)  # pylint: disable=protected-access
+
+
+def run_period(config: configs.PipelineConfig, log: Log, period: Period
+               ) -> Dict:
+  """One pipeline run for `period`; returns what the table reports."""
+  before = contract.versions(config.serving_model_dir)
+  local_runner.run(dataclasses.replace(
+      config, train_until=period.train_until, eval_until=period.eval_until))
+  model_run = _latest(config, "RecommenderTrainer", "model_run")
+  with tf.io.gfile.GFile(os.path.join(model_run, "metrics.json")) as f:
+    trained = json.loads(f.read())
+  model_dir = os.path.join(_latest(config, "RecommenderTrainer", "model"),
+                           "Format-Serving")
+  _, blessed = demo.evaluation_rows(config.pipeline_root)
+  after = contract.versions(config.serving_model_dir)
+  pushed = after[-1] if after and after != before else None
+  return dict(steps=trained["steps"],
+              train_seconds=round(trained["train_seconds"], 1),
+              warm_started=trained.get("warm_start") is not None,
+              **recall_unseen(model_dir, log, period), blessed=bool(blessed),
+              pushed_version=pushed)
+
+
+def replay(config: configs.PipelineConfig, count: int,
+           warm_steps: Optional[int] = None,
+           initial_fraction: float = 0.5) -> List[Dict]:
+  """Runs every period in order; a period without interactions is reported
+  and skipped. The first run has no blessed model to start from and trains
+  `config.train_steps`; later runs train `warm_steps` when warm-starting.
+  """
+  log = Log.read(config.data_dir)
+  rows = []
+  for period in periods(log, count, initial_fraction):
+    row = dataclasses.asdict(period)
+    if not period.interactions:
+      logging.warning("replay: period %d has no new interactions; skipped",
+                      period.period)
+      rows.append(dict(row, skipped=True))
+      continue
+    steps = config.train_steps
+    if (config.trainer.warm_start and warm_steps and
+        contract.versions(config.serving_model_dir)):
+      steps = warm_steps
+    logging.info("replay: period %d/%d: train until %d, eval until %d, %d "
+                 "interactions, %d steps", period.period, count,
+                 period.train_until, period.eval_until, period.interactions,
+                 steps)
+    rows.append(dict(row, **run_period(
+        dataclasses.replace(config, train_steps=steps), log, period)))
+  return rows
+
+
+def format_rows(rows: List[Dict]) -> str:
+  head = (f"{'period':>6} {'interact.':>9} {'new users':>9} {'new items':>9}"
+          f" {'steps':>6} {'train s':>8} {'recall@10':>9} {'recall@100':>10}"
+          f" {'blessed':>7} {'pushed':>11}")
+  lines = [head, "-" * len(head)]
+  for r in rows:
+    if r.get("skipped"):
+      lines.append(f"{r['period']:>6} {0:>9} (no interactions: skipped)")
+      continue
+    lines.append(
+        f"{r['period']:>6} {r['interactions']:>9} {r['new_users']:>9} "
+        f"{r['new_items']:>9} {r['steps']:>6} {r['train_seconds']:>8} "
+        f"{r['recall@10']:>9.4f} {r['recall@100']:>10.4f} "
+        f"{str(r['blessed']):>7} {str(r['pushed_version']):>11}")
+  return "\n".join(lines)

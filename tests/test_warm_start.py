@@ -1,0 +1,107 @@
+"""Warm start across changed vocabularies, on small models built here (the
+pipeline test warm-starts a real run from the pushed model)."""
+import os
+
+import numpy as np
+import tensorflow as tf
+from model_fixtures import toy_batch
+
+from trainer import features
+from trainer import warm_start
+from trainer.config import TrainerConfig
+from trainer.model import RecommenderModel
+
+CONFIG = TrainerConfig(use_text=False, embedding_dim=4, hidden_units=4,
+                       history_length=2)
+
+
+def _model(users, items):
+  model = RecommenderModel(
+      CONFIG, num_users=len(users), num_occupations=2,
+      item_probability=np.full(len(items) + 1, 1 / (len(items) + 1),
+                               np.float32))
+  model(toy_batch())
+  return model
+
+
+def _export(model, users, items, path):
+  """What the Trainer exports, as far as warm start reads it: a SavedModel
+  whose root has the model as `model`, and the vocabularies as assets."""
+  root = tf.Module()
+  root.towers = tf.Module()  # as trainer/export.py nests it
+  root.towers.model = model
+  tf.saved_model.save(root, path)
+  os.makedirs(os.path.join(path, "assets"), exist_ok=True)
+  for name, ids in ((features.USER_VOCAB, users),
+                    (features.ITEM_VOCAB, items)):
+    with open(os.path.join(path, "assets", name), "w") as f:
+      f.write("\n".join(ids) + "\n")
+
+
+def _rows(model):
+  return (model.query_tower.user_embedding.embeddings.numpy(),
+          model.items.id_embedding.embeddings.numpy())
+
+
+def test_rows_follow_ids_across_vocabularies(tmp_path):
+  old_users, old_items = ["u1", "u2"], ["i1", "i2"]
+  old = _model(old_users, old_items)
+  _export(old, old_users, old_items, str(tmp_path / "base"))
+  # Next period: u1 is gone from the top of the vocabulary, u3 and i3 are
+  # new, and the order changed.
+  users, items = ["u2", "u3", "u1"], ["i3", "i2", "i1"]
+  tf.random.set_seed(1)
+  new = _model(users, items)
+  fresh_users, fresh_items = _rows(new)
+  report = warm_start.warm_start(new, str(tmp_path / "base"), {
+      features.USER_VOCAB: users, features.ITEM_VOCAB: items})
+  old_user_rows, old_item_rows = _rows(old)
+  user_rows, item_rows = _rows(new)
+  np.testing.assert_array_equal(user_rows[0], old_user_rows[1])  # u2
+  np.testing.assert_array_equal(user_rows[2], old_user_rows[0])  # u1
+  np.testing.assert_array_equal(user_rows[1], fresh_users[1])    # u3: new
+  np.testing.assert_array_equal(user_rows[-1], old_user_rows[-1])  # OOV
+  np.testing.assert_array_equal(item_rows[2], old_item_rows[0])  # i1
+  np.testing.assert_array_equal(item_rows[0], fresh_items[0])    # i3: new
+  assert not np.array_equal(fresh_items[0], old_item_rows[0])
+  # Tower layers carry over whole.
+  np.testing.assert_array_equal(new.rating_head.weights[0].numpy(),
+                                old.rating_head.weights[0].numpy())
+  np.testing.assert_array_equal(new.candidate_tower.out.kernel.numpy(),
+                                old.candidate_tower.out.kernel.numpy())
+  assert report.carried_rows == {features.USER_VOCAB: 2,
+                                 features.ITEM_VOCAB: 2}
+  assert report.new_rows == {features.USER_VOCAB: 1, features.ITEM_VOCAB: 1}
+  assert report.fresh == []
+  # Warm-started, the model scores the carried users as the old one did.
+  batch = toy_batch()
+  batch[features.transformed_name(features.USER_ID)] = tf.constant(
+      [2, 0, 0], tf.int64)  # u1, u2, u2 in the new vocabulary
+  old_batch = dict(batch)
+  old_batch[features.transformed_name(features.USER_ID)] = tf.constant(
+      [0, 1, 1], tf.int64)
+  old_batch[features.transformed_name(features.ITEM_ID)] = tf.constant(
+      [0, 1, 0], tf.int64)  # i1, i2, i1
+  batch[features.transformed_name(features.ITEM_ID)] = tf.constant(
+      [2, 1, 2], tf.int64)
+  old_batch[features.transformed_name(features.HISTORY)] = tf.constant(
+      [[-1, 1], [-1, -1], [0, 1]], tf.int64)
+  batch[features.transformed_name(features.HISTORY)] = tf.constant(
+      [[-1, 1], [-1, -1], [2, 1]], tf.int64)
+  for a, b in zip(new(batch), old(old_batch)):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_no_or_unreadable_base_trains_from_scratch(tmp_path):
+  model = _model(["u1"], ["i1"])
+  before = [w.numpy().copy() for w in model.weights]
+  vocabularies = {features.USER_VOCAB: ["u1"], features.ITEM_VOCAB: ["i1"]}
+  assert warm_start.maybe_warm_start(model, None, vocabularies) is None
+  broken = tmp_path / "broken"
+  (broken / "variables").mkdir(parents=True)
+  (broken / "variables" / "variables.index").write_bytes(b"not a checkpoint")
+  assert warm_start.maybe_warm_start(model, str(broken), vocabularies) is None
+  assert warm_start.maybe_warm_start(model, str(tmp_path / "missing"),
+                                     vocabularies) is None
+  for b, w in zip(before, model.weights):
+    np.testing.assert_array_equal(b, w.numpy())

@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 .PHONY: env demo test lint lock data clean bench-quality bench-serving \
-  bench-scale
+  bench-scale bench-continuous
 
 $(VENV)/.installed: requirements/lock.txt setup.py
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -55,6 +55,11 @@ bench-serving: env
 # Stage cost at 10K/100K/1M synthetic interactions: bench/results/scale.json.
 bench-scale: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/scale.py
+
+# Warm start vs from scratch over replayed periods, and the catalogue
+# refresh: bench/results/continuous.json and continuous.png.
+bench-continuous: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/continuous.py
 
 clean:
 	rm -rf outputs

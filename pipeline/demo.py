@@ -40,9 +40,9 @@ def evaluation_rows(pipeline_root: str) -> Tuple[List[Tuple], Optional[bool]]:
   blessing = _latest_output(pipeline_root, "Evaluator", "blessing")
   blessed = os.path.exists(os.path.join(blessing, "BLESSED"))
   rows = []
-  try:  # With a baseline, results are per model.
-    result = tfma.load_eval_result(evaluation, model_name=tfma.CANDIDATE_KEY)
-  except (ValueError, KeyError):
+  # With a baseline model, metrics are kept per model name.
+  result = tfma.load_eval_result(evaluation, model_name=tfma.CANDIDATE_KEY)
+  if not result.slicing_metrics:
     result = tfma.load_eval_result(evaluation)
   for slice_key, per_output in result.slicing_metrics:
     name = ", ".join(f"{k}={v}" for k, v in slice_key) or "overall"

@@ -13,7 +13,8 @@ _KEEP = re.compile(r"Component \w+ is (running|finished)|"
                    r"MovieLensExampleGen:|train step|trained \d+ steps|"
                    r"text tower|"
                    r"eval on|Model pushed|not blessed|Running movielens|"
-                   r"extracted to|Downloading ")
+                   r"extracted to|Downloading |warm start|replay:|"
+                   r"catalog refresh:")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

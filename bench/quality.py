@@ -162,9 +162,9 @@ def main(argv=None) -> int:
   data.fetch_movielens(config.data_dir)
   data.fetch_text_encoder(config.text_encoder_dir)
   local_runner.run(config)  # cached after the first run
-  examples = demo._latest_output(config.pipeline_root, "MovieLensExampleGen",
+  examples = demo.latest_output(config.pipeline_root, "MovieLensExampleGen",
                                  "examples")
-  tft_output = tft.TFTransformOutput(demo._latest_output(
+  tft_output = tft.TFTransformOutput(demo.latest_output(
       config.pipeline_root, "Transform", "transform_graph"))
   tft_layer = tft_output.transform_features_layer()
   split = lambda s: tf.io.gfile.glob(os.path.join(examples, f"Split-{s}", "*"))

@@ -323,7 +323,7 @@ def main(argv=None) -> int:
   base = os.path.join(os.path.abspath(args.output_dir), "serving",
                       contract.MODEL_NAME)
   model = local_model.load_latest(base)
-  real = model._loaded.item_vectors.numpy()[:-1]
+  real = model.loaded.item_vectors.numpy()[:-1]
   retrieval, bandwidth = bench_retrieval(
       real, [len(real) if s == "catalogue" else int(s)
              for s in args.sizes.split(",")], args.queries,

@@ -24,7 +24,7 @@ DEMO_USERS = (
 DEMO_QUERIES = ("Star Wars", "animated children's film", "scary horror movie")
 
 
-def _latest_output(pipeline_root: str, component: str, name: str) -> str:
+def latest_output(pipeline_root: str, component: str, name: str) -> str:
   dirs = glob.glob(os.path.join(pipeline_root, component, name, "*"))
   dirs = [d for d in dirs if os.path.basename(d).isdigit()]
   if not dirs:
@@ -36,8 +36,8 @@ def evaluation_rows(pipeline_root: str) -> Tuple[List[Tuple], Optional[bool]]:
   """(slice, output, metric, value) rows from the latest Evaluator run,
   and whether that run blessed the model."""
   import tensorflow_model_analysis as tfma
-  evaluation = _latest_output(pipeline_root, "Evaluator", "evaluation")
-  blessing = _latest_output(pipeline_root, "Evaluator", "blessing")
+  evaluation = latest_output(pipeline_root, "Evaluator", "evaluation")
+  blessing = latest_output(pipeline_root, "Evaluator", "blessing")
   blessed = os.path.exists(os.path.join(blessing, "BLESSED"))
   rows = []
   # With a baseline model, metrics are kept per model name.

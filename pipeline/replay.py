@@ -141,7 +141,7 @@ def recall_unseen(model_dir: str, log: Log, period: Period,
 
 
 def _latest(config: configs.PipelineConfig, component: str, name: str):
-  return demo._latest_output(config.pipeline_root, component, name)  # pylint: disable=protected-access
+  return demo.latest_output(config.pipeline_root, component, name)
 
 
 def run_period(config: configs.PipelineConfig, log: Log, period: Period

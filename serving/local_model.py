@@ -22,14 +22,14 @@ class PushedModel:
 
   def __init__(self, path: str):
     self.path = path
-    self._loaded = tf.saved_model.load(path)
+    self.loaded = tf.saved_model.load(path)
 
   def signature(self, name: str):
     try:
-      return self._loaded.signatures[name]
+      return self.loaded.signatures[name]
     except KeyError:
       raise KeyError(f"Unknown signature {name!r}; available: "
-                     f"{', '.join(sorted(self._loaded.signatures))}") from None
+                     f"{', '.join(sorted(self.loaded.signatures))}") from None
 
   @staticmethod
   def _user_batch(users: Sequence[Dict]) -> Dict[str, tf.Tensor]:

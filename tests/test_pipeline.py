@@ -67,7 +67,7 @@ def first_run(config):
 
 
 def _latest(config, component, output):
-  return demo._latest_output(config.pipeline_root, component, output)
+  return demo.latest_output(config.pipeline_root, component, output)
 
 
 def test_pipeline_pushes_a_blessed_model(first_run):
@@ -195,7 +195,7 @@ def test_cached_and_in_graph_text_paths_agree(first_run):
        "year": 1991, "genres": ["Drama"]},
   ]
   in_graph = model.embed_items(items)
-  cached = model._loaded.indexed_item_vectors(
+  cached = model.loaded.indexed_item_vectors(
       tf.constant(["1", "1682"])).numpy()
   np.testing.assert_allclose(in_graph, cached, atol=1e-4)
   # A brand-new item gets a unit vector from its text alone.
@@ -233,7 +233,7 @@ def test_warmup_records_cover_every_signature(first_run):
   logs = warmup.read_warmup(version_dir)
   loaded = local_model.PushedModel(version_dir)
   assert {l.predict_log.request.model_spec.signature_name for l in logs} == \
-      set(loaded._loaded.signatures)
+      set(loaded.loaded.signatures)
   # The local server replays them on load, as TF Serving does.
   assert server_lib.LoadedVersion(version_dir, 1).warmed_up == len(logs)
 
@@ -407,7 +407,7 @@ def test_catalog_refresh_serves_a_new_item_without_training(
   assert "1683" in found
   np.testing.assert_allclose(
       model.embed_items([new_item])[0],
-      model._loaded.indexed_item_vectors(tf.constant(["1683"])).numpy()[0],
+      model.loaded.indexed_item_vectors(tf.constant(["1683"])).numpy()[0],
       atol=1e-5)
   # Items already served keep their vectors' meaning: same top 10.
   old = local_model.PushedModel(os.path.join(

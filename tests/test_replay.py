@@ -1,0 +1,75 @@
+"""Replay's periods and the catalogue reader, on small fixtures (the
+pipeline test runs the real thing on MovieLens; bench/continuous.py replays
+it whole)."""
+import dataclasses
+
+import pytest
+from movielens_fixtures import write_recbole
+
+from pipeline import catalog_refresh
+from pipeline import configs
+from pipeline import replay
+
+ITEMS = [(1, "Heat", 1995, "Action Crime"), (2, "Casablanca", 1942, "Drama"),
+         (3, "Toy Story", 1995, "Animation")]
+USERS = [(1, 24, "M", "technician", "0"), (2, 30, "F", "writer", "0"),
+         (3, 40, "M", "doctor", "0")]
+
+
+@pytest.fixture
+def log_dir(tmp_path):
+  # Time 0..100: the initial window is 0..50; periods of 12.5. Nothing
+  # happens in (62.5, 75]: period 2 is empty. User 3 and item 3 arrive in
+  # period 3.
+  interactions = [(1, 1, 4, 0), (2, 2, 3, 20), (1, 2, 5, 50),
+                  (2, 1, 4, 55), (1, 3, 2, 60),
+                  (3, 3, 5, 80), (3, 1, 4, 85),
+                  (2, 3, 1, 100),
+                  b"not\ta\trow\n"]
+  return write_recbole(str(tmp_path / "log"), interactions, ITEMS, USERS)
+
+
+def test_periods_count_interactions_and_newcomers(log_dir):
+  log = replay.Log.read(log_dir)
+  assert len(log.timestamps) == 8  # the malformed row is not counted
+  periods = replay.periods(log, 4)
+  assert [(p.train_until, p.eval_until) for p in periods] == [
+      (50, 62), (62, 75), (75, 87), (87, 100)]
+  assert [p.interactions for p in periods] == [2, 0, 2, 1]
+  assert [p.new_users for p in periods] == [0, 0, 1, 0]
+  assert [p.new_items for p in periods] == [1, 0, 0, 0]
+  with pytest.raises(ValueError, match="periods >= 1"):
+    replay.periods(log, 0)
+
+
+def test_a_period_without_interactions_is_reported_and_skipped(
+    log_dir, monkeypatch, tmp_path):
+  ran = []
+
+  def run_period(config, log, period):  # stands in for a pipeline run
+    ran.append((period.period, config.train_until, config.train_steps))
+    return dict(steps=config.train_steps, train_seconds=1.0,
+                warm_started=False, blessed=True, pushed_version=None,
+                **{"recall@10": 0.1, "recall@100": 0.5})
+
+  monkeypatch.setattr(replay, "run_period",
+                      lambda c, l, p: run_period(
+                          dataclasses.replace(c, train_until=p.train_until),
+                          l, p))
+  config = configs.PipelineConfig(data_dir=log_dir,
+                                  output_dir=str(tmp_path / "out"),
+                                  train_steps=40)
+  rows = replay.replay(config, 4, warm_steps=10)
+  assert [r["period"] for r in rows if r.get("skipped")] == [2]
+  # Nothing was pushed, so no run had a model to warm-start from.
+  assert ran == [(1, 50, 40), (3, 75, 40), (4, 87, 40)]
+  table = replay.format_rows(rows)
+  assert "no interactions: skipped" in table
+
+
+def test_catalogue_rows_without_title_or_genres_are_rejected(tmp_path):
+  items = ITEMS + [(4, " ", 1999, "Drama"), (5, "No Genre", 1999, "")]
+  folder = write_recbole(str(tmp_path / "d"), [(1, 1, 4, 0)], items, USERS)
+  parsed, rejected = catalog_refresh.read_items(folder)
+  assert [i.item_id for i in parsed] == ["1", "2", "3"]
+  assert [reason for reason, _ in rejected] == ["no title", "no genre"]

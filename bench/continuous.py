@@ -81,13 +81,16 @@ def plot(periods, path: str) -> None:
   runs = [p for p in periods if not p.get("skipped")]
   x = [p["period"] for p in runs]
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-  for name, marker in (("warm", "o"), ("scratch", "s")):
-    for k, style in (("recall@100", "-"), ("recall@10", "--")):
-      left.plot(x, [p[name][k] for p in runs], style, marker=marker,
+  for name, color in (("warm", "tab:blue"), ("scratch", "tab:orange")):
+    for k, style in (("recall@100", "-o"), ("recall@10", "--s")):
+      left.plot(x, [p[name][k] for p in runs], style, color=color,
                 label=f"{name} {k}")
     right.bar([v + (-0.2 if name == "warm" else 0.2) for v in x],
               [p[name]["train_seconds"] for p in runs], width=0.4,
+              color=color,
               label=f"{name} ({runs[-1][name]['steps']} steps)")
+  for axis in (left, right):
+    axis.set_xticks(x)
   left.set(xlabel="period", ylabel="recall (seen items excluded)",
            title="Retrieval on each new period")
   right.set(xlabel="period", ylabel="train seconds", title="Training cost")

@@ -2,7 +2,9 @@
 
 The exported `evaluate` signature returns, per eval interaction, the predicted
 rating and whether the rated item is in the user's top 100 of the whole
-catalogue. Averaged over the time-split eval set the latter is recall@100.
+catalogue, the items in the user's history excluded (as `recommend_unseen`
+serves them). Averaged over the time-split eval set the latter is
+recall@100.
 A model is blessed only if recall@100 and rating RMSE clear their absolute
 floors and, when a model is already serving (the latest blessed one, the
 `baseline`), are no worse than that model's on the same eval data by more

@@ -50,7 +50,7 @@ TITLES = "titles"
 SCORES = "scores"
 VECTORS = "vectors"  # embed_items: [B, d]
 # evaluate (read by TFMA): predicted rating and whether the rated item is in
-# the top EVAL_TOP_K of the catalogue.
+# the top EVAL_TOP_K of the catalogue, seen (history) items excluded.
 EVAL_RATING = "rating"
 EVAL_HIT = "hit_at_100"
 EVAL_TOP_K = 100

@@ -269,14 +269,16 @@ class RecommenderModule(tf.Module):
   @tf.function(input_signature=[contract.EXAMPLES_INPUT])
   def evaluate(self, examples):
     """For TFMA: predicted rating, and whether the rated item is in the
-    top EVAL_TOP_K."""
+    top EVAL_TOP_K of what `recommend_unseen` returns for the example's user
+    (the items in its history excluded: a user does not re-rate a movie)."""
     query, rating = self.towers.score_examples(examples)
-    _, top = self.index(query)
-    item_id = tf.io.parse_example(examples, {
-        features.ITEM_ID: features.raw_feature_spec()[features.ITEM_ID]})[
-            features.ITEM_ID]
-    top = top[:, :contract.EVAL_TOP_K]
-    hit = tf.reduce_any(tf.equal(top, item_id), axis=1)
+    spec = features.raw_feature_spec()
+    parsed = tf.io.parse_example(examples, {
+        key: spec[key] for key in (features.ITEM_ID, features.HISTORY)})
+    seen = tf.sparse.to_dense(parsed[features.HISTORY], default_value="")
+    top = self._top_k(query, tf.constant(contract.EVAL_TOP_K), exclude=seen)
+    hit = tf.reduce_any(
+        tf.equal(top[contract.ITEM_IDS], parsed[features.ITEM_ID]), axis=1)
     return {contract.EVAL_RATING: rating,
             contract.EVAL_HIT: tf.cast(hit, tf.float32)}
 

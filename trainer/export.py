@@ -216,15 +216,33 @@ class RecommenderModule(tf.Module):
     return self._select(*self._search_candidates(query), k)
 
   def _search_candidates(self, query):
-    """The query's candidates from the shared index (learned text tower),
-    re-scored with the direct match between the query's and each item's
-    frozen BERT vectors: the tower knows what people watch, the direct match
-    knows what the words say (genres, titles)."""
+    """Candidates for a text query, and their scores [B, 2 * depth].
+
+    They come from two places: the shared index searched with the learned
+    text tower (what people watch) and the catalogue's closest item texts by
+    the direct match of frozen BERT vectors (what the words say; this also
+    finds items too new for the tower to place well, e.g. right after a
+    catalogue refresh). Every candidate gets the same score: tower score +
+    text_match_weight * direct match; an item found both ways counts once.
+    """
     encoded = self.towers.encode_text(query)
-    scores, ids = self.index(self.towers.text_query(encoded))
+    text_query = self.towers.text_query(encoded)
+    _, from_index = self.index(text_query)
+    catalogue_text = self.item_text_vectors[:-1]
+    _, rows = tf.math.top_k(
+        tf.matmul(encoded, catalogue_text, transpose_b=True),
+        k=tf.minimum(tf.shape(from_index)[1], tf.shape(catalogue_text)[0]))
+    from_text = tf.gather(self.catalog_ids, rows)
+    twice = tf.reduce_any(tf.equal(from_text[:, :, tf.newaxis],
+                                   from_index[:, tf.newaxis, :]), axis=-1)
+    ids = tf.concat([from_index, from_text], axis=1)
     item_text = tf.gather(self.item_text_vectors, self.rows.lookup(ids))
-    match = tf.einsum("bd,bkd->bk", encoded, item_text)
-    return scores + self.text_match_weight * match, ids
+    scores = (tf.einsum("bd,bkd->bk", text_query,
+                        self.indexed_item_vectors(ids)) +
+              self.text_match_weight *
+              tf.einsum("bd,bkd->bk", encoded, item_text))
+    dropped = tf.concat([tf.zeros_like(twice), twice], axis=1)
+    return tf.where(dropped, tf.constant(-1e9, scores.dtype), scores), ids
 
   @tf.function(input_signature=[contract.QUERY_INPUT,
                                 *contract.USER_INPUTS.values(),

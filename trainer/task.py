@@ -252,9 +252,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     fine_tuned = (states, FineTunedTop(encoder.encoder, layers)) if layers \
         else None
     model = build_model(config, tft_output, catalog, fine_tuned)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     warm = start_from_base(model, train, tft_output, catalog,
                            fn_args.base_model if config.warm_start else None)
+    model.compile(optimizer=tf.keras.optimizers.Adam(
+        config.warm_start_learning_rate if warm else config.learning_rate))
   seconds = fit(model, train, fn_args.train_steps, config,
                 fn_args.model_run_dir)
   if not is_chief():

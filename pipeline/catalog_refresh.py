@@ -44,18 +44,8 @@ class RefreshResult:
 def read_items(data_dir: str) -> Tuple[List[layouts.Item],
                                        List[Tuple[str, str]]]:
   """The catalogue file of data_dir's layout: (items, [(reason, row)])."""
-  table = layouts.detect_layout(data_dir).items
-  items, rejected = [], []
-  with tf.io.gfile.GFile(os.path.join(data_dir, table.filename), "rb") as f:
-    lines = f.read().splitlines()[table.header_lines:]
-  for line in lines:
-    if not line.strip():
-      continue
-    try:
-      items.append(table.parse(line))
-    except layouts.RowError as e:
-      rejected.append((str(e), line.decode("utf-8", "replace")))
-  return items, rejected
+  return layouts.read_rows(data_dir, layouts.detect_layout(data_dir).items,
+                           tf.io.gfile.GFile)
 
 
 def _columns(items: List[layouts.Item]) -> Dict[str, tf.Tensor]:

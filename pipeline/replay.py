@@ -62,15 +62,7 @@ class Log:
 
 
 def _parse(data_dir: str, table: layouts.Table) -> list:
-  with tf.io.gfile.GFile(os.path.join(data_dir, table.filename), "rb") as f:
-    lines = f.read().splitlines()[table.header_lines:]
-  out = []
-  for line in lines:
-    try:
-      out.append(table.parse(line))
-    except layouts.RowError:
-      continue
-  return out
+  return layouts.read_rows(data_dir, table, tf.io.gfile.GFile)[0]
 
 
 def periods(log: Log, count: int, initial_fraction: float = 0.5

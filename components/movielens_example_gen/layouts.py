@@ -226,6 +226,26 @@ LAYOUTS = {
 }
 
 
+def read_rows(data_dir: str, table: Table, open_file: Callable = open
+              ) -> Tuple[list, List[Tuple[str, str]]]:
+  """One table parsed outside Beam (replay, catalogue refresh): (rows,
+  [(reason, raw row)] for each malformed line); blank lines are skipped.
+
+  open_file: opens a path for binary reading (tf.io.gfile.GFile for GCS).
+  """
+  with open_file(os.path.join(data_dir, table.filename), "rb") as f:
+    lines = f.read().splitlines()[table.header_lines:]
+  rows, rejected = [], []
+  for line in lines:
+    if not line.strip():
+      continue
+    try:
+      rows.append(table.parse(line))
+    except RowError as e:
+      rejected.append((str(e), line.decode("utf-8", "replace")))
+  return rows, rejected
+
+
 def detect_layout(data_dir: str, exists: Optional[Callable[[str], bool]] = None
                   ) -> Layout:
   """Picks the layout whose interaction file is present in `data_dir`."""

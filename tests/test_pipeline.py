@@ -54,9 +54,9 @@ def config(sliced_data, text_encoder_dir, tmp_path_factory):
       # Not the default 50: Transform and the export's exclusion margin must
       # follow the flag.
       max_history=MAX_HISTORY,
-      # A strong taste weight, so personalized_search's effect is visible
-      # after so few steps (the default is milder).
-      trainer=TrainerConfig(batch_size=256, search_personalization=3.0),
+      # A stronger taste weight than the default, so personalized_search's
+      # effect is plain to see.
+      trainer=TrainerConfig(batch_size=256, search_personalization=1.0),
       min_recall_at_100=0.05, max_rmse=2.0, beam_workers=2)
 
 

@@ -48,8 +48,9 @@ class TrainerConfig:
   # 4.0: the best of 0/0.5/1/2/4 on genre queries disjoint from the
   # benchmark's (bench/quality.py VALIDATION_GENRE_QUERIES).
   search_text_match: float = 4.0
-  # personalized_search: search score + this * the user's cosine.
-  search_personalization: float = 0.3
+  # personalized_search: search score + this * the user's cosine, both
+  # standardised over the query's candidates (see RecommenderModule).
+  search_personalization: float = 0.5
   # Share of training candidates whose id is hidden (cold-start training).
   item_id_dropout: float = 0.2
   # Start from the latest blessed model's weights when the pipeline hands one

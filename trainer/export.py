@@ -37,6 +37,16 @@ def dense_to_sparse_ids(ids: tf.Tensor) -> tf.SparseTensor:
   return tf.ragged.boolean_mask(ids, tf.not_equal(ids, "")).to_sparse()
 
 
+def _moments(values: tf.Tensor, valid: tf.Tensor):
+  """Mean and standard deviation per row over the `valid` entries, [B, 1]."""
+  weight = tf.cast(valid, values.dtype)
+  count = tf.maximum(tf.reduce_sum(weight, -1, keepdims=True), 1.0)
+  mean = tf.reduce_sum(values * weight, -1, keepdims=True) / count
+  var = tf.reduce_sum(tf.square(values - mean) * weight, -1,
+                      keepdims=True) / count
+  return mean, tf.sqrt(var)
+
+
 class Towers(tf.Module):
   """The trained model as functions of raw request fields.
 
@@ -251,12 +261,21 @@ class RecommenderModule(tf.Module):
                           history_item_ids, k):
     """`search` for one user: the text query picks the candidates from the
     shared index (what matches), the user's taste re-orders them:
-    score = search score + personalization_weight * user cosine. Relevance
-    stays with the text; among the items that match, the user's come first.
-    Empty user fields make this `search` with an average user's tilt."""
+    score = search score + personalization_weight * taste, where taste is
+    the user's cosine standardised over the candidates and put on the search
+    scores' scale: the weight says how many spreads of search score one
+    spread of taste is worth, whatever the training length made the raw
+    cosines' range (a briefly trained model's cosines barely differ, and a
+    raw weight then re-ordered nothing). Relevance stays with the text; among
+    the items that match, the user's come first. Empty user fields make this
+    `search` with an average user's tilt."""
     scores, ids = self._search_candidates(query)
     user = self._query(user_id, age, gender, occupation, history_item_ids)
     taste = tf.einsum("bd,bkd->bk", user, self.indexed_item_vectors(ids))
+    valid = scores > -1e8  # not a duplicate candidate
+    taste_mean, taste_spread = _moments(taste, valid)
+    _, score_spread = _moments(scores, valid)
+    taste = (taste - taste_mean) / (taste_spread + 1e-6) * score_spread
     return self._select(scores + self.personalization_weight * taste, ids, k)
 
   @tf.function(input_signature=[*contract.ITEM_INPUTS.values()])

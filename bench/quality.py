@@ -1,12 +1,16 @@
-"""`make bench-quality`: side-by-side retrieval quality on the temporal split.
+"""`make bench-quality`: our model against its peers on the temporal split.
 
-Runs the pipeline up to Transform (cached after the first time), then trains
-and evaluates every row in this one process on the same split:
-  popularity, tfrs_tutorial (id-only two towers, 32-d, the TFRS tutorial
-  architecture), full, no_text, no_history, and the cold-start slice (eval
-  interactions whose item never occurs in training) for full and the tutorial;
-plus search sanity rows. Prints a table, writes bench/results/quality.json and
-bench/results/quality_recall.png.
+Runs the pipeline up to Transform (cached after the first time), then, in
+this one process and on the same split, trains and evaluates:
+  peers: popularity, the TFRS tutorial model (id-only two towers), EASE and
+    SASRec (bench/peers.py);
+  ours: full (the default model), its ablations (no_text, no_history, the
+    other history encoder) and the cold-start slice (eval interactions whose
+    item never occurs in training);
+plus search, personalised-search and explanation rows. Every metric follows
+bench/protocol.py: seen items excluded, hyperparameters chosen on a
+validation window at the end of the training period. Prints a table, writes
+bench/results/quality.json and bench/results/quality_recall.png.
 """
 import argparse
 import dataclasses
@@ -14,7 +18,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -23,6 +27,9 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_recommenders as tfrs  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
+from bench import peers  # noqa: E402
+from bench import protocol  # noqa: E402
+from bench.protocol import KS  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline import data  # noqa: E402
 from pipeline import demo  # noqa: E402
@@ -36,17 +43,15 @@ from trainer.config import TrainerConfig  # noqa: E402
 from trainer.text_tower import TextEncoder  # noqa: E402
 
 _xf = features.transformed_name
-KS = (10, 50, 100)
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
-
-def dataset(files: List[str], tft_layer, batch: int, repeat: bool):
-  ds = tf.data.TFRecordDataset(files, "GZIP")
-  if repeat:
-    ds = ds.shuffle(20000, seed=1).repeat()
-  return (ds.batch(batch, drop_remainder=repeat)
-          .map(lambda x: tf.io.parse_example(x, features.raw_feature_spec()))
-          .map(tft_layer).prefetch(2))
+# Candidate hyperparameters, each judged on the validation window.
+EASE_L2 = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
+SASREC_GRID = ({"dropout": 0.2, "learning_rate": 0.001},
+               {"dropout": 0.2, "learning_rate": 0.003},
+               {"dropout": 0.5, "learning_rate": 0.003})
+HISTORY_ENCODERS = ("gru", "attention")
+# The validation metric that picks each model's hyperparameters.
+SELECT_BY = "recall@10"
 
 
 class TutorialModel(tfrs.models.Model):
@@ -132,18 +137,125 @@ def personalized_search_row(module, eval_batch, genres, row_of, weight,
           "users": users, "personalization_weight": weight}
 
 
-def ranking_metrics(top: np.ndarray, truth: np.ndarray, n_items: int
-                    ) -> Dict[str, float]:
-  """top [N, 100] catalogue rows, truth [N] row of the rated item (-1 none)."""
-  hits = top == truth[:, None]
-  rank = np.where(hits.any(1), hits.argmax(1) + 1, 0)
-  out = {f"recall@{k}": float(((rank > 0) & (rank <= k)).mean()) for k in KS}
-  out["ndcg@10"] = float(np.where((rank > 0) & (rank <= 10),
-                                  1.0 / np.log2(rank + 1), 0.0).mean())
-  out["mrr"] = float(np.where(rank > 0, 1.0 / np.maximum(rank, 1), 0).mean())
-  out["coverage@10"] = float(len(np.unique(top[:, :10])) / n_items)
-  out["examples"] = int(len(truth))
-  return out
+@dataclasses.dataclass
+class Bench:
+  """What every row trains and scores against."""
+  tft_output: tft.TFTransformOutput
+  catalog: Dict[str, tf.Tensor]
+  items: catalog_lib.Catalog
+  text_vectors: np.ndarray
+  steps: int
+  batch_size: int
+
+  @property
+  def num_items(self) -> int:
+    return len(self.text_vectors)
+
+  def fit(self, model, dataset) -> Dict:
+    """Trains `steps` steps; wall seconds and steady-state examples/s."""
+    clock = StepClock(self.steps)
+    start = time.time()
+    model.fit(dataset, steps_per_epoch=self.steps, epochs=1, verbose=0,
+              callbacks=[clock])
+    return {"train_seconds": round(time.time() - start, 1),
+            "examples_per_second": round(
+                clock.examples_per_second(self.batch_size), 1)}
+
+
+# Each family: run(bench, params, train, queries, seen) -> {"scores": [n, N],
+# and optionally "rmse", "train_seconds", "examples_per_second", "model"}.
+
+def run_popularity(bench, params, train, queries, seen):
+  counts = np.bincount(train.items[train.items >= 0],
+                       minlength=bench.num_items).astype(np.float32)
+  return {"scores": np.tile(counts, (len(queries), 1)), "train_seconds": 0.0}
+
+
+def run_ease(bench, params, train, queries, seen):
+  start = time.time()
+  users = {u: i for i, u in enumerate(np.unique(train.users))}
+  matrix = np.zeros((len(users), bench.num_items), np.float32)
+  known = train.items >= 0
+  matrix[[users[u] for u in train.users[known]], train.items[known]] = 1.0
+  weights = peers.ease_weights(matrix, params["l2"])
+  seconds = round(time.time() - start, 1)
+  # A user's row is everything they rated before the query.
+  return {"scores": seen @ weights, "train_seconds": seconds}
+
+
+def _sequences(bench, interactions):
+  histories = [np.where(h >= 0, h, bench.num_items)
+               for h in interactions.histories]
+  return peers.right_aligned(histories, features.MAX_HISTORY,
+                             bench.num_items)
+
+
+def run_sasrec(bench, params, train, queries, seen):
+  tf.keras.utils.set_random_seed(1)
+  model = peers.SASRec(bench.num_items, max_len=features.MAX_HISTORY,
+                       dropout=params["dropout"])
+  model.compile(optimizer=tf.keras.optimizers.Adam(params["learning_rate"]))
+  known = train.items >= 0
+  timing = bench.fit(model, peers.sasrec_batches(
+      _sequences(bench, train)[known], train.items[known].astype(np.int32),
+      bench.batch_size))
+  return {"scores": model.score(_sequences(bench, queries)), **timing}
+
+
+def run_tutorial(bench, params, train, queries, seen):
+  tft_layer = bench.tft_output.transform_features_layer()
+  model = TutorialModel(
+      bench.tft_output.vocabulary_size_by_name(features.USER_VOCAB),
+      bench.tft_output.vocabulary_size_by_name(features.ITEM_VOCAB))
+  model.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
+  timing = bench.fit(model, train.training_dataset(tft_layer,
+                                                   bench.batch_size))
+  candidates = model.candidates(tft_layer(features.complete_raw_features(
+      bench.catalog, bench.num_items))).numpy()
+  query = np.concatenate([model.query(tft_layer(b)).numpy()
+                          for b in queries.raw_batches()])
+  return {"scores": query @ candidates.T, **timing}
+
+
+def run_ours(bench, params, train, queries, seen):
+  tf.keras.utils.set_random_seed(1)
+  tft_layer = bench.tft_output.transform_features_layer()
+  config = dataclasses.replace(params["config"], batch_size=bench.batch_size)
+  model = task.build_model(config, bench.tft_output, bench.items)
+  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  timing = bench.fit(model, train.training_dataset(tft_layer,
+                                                   bench.batch_size))
+  candidates = task.candidate_vectors(model, tft_layer, bench.catalog,
+                                      bench.text_vectors)[:-1]
+  query, ratings = [], []
+  for b in queries.raw_batches():
+    q, _, r = model(model.with_text(tft_layer(b)))
+    query.append(q.numpy())
+    ratings.append(r.numpy())
+  rmse = float(np.sqrt(np.mean((np.concatenate(ratings) -
+                                queries.ratings) ** 2)))
+  return {"scores": np.concatenate(query) @ candidates.T, "rmse": rmse,
+          "model": model, **timing}
+
+
+def choose(bench, run: Callable, grid: List[Dict], fit, validation,
+           seen, log: List[Dict], family: str) -> Dict:
+  """The grid point with the best validation SELECT_BY (one point: no
+  search)."""
+  if len(grid) == 1:
+    return grid[0]
+  best, best_value = None, -1.0
+  for params in grid:
+    metrics = protocol.evaluate(run(bench, params, fit, validation,
+                                    seen)["scores"], validation, seen)
+    shown = {k: (v.history_encoder if isinstance(v, TrainerConfig) else v)
+             for k, v in params.items()}
+    log.append({"family": family, "params": shown, **metrics})
+    print(f"  validation {family} {shown}: {SELECT_BY} "
+          f"{metrics[SELECT_BY]:.4f}", flush=True)
+    if metrics[SELECT_BY] > best_value:
+      best, best_value = params, metrics[SELECT_BY]
+  return best
 
 
 def main(argv=None) -> int:
@@ -166,102 +278,83 @@ def main(argv=None) -> int:
                                  "examples")
   tft_output = tft.TFTransformOutput(demo.latest_output(
       config.pipeline_root, "Transform", "transform_graph"))
-  tft_layer = tft_output.transform_features_layer()
   split = lambda s: tf.io.gfile.glob(os.path.join(examples, f"Split-{s}", "*"))
   catalog = item_embeddings.read_catalog(
       os.path.join(examples, "Split-items", "*"))
   ids = [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
   row_of = {item: i for i, item in enumerate(ids)}
 
-  eval_raw = [tf.io.parse_example(b, features.raw_feature_spec()) for b in
-              tf.data.TFRecordDataset(split("eval"), "GZIP").batch(4096)]
-  eval_items = np.concatenate([b[features.ITEM_ID].numpy().reshape(-1)
-                               for b in eval_raw])
-  eval_ratings = np.concatenate([b[features.RATING].numpy().reshape(-1)
-                                 for b in eval_raw])
-  truth = np.array([row_of.get(i.decode(), -1) for i in eval_items])
-  train_counts = np.zeros(len(ids))
-  for b in tf.data.TFRecordDataset(split("train"), "GZIP").batch(8192):
-    spec = {features.ITEM_ID: features.raw_feature_spec()[features.ITEM_ID]}
-    for i in tf.io.parse_example(b, spec)[features.ITEM_ID].numpy().reshape(
-        -1):
-      train_counts[row_of[i.decode()]] += 1
-  cold = train_counts[np.maximum(truth, 0)] == 0
+  train = protocol.Interactions.read(split("train"), row_of)
+  test = protocol.Interactions.read(split("eval"), row_of)
+  cut = protocol.validation_cut(train)
+  fit = train.subset(train.timestamps < cut)
+  validation = train.subset(train.timestamps >= cut)
+  seen_validation = protocol.seen_before(fit, validation, len(ids))
+  seen_test = protocol.seen_before(train, test, len(ids))
+  train_counts = np.bincount(train.items, minlength=len(ids))
+  cold = train_counts[np.maximum(test.items, 0)] == 0
+  print(f"fit {len(fit)}, validation {len(validation)} (from "
+        f"{time.strftime('%Y-%m-%d', time.gmtime(cut))}), eval {len(test)} "
+        f"interactions ({int(cold.sum())} of cold items)", flush=True)
 
   encoder = TextEncoder(config.text_encoder_dir)
   vectors = item_embeddings.encode_catalog(encoder, catalog)
-  text_vectors = vectors["item_text"]
-  items = catalog_lib.Catalog(raw=catalog,
-                              vocabulary=catalog_lib.item_vocabulary(tft_output),
-                              text=vectors)
-  rows = []
-
-  def record(name, top, timing, rmse=None, mask=None):
-    m = mask if mask is not None else np.ones(len(truth), bool)
-    seconds, per_second = timing
-    r = dict(name=name, **ranking_metrics(top[m], truth[m], len(ids)),
-             rmse=rmse, train_seconds=round(seconds, 1),
-             examples_per_second=round(per_second, 1) if per_second else None)
-    rows.append(r)
-    print(f"{name:<26} recall@100 {r['recall@100']:.4f}", flush=True)
-
-  pop_top = np.tile(np.argsort(-train_counts)[:100], (len(truth), 1))
-  record("popularity", pop_top, (0.0, None))
-
-  def fit(model):
-    clock = StepClock(args.steps)
-    start = time.time()
-    model.fit(dataset(split("train"), tft_layer, args.batch_size, True),
-              steps_per_epoch=args.steps, epochs=1, verbose=0,
-              callbacks=[clock])
-    return time.time() - start, clock.examples_per_second(args.batch_size)
+  bench = Bench(tft_output, catalog, catalog_lib.Catalog(
+      raw=catalog, vocabulary=catalog_lib.item_vocabulary(tft_output),
+      text=vectors), vectors["item_text"], args.steps, args.batch_size)
 
   # Untimed warm-up: the first model a process trains pays one-off costs
   # (~50 s here) that are not part of any epoch.
   warm = task.build_model(TrainerConfig(batch_size=args.batch_size),
-                          tft_output, items)
+                          tft_output, bench.items)
   warm.compile(optimizer=tf.keras.optimizers.Adam(0.01))
-  warm.fit(dataset(split("train"), tft_layer, args.batch_size, True),
-           steps_per_epoch=30, epochs=1, verbose=0)
+  warm.fit(fit.training_dataset(tft_output.transform_features_layer(),
+                                args.batch_size), steps_per_epoch=30,
+           epochs=1, verbose=0)
 
-  def top100(queries: np.ndarray, cands: np.ndarray) -> np.ndarray:
-    return np.argsort(-(queries @ cands.T), axis=1)[:, :100]
+  rows, validation_log = [], []
 
-  # TFRS tutorial.
-  tut = TutorialModel(tft_output.vocabulary_size_by_name(features.USER_VOCAB),
-                      tft_output.vocabulary_size_by_name(features.ITEM_VOCAB))
-  tut.compile(optimizer=tf.keras.optimizers.Adagrad(0.1))
-  seconds = fit(tut)
-  cat_t = tft_layer(features.complete_raw_features(catalog, len(ids)))
-  cands = tut.candidates(cat_t).numpy()
-  q = np.concatenate([tut.query(tft_layer(b)).numpy() for b in eval_raw])
-  top = top100(q, cands)
-  record("tfrs_tutorial", top, seconds)
-  tutorial_top, tutorial_seconds = top, seconds
+  def record(name, result, params, mask=None):
+    shown = {k: (dataclasses.asdict(v) if isinstance(v, TrainerConfig) else v)
+             for k, v in params.items()}
+    row = {"name": name, **protocol.evaluate(result["scores"], test,
+                                             seen_test, mask),
+           "rmse": result.get("rmse"),
+           "train_seconds": result.get("train_seconds"),
+           "examples_per_second": result.get("examples_per_second"),
+           "params": shown}
+    rows.append(row)
+    print(f"{name:<26} recall@10 {row['recall@10']:.4f}  recall@100 "
+          f"{row['recall@100']:.4f}", flush=True)
+    return row
 
-  variants = {"full": TrainerConfig(),
-              "no_text": TrainerConfig(use_text=False),
-              "no_history": TrainerConfig(use_history=False)}
-  for name, cfg in variants.items():
-    cfg = dataclasses.replace(cfg, batch_size=args.batch_size)
-    model = task.build_model(cfg, tft_output, items)
-    model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate))
-    seconds = fit(model)
-    cands = task.candidate_vectors(model, tft_layer, catalog,
-                                   text_vectors)[:-1]
-    qs, preds = [], []
-    for b in eval_raw:
-      t = model.with_text(tft_layer(b))
-      query, _, rating = model(t)
-      qs.append(query.numpy())
-      preds.append(rating.numpy())
-    top = top100(np.concatenate(qs), cands)
-    rmse = float(np.sqrt(np.mean((np.concatenate(preds) - eval_ratings) ** 2)))
-    record(name, top, seconds, rmse)
-    if name == "full":
-      record("full_cold_start", top, seconds, rmse, mask=cold)
-      full_model = model
-  record("tfrs_tutorial_cold_start", tutorial_top, tutorial_seconds, mask=cold)
+  default = TrainerConfig()
+  families = [
+      ("popularity", run_popularity, [{}]),
+      ("tfrs_tutorial", run_tutorial, [{}]),
+      ("ease", run_ease, [{"l2": l2} for l2 in EASE_L2]),
+      ("sasrec", run_sasrec, list(SASREC_GRID)),
+      ("full", run_ours, [{"config": dataclasses.replace(
+          default, history_encoder=e)} for e in HISTORY_ENCODERS]),
+  ]
+  results = {}
+  for name, run, grid in families:
+    params = choose(bench, run, grid, fit, validation, seen_validation,
+                    validation_log, name)
+    results[name] = run(bench, params, train, test, seen_test)
+    record(name, results[name], params)
+    if name in ("tfrs_tutorial", "full"):
+      record(name + "_cold_start", results[name], params, mask=cold)
+  chosen = rows[-2]["params"]["config"]
+  full_model = results["full"]["model"]
+  other = [e for e in HISTORY_ENCODERS if e != chosen["history_encoder"]][0]
+  for name, change in (("no_text", {"use_text": False}),
+                       ("no_history", {"use_history": False}),
+                       (f"full_{other}", {"history_encoder": other})):
+    params = {"config": dataclasses.replace(TrainerConfig(**chosen),
+                                            **change)}
+    results[name] = run_ours(bench, params, train, test, seen_test)
+    record(name, results[name], params)
   speed = {r["name"]: r["examples_per_second"] for r in rows
            if r.get("examples_per_second")}
   rows.append({"name": "text_tower_cost",
@@ -269,24 +362,40 @@ def main(argv=None) -> int:
                "vs_tfrs_tutorial": round(speed["tfrs_tutorial"] /
                                          speed["full"], 2),
                "measure": "steady-state time per epoch, ratio"})
+  rows.extend(search_rows(bench, full_model, encoder, row_of, test))
 
-  # Search sanity, through the exported search logic itself (brute-force
-  # index): exact titles and genre queries; also with the direct text match
-  # off, to show what each half does.
+  os.makedirs(RESULTS, exist_ok=True)
+  with open(os.path.join(RESULTS, "quality.json"), "w") as f:
+    json.dump(rows + [{"name": "validation", "select_by": SELECT_BY,
+                       "window_start": cut, "runs": validation_log}],
+              f, indent=1)
+  print_table(rows)
+  plot(rows, os.path.join(RESULTS, "quality_recall.png"))
+  return 0
+
+
+def search_rows(bench, full_model, encoder, row_of, test) -> List[Dict]:
+  """Search sanity, through the exported search logic itself (brute-force
+  index): exact titles and genre queries; also with the direct text match
+  off, to show what each half does; and personalised search."""
+  tft_layer = bench.tft_output.transform_features_layer()
+  catalog = bench.catalog
   vectors_with_oov = task.candidate_vectors(full_model, tft_layer, catalog,
-                                            text_vectors)
+                                            bench.text_vectors)
   item_ids = catalog[features.ITEM_ID].numpy().reshape(-1)
   titles = catalog[features.TITLE].numpy().reshape(-1)
   genres = tf.sparse.to_dense(catalog[features.GENRES], "").numpy()
   default = TrainerConfig()
+  rows = []
   for suffix, match in (("", default.search_text_match), ("_tower_only", 0.0)):
     module = export.RecommenderModule(
         export.Towers(full_model, tft_layer, encoder), item_ids=item_ids,
         titles=titles,
         item_vectors=vectors_with_oov, max_k=100,
         index=export.make_index("brute_force", vectors_with_oov[:-1],
-                                item_ids, 100, task.history_width(tft_output)),
-        item_text_vectors=text_vectors, text_match_weight=match,
+                                item_ids, 100,
+                                task.history_width(bench.tft_output)),
+        item_text_vectors=bench.text_vectors, text_match_weight=match,
         personalization_weight=default.search_personalization)
     if not suffix:
       default_module = module
@@ -296,7 +405,7 @@ def main(argv=None) -> int:
         for i in range(0, len(titles), 256)])
     hits = (found == item_ids[:, None]).any(1)
     rows.append({"name": "search_title" + suffix, "hit@10": float(hits.mean()),
-                 "queries": len(ids), "text_match_weight": match})
+                 "queries": len(item_ids), "text_match_weight": match})
     for name, queries in (
         ("search_genre", GENRE_QUERIES),
         ("search_genre_validation", VALIDATION_GENRE_QUERIES)):
@@ -308,20 +417,16 @@ def main(argv=None) -> int:
       rows.append({"name": name + suffix,
                    "precision@10": float(np.mean(precision)),
                    "queries": len(queries), "text_match_weight": match})
-  rows.append(personalized_search_row(default_module, eval_raw[0], genres,
+  first = next(test.raw_batches(4096))
+  rows.append(personalized_search_row(default_module, first, genres,
                                       row_of, default.search_personalization))
-
-  os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, "quality.json"), "w") as f:
-    json.dump(rows, f, indent=1)
-  print_table(rows)
-  plot(rows, os.path.join(RESULTS, "quality_recall.png"))
-  return 0
+  return rows
 
 
 def print_table(rows: List[Dict]) -> None:
   cols = ["recall@10", "recall@50", "recall@100", "ndcg@10", "mrr",
-          "coverage@10", "rmse", "train_seconds", "examples_per_second"]
+          "coverage@10", "recall@100_seen_included", "rmse", "train_seconds",
+          "examples_per_second"]
   widths = [max(12, len(c)) + 1 for c in cols]
   print(f"\n{'name':<26}" + "".join(f"{c:>{w}}" for c, w in zip(cols, widths)))
   for r in rows:
@@ -336,7 +441,7 @@ def print_table(rows: List[Dict]) -> None:
     if "recall@10" not in r:
       print(f"{r['name']:<26} " + ", ".join(
           f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
-          for k, v in r.items() if k != "name"))
+          for k, v in r.items() if k not in ("name", "params")))
 
 
 def plot(rows: List[Dict], path: str) -> None:

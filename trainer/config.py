@@ -27,6 +27,9 @@ class TrainerConfig:
   ranking_weight: float = 0.5
   # How many of the most recent history items the user tower pools.
   history_length: int = 20
+  # Short-term encoder over those items: "gru" or "attention" (a SASRec
+  # block read at the newest item).
+  history_encoder: str = "gru"
   use_history: bool = True
   # Frozen pretrained BERT text vectors of items (+ a trained projection).
   use_text: bool = True

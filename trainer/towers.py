@@ -86,11 +86,46 @@ class ItemRepresentation(tf.keras.layers.Layer):
     return x
 
 
+class AttentionEncoder(tf.keras.layers.Layer):
+  """Self-attention over the recent items (newest last) -> [B, d].
+
+  SASRec's block (Kang & McAuley 2018), read at the newest position: learned
+  position embeddings, pre-norm multi-head attention over the valid items,
+  a point-wise feed-forward, residuals. Unlike a GRU it can look back to any
+  recent item directly, whatever lies between.
+  """
+
+  def __init__(self, dim: int, length: int, heads: int = 2,
+               dropout: float = 0.1, **kwargs):
+    super().__init__(**kwargs)
+    self.positions = tf.keras.layers.Embedding(length, dim)
+    self.norm1 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+    self.attention = tf.keras.layers.MultiHeadAttention(
+        heads, dim // heads, dropout=dropout)
+    self.norm2 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+    self.feed_forward = tf.keras.Sequential([
+        tf.keras.layers.Dense(dim, activation="relu"),
+        tf.keras.layers.Dense(dim)])
+    self.final_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
+
+  def call(self, vectors, mask, training=False):
+    length = tf.shape(vectors)[1]
+    x = vectors + self.positions(tf.range(length))[tf.newaxis]
+    keep = tf.cast(mask, x.dtype)[..., tf.newaxis]
+    x = x * keep
+    pairs = mask[:, tf.newaxis, :] & mask[:, :, tf.newaxis]
+    x = x + self.attention(self.norm1(x), x, attention_mask=pairs,
+                           training=training)
+    x = x + self.feed_forward(self.norm2(x))
+    return self.final_norm(x[:, -1])
+
+
 class QueryTower(tf.keras.Model):
   """User id, profile, long- and short-term history -> unit query vector.
 
   Long-term interest is the mean of every history item kept; short-term is a
-  GRU over the most recent `history_length` items (newest last). A learned
+  GRU or self-attention (config.history_encoder) over the most recent
+  `history_length` items (newest last). A learned
   gate decides, per user, how much each contributes next to the profile: a
   heavy user's recent binge says more than their average, a new user has only
   their profile.
@@ -110,7 +145,13 @@ class QueryTower(tf.keras.Model):
     self.items = items
     self.profile = tf.keras.layers.Dense(d, activation="relu")
     if config.use_history:
-      self.sequence = tf.keras.layers.GRU(d)
+      if config.history_encoder == "attention":
+        self.sequence = AttentionEncoder(d, config.history_length)
+      elif config.history_encoder == "gru":
+        self.sequence = tf.keras.layers.GRU(d)
+      else:
+        raise ValueError(f"history_encoder must be 'gru' or 'attention', "
+                         f"not {config.history_encoder!r}")
       self.gate = tf.keras.layers.Dense(3, activation="softmax")
     self.hidden = tf.keras.layers.Dense(config.hidden_units, activation="relu")
     self.out = tf.keras.layers.Dense(d)

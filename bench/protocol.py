@@ -1,0 +1,150 @@
+"""The evaluation protocol every row of bench-quality shares.
+
+Each eval interaction asks for the top k among the items its user has not
+rated before it (`recommend_unseen`: nobody re-rates a movie); the old
+"seen included" recall@100 is kept as a second column. Hyperparameters are
+chosen on a validation window carved from the end of the training period
+(`validation_cut`), never on the eval period.
+"""
+from typing import Dict, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+import tensorflow as tf
+
+from trainer import features
+
+KS = (10, 50, 100)
+# The share of training interactions, by time, held out for validation.
+VALIDATION_SHARE = 0.1
+
+
+class Interactions:
+  """Interaction examples as ExampleGen wrote them (raw tensors, for models
+  that read Transform's outputs) and as arrays over catalogue rows (for the
+  peers and the metrics)."""
+
+  def __init__(self, raw: Dict[str, tf.Tensor], row_of: Dict[str, int]):
+    self.raw = raw
+    column = lambda key: raw[key].numpy().reshape(-1)  # noqa: E731
+    self.users = column(features.USER_ID)
+    self.items = np.array([row_of.get(i.decode(), -1)
+                           for i in column(features.ITEM_ID)])
+    self.timestamps = column(features.TIMESTAMP)
+    self.ratings = column(features.RATING)
+    history = tf.RaggedTensor.from_sparse(raw[features.HISTORY])
+    self.histories = [np.array([row_of.get(i.decode(), -1) for i in h],
+                               np.int64) for h in history.numpy()]
+    self._row_of = row_of
+
+  def __len__(self):
+    return len(self.items)
+
+  @classmethod
+  def read(cls, files, row_of: Dict[str, int]) -> "Interactions":
+    parts = [tf.io.parse_example(b, features.raw_feature_spec())
+             for b in tf.data.TFRecordDataset(files, "GZIP").batch(8192)]
+    raw = {}
+    for key in parts[0]:
+      if isinstance(parts[0][key], tf.SparseTensor):
+        raw[key] = tf.sparse.concat(0, [p[key] for p in parts],
+                                    expand_nonconcat_dims=True)
+      else:
+        raw[key] = tf.concat([p[key] for p in parts], 0)
+    return cls(raw, row_of)
+
+  def subset(self, mask: np.ndarray) -> "Interactions":
+    raw = {}
+    for key, value in self.raw.items():
+      if isinstance(value, tf.SparseTensor):
+        ragged = tf.ragged.boolean_mask(tf.RaggedTensor.from_sparse(value),
+                                        tf.constant(mask))
+        raw[key] = ragged.to_sparse()
+      else:
+        raw[key] = tf.boolean_mask(value, mask)
+    return Interactions(raw, self._row_of)
+
+  def raw_batches(self, size: int = 4096) -> Iterator[Dict[str, tf.Tensor]]:
+    for start in range(0, len(self), size):
+      yield {k: (tf.sparse.slice(v, [start, 0], [size, v.dense_shape[1]])
+                 if isinstance(v, tf.SparseTensor) else v[start:start + size])
+             for k, v in self.raw.items()}
+
+  def training_dataset(self, tft_layer, batch_size: int, seed: int = 1):
+    """Shuffled, repeating batches of Transform's outputs."""
+    return (tf.data.Dataset.from_tensor_slices(self.raw)
+            .shuffle(len(self), seed=seed).repeat()
+            .batch(batch_size, drop_remainder=True)
+            .map(tft_layer).prefetch(2))
+
+
+def validation_cut(train: Interactions) -> int:
+  """First timestamp of the validation window: the last VALIDATION_SHARE of
+  the training interactions by time."""
+  return int(np.quantile(train.timestamps, 1.0 - VALIDATION_SHARE))
+
+
+def seen_before(history: Interactions, queries: Interactions,
+                num_items: int) -> sp.csr_matrix:
+  """[len(queries), num_items]: 1 where the query's user rated the item
+  strictly before the query's time, in `history` or earlier in `queries`."""
+  users = np.concatenate([history.users, queries.users])
+  items = np.concatenate([history.items, queries.items])
+  times = np.concatenate([history.timestamps, queries.timestamps])
+  keep = items >= 0
+  users, items, times = users[keep], items[keep], times[keep]
+  order = np.lexsort((times, users))
+  users, items, times = users[order], items[order], times[order]
+  starts = {}
+  boundaries = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+  ends = np.r_[boundaries[1:], len(users)]
+  for s, e in zip(boundaries, ends):
+    starts[users[s]] = (s, e)
+  indptr, indices = [0], []
+  for user, t in zip(queries.users, queries.timestamps):
+    s, e = starts.get(user, (0, 0))
+    n = np.searchsorted(times[s:e], t, side="left")
+    indices.append(items[s:s + n])
+    indptr.append(indptr[-1] + n)
+  indices = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+  return sp.csr_matrix((np.ones(len(indices), np.float32), indices,
+                        np.array(indptr)), shape=(len(queries), num_items))
+
+
+def top_k(scores: np.ndarray, exclude: sp.csr_matrix = None,
+          k: int = 100) -> np.ndarray:
+  """[n, N] scores -> [n, k] catalogue rows, best first, `exclude`d left
+  out."""
+  scores = np.array(scores, np.float32, copy=True)
+  if exclude is not None:
+    rows, cols = exclude.nonzero()
+    scores[rows, cols] = -np.inf
+  k = min(k, scores.shape[1])
+  top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+  order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1)
+  return np.take_along_axis(top, order, 1)
+
+
+def ranking_metrics(top: np.ndarray, truth: np.ndarray, n_items: int
+                    ) -> Dict[str, float]:
+  """top [n, 100] catalogue rows, truth [n] row of the rated item (-1 none)."""
+  hits = top == truth[:, None]
+  rank = np.where(hits.any(1), hits.argmax(1) + 1, 0)
+  out = {f"recall@{k}": float(((rank > 0) & (rank <= k)).mean()) for k in KS}
+  out["ndcg@10"] = float(np.where((rank > 0) & (rank <= 10),
+                                  1.0 / np.log2(rank + 1), 0.0).mean())
+  out["mrr"] = float(np.where(rank > 0, 1.0 / np.maximum(rank, 1), 0).mean())
+  out["coverage@10"] = float(len(np.unique(top[:, :10])) / n_items)
+  out["examples"] = int(len(truth))
+  return out
+
+
+def evaluate(scores: np.ndarray, queries: Interactions,
+             seen: sp.csr_matrix, mask: np.ndarray = None) -> Dict[str, float]:
+  """The protocol's metrics (seen excluded) plus recall@100 seen included."""
+  m = np.ones(len(queries), bool) if mask is None else mask
+  n_items = scores.shape[1]
+  out = ranking_metrics(top_k(scores[m], seen[m]), queries.items[m], n_items)
+  included = ranking_metrics(top_k(scores[m]), queries.items[m], n_items)
+  out["recall@100_seen_included"] = included["recall@100"]
+  return out

@@ -1,0 +1,97 @@
+"""The peers bench-quality compares against (EASE, SASRec) and the protocol
+that scores them: known answers on tiny data, in seconds."""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bench import peers  # noqa: E402
+from bench import protocol  # noqa: E402
+
+
+def test_ease_is_the_constrained_ridge_regression_it_claims():
+  """Column j of B = ridge regression of item j on every other item."""
+  rng = np.random.default_rng(0)
+  x = (rng.random((30, 6)) < 0.4).astype(np.float64)
+  l2 = 2.5
+  weights = peers.ease_weights(x, l2)
+  assert weights.shape == (6, 6)
+  np.testing.assert_allclose(np.diag(weights), 0.0)
+  for j in range(6):
+    others = [i for i in range(6) if i != j]
+    a = x[:, others]
+    expected = np.linalg.solve(a.T @ a + l2 * np.eye(5), a.T @ x[:, j])
+    np.testing.assert_allclose(weights[others, j], expected, rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_ease_recommends_what_co_occurs():
+  # Items 0 and 1 always come together; 2 and 3 together.
+  x = np.array([[1, 1, 0, 0]] * 5 + [[0, 0, 1, 1]] * 5, np.float32)
+  scores = np.array([[1, 0, 0, 0]], np.float32) @ peers.ease_weights(x, 1.0)
+  assert scores[0].argmax() == 1
+
+
+def test_sasrec_shapes_causality_and_a_few_steps_of_learning():
+  tf.keras.utils.set_random_seed(0)
+  num_items, length = 12, 5
+  model = peers.SASRec(num_items, max_len=length, dim=16, blocks=1,
+                       heads=2, dropout=0.0)
+  histories = [[1, 2, 3], [4], [], [5, 6, 7, 8, 9, 10]]
+  sequences = peers.right_aligned(histories, length, num_items)
+  assert sequences.tolist()[1] == [12, 12, 12, 12, 4]
+  assert sequences.tolist()[3] == [6, 7, 8, 9, 10]
+  states = model(tf.constant(sequences))
+  assert states.shape == (4, length, 16)
+  # Position i only sees items up to i: changing the newest item leaves
+  # every earlier position's state alone.
+  changed = sequences.copy()
+  changed[3, -1] = 0
+  other = model(tf.constant(changed))
+  np.testing.assert_allclose(states[3, :-1], other[3, :-1], atol=1e-5)
+  assert not np.allclose(states[3, -1], other[3, -1])
+  scores = model.score(sequences)
+  assert scores.shape == (4, num_items) and np.isfinite(scores).all()
+
+  # A strict cycle 0 -> 1 -> ... -> 11 -> 0 is learned in a few steps.
+  starts = np.arange(200) % num_items
+  seqs = (starts[:, None] + np.arange(length)[None]) % num_items
+  targets = (starts + length) % num_items
+  model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
+  model.fit(peers.sasrec_batches(seqs.astype(np.int32),
+                                 targets.astype(np.int32), 32),
+            steps_per_epoch=150, epochs=1, verbose=0)
+  predicted = model.score(seqs[:20]).argmax(1)
+  assert (predicted == targets[:20]).mean() >= 0.9
+
+
+class _Split:
+  def __init__(self, users, items, times):
+    self.users = np.array(users, object)
+    self.items = np.array(items)
+    self.timestamps = np.array(times)
+
+  def __len__(self):
+    return len(self.items)
+
+
+def test_seen_items_are_everything_rated_strictly_before():
+  history = _Split(["a", "a", "b"], [0, 1, 2], [1, 2, 1])
+  queries = _Split(["a", "a", "b", "c"], [3, 4, 0, 1], [5, 6, 1, 9])
+  seen = protocol.seen_before(history, queries, 5).toarray()
+  assert seen.tolist() == [[1, 1, 0, 0, 0],   # a at 5: 0, 1
+                           [1, 1, 0, 1, 0],   # a at 6: 0, 1 and 3
+                           [0, 0, 0, 0, 0],   # b at 1: nothing strictly before
+                           [0, 0, 0, 0, 0]]   # c: a new user
+
+
+def test_metrics_leave_seen_items_out():
+  scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]] * 2)
+  seen = protocol.seen_before(_Split(["u"], [0], [0]),
+                              _Split(["u", "v"], [1, 0], [1, 1]), 5)
+  top = protocol.top_k(scores, seen, k=3)
+  assert top.tolist() == [[1, 2, 3], [0, 1, 2]]
+  metrics = protocol.ranking_metrics(top, np.array([1, 2]), 5)
+  assert metrics["mrr"] == (1.0 + 1 / 3) / 2

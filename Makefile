@@ -43,7 +43,7 @@ test: env lint
 
 # Side-by-side quality table: bench/results/quality.json and a PNG plot.
 bench-quality: env
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/quality.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.quality
 
 # Retrieval (ScaNN vs brute force vs NumPy), gRPC load and hot swap, over the
 # pushed model (the pipeline runs first if none is pushed yet). Writes

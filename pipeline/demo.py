@@ -58,9 +58,11 @@ def evaluation_rows(pipeline_root: str) -> Tuple[List[Tuple], Optional[bool]]:
 
 
 def _metric_name(output: str, metric: str, sub_key: str) -> str:
-  """Readable names: the mean of hit_at_100 is recall@100; NDCG gets its k."""
-  if output == contract.EVAL_HIT and metric == "mean_prediction":
-    return f"recall@{contract.EVAL_TOP_K}"
+  """Readable names: the mean of hit_at_100 is recall@100 (and so on);
+  NDCG gets its k."""
+  if (output in contract.RETRIEVAL_METRIC_NAMES and
+      metric == "mean_prediction"):
+    return contract.RETRIEVAL_METRIC_NAMES[output]
   k = re.search(r"(\d+)", sub_key or "")
   return f"{metric}@{k.group(1)}" if k and metric == "ndcg" else metric
 

@@ -1,10 +1,10 @@
 """The Evaluator's TFMA config: what "good enough to push" means.
 
 The exported `evaluate` signature returns, per eval interaction, the predicted
-rating and whether the rated item is in the user's top 100 of the whole
-catalogue, the items in the user's history excluded (as `recommend_unseen`
-serves them). Averaged over the time-split eval set the latter is
-recall@100.
+rating and whether the rated item is in the user's top 100 (and top 10, and
+its NDCG@10 gain) of the whole catalogue, the items in the user's history
+excluded (as `recommend_unseen` serves them). Averaged over the time-split
+eval set these are recall@100 (the blessing metric), recall@10 and NDCG@10.
 A model is blessed only if recall@100 and rating RMSE clear their absolute
 floors and, when a model is already serving (the latest blessed one, the
 `baseline`), are no worse than that model's on the same eval data by more
@@ -23,7 +23,8 @@ def eval_config(min_recall_at_100: float, max_rmse: float,
   """Args: the absolute floors, and how much worse than the baseline (in
   absolute recall@100 and RMSE) a candidate may be."""
   rating, hit = contract.EVAL_RATING, contract.EVAL_HIT
-  labels = {rating: features.LABEL_KEY, hit: features.LABEL_KEY}
+  reported = [contract.EVAL_HIT_AT_10, contract.EVAL_NDCG_AT_10]
+  labels = {name: features.LABEL_KEY for name in [rating, hit, *reported]}
   return tfma.EvalConfig(
       # One spec: with a baseline model, TFX adds its twin ("baseline") and
       # names this one "candidate"; without, it drops the change thresholds.
@@ -43,6 +44,10 @@ def eval_config(min_recall_at_100: float, max_rmse: float,
                       change_threshold=tfma.GenericChangeThreshold(
                           direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                           absolute={"value": -max_recall_drop})))]),
+          # Reported beside the gate, not gated: recall@10 and NDCG@10.
+          tfma.MetricsSpec(
+              output_names=reported,
+              metrics=[tfma.MetricConfig(class_name="MeanPrediction")]),
           tfma.MetricsSpec(
               output_names=[rating],
               metrics=[

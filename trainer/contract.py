@@ -49,11 +49,18 @@ EVALUATE = "evaluate"
 TITLES = "titles"
 SCORES = "scores"
 VECTORS = "vectors"  # embed_items: [B, d]
-# evaluate (read by TFMA): predicted rating and whether the rated item is in
-# the top EVAL_TOP_K of the catalogue, seen (history) items excluded.
+# evaluate (read by TFMA): predicted rating and where the rated item lands
+# among the catalogue's top EVAL_TOP_K, seen (history) items excluded: in the
+# top 100 (the blessing metric), in the top 10, and its NDCG@10 gain. Their
+# means over the eval set are recall@100, recall@10 and NDCG@10.
 EVAL_RATING = "rating"
 EVAL_HIT = "hit_at_100"
+EVAL_HIT_AT_10 = "hit_at_10"
+EVAL_NDCG_AT_10 = "ndcg_at_10"
 EVAL_TOP_K = 100
+# What the mean of each retrieval output is called in reports.
+RETRIEVAL_METRIC_NAMES = {EVAL_HIT: "recall@100", EVAL_HIT_AT_10: "recall@10",
+                          EVAL_NDCG_AT_10: "ndcg@10"}
 
 # Serving defaults, as tensorflow_model_server's flags.
 MODEL_NAME = "recommender"

@@ -305,19 +305,25 @@ class RecommenderModule(tf.Module):
 
   @tf.function(input_signature=[contract.EXAMPLES_INPUT])
   def evaluate(self, examples):
-    """For TFMA: predicted rating, and whether the rated item is in the
+    """For TFMA: predicted rating, and where the rated item lands in the
     top EVAL_TOP_K of what `recommend_unseen` returns for the example's user
-    (the items in its history excluded: a user does not re-rate a movie)."""
+    (the items in its history excluded: a user does not re-rate a movie):
+    in the top 100, in the top 10, and its NDCG@10 gain."""
     query, rating = self.towers.score_examples(examples)
     spec = features.raw_feature_spec()
     parsed = tf.io.parse_example(examples, {
         key: spec[key] for key in (features.ITEM_ID, features.HISTORY)})
     seen = tf.sparse.to_dense(parsed[features.HISTORY], default_value="")
     top = self._top_k(query, tf.constant(contract.EVAL_TOP_K), exclude=seen)
-    hit = tf.reduce_any(
-        tf.equal(top[contract.ITEM_IDS], parsed[features.ITEM_ID]), axis=1)
+    found = tf.equal(top[contract.ITEM_IDS], parsed[features.ITEM_ID])
+    hit = tf.reduce_any(found, axis=1)
+    hit_at_10 = tf.reduce_any(found[:, :10], axis=1)
+    rank = tf.cast(tf.argmax(tf.cast(found, tf.int32), axis=1), tf.float32)
+    gain = tf.where(hit_at_10, tf.math.log(2.0) / tf.math.log(rank + 2.0), 0.0)
     return {contract.EVAL_RATING: rating,
-            contract.EVAL_HIT: tf.cast(hit, tf.float32)}
+            contract.EVAL_HIT: tf.cast(hit, tf.float32),
+            contract.EVAL_HIT_AT_10: tf.cast(hit_at_10, tf.float32),
+            contract.EVAL_NDCG_AT_10: gain}
 
 
 # The IndexSettings a model was exported with.

@@ -8,7 +8,7 @@ this one process and on the same split, trains and evaluates:
     other history encoder) and the cold-start slice (eval interactions whose
     item never occurs in training);
 plus search, personalised-search and explanation rows. Every metric follows
-bench/protocol.py: seen items excluded, hyperparameters chosen on a
+bench/validation.py: seen items excluded, hyperparameters chosen on a
 validation window at the end of the training period. Prints a table, writes
 bench/results/quality.json and bench/results/quality_recall.png.
 """
@@ -28,8 +28,6 @@ import tensorflow_recommenders as tfrs  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
 from bench import peers  # noqa: E402
-from bench import protocol  # noqa: E402
-from bench.protocol import KS  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline import data  # noqa: E402
 from pipeline import demo  # noqa: E402
@@ -39,8 +37,10 @@ from trainer import export  # noqa: E402
 from trainer import features  # noqa: E402
 from trainer import item_embeddings  # noqa: E402
 from trainer import task  # noqa: E402
+from trainer import validation  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.text_tower import TextEncoder  # noqa: E402
+from trainer.validation import KS  # noqa: E402
 
 _xf = features.transformed_name
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -238,7 +238,7 @@ def run_ours(bench, params, train, queries, seen):
           "model": model, **timing}
 
 
-def choose(bench, run: Callable, grid: List[Dict], fit, validation,
+def choose(bench, run: Callable, grid: List[Dict], fit, held_out,
            seen, log: List[Dict], family: str) -> Dict:
   """The grid point with the best validation SELECT_BY (one point: no
   search)."""
@@ -246,8 +246,8 @@ def choose(bench, run: Callable, grid: List[Dict], fit, validation,
     return grid[0]
   best, best_value = None, -1.0
   for params in grid:
-    metrics = protocol.evaluate(run(bench, params, fit, validation,
-                                    seen)["scores"], validation, seen)
+    metrics = validation.evaluate(run(bench, params, fit, held_out,
+                                      seen)["scores"], held_out, seen)
     shown = {k: (v.history_encoder if isinstance(v, TrainerConfig) else v)
              for k, v in params.items()}
     log.append({"family": family, "params": shown, **metrics})
@@ -284,16 +284,16 @@ def main(argv=None) -> int:
   ids = [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
   row_of = {item: i for i, item in enumerate(ids)}
 
-  train = protocol.Interactions.read(split("train"), row_of)
-  test = protocol.Interactions.read(split("eval"), row_of)
-  cut = protocol.validation_cut(train)
+  train = validation.Interactions.read(split("train"), row_of)
+  test = validation.Interactions.read(split("eval"), row_of)
+  cut = validation.validation_cut(train)
   fit = train.subset(train.timestamps < cut)
-  validation = train.subset(train.timestamps >= cut)
-  seen_validation = protocol.seen_before(fit, validation, len(ids))
-  seen_test = protocol.seen_before(train, test, len(ids))
+  held_out = train.subset(train.timestamps >= cut)
+  seen_held_out = validation.seen_before(fit, held_out, len(ids))
+  seen_test = validation.seen_before(train, test, len(ids))
   train_counts = np.bincount(train.items, minlength=len(ids))
   cold = train_counts[np.maximum(test.items, 0)] == 0
-  print(f"fit {len(fit)}, validation {len(validation)} (from "
+  print(f"fit {len(fit)}, validation {len(held_out)} (from "
         f"{time.strftime('%Y-%m-%d', time.gmtime(cut))}), eval {len(test)} "
         f"interactions ({int(cold.sum())} of cold items)", flush=True)
 
@@ -317,7 +317,7 @@ def main(argv=None) -> int:
   def record(name, result, params, mask=None):
     shown = {k: (dataclasses.asdict(v) if isinstance(v, TrainerConfig) else v)
              for k, v in params.items()}
-    row = {"name": name, **protocol.evaluate(result["scores"], test,
+    row = {"name": name, **validation.evaluate(result["scores"], test,
                                              seen_test, mask),
            "rmse": result.get("rmse"),
            "train_seconds": result.get("train_seconds"),
@@ -339,7 +339,7 @@ def main(argv=None) -> int:
   ]
   results = {}
   for name, run, grid in families:
-    params = choose(bench, run, grid, fit, validation, seen_validation,
+    params = choose(bench, run, grid, fit, held_out, seen_held_out,
                     validation_log, name)
     results[name] = run(bench, params, train, test, seen_test)
     record(name, results[name], params)

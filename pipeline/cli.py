@@ -54,6 +54,13 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                  help="earlier items kept per interaction")
   p.add_argument("--train-steps", type=int, default=d.train_steps,
                  help="training steps (batches)")
+  p.add_argument("--tune", action="store_true",
+                 help="run the Tuner first: hyperparameters chosen on a "
+                 "validation window at the end of the training period")
+  p.add_argument("--tune-trials", type=int, default=d.tune_trials,
+                 help="random-search trials with --tune")
+  p.add_argument("--tune-steps", type=int, default=d.tune_steps,
+                 help="training steps per trial with --tune")
   p.add_argument("--min-recall-at-100", type=float, default=d.min_recall_at_100,
                  help="Evaluator threshold: no push below this eval recall@100")
   p.add_argument("--max-rmse", type=float, default=d.max_rmse,
@@ -102,6 +109,8 @@ def pipeline_config(args: argparse.Namespace) -> configs.PipelineConfig:
       eval_fraction=args.eval_fraction,
       max_reject_fraction=args.max_reject_fraction,
       max_history=args.max_history, train_steps=args.train_steps,
+      tune=args.tune, tune_trials=args.tune_trials,
+      tune_steps=args.tune_steps,
       trainer=trainer, min_recall_at_100=args.min_recall_at_100,
       max_rmse=args.max_rmse, max_recall_drop=args.max_recall_drop,
       max_rmse_increase=args.max_rmse_increase, beam_runner=args.beam_runner,

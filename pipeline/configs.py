@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 
 from trainer import contract
 from trainer.config import TEXT_ENCODER_DIR_KEY
+from trainer.config import TUNE_TRIALS_KEY
 from trainer.config import TrainerConfig
 
 PIPELINE_NAME = "movielens-recsys"
@@ -36,6 +37,12 @@ class PipelineConfig:
   max_history: int = 50
   # Training.
   train_steps: int = 400
+  # Tune hyperparameters first (a Tuner component, trainer/tuning.py): this
+  # many random-search trials of tune_steps steps each, on a validation
+  # window at the end of the training period; the best feed the Trainer.
+  tune: bool = False
+  tune_trials: int = 8
+  tune_steps: int = 200
   trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
   # Blessing: the Evaluator refuses a model below/above these.
   min_recall_at_100: float = 0.15
@@ -67,3 +74,6 @@ class PipelineConfig:
     config = self.trainer.to_dict()
     config[TEXT_ENCODER_DIR_KEY] = self.text_encoder_dir
     return config
+
+  def tuner_custom_config(self) -> Dict[str, Any]:
+    return {**self.trainer_custom_config(), TUNE_TRIALS_KEY: self.tune_trials}

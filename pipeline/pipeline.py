@@ -10,6 +10,7 @@ from components.atomic_pusher.component import AtomicPusher
 from components.item_text_embedder.component import ItemTextEmbedder
 from components.movielens_example_gen.component import MovieLensExampleGen
 from components.recommender_trainer.component import RecommenderTrainer
+from components.recommender_tuner.component import RecommenderTuner
 from pipeline import configs
 from pipeline.eval_config import eval_config
 from trainer import features
@@ -20,6 +21,7 @@ SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "schemas")
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
+TUNER_FN = "trainer.tuning.tuner_fn"
 TrainArgs = Union[tfx.proto.TrainArgs, data_types.RuntimeParameter]
 LATEST_BLESSED_RESOLVER = "latest_blessed_model_resolver"
 PushDestination = Union[tfx.proto.PushDestination,
@@ -105,6 +107,23 @@ def create_pipeline(config: configs.PipelineConfig,
           type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id(LATEST_BLESSED_RESOLVER)
 
+  embeddings = item_embedder.outputs["item_embeddings"] if item_embedder \
+      else None
+  # Optional: hyperparameters chosen on a validation window carved from the
+  # end of the training period (never the eval period).
+  tuner = None
+  if config.tune:
+    tuner = RecommenderTuner(
+        tuner_fn=TUNER_FN,
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT],
+                                       num_steps=config.tune_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=0),
+        custom_config=config.tuner_custom_config(),
+        item_embeddings=embeddings)
+
   trainer = RecommenderTrainer(
       run_fn=RUN_FN,
       examples=example_gen.outputs["examples"],
@@ -114,8 +133,9 @@ def create_pipeline(config: configs.PipelineConfig,
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT], num_steps=0),
       custom_config=config.trainer_custom_config(),
       base_model=latest_blessed.outputs["model"],
-      item_embeddings=(item_embedder.outputs["item_embeddings"]
-                       if item_embedder else None))
+      hyperparameters=(tuner.outputs["best_hyperparameters"] if tuner
+                       else None),
+      item_embeddings=embeddings)
 
   evaluator = tfx.components.Evaluator(
       examples=example_gen.outputs["examples"],
@@ -136,7 +156,8 @@ def create_pipeline(config: configs.PipelineConfig,
       pipeline_root=config.pipeline_root,
       components=[c for c in (
           example_gen, statistics_gen, schema_gen, example_validator,
-          anomaly_gate, transform, item_embedder, latest_blessed, trainer,
+          anomaly_gate, transform, item_embedder, tuner, latest_blessed,
+          trainer,
           evaluator, pusher)
                   if c is not None],
       enable_cache=config.enable_cache,

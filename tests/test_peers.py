@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import peers  # noqa: E402
-from bench import protocol  # noqa: E402
+from trainer import validation  # noqa: E402
 
 
 def test_ease_is_the_constrained_ridge_regression_it_claims():
@@ -80,7 +80,7 @@ class _Split:
 def test_seen_items_are_everything_rated_strictly_before():
   history = _Split(["a", "a", "b"], [0, 1, 2], [1, 2, 1])
   queries = _Split(["a", "a", "b", "c"], [3, 4, 0, 1], [5, 6, 1, 9])
-  seen = protocol.seen_before(history, queries, 5).toarray()
+  seen = validation.seen_before(history, queries, 5).toarray()
   assert seen.tolist() == [[1, 1, 0, 0, 0],   # a at 5: 0, 1
                            [1, 1, 0, 1, 0],   # a at 6: 0, 1 and 3
                            [0, 0, 0, 0, 0],   # b at 1: nothing strictly before
@@ -89,9 +89,9 @@ def test_seen_items_are_everything_rated_strictly_before():
 
 def test_metrics_leave_seen_items_out():
   scores = np.array([[5.0, 4.0, 3.0, 2.0, 1.0]] * 2)
-  seen = protocol.seen_before(_Split(["u"], [0], [0]),
+  seen = validation.seen_before(_Split(["u"], [0], [0]),
                               _Split(["u", "v"], [1, 0], [1, 1]), 5)
-  top = protocol.top_k(scores, seen, k=3)
+  top = validation.top_k(scores, seen, k=3)
   assert top.tolist() == [[1, 2, 3], [0, 1, 2]]
-  metrics = protocol.ranking_metrics(top, np.array([1, 2]), 5)
+  metrics = validation.ranking_metrics(top, np.array([1, 2]), 5)
   assert metrics["mrr"] == (1.0 + 1 / 3) / 2

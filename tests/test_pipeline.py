@@ -268,6 +268,77 @@ def test_scann_twin_has_scann_ops_and_stock_model_has_none(first_run):
   assert overlap >= 0.9
 
 
+def _artifact(artifact_type, uri, **properties):
+  artifact = artifact_type()
+  artifact.uri = uri
+  for key, value in properties.items():
+    setattr(artifact, key, value)
+  return artifact
+
+
+def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
+    first_run, tmp_path):
+  """A tiny search (2 trials, 5 steps) through RecommenderTuner's executor
+  over the pipeline's own artifacts; the best values are TrainerConfig
+  fields and the pipeline wires them into the Trainer."""
+  from tfx.dsl.components.base import base_executor
+  from tfx.types import artifact_utils
+  from tfx.types import standard_artifacts
+
+  from components.item_text_embedder.component import ItemEmbeddings
+  from components.recommender_tuner import executor as tuner_executor
+  from pipeline import pipeline as pipeline_lib
+  examples = _artifact(
+      standard_artifacts.Examples,
+      _latest(first_run, "MovieLensExampleGen", "examples"),
+      split_names=artifact_utils.encode_split_names(
+          [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.CATALOG_SPLIT]))
+  inputs = {
+      "examples": [examples],
+      "transform_graph": [_artifact(standard_artifacts.TransformGraph,
+                                    _latest(first_run, "Transform",
+                                            "transform_graph"))],
+      "item_embeddings": [_artifact(ItemEmbeddings, _latest(
+          first_run, "ItemTextEmbedder", "item_embeddings"))],
+  }
+  best = _artifact(standard_artifacts.HyperParameters, str(tmp_path / "best"))
+  outputs = {"best_hyperparameters": [best],
+             "tuner_results": [_artifact(standard_artifacts.TunerResults,
+                                         str(tmp_path / "results"))]}
+  os.makedirs(best.uri)
+  os.makedirs(outputs["tuner_results"][0].uri)
+  custom = dict(first_run.tuner_custom_config(), tune_trials=2)
+  tuner_executor.Executor(base_executor.BaseExecutor.Context(
+      tmp_dir=str(tmp_path / "tmp"), unique_id="1")).Do(inputs, outputs, {
+          "tuner_fn": pipeline_lib.TUNER_FN,
+          "train_args": '{"num_steps": 5}', "eval_args": '{"num_steps": 0}',
+          "custom_config": json.dumps(custom)})
+  with open(os.path.join(best.uri, "best_hyperparameters.txt")) as f:
+    hyperparameters = json.load(f)
+  with open(os.path.join(outputs["tuner_results"][0].uri,
+                         "tuner_results.json")) as f:
+    trials = json.load(f)
+  assert len(trials) == 2
+  assert all(0.0 <= t["score"] <= 1.0 for t in trials)
+  tuned = first_run.trainer.with_hyperparameters(hyperparameters)
+  # Never longer than the history Transform keeps (--max-history 20 here).
+  assert tuned.history_length <= MAX_HISTORY
+  assert tuned.history_encoder in ("gru", "attention")
+  assert tuned.embedding_dim in (32, 64, 128)
+  with pytest.raises(ValueError, match="not TrainerConfig fields"):
+    first_run.trainer.with_hyperparameters({"values": {"no_such_knob": 1}})
+
+  tuned_pipeline = pipeline_lib.create_pipeline(
+      dataclasses.replace(first_run, tune=True),
+      train_args=pipeline_lib.train_args(1),
+      push_destination=pipeline_lib.push_destination(str(tmp_path / "push")),
+      beam_pipeline_args=[])
+  ids = [c.id for c in tuned_pipeline.components]
+  assert ids.index("RecommenderTuner") < ids.index("RecommenderTrainer")
+  trainer = tuned_pipeline.components[ids.index("RecommenderTrainer")]
+  assert "hyperparameters" in trainer.inputs
+
+
 def _executions(config, component):
   """How many times `component` has run (cached or not) in the store."""
   return sum(1 for _, name, _ in _all_executions(config) if name == component)

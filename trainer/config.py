@@ -4,7 +4,7 @@ The pipeline passes these through the Trainer's `custom_config`, and the CLI
 flags map onto them one to one, so no constant is threaded by hand.
 """
 import dataclasses
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 # custom_config keys that are not hyperparameters: where the Trainer finds the
 # catalogue split (set by RecommenderTrainer) and the pretrained text encoder.
@@ -13,6 +13,8 @@ TEXT_ENCODER_DIR_KEY = "text_encoder_dir"
 # Where ItemTextEmbedder's artifact is (set by RecommenderTrainer when the
 # pipeline wires one in); absent, the Trainer encodes the catalogue itself.
 ITEM_EMBEDDINGS_KEY = "item_embeddings_uri"
+# How many trials the Tuner's random search runs (trainer/tuning.py).
+TUNE_TRIALS_KEY = "tune_trials"
 
 
 @dataclasses.dataclass
@@ -84,3 +86,20 @@ class TrainerConfig:
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
+
+  def with_hyperparameters(self, hyperparameters: Optional[Dict[str, Any]]
+                           ) -> "TrainerConfig":
+    """This config with the Tuner's best values in place of its own.
+
+    `hyperparameters` is a KerasTuner HyperParameters config ({"space": ...,
+    "values": {name: value}}), as the Trainer's fn_args.hyperparameters
+    holds it; every name must be a field here.
+    """
+    if not hyperparameters:
+      return self
+    values = hyperparameters.get("values", {})
+    unknown = set(values) - {f.name for f in dataclasses.fields(self)}
+    if unknown:
+      raise ValueError(f"hyperparameters {sorted(unknown)} are not "
+                       f"TrainerConfig fields")
+    return dataclasses.replace(self, **values)

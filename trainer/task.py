@@ -231,7 +231,8 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
   """Prepare the catalogue and its text, build and fit the model, export."""
-  config = TrainerConfig.from_custom_config(fn_args.custom_config)
+  config = TrainerConfig.from_custom_config(
+      fn_args.custom_config).with_hyperparameters(fn_args.hyperparameters)
   logging.info("Trainer config: %s", json.dumps(config.to_dict()))
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
   # The exported towers encode new text in-graph, so the encoder is loaded

@@ -33,16 +33,24 @@ class RecommenderTrainer(Trainer):
   def __init__(self, item_embeddings: Optional[types.BaseChannel] = None,
                **kwargs):
     super().__init__(**kwargs)
-    if item_embeddings is None:
-      return
-    # Trainer.__init__ validates its many arguments (run_fn vs module_file,
-    # train/eval args, custom_config) and builds a TrainerSpec, whose INPUTS
-    # has no slot for the embeddings. Rather than copy that validation, we
-    # let it run, then initialise the BaseComponent again with a
-    # RecommenderTrainerSpec (a TrainerSpec subclass, so Trainer's
-    # SPEC_CLASS check still holds) carrying the same values plus the extra
-    # input channel.
-    spec = self.spec
-    base_component.BaseComponent.__init__(self, spec=RecommenderTrainerSpec(
-        **spec.exec_properties, **spec.inputs, **spec.outputs,
-        **{ITEM_EMBEDDINGS_INPUT: item_embeddings}))
+    add_item_embeddings(self, RecommenderTrainerSpec, item_embeddings)
+
+
+def add_item_embeddings(component: base_component.BaseComponent, spec_class,
+                        item_embeddings: Optional[types.BaseChannel]) -> None:
+  """Gives a stock component (Trainer, Tuner) the optional item-embeddings
+  input its spec lacks.
+
+  The stock __init__ validates its many arguments (run_fn vs module_file,
+  train/eval args, custom_config) and builds its own spec, whose INPUTS has
+  no slot for the embeddings. Rather than copy that validation, we let it
+  run, then initialise the BaseComponent again with `spec_class` (a subclass
+  of the stock spec, so the component's SPEC_CLASS check still holds)
+  carrying the same values plus the extra input channel.
+  """
+  if item_embeddings is None:
+    return
+  spec = component.spec
+  base_component.BaseComponent.__init__(component, spec=spec_class(
+      **spec.exec_properties, **spec.inputs, **spec.outputs,
+      **{ITEM_EMBEDDINGS_INPUT: item_embeddings}))

@@ -30,11 +30,19 @@ class Executor(trainer_executor.GenericExecutor):
                  output_dict: Dict[str, List[types.Artifact]],
                  exec_properties: Dict[str, Any]) -> fn_args_utils.FnArgs:
     fn_args = super()._GetFnArgs(input_dict, output_dict, exec_properties)
-    examples = input_dict[standard_component_specs.EXAMPLES_KEY]
-    catalog_uri = artifact_utils.get_split_uri(examples, features.CATALOG_SPLIT)
-    fn_args.custom_config = dict(fn_args.custom_config or {})
-    fn_args.custom_config[CATALOG_PATTERN_KEY] = catalog_uri + "/*"
-    if input_dict.get(ITEM_EMBEDDINGS_INPUT):
-      fn_args.custom_config[ITEM_EMBEDDINGS_KEY] = (
-          artifact_utils.get_single_uri(input_dict[ITEM_EMBEDDINGS_INPUT]))
+    fn_args.custom_config = {**(fn_args.custom_config or {}),
+                             **catalog_locations(input_dict)}
     return fn_args
+
+
+def catalog_locations(input_dict: Dict[str, List[types.Artifact]]
+                      ) -> Dict[str, str]:
+  """custom_config entries naming the catalogue split and, if wired in, the
+  item embeddings (shared with RecommenderTuner's executor)."""
+  examples = input_dict[standard_component_specs.EXAMPLES_KEY]
+  catalog_uri = artifact_utils.get_split_uri(examples, features.CATALOG_SPLIT)
+  out = {CATALOG_PATTERN_KEY: catalog_uri + "/*"}
+  if input_dict.get(ITEM_EMBEDDINGS_INPUT):
+    out[ITEM_EMBEDDINGS_KEY] = artifact_utils.get_single_uri(
+        input_dict[ITEM_EMBEDDINGS_INPUT])
+  return out

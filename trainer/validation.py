@@ -1,7 +1,7 @@
-"""The evaluation protocol every row of bench-quality shares.
+"""The evaluation protocol shared by the Tuner and bench-quality.
 
-Each eval interaction asks for the top k among the items its user has not
-rated before it (`recommend_unseen`: nobody re-rates a movie); the old
+Each held-out interaction asks for the top k among the items its user has
+not rated before it (`recommend_unseen`: nobody re-rates a movie); the old
 "seen included" recall@100 is kept as a second column. Hyperparameters are
 chosen on a validation window carved from the end of the training period
 (`validation_cut`), never on the eval period.

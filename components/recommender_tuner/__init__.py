@@ -1,0 +1,1 @@
+"""The standard TFX Tuner, told where the item catalogue split lives."""

@@ -1,0 +1,116 @@
+"""tuner_fn: the TFX Tuner entry point (`recsys pipeline run --tune`).
+
+KerasTuner searches the few knobs that matter on a validation window carved
+from the end of the training period (trainer/validation.py), never on the
+eval period the Evaluator blesses on. Each trial trains the real model for
+the Tuner's train steps and is scored by recall@10 with the user's earlier
+items excluded, as `recommend_unseen` serves. The best values go to the
+Trainer through the Tuner's `best_hyperparameters` artifact and override the
+TrainerConfig fields of the same names (TrainerConfig.with_hyperparameters).
+"""
+from typing import Dict
+
+import keras_tuner as kt
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+
+from trainer import catalog as catalog_lib
+from trainer import item_embeddings
+from trainer import task
+from trainer import validation
+from trainer.config import CATALOG_PATTERN_KEY
+from trainer.config import ITEM_EMBEDDINGS_KEY
+from trainer.config import TEXT_ENCODER_DIR_KEY
+from trainer.config import TUNE_TRIALS_KEY
+from trainer.config import TrainerConfig
+from trainer.text_tower import TextEncoder
+
+OBJECTIVE = "val_recall_at_10"
+
+
+def search_space(max_history: int) -> kt.HyperParameters:
+  """Embedding size, temperature, learning rate, history length and encoder,
+  and the rating loss's weight against retrieval's."""
+  hp = kt.HyperParameters()
+  hp.Choice("embedding_dim", [32, 64, 128], default=64)
+  hp.Choice("temperature", [0.03, 0.05, 0.1], default=0.05)
+  hp.Choice("learning_rate", [0.003, 0.01, 0.02], default=0.01)
+  hp.Choice("history_length",
+            sorted({min(n, max_history) for n in (10, 20, 50)}),
+            default=min(20, max_history))
+  hp.Choice("history_encoder", ["gru", "attention"], default="gru")
+  hp.Choice("ranking_weight", [0.1, 0.5, 1.0], default=0.5)
+  return hp
+
+
+class ValidationWindowTuner(kt.RandomSearch):
+  """Random search whose trials train the recommender and score it on the
+  validation window (KerasTuner's documented custom `run_trial` path: the
+  objective is a retrieval metric over the catalogue, not a Keras metric)."""
+
+  def __init__(self, config: TrainerConfig, tft_output, catalog, fit,
+               held_out, seen, **kwargs):
+    super().__init__(**kwargs)
+    self._config, self._tft_output, self._catalog = config, tft_output, catalog
+    self._fit, self._held_out, self._seen = fit, held_out, seen
+
+  def run_trial(self, trial, steps: int) -> Dict[str, float]:
+    config = self._config.with_hyperparameters(
+        trial.hyperparameters.get_config())
+    tf.keras.utils.set_random_seed(1)
+    tft_layer = self._tft_output.transform_features_layer()
+    model = task.build_model(config, self._tft_output, self._catalog)
+    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    model.fit(self._fit.training_dataset(tft_layer, config.batch_size),
+              steps_per_epoch=steps, epochs=1, verbose=0)
+    text = self._catalog.text.get(
+        "item_text", np.zeros([len(self._catalog), 1], np.float32))
+    candidates = task.candidate_vectors(model, tft_layer, self._catalog.raw,
+                                        text)[:-1]
+    queries = np.concatenate([
+        model.query_tower(model.with_text(tft_layer(b))).numpy()
+        for b in self._held_out.raw_batches()])
+    metrics = validation.evaluate(queries @ candidates.T, self._held_out,
+                                  self._seen)
+    logging.info("trial %s %s: validation recall@10 %.4f recall@100 %.4f",
+                 trial.trial_id, trial.hyperparameters.values,
+                 metrics["recall@10"], metrics["recall@100"])
+    return {OBJECTIVE: metrics["recall@10"],
+            "val_recall_at_100": metrics["recall@100"],
+            "val_ndcg_at_10": metrics["ndcg@10"]}
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+  """Splits the training period into fit and validation windows and returns
+  the tuner; fn_args.custom_config carries TrainerConfig fields plus
+  `tune_trials`, and (set by RecommenderTuner) where the catalogue is."""
+  custom = fn_args.custom_config
+  config = TrainerConfig.from_custom_config(custom)
+  tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  encoder = (TextEncoder(custom[TEXT_ENCODER_DIR_KEY],
+                         config.text_max_length) if config.use_text else None)
+  catalog = catalog_lib.load(
+      custom[CATALOG_PATTERN_KEY], tft_output, encoder,
+      item_embeddings.needed_kinds(config.search_queries),
+      custom.get(ITEM_EMBEDDINGS_KEY))
+  row_of = {item.decode(): i for i, item in enumerate(catalog.ids)}
+  files = [f for p in fn_args.train_files for f in tf.io.gfile.glob(p)]
+  train = validation.Interactions.read(files, row_of)
+  cut = validation.validation_cut(train)
+  fit = train.subset(train.timestamps < cut)
+  held_out = train.subset(train.timestamps >= cut)
+  logging.info("tuning on %d fit and %d validation interactions",
+               len(fit), len(held_out))
+  tuner = ValidationWindowTuner(
+      config, tft_output, catalog, fit, held_out,
+      validation.seen_before(fit, held_out, len(catalog)),
+      hyperparameters=search_space(task.history_width(tft_output)),
+      objective=kt.Objective(OBJECTIVE, direction="max"),
+      max_trials=int(custom.get(TUNE_TRIALS_KEY, 8)), seed=1,
+      directory=fn_args.working_dir, project_name="recommender",
+      overwrite=True)
+  return tfx.components.TunerFnResult(
+      tuner=tuner, fit_kwargs={"steps": fn_args.train_steps})

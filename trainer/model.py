@@ -36,6 +36,9 @@ class RecommenderModel(tfrs.models.Model):
       about each item (its bare title, its genre list) used, with the full
       text, as training queries for search (config.search_queries).
     mean_rating: the rating head starts from the training mean.
+    vocabulary_features: with config.negatives == "catalogue", the
+      candidate tower's inputs for every vocabulary row (Catalog.
+      vocabulary_features): each step scores the whole catalogue.
   """
 
   def __init__(self, config: TrainerConfig, num_users: int,
@@ -43,9 +46,17 @@ class RecommenderModel(tfrs.models.Model):
                text_table: Optional[np.ndarray] = None,
                fine_tuned_text=None,
                search_query_tables: Sequence[np.ndarray] = (),
-               mean_rating: float = 3.5):
+               mean_rating: float = 3.5,
+               vocabulary_features: Optional[Dict[str, np.ndarray]] = None):
     super().__init__()
     self.config = config
+    if config.negatives not in ("in_batch", "catalogue"):
+      raise ValueError(f"negatives must be 'in_batch' or 'catalogue', not "
+                       f"{config.negatives!r}")
+    if config.negatives == "catalogue" and vocabulary_features is None:
+      raise ValueError("catalogue negatives need vocabulary_features")
+    self.vocabulary_features = {
+        k: tf.constant(v) for k, v in (vocabulary_features or {}).items()}
     if config.use_text and text_table is None and fine_tuned_text is None:
       raise ValueError("use_text needs the catalogue's text vectors")
     self.oov_item = len(item_probability) - 1
@@ -111,13 +122,37 @@ class RecommenderModel(tfrs.models.Model):
         self._drop_item_ids(inputs) if training else inputs)
     return query, candidate, self.predict_rating(query, candidate)
 
+  def _catalogue_softmax(self, query, candidate, item_idx):
+    """Summed cross-entropy of each query against every vocabulary item.
+
+    The positive keeps the candidate as trained (its id possibly hidden, so
+    the tower still learns cold start); the OOV row is never a negative.
+    """
+    rows = tf.range(self.oov_item + 1, dtype=item_idx.dtype)
+    everything = {_xf(features.ITEM_ID): rows, **self.vocabulary_features}
+    if self.config.use_text:
+      everything[towers.TEXT_INDEX] = rows
+    logits = tf.matmul(query, self.candidate_tower(everything),
+                       transpose_b=True) / self.config.temperature
+    positive = tf.reduce_sum(query * candidate, -1) / self.config.temperature
+    target = tf.one_hot(item_idx, self.oov_item + 1, on_value=True,
+                        off_value=False)
+    logits = tf.where(target, positive[:, tf.newaxis], logits)
+    not_oov = tf.range(self.oov_item + 1) < self.oov_item
+    logits = tf.where(not_oov[tf.newaxis] | target, logits, -1e9)
+    return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=item_idx, logits=logits))
+
   def compute_loss(self, inputs, training=False):
     query, candidate, rating = self(inputs, training=training)
     item_idx = inputs[_xf(features.ITEM_ID)]
     sampling = tf.gather(self.item_probability, item_idx)
-    retrieval = self.retrieval_task(
-        query, candidate, candidate_sampling_probability=sampling,
-        candidate_ids=item_idx, compute_metrics=False)
+    if self.config.negatives == "catalogue":
+      retrieval = self._catalogue_softmax(query, candidate, item_idx)
+    else:
+      retrieval = self.retrieval_task(
+          query, candidate, candidate_sampling_probability=sampling,
+          candidate_ids=item_idx, compute_metrics=False)
     # [B, 1]: Keras losses average over the last axis first, so [B] inputs
     # would make the SUM reduction a mean, and this a mean over B twice.
     ranking = self.ranking_task(

@@ -109,15 +109,19 @@ class AttentionEncoder(tf.keras.layers.Layer):
     self.final_norm = tf.keras.layers.LayerNormalization(epsilon=1e-6)
 
   def call(self, vectors, mask, training=False):
+    """[B, n, d] -> [B, n, d], as a GRU with return_sequences: position i
+    attends to the valid items up to i (the newest item's state is last)."""
     length = tf.shape(vectors)[1]
     x = vectors + self.positions(tf.range(length))[tf.newaxis]
     keep = tf.cast(mask, x.dtype)[..., tf.newaxis]
     x = x * keep
-    pairs = mask[:, tf.newaxis, :] & mask[:, :, tf.newaxis]
+    causal = tf.cast(tf.linalg.band_part(tf.ones([length, length]), -1, 0),
+                     tf.bool)
+    pairs = causal[tf.newaxis] & mask[:, tf.newaxis, :]
     x = x + self.attention(self.norm1(x), x, attention_mask=pairs,
                            training=training)
     x = x + self.feed_forward(self.norm2(x))
-    return self.final_norm(x[:, -1])
+    return self.final_norm(x)
 
 
 class QueryTower(tf.keras.Model):
@@ -148,7 +152,7 @@ class QueryTower(tf.keras.Model):
       if config.history_encoder == "attention":
         self.sequence = AttentionEncoder(d, config.history_length)
       elif config.history_encoder == "gru":
-        self.sequence = tf.keras.layers.GRU(d)
+        self.sequence = tf.keras.layers.GRU(d, return_sequences=True)
       else:
         raise ValueError(f"history_encoder must be 'gru' or 'attention', "
                          f"not {config.history_encoder!r}")
@@ -157,25 +161,48 @@ class QueryTower(tf.keras.Model):
     self.out = tf.keras.layers.Dense(d)
 
   def call(self, inputs):
+    return self._queries(inputs, every_position=False)
+
+  def every_position(self, inputs):
+    """[B, n, d]: the query as it stood right after each of the
+    `history_length` most recent history positions (position i sees the
+    history up to i only; the last is `call`'s query). Training on every
+    next item, as SASRec does, gives each example n targets instead of one.
+    """
+    return self._queries(inputs, every_position=True)
+
+  def _queries(self, inputs, every_position: bool):
     profile = self.profile(tf.concat([
         self.user_embedding(inputs[_xf(features.USER_ID)]),
         self.gender_embedding(inputs[_xf(features.GENDER)]),
         self.occupation_embedding(inputs[_xf(features.OCCUPATION)]),
         tf.expand_dims(inputs[_xf(features.AGE)], -1),
     ], axis=-1))
+    n = self._config.history_length
+    if every_position:
+      profile = tf.repeat(profile[:, tf.newaxis], n, axis=1)
     parts = [profile]
     if self._config.use_history:
       history = inputs[_xf(features.HISTORY)]
       mask = history >= 0
       vectors = self.items(tf.maximum(history, 0))
-      long_term = masked_mean(vectors, mask)
-      n = self._config.history_length
-      short_term = self.sequence(vectors[:, -n:], mask=mask[:, -n:])
-      has_recent = tf.reduce_any(mask[:, -n:], axis=1, keepdims=True)
+      recent = tf.cast(mask[:, -n:], vectors.dtype)[..., tf.newaxis]
+      short_term = self.sequence(vectors[:, -n:], mask=mask[:, -n:])  # [B,n,d]
+      if every_position:
+        # Running mean of the history up to each position; and nothing
+        # recent before the first item.
+        weights = tf.cast(mask, vectors.dtype)[..., tf.newaxis]
+        long_term = (tf.cumsum(vectors * weights, axis=1) / tf.maximum(
+            tf.cumsum(weights, axis=1), 1.0))[:, -n:]
+        has_recent = tf.cumsum(recent, axis=1) > 0
+      else:
+        long_term = masked_mean(vectors, mask)
+        short_term = short_term[:, -1]
+        has_recent = tf.reduce_any(recent > 0, axis=1)
       short_term = tf.where(has_recent, short_term, 0.0)
       weights = self.gate(tf.concat([profile, long_term, short_term], -1))
-      fused = (weights[:, 0:1] * profile + weights[:, 1:2] * long_term +
-               weights[:, 2:3] * short_term)
+      fused = (weights[..., 0:1] * profile + weights[..., 1:2] * long_term +
+               weights[..., 2:3] * short_term)
       parts = [profile, fused]
     x = self.hidden(tf.concat(parts, axis=-1))
     return tf.math.l2_normalize(self.out(x), axis=-1)

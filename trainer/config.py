@@ -44,6 +44,9 @@ class TrainerConfig:
   # Frozen pretrained BERT text vectors of items (+ a trained projection).
   use_text: bool = True
   text_max_length: int = 32
+  # Scale each item's text by a learned function of how often its id was
+  # rated: text where ids are thin, the id's own signal where they are not.
+  text_gate: bool = False
   # Fine-tune this many top BERT blocks on the item side (0: frozen). Each
   # step then runs them over the whole catalogue: meant for a GPU.
   text_finetune_layers: int = 0

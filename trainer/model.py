@@ -65,7 +65,8 @@ class RecommenderModel(tfrs.models.Model):
       raise ValueError("use_text needs the catalogue's text vectors")
     self.oov_item = len(item_probability) - 1
     self.items = towers.ItemRepresentation(config, len(item_probability),
-                                           text_table, fine_tuned_text)
+                                           text_table, fine_tuned_text,
+                                           item_probability)
     self.search_query_tables = [
         tf.constant(t, tf.float32) for t in search_query_tables
     ] if config.use_text else []
@@ -141,8 +142,11 @@ class RecommenderModel(tfrs.models.Model):
                   **self.vocabulary_features}
     if self.config.use_text:
       everything[towers.TEXT_INDEX] = tf.cast(rows, tf.int64)
-    logits = tf.einsum("...d,vd->...v", query, self.candidate_tower(
-        everything)) / self.config.temperature
+    shape = tf.shape(query)
+    logits = tf.matmul(tf.reshape(query, [-1, shape[-1]]),
+                       self.candidate_tower(everything), transpose_b=True)
+    logits = tf.reshape(logits / self.config.temperature,
+                        tf.concat([shape[:-1], [-1]], axis=0))
     return tf.where(rows < self.oov_item, logits, -1e9)
 
   def _catalogue_softmax(self, query, item_idx, training):

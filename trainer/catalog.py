@@ -59,16 +59,6 @@ class Catalog:
         table[index] = rows[position[item]]
     return table
 
-  def vocabulary_features(self, tft_output: tft.TFTransformOutput
-                          ) -> Dict[str, np.ndarray]:
-    """Transformed genres and year of every vocabulary row (OOV last): what
-    the candidate tower reads to score the whole catalogue in training."""
-    keys = [features.transformed_name(k) for k in (features.GENRES,
-                                                  features.YEAR)]
-    transformed = tft_output.transform_features_layer()(
-        features.complete_raw_features(self.raw, len(self)))
-    return {k: self.by_vocabulary(transformed[k].numpy()) for k in keys}
-
   def text_tables(self, search_queries: str
                   ) -> Tuple[np.ndarray, List[np.ndarray]]:
     """(full-text table, [one table per search-query kind]), each by

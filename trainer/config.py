@@ -26,14 +26,6 @@ class TrainerConfig:
   # Softmax temperature over L2-normalised dot products (cosine / temperature).
   temperature: float = 0.05
   retrieval_weight: float = 1.0
-  # Retrieval negatives: "in_batch" (the batch's other items, logQ-corrected)
-  # or "catalogue" (a full softmax over every vocabulary item, affordable
-  # for a catalogue of thousands).
-  negatives: str = "in_batch"
-  # Also train the query after each recent history position to retrieve the
-  # next item (SASRec's objective: n targets per example instead of one).
-  # Needs negatives="catalogue".
-  train_every_position: bool = False
   ranking_weight: float = 0.5
   # How many of the most recent history items the user tower pools.
   history_length: int = 20

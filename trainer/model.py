@@ -36,9 +36,6 @@ class RecommenderModel(tfrs.models.Model):
       about each item (its bare title, its genre list) used, with the full
       text, as training queries for search (config.search_queries).
     mean_rating: the rating head starts from the training mean.
-    vocabulary_features: with config.negatives == "catalogue", the
-      candidate tower's inputs for every vocabulary row (Catalog.
-      vocabulary_features): each step scores the whole catalogue.
   """
 
   def __init__(self, config: TrainerConfig, num_users: int,
@@ -46,21 +43,9 @@ class RecommenderModel(tfrs.models.Model):
                text_table: Optional[np.ndarray] = None,
                fine_tuned_text=None,
                search_query_tables: Sequence[np.ndarray] = (),
-               mean_rating: float = 3.5,
-               vocabulary_features: Optional[Dict[str, np.ndarray]] = None):
+               mean_rating: float = 3.5):
     super().__init__()
     self.config = config
-    if config.negatives not in ("in_batch", "catalogue"):
-      raise ValueError(f"negatives must be 'in_batch' or 'catalogue', not "
-                       f"{config.negatives!r}")
-    if config.negatives == "catalogue" and vocabulary_features is None:
-      raise ValueError("catalogue negatives need vocabulary_features")
-    if config.train_every_position and (config.negatives != "catalogue" or
-                                        not config.use_history):
-      raise ValueError("train_every_position needs negatives='catalogue' "
-                       "and use_history")
-    self.vocabulary_features = {
-        k: tf.constant(v) for k, v in (vocabulary_features or {}).items()}
     if config.use_text and text_table is None and fine_tuned_text is None:
       raise ValueError("use_text needs the catalogue's text vectors")
     self.oov_item = len(item_probability) - 1
@@ -127,62 +112,13 @@ class RecommenderModel(tfrs.models.Model):
         self._drop_item_ids(inputs) if training else inputs)
     return query, candidate, self.predict_rating(query, candidate)
 
-  def _catalogue_logits(self, query, training):
-    """[..., V + 1] scores of `query` [..., d] against every vocabulary
-    item, the OOV row never a candidate. In training, a config.
-    item_id_dropout share of the rows hide their id (as _drop_item_ids does
-    for in-batch candidates): positives and negatives alike, or the tower
-    would learn that a hidden id means "the answer"."""
-    rows = tf.range(self.oov_item + 1)
-    ids = rows
-    if training:
-      hide = tf.random.uniform(tf.shape(rows)) < self.config.item_id_dropout
-      ids = tf.where(hide, self.oov_item, rows)
-    everything = {_xf(features.ITEM_ID): tf.cast(ids, tf.int64),
-                  **self.vocabulary_features}
-    if self.config.use_text:
-      everything[towers.TEXT_INDEX] = tf.cast(rows, tf.int64)
-    shape = tf.shape(query)
-    logits = tf.matmul(tf.reshape(query, [-1, shape[-1]]),
-                       self.candidate_tower(everything), transpose_b=True)
-    logits = tf.reshape(logits / self.config.temperature,
-                        tf.concat([shape[:-1], [-1]], axis=0))
-    return tf.where(rows < self.oov_item, logits, -1e9)
-
-  def _catalogue_softmax(self, query, item_idx, training):
-    """Summed cross-entropy of each query against the whole catalogue."""
-    return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=item_idx, logits=self._catalogue_logits(query, training)))
-
-  def _every_position_softmax(self, inputs, item_idx, training):
-    """The catalogue softmax for the query after every recent history
-    position, each predicting the item that came next (the last predicts
-    this example's item). Averaged over the valid positions, times the
-    batch size, so its scale matches the one-target loss."""
-    n = self.config.history_length
-    history = inputs[_xf(features.HISTORY)][:, -n:]
-    targets = tf.concat([history[:, 1:], item_idx[:, tf.newaxis]], axis=1)
-    weights = tf.cast(targets >= 0, tf.float32)
-    queries = self.query_tower.every_position(inputs)  # [B, n, d]
-    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.maximum(targets, 0),
-        logits=self._catalogue_logits(queries, training))
-    batch = tf.cast(tf.shape(item_idx)[0], tf.float32)
-    return (tf.reduce_sum(losses * weights) /
-            tf.maximum(tf.reduce_sum(weights), 1.0) * batch)
-
   def compute_loss(self, inputs, training=False):
     query, candidate, rating = self(inputs, training=training)
     item_idx = inputs[_xf(features.ITEM_ID)]
     sampling = tf.gather(self.item_probability, item_idx)
-    if self.config.train_every_position:
-      retrieval = self._every_position_softmax(inputs, item_idx, training)
-    elif self.config.negatives == "catalogue":
-      retrieval = self._catalogue_softmax(query, item_idx, training)
-    else:
-      retrieval = self.retrieval_task(
-          query, candidate, candidate_sampling_probability=sampling,
-          candidate_ids=item_idx, compute_metrics=False)
+    retrieval = self.retrieval_task(
+        query, candidate, candidate_sampling_probability=sampling,
+        candidate_ids=item_idx, compute_metrics=False)
     # [B, 1]: Keras losses average over the last axis first, so [B] inputs
     # would make the SUM reduction a mean, and this a mean over B twice.
     ranking = self.ranking_task(

@@ -131,9 +131,7 @@ def build_model(config: TrainerConfig, tft_output: tft.TFTransformOutput,
           features.OCCUPATION_VOCAB),
       item_probability=item_probability(freq, catalog.vocabulary),
       text_table=text_table, search_query_tables=query_tables,
-      fine_tuned_text=fine_tuned,
-      vocabulary_features=(catalog.vocabulary_features(tft_output)
-                           if config.negatives == "catalogue" else None))
+      fine_tuned_text=fine_tuned)
 
 
 def evaluate_in_process(module: export.RecommenderModule,

@@ -104,7 +104,7 @@ class ItemRepresentation(tf.keras.layers.Layer):
 
 
 class AttentionEncoder(tf.keras.layers.Layer):
-  """Self-attention over the recent items (newest last) -> [B, d].
+  """Self-attention over the recent items (newest last) -> [B, n, d].
 
   SASRec's block (Kang & McAuley 2018), read at the newest position: learned
   position embeddings, pre-norm multi-head attention over the valid items,
@@ -178,48 +178,26 @@ class QueryTower(tf.keras.Model):
     self.out = tf.keras.layers.Dense(d)
 
   def call(self, inputs):
-    return self._queries(inputs, every_position=False)
-
-  def every_position(self, inputs):
-    """[B, n, d]: the query as it stood right after each of the
-    `history_length` most recent history positions (position i sees the
-    history up to i only; the last is `call`'s query). Training on every
-    next item, as SASRec does, gives each example n targets instead of one.
-    """
-    return self._queries(inputs, every_position=True)
-
-  def _queries(self, inputs, every_position: bool):
     profile = self.profile(tf.concat([
         self.user_embedding(inputs[_xf(features.USER_ID)]),
         self.gender_embedding(inputs[_xf(features.GENDER)]),
         self.occupation_embedding(inputs[_xf(features.OCCUPATION)]),
         tf.expand_dims(inputs[_xf(features.AGE)], -1),
     ], axis=-1))
-    n = self._config.history_length
-    if every_position:
-      profile = tf.repeat(profile[:, tf.newaxis], n, axis=1)
     parts = [profile]
     if self._config.use_history:
       history = inputs[_xf(features.HISTORY)]
       mask = history >= 0
       vectors = self.items(tf.maximum(history, 0))
-      recent = tf.cast(mask[:, -n:], vectors.dtype)[..., tf.newaxis]
-      short_term = self.sequence(vectors[:, -n:], mask=mask[:, -n:])  # [B,n,d]
-      if every_position:
-        # Running mean of the history up to each position; and nothing
-        # recent before the first item.
-        weights = tf.cast(mask, vectors.dtype)[..., tf.newaxis]
-        long_term = (tf.cumsum(vectors * weights, axis=1) / tf.maximum(
-            tf.cumsum(weights, axis=1), 1.0))[:, -n:]
-        has_recent = tf.cumsum(recent, axis=1) > 0
-      else:
-        long_term = masked_mean(vectors, mask)
-        short_term = short_term[:, -1]
-        has_recent = tf.reduce_any(recent > 0, axis=1)
+      long_term = masked_mean(vectors, mask)
+      n = self._config.history_length
+      # The state after the newest item (history is newest last).
+      short_term = self.sequence(vectors[:, -n:], mask=mask[:, -n:])[:, -1]
+      has_recent = tf.reduce_any(mask[:, -n:], axis=1, keepdims=True)
       short_term = tf.where(has_recent, short_term, 0.0)
       weights = self.gate(tf.concat([profile, long_term, short_term], -1))
-      fused = (weights[..., 0:1] * profile + weights[..., 1:2] * long_term +
-               weights[..., 2:3] * short_term)
+      fused = (weights[:, 0:1] * profile + weights[:, 1:2] * long_term +
+               weights[:, 2:3] * short_term)
       parts = [profile, fused]
     x = self.hidden(tf.concat(parts, axis=-1))
     return tf.math.l2_normalize(self.out(x), axis=-1)

@@ -36,9 +36,11 @@ class TrainerConfig:
   # Frozen pretrained BERT text vectors of items (+ a trained projection).
   use_text: bool = True
   text_max_length: int = 32
-  # Scale each item's text by a learned function of how often its id was
-  # rated: text where ids are thin, the id's own signal where they are not.
-  text_gate: bool = False
+  # Whether the items of a user's history also carry their text (the
+  # candidate side always does: that is how cold items are found). Without
+  # it the user tower reads ids only, which on the validation window keeps
+  # text from blurring warm users' tastes.
+  text_in_history: bool = True
   # Fine-tune this many top BERT blocks on the item side (0: frozen). Each
   # step then runs them over the whole catalogue: meant for a GPU.
   text_finetune_layers: int = 0

@@ -50,8 +50,7 @@ class RecommenderModel(tfrs.models.Model):
       raise ValueError("use_text needs the catalogue's text vectors")
     self.oov_item = len(item_probability) - 1
     self.items = towers.ItemRepresentation(config, len(item_probability),
-                                           text_table, fine_tuned_text,
-                                           item_probability)
+                                           text_table, fine_tuned_text)
     self.search_query_tables = [
         tf.constant(t, tf.float32) for t in search_query_tables
     ] if config.use_text else []

@@ -9,7 +9,6 @@ item is represented the same way as a candidate and inside a user's history
 text vector. Items unseen in training share
 the OOV id embedding, so their text is what tells them apart (cold start).
 """
-import numpy as np
 import tensorflow as tf
 
 from trainer import features
@@ -47,25 +46,12 @@ class ItemRepresentation(tf.keras.layers.Layer):
     fine_tuned_text: instead of text_table, (token states [num_items, T, H]
       below the fine-tuned blocks, their mask [num_items, T], FineTunedTop):
       the table is then recomputed every step through the trainable top.
-    item_probability: [num_items] each id's share of training interactions:
-      with config.text_gate, how much an item's text adds to its id is a
-      learned function of it (text where ids are thin).
   """
 
   def __init__(self, config: TrainerConfig, num_items: int, text_table=None,
-               fine_tuned_text=None, item_probability=None, **kwargs):
+               fine_tuned_text=None, **kwargs):
     super().__init__(**kwargs)
     self.use_text = config.use_text
-    self.text_gate = None
-    if config.use_text and config.text_gate:
-      self.log_probability = tf.constant(
-          np.log(item_probability)[:, np.newaxis], tf.float32)
-      # Starts near 1 (text fully in) whatever the frequency; training
-      # learns how fast it falls with the id's evidence.
-      self.text_gate = tf.keras.layers.Dense(
-          1, activation="sigmoid", kernel_initializer="zeros",
-          bias_initializer=tf.keras.initializers.Constant(2.0),
-          name="text_gate")
     self.id_embedding = tf.keras.layers.Embedding(num_items,
                                                   config.embedding_dim)
     self.top = None
@@ -87,18 +73,16 @@ class ItemRepresentation(tf.keras.layers.Layer):
       return self.top(self.text_states, self.text_mask)
     return self.text_table
 
-  def call(self, ids, text_vectors=None, text_ids=None):
+  def call(self, ids, text_vectors=None, text_ids=None, with_text=True):
     """ids: id-embedding rows; text from `text_vectors` if given, else from
-    the table at `text_ids` (default: `ids`)."""
+    the table at `text_ids` (default: `ids`); none without `with_text`."""
     x = self.id_embedding(ids)
-    if self.use_text:
+    if self.use_text and with_text:
       if text_vectors is not None:
         text = self.text_projection(text_vectors)
       else:
         projected = self.text_projection(self.text_vectors())
         text = tf.gather(projected, ids if text_ids is None else text_ids)
-      if self.text_gate is not None:
-        text = text * self.text_gate(tf.gather(self.log_probability, ids))
       x = x + text
     return x
 
@@ -188,7 +172,8 @@ class QueryTower(tf.keras.Model):
     if self._config.use_history:
       history = inputs[_xf(features.HISTORY)]
       mask = history >= 0
-      vectors = self.items(tf.maximum(history, 0))
+      vectors = self.items(tf.maximum(history, 0),
+                           with_text=self._config.text_in_history)
       long_term = masked_mean(vectors, mask)
       n = self._config.history_length
       # The state after the newest item (history is newest last).

@@ -33,16 +33,18 @@ OBJECTIVE = "val_recall_at_10"
 
 def search_space(max_history: int) -> kt.HyperParameters:
   """Embedding size, temperature, learning rate, history length and encoder,
-  and the rating loss's weight against retrieval's."""
+  the rating loss's weight against retrieval's, and whether history items
+  carry their text."""
   hp = kt.HyperParameters()
   hp.Choice("embedding_dim", [32, 64, 128], default=64)
   hp.Choice("temperature", [0.03, 0.05, 0.1], default=0.05)
-  hp.Choice("learning_rate", [0.003, 0.01, 0.02], default=0.01)
+  hp.Choice("learning_rate", [0.003, 0.005, 0.01, 0.02], default=0.01)
   hp.Choice("history_length",
             sorted({min(n, max_history) for n in (10, 20, 50)}),
             default=min(20, max_history))
   hp.Choice("history_encoder", ["gru", "attention"], default="gru")
   hp.Choice("ranking_weight", [0.1, 0.5, 1.0], default=0.5)
+  hp.Boolean("text_in_history", default=True)
   return hp
 
 

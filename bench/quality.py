@@ -466,11 +466,17 @@ def plot(rows: List[Dict], path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for r in rows:
-    if "recall@10" in r:
-      ax.plot(KS, [r[f"recall@{k}"] for k in KS], marker="o", label=r["name"])
+  curves = [r for r in rows if "recall@10" in r]
+  colours = plt.get_cmap("tab20").colors
+  peer_names = ("popularity", "tfrs_tutorial", "ease", "sasrec")
+  for i, r in enumerate(curves):
+    style = "--" if r["name"].startswith(peer_names) else "-"
+    ax.plot(KS, [r[f"recall@{k}"] for k in KS], style, marker="o",
+            color=colours[i % len(colours)], label=r["name"])
   ax.set_xlabel("k")
-  ax.set_ylabel("recall@k (time-split eval, MovieLens 100K)")
+  ax.set_ylabel("recall@k, seen excluded (time split, ML-100K)")
+  ax.set_title("dashed: peers, solid: this model and its ablations",
+               fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()

@@ -131,8 +131,8 @@ def ranking_metrics(top: np.ndarray, truth: np.ndarray, n_items: int
   hits = top == truth[:, None]
   rank = np.where(hits.any(1), hits.argmax(1) + 1, 0)
   out = {f"recall@{k}": float(((rank > 0) & (rank <= k)).mean()) for k in KS}
-  out["ndcg@10"] = float(np.where((rank > 0) & (rank <= 10),
-                                  1.0 / np.log2(np.maximum(rank, 1) + 1), 0.0).mean())
+  gain = 1.0 / np.log2(np.maximum(rank, 1) + 1)
+  out["ndcg@10"] = float(np.where((rank > 0) & (rank <= 10), gain, 0.0).mean())
   out["mrr"] = float(np.where(rank > 0, 1.0 / np.maximum(rank, 1), 0).mean())
   out["coverage@10"] = float(len(np.unique(top[:, :10])) / n_items)
   out["examples"] = int(len(truth))

@@ -104,8 +104,10 @@ def refresh(data_dir: str, model_base_path: str,
   titles = np.array([i.title for i in items], object)
   with tempfile.TemporaryDirectory() as staging:
     export_dir = os.path.join(staging, "model")
+    columns = contract.item_inputs([dict(item._asdict()) for item in items])
     export.export_catalog(
-        loaded.towers, ids, titles, np.concatenate([vectors, oov]),
+        loaded.towers, ids, titles, columns[contract.YEAR],
+        columns[contract.GENRES], np.concatenate([vectors, oov]),
         text_vectors, export.IndexSettings.read(base), export_dir,
         scann=has_twin)
     version = int(time.time())

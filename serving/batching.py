@@ -22,10 +22,13 @@ import grpc
 import numpy as np
 
 from serving import protocol
+from trainer import contract
 from trainer import features
 
-# Inputs whose "" padding the signatures ignore (history, genres).
-PADDABLE_INPUTS = frozenset({features.HISTORY, features.GENRES})
+# Inputs whose "" padding the signatures ignore (history, genres, the
+# business rules' id and genre lists).
+PADDABLE_INPUTS = frozenset({features.HISTORY, features.GENRES,
+                             contract.EXCLUDE, contract.ALLOWED_GENRES})
 
 Inputs = Dict[str, np.ndarray]
 

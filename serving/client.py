@@ -10,6 +10,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import grpc
 import numpy as np
+import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
@@ -60,12 +61,17 @@ class RecommenderClient:
     address: host:port of the gRPC endpoint.
     model_name: the model's name in the server's model config.
     timeout: seconds per call.
+    version_label: a label of the server's model config ("stable",
+      "canary") to address instead of the newest version (A/B splits).
   """
 
   def __init__(self, address: str = "127.0.0.1:8500",
                model_name: str = "recommender", timeout: float = 10.0,
-               max_message_bytes: int = 64 << 20):
+               max_message_bytes: int = 64 << 20,
+               version_label: Optional[str] = None):
     self.address, self.model_name, self.timeout = address, model_name, timeout
+    self.version_label = version_label
+    self._input_specs: Dict[str, Dict] = {}
     self._channel = grpc.insecure_channel(address, options=[
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes)])
@@ -78,27 +84,66 @@ class RecommenderClient:
 
   def predict(self, signature: str, inputs: Mapping[str, np.ndarray],
               version: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """One Predict call. Optional inputs the served signature declares but
+    `inputs` lack (business rules) are sent empty, because stock TF Serving
+    requires every input; a model exported before they existed gets none."""
+    inputs = contract.complete_inputs(signature, self._specs(signature),
+                                      inputs)
     request = contract.predict_request(self.model_name, signature, inputs,
-                                       version)
+                                       version, self.version_label)
     try:
       response = self._predict.Predict(request, timeout=self.timeout)
     except grpc.RpcError as e:
       _raise(e, self.address, self.model_name)
     return protocol.response_outputs(response)
 
+  def _specs(self, signature: str) -> Dict:
+    """The served signature's inputs as TensorSpecs (one metadata call per
+    signature and client); {} where the server gives no metadata."""
+    if signature not in self._input_specs:
+      try:
+        defs = self._signature_defs()
+      except ServingError:
+        return {}
+      found = defs.signature_def.get(signature or contract.SERVING_DEFAULT)
+      self._input_specs[signature] = {} if found is None else {
+          name: tf.TensorSpec(tf.TensorShape(info.tensor_shape),
+                              tf.as_dtype(info.dtype), name)
+          for name, info in found.inputs.items()}
+    return self._input_specs[signature]
+
   def recommend(self, users: Sequence[Mapping], k: int = 10,
-                exclude_seen: bool = False) -> List[Dict]:
+                exclude_seen: bool = False,
+                rules: Optional[Dict] = None) -> List[Dict]:
+    """Top k per user, each item with because_item_ids/because_titles/
+    reason when the model explains. `rules`: contract.rule_inputs'
+    keyword arguments (exclude, genres, years), the same for every user."""
     inputs = dict(contract.user_inputs(users), k=np.int32(k))
+    if rules:
+      inputs.update(contract.rule_inputs(len(users), **rules))
     name = (contract.RECOMMEND_UNSEEN if exclude_seen
             else contract.RECOMMEND)
     return protocol.top_k_rows(self.predict(name, inputs))
 
   def search(self, queries: Sequence[str], k: int = 10,
-             users: Optional[Sequence[Dict]] = None) -> List[Dict]:
+             users: Optional[Sequence[Dict]] = None,
+             rules: Optional[Dict] = None) -> List[Dict]:
     """Free-text search; with `users` (one per query, recommend's fields),
     each query's results are re-ordered by that user's taste."""
-    return protocol.top_k_rows(self.predict(*contract.search_inputs(
-        queries, k, users)))
+    name, inputs = contract.search_inputs(queries, k, users)
+    if rules:
+      inputs.update(contract.rule_inputs(len(queries), **rules))
+    return protocol.top_k_rows(self.predict(name, inputs))
+
+  def similar(self, items: Sequence, k: int = 10,
+              rules: Optional[Dict] = None) -> List[Dict]:
+    """Nearest items to each item: an id, or a dict with item_id and, for
+    an item the model has never seen, title/year/genres."""
+    items = [i if isinstance(i, dict) else {"item_id": i} for i in items]
+    inputs = dict(contract.similar_inputs(items), k=np.int32(k))
+    if rules:
+      inputs.update(contract.rule_inputs(len(items), **rules))
+    return protocol.top_k_rows(self.predict(contract.SIMILAR_ITEMS, inputs))
 
   def status(self) -> List[Dict]:
     request = get_model_status_pb2.GetModelStatusRequest()
@@ -112,8 +157,13 @@ class RecommenderClient:
                  s.state)} for s in response.model_version_status]
 
   def signatures(self) -> List[str]:
+    return sorted(self._signature_defs().signature_def)
+
+  def _signature_defs(self) -> get_model_metadata_pb2.SignatureDefMap:
     request = get_model_metadata_pb2.GetModelMetadataRequest()
     request.model_spec.name = self.model_name
+    if self.version_label:
+      request.model_spec.version_label = self.version_label
     request.metadata_field.append("signature_def")
     try:
       response = self._predict.GetModelMetadata(request, timeout=self.timeout)
@@ -121,7 +171,7 @@ class RecommenderClient:
       _raise(e, self.address, self.model_name)
     defs = get_model_metadata_pb2.SignatureDefMap()
     response.metadata["signature_def"].Unpack(defs)
-    return sorted(defs.signature_def)
+    return defs
 
 
 class RestClient:

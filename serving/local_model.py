@@ -31,36 +31,58 @@ class PushedModel:
       raise KeyError(f"Unknown signature {name!r}; available: "
                      f"{', '.join(sorted(self.loaded.signatures))}") from None
 
-  @staticmethod
-  def _user_batch(users: Sequence[Dict]) -> Dict[str, tf.Tensor]:
-    return {k: tf.constant(v, tf.int64 if v.dtype.kind == "i" else tf.string)
-            for k, v in contract.user_inputs(users).items()}
+  def call(self, name: str, inputs: Dict[str, np.ndarray]
+           ) -> Dict[str, np.ndarray]:
+    """Runs signature `name` as the server would: inputs checked, optional
+    ones (rules) filled when left out."""
+    function = self.signature(name)
+    checked = protocol.check_inputs(function, inputs, name)
+    try:
+      out = function(**protocol.as_tensors(function, checked))
+    except tf.errors.InvalidArgumentError as e:
+      raise ValueError(protocol.model_error_message(e)) from None
+    return {key: v.numpy() for key, v in out.items()}
 
   def recommend_batch(self, users: Sequence[Dict], k: int = 10,
-                      exclude_seen: bool = False) -> List[Dict]:
-    """Top k per user; with exclude_seen, items in each history are skipped."""
+                      exclude_seen: bool = False,
+                      rules: Optional[Dict] = None) -> List[Dict]:
+    """Top k per user, with why; with exclude_seen, items in each history
+    are skipped. `rules`: contract.rule_inputs' keyword arguments."""
     name = (contract.RECOMMEND_UNSEEN if exclude_seen
             else contract.RECOMMEND)
-    out = self.signature(name)(
-        **self._user_batch(users), k=tf.constant(k, tf.int32))
-    return protocol.top_k_rows({k: v.numpy() for k, v in out.items()})
+    inputs = dict(contract.user_inputs(users), k=np.int32(k))
+    if rules:
+      inputs.update(contract.rule_inputs(len(users), **rules))
+    return protocol.top_k_rows(self.call(name, inputs))
 
   def recommend(self, user_id: str = "", age: int = 0, gender: str = "",
                 occupation: str = "", history: Sequence[str] = (),
-                k: int = 10, exclude_seen: bool = False) -> Dict:
+                k: int = 10, exclude_seen: bool = False,
+                rules: Optional[Dict] = None) -> Dict:
     return self.recommend_batch([dict(user_id=user_id, age=age, gender=gender,
                                       occupation=occupation,
                                       history=list(history))], k,
-                                exclude_seen)[0]
+                                exclude_seen, rules)[0]
 
   def search(self, queries: Sequence, k: int = 10,
-             users: Optional[Sequence[Dict]] = None) -> List[Dict]:
+             users: Optional[Sequence[Dict]] = None,
+             rules: Optional[Dict] = None) -> List[Dict]:
     """Free-text queries (str or bytes) -> top-k items each; with `users`
     (one per query) re-ordered by each user's taste."""
     name, inputs = contract.search_inputs(queries, k, users)
-    out = self.signature(name)(**{key: tf.constant(v)
-                                  for key, v in inputs.items()})
-    return protocol.top_k_rows({k: v.numpy() for k, v in out.items()})
+    if rules:
+      inputs.update(contract.rule_inputs(len(queries), **rules))
+    return protocol.top_k_rows(self.call(name, inputs))
+
+  def similar(self, items: Sequence, k: int = 10,
+                    rules: Optional[Dict] = None) -> List[Dict]:
+    """Nearest items to each item (an id, or a dict with item_id and, for
+    an item the model has never seen, title/year/genres)."""
+    items = [i if isinstance(i, dict) else {"item_id": i} for i in items]
+    inputs = dict(contract.similar_inputs(items), k=np.int32(k))
+    if rules:
+      inputs.update(contract.rule_inputs(len(items), **rules))
+    return protocol.top_k_rows(self.call(contract.SIMILAR_ITEMS, inputs))
 
   def embed_items(self, items: Sequence[Dict]) -> np.ndarray:
     """Candidate vectors for items given as {item_id, title, year, genres}."""
@@ -69,19 +91,36 @@ class PushedModel:
     return out[contract.VECTORS].numpy()
 
   def rank(self, user: Dict, item_ids: Sequence[str]) -> np.ndarray:
-    out = self.signature(contract.RANK)(
-        **self._user_batch([user]),
-        item_ids=tf.constant([list(item_ids)], tf.string))
-    return out[contract.SCORES][0].numpy()
+    inputs = dict(contract.user_inputs([user]), **{
+        contract.ITEM_IDS: np.array([list(item_ids)], object)})
+    return self.call(contract.RANK, inputs)[contract.SCORES][0]
 
 
 def load_latest(model_base_path: str) -> PushedModel:
   return PushedModel(contract.latest_version_dir(model_base_path))
 
 
-def format_recommendations(user: str, result: Dict) -> str:
-  lines = [f"Top {len(result['item_ids'])} for user {user or '(new user)'}:"]
+def format_recommendations(user: str, result: Dict,
+                           heading: str = "for user") -> str:
+  lines = [f"Top {len(result['item_ids'])} {heading} {user or '(new user)'}:"]
   for rank, (item, title, score) in enumerate(zip(
       result["item_ids"], result["titles"], result["scores"]), 1):
     lines.append(f"  {rank:>2}. {title:<55.55} (item {item:>5})  {score:.3f}")
+  return "\n".join(lines)
+
+
+def format_explained(user: str, result: Dict) -> str:
+  """format_recommendations with a "Because you watched" line per item."""
+  lines = [f"Top {len(result['item_ids'])} for user {user or '(new user)'}:"]
+  because = result.get(contract.BECAUSE_TITLES) or [""] * len(
+      result["item_ids"])
+  reasons = result.get(contract.REASON) or [""] * len(result["item_ids"])
+  for rank, (item, title, score, why, reason) in enumerate(zip(
+      result["item_ids"], result["titles"], result["scores"], because,
+      reasons), 1):
+    lines.append(f"  {rank:>2}. {title:<55.55} (item {item:>5})  {score:.3f}")
+    if why:
+      lines.append(f"      Because you watched {why}")
+    elif reason == contract.REASON_PROFILE:
+      lines.append("      Popular with people like you (no history yet)")
   return "\n".join(lines)

@@ -24,15 +24,37 @@ class ProtocolError(Exception):
     self.message = message
 
 
+_TEXT_OUTPUTS = (contract.ITEM_IDS, contract.TITLES,
+                 contract.BECAUSE_ITEM_IDS, contract.BECAUSE_TITLES,
+                 contract.REASON)
+
+
 def top_k_rows(outputs: Mapping[str, np.ndarray]) -> List[Dict]:
-  """item_ids/titles/scores [B, k] -> one {item_ids, titles, scores} per row."""
+  """item_ids/titles/scores [B, k] (and the explanation outputs, when the
+  signature has them) -> one dict of lists per row. Slots a business rule
+  left empty ("" ids) are dropped."""
   def text(v):
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-  ids, titles = outputs[contract.ITEM_IDS], outputs[contract.TITLES]
+  ids = outputs[contract.ITEM_IDS]
   scores = np.asarray(outputs[contract.SCORES])
-  return [{contract.ITEM_IDS: [text(i) for i in ids[r]],
-           contract.TITLES: [text(t) for t in titles[r]],
-           contract.SCORES: scores[r].tolist()} for r in range(len(ids))]
+  rows = []
+  for r in range(len(ids)):
+    keep = [j for j, i in enumerate(ids[r]) if text(i)]
+    row = {name: [text(outputs[name][r][j]) for j in keep]
+           for name in _TEXT_OUTPUTS if name in outputs}
+    row[contract.SCORES] = [float(scores[r][j]) for j in keep]
+    rows.append(row)
+  return rows
+
+
+def model_error_message(error: Exception) -> str:
+  """The line of a TF error a caller can act on: the assertion's own
+  message (the model's input checks) rather than "Graph execution error"."""
+  lines = [line.strip() for line in str(error).split("\n") if line.strip()]
+  for line in lines:
+    if line.startswith("assertion failed:"):
+      return line[len("assertion failed:"):].strip()
+  return lines[0] if lines else type(error).__name__
 
 
 def response_outputs(response: predict_pb2.PredictResponse
@@ -40,11 +62,14 @@ def response_outputs(response: predict_pb2.PredictResponse
   return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
 
 
-def check_inputs(function, tensors: Mapping[str, np.ndarray]
-                 ) -> Dict[str, np.ndarray]:
+def check_inputs(function, tensors: Mapping[str, np.ndarray],
+                 signature: str = "") -> Dict[str, np.ndarray]:
   """Checks names, dtypes and ranks against a concrete signature function;
-  mismatches raise ProtocolError(INVALID_ARGUMENT) naming the fix."""
+  mismatches raise ProtocolError(INVALID_ARGUMENT) naming the fix. Optional
+  inputs of `signature` (business rules; see contract.optional_inputs) that
+  are left out get their empty value, so older clients keep working."""
   specs = function.structured_input_signature[1]
+  tensors = contract.complete_inputs(signature, specs, tensors)
   missing = sorted(set(specs) - set(tensors))
   unknown = sorted(set(tensors) - set(specs))
   if missing or unknown:
@@ -55,6 +80,9 @@ def check_inputs(function, tensors: Mapping[str, np.ndarray]
   out = {}
   for name, spec in specs.items():
     value = np.asarray(tensors[name])
+    if value.size == 0 and value.ndim:  # JSON's [[]] has no dtype
+      value = value.astype(object if spec.dtype == tf.string
+                           else spec.dtype.as_numpy_dtype)
     if spec.dtype == tf.string:
       ok = value.dtype.kind in ("O", "S", "U")
     else:

@@ -18,7 +18,8 @@ from tensorflow_serving.apis import get_model_status_pb2
 from serving import protocol
 
 _REST_PATH = re.compile(
-    r"^/v1/models/(?P<name>[^/:]+)(/versions/(?P<version>\d+))?"
+    r"^/v1/models/(?P<name>[^/:]+)"
+    r"(/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
     r"(?P<verb>:predict|/metadata)?$")
 _STATE_NAMES = {v: k for k, v in
                 get_model_status_pb2.ModelVersionStatus.State.items()}
@@ -59,23 +60,23 @@ def handler_class(server):
         raise protocol.ProtocolError(grpc.StatusCode.NOT_FOUND,
                                      f"Malformed request: {self.path}")
       version = match.group("version")
-      return match.group("name"), int(version) if version else None, \
-          match.group("verb")
+      return (match.group("name"), int(version) if version else None,
+              match.group("label"), match.group("verb"))
 
     def do_GET(self):
       try:
-        name, version, verb = self._route()
+        name, version, label, verb = self._route()
         if verb == "/metadata":
-          model = server.model(name, version)
+          model = server.model(name, version, label)
           self._send(200, {"model_spec": {"name": name,
                                           "version": str(model.version)},
                            "metadata": {"signature_def": sorted(
                                model.signature_defs)}})
           return
-        if name != server.model_name:
-          raise protocol.ProtocolError(grpc.StatusCode.NOT_FOUND,
-                                       f"Could not find model {name}")
-        states = server.manager.states()
+        manager = server.manager_for(name)
+        if label:
+          version = manager.get(None, label).version
+        states = manager.states()
         self._send(200, {"model_version_status": [
             {"version": str(v), "state": _STATE_NAMES[s],
              "status": {"error_code": "OK", "error_message": ""}}
@@ -86,7 +87,7 @@ def handler_class(server):
 
     def do_POST(self):
       try:
-        name, version, verb = self._route()
+        name, version, label, verb = self._route()
         if verb != ":predict":
           raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
                                        "Only :predict accepts POST")
@@ -101,7 +102,7 @@ def handler_class(server):
         except ValueError as e:
           raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
                                        f"Malformed JSON: {e}") from None
-        model = server.model(name, version)
+        model = server.model(name, version, label)
         signature = body.get("signature_name", "")
         if "instances" in body:
           rows = body["instances"]

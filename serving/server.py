@@ -15,7 +15,7 @@ import threading
 import time
 from concurrent import futures
 from http.server import ThreadingHTTPServer
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import grpc
 import numpy as np
@@ -36,6 +36,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import batching
+from serving import model_config
 from serving import protocol
 from serving import rest
 from trainer import contract
@@ -83,7 +84,8 @@ class LoadedVersion:
           ) -> Dict[str, np.ndarray]:
     """Checks the request alone, then runs it (inside a batch if given)."""
     function = self.signature(signature)
-    checked = protocol.check_inputs(function, inputs)
+    checked = protocol.check_inputs(
+        function, inputs, signature or contract.SERVING_DEFAULT)
     execute = lambda arrays: self._call(function, arrays)  # noqa: E731
     if batcher is None:
       return execute(checked)
@@ -97,23 +99,26 @@ class LoadedVersion:
       outputs = function(**protocol.as_tensors(function, arrays))
     except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
       raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   str(e).split("\n")[0]) from None
+                                   protocol.model_error_message(e)) from None
     return {k: v.numpy() for k, v in outputs.items()}
 
 
 class ModelManager:
-  """Watches one model base path and keeps the newest versions loaded."""
+  """Watches one model base path and keeps the versions its policy wants
+  loaded (the newest `versions_to_keep` by default)."""
 
-  def __init__(self, name: str, base_path: str, versions_to_keep: int = 1):
-    self.name, self.base_path = name, base_path
-    self.versions_to_keep = versions_to_keep
+  def __init__(self, name: str, base_path: str, versions_to_keep: int = 1,
+               spec: Optional[model_config.ModelSpec] = None):
+    self.spec = spec or model_config.ModelSpec(name, base_path,
+                                               versions_to_keep)
+    self.name, self.base_path = self.spec.name, self.spec.base_path
     self._versions: Dict[int, LoadedVersion] = {}
     self._states: Dict[int, int] = {}
     self._lock = threading.Lock()
 
   def poll(self) -> None:
     """Loads new versions (fully, before they are visible), unloads old."""
-    wanted = contract.versions(self.base_path)[-self.versions_to_keep:]
+    wanted = self.spec.wanted(contract.versions(self.base_path))
     for version in wanted:
       if version in self._versions or self._states.get(version) == _State.END:
         continue
@@ -138,7 +143,16 @@ class ModelManager:
           self._states[version] = _State.END
           logging.info("Unloaded %s version %d", self.name, version)
 
-  def get(self, version: Optional[int] = None) -> LoadedVersion:
+  def get(self, version: Optional[int] = None,
+          label: Optional[str] = None) -> LoadedVersion:
+    """The newest loaded version, or the one `version` or `label` names."""
+    if version is None and label:
+      if label not in self.spec.labels:
+        raise protocol.ProtocolError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"Unrecognized servable version label: {label} (model "
+            f"{self.name} has {sorted(self.spec.labels) or 'no labels'})")
+      version = self.spec.labels[label]
     with self._lock:
       if not self._versions:
         raise protocol.ProtocolError(
@@ -158,22 +172,35 @@ class ModelManager:
 
 
 class Server:
-  """Owns the model manager, the gRPC and REST endpoints and the poller."""
+  """Owns the model managers, the gRPC and REST endpoints and the poller.
 
-  def __init__(self, model_name: str, base_path: str, host: str = "127.0.0.1",
+  Serves one model (model_name, base_path), or every model of a TF Serving
+  model config (`models`, from serving/model_config.py) on the same ports.
+  """
+
+  def __init__(self, model_name: str = contract.MODEL_NAME,
+               base_path: str = "", host: str = "127.0.0.1",
                grpc_port: int = contract.DEFAULT_GRPC_PORT,
                rest_port: Optional[int] = contract.DEFAULT_REST_PORT,
                poll_seconds: float = 1.0, versions_to_keep: int = 1,
                max_request_bytes: int = contract.DEFAULT_MAX_REQUEST_BYTES,
                workers: int = 8,
                batching_parameters: Optional[
-                   batching.BatchingParameters] = None):
+                   batching.BatchingParameters] = None,
+               models: Optional[List[model_config.ModelSpec]] = None):
     """batching_parameters: merge concurrent requests into one model call
-    (TF Serving's --enable_batching); None serves each request alone."""
+    (TF Serving's --enable_batching); None serves each request alone.
+    models: serve these instead of model_name/base_path."""
     self.batcher = (batching.Batcher(batching_parameters)
                     if batching_parameters is not None else None)
-    self.manager = ModelManager(model_name, base_path, versions_to_keep)
-    self.model_name = model_name
+    if models is None:
+      models = [model_config.ModelSpec(model_name, base_path,
+                                       versions_to_keep)]
+    self.managers = {spec.name: ModelManager(spec.name, spec.base_path,
+                                             spec=spec) for spec in models}
+    # The first model: what single-model callers and logs mean.
+    self.manager = self.managers[models[0].name]
+    self.model_name = models[0].name
     self.max_request_bytes = max_request_bytes
     self._poll_seconds = poll_seconds
     self._stop = threading.Event()
@@ -191,16 +218,24 @@ class Server:
                                       rest.handler_class(self))
       self.rest_port = self.rest.server_address[1]
 
-  def model(self, name: str, version: Optional[int]) -> LoadedVersion:
-    if name != self.model_name:
+  def manager_for(self, name: str) -> ModelManager:
+    if name not in self.managers:
       raise protocol.ProtocolError(
           grpc.StatusCode.NOT_FOUND,
           f"Servable not found for request: Latest({name}); this server "
-          f"serves {self.model_name!r}")
-    return self.manager.get(version)
+          f"serves {', '.join(repr(n) for n in self.managers)}")
+    return self.managers[name]
+
+  def model(self, name: str, version: Optional[int],
+            label: Optional[str] = None) -> LoadedVersion:
+    return self.manager_for(name).get(version, label)
+
+  def poll(self) -> None:
+    for manager in self.managers.values():
+      manager.poll()
 
   def start(self) -> "Server":
-    self.manager.poll()
+    self.poll()
     self.grpc.start()
     threading.Thread(target=self._poll_loop, daemon=True).start()
     if self.rest is not None:
@@ -210,7 +245,7 @@ class Server:
   def _poll_loop(self):
     while not self._stop.wait(self._poll_seconds):
       try:
-        self.manager.poll()
+        self.poll()
       except Exception as e:  # Keep polling whatever happens on disk.
         logging.error("version poll failed: %s", e)
 
@@ -223,8 +258,12 @@ class Server:
       self.rest.shutdown()
 
 
-def _version(spec) -> Optional[int]:
-  return spec.version.value if spec.HasField("version") else None
+def _version(spec) -> Tuple[Optional[int], Optional[str]]:
+  """(version, label) a ModelSpec asks for; (None, None): the newest."""
+  choice = spec.WhichOneof("version_choice")
+  if choice == "version":
+    return spec.version.value, None
+  return None, (spec.version_label if choice == "version_label" else None)
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -235,12 +274,12 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
   def Predict(self, request, context):
     try:
       model = self._server.model(request.model_spec.name,
-                                 _version(request.model_spec))
+                                 *_version(request.model_spec))
       inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
       outputs = model.run(request.model_spec.signature_name, inputs,
                           self._server.batcher)
       response = predict_pb2.PredictResponse()
-      response.model_spec.name = self._server.model_name
+      response.model_spec.name = request.model_spec.name
       response.model_spec.version.value = model.version
       response.model_spec.signature_name = (request.model_spec.signature_name
                                             or contract.SERVING_DEFAULT)
@@ -262,9 +301,9 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             grpc.StatusCode.INVALID_ARGUMENT,
             "Metadata field must be [\"signature_def\"]")
       model = self._server.model(request.model_spec.name,
-                                 _version(request.model_spec))
+                                 *_version(request.model_spec))
       response = get_model_metadata_pb2.GetModelMetadataResponse()
-      response.model_spec.name = self._server.model_name
+      response.model_spec.name = request.model_spec.name
       response.model_spec.version.value = model.version
       defs = get_model_metadata_pb2.SignatureDefMap()
       for name, sig in model.signature_defs.items():
@@ -281,12 +320,15 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
     self._server = server
 
   def GetModelStatus(self, request, context):
-    if request.model_spec.name != self._server.model_name:
+    if request.model_spec.name not in self._server.managers:
       context.abort(grpc.StatusCode.NOT_FOUND,
                     f"Could not find any versions of model "
                     f"{request.model_spec.name}")
-    states = self._server.manager.states()
-    wanted = _version(request.model_spec)
+    manager = self._server.managers[request.model_spec.name]
+    states = manager.states()
+    wanted, label = _version(request.model_spec)
+    if label:
+      wanted = manager.spec.labels.get(label, -1)
     if wanted is not None:
       if wanted not in states:
         context.abort(grpc.StatusCode.NOT_FOUND,
@@ -304,8 +346,10 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 def serve_forever(server: Server) -> None:
   server.start()
-  logging.info("Serving %s from %s: gRPC 127.0.0.1:%d, REST %s",
-               server.model_name, server.manager.base_path, server.grpc_port,
+  for manager in server.managers.values():
+    logging.info("Serving %s from %s (labels %s)", manager.name,
+                 manager.base_path, manager.spec.labels or "none")
+  logging.info("gRPC port %d, REST port %s", server.grpc_port,
                getattr(server, "rest_port", None))
   try:
     while True:

@@ -191,3 +191,81 @@ def test_new_versions_are_picked_up_and_old_ones_unloaded(tmp_path):
     assert after == pytest.approx(before + 10.0)
   finally:
     server.stop()
+
+
+def test_model_config_file_serves_several_models_and_version_labels(
+    tmp_path):
+  """`recsys serve --model_config_file`: two models on one port, stable and
+  canary labels on two versions of one (an A/B split), TF Serving's errors
+  for an unknown model or label."""
+  from serving import model_config
+  ab, other = str(tmp_path / "recommender"), str(tmp_path / "scann")
+  save_version(ab, 1, marker=0.0)
+  save_version(ab, 2, marker=10.0)
+  save_version(ab, 3, marker=20.0)  # newest, but outside the policy
+  save_version(other, 7, marker=100.0)
+  config = tmp_path / "models.config"
+  config.write_text(f"""
+model_config_list {{
+  config {{
+    name: "recommender" base_path: "{ab}" model_platform: "tensorflow"
+    model_version_policy {{ specific {{ versions: 1 versions: 2 }} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+  }}
+  config {{
+    name: "recommender_scann" base_path: "{other}"
+    model_platform: "tensorflow"
+  }}
+}}""")
+  server = server_lib.Server(models=model_config.read(str(config)),
+                             grpc_port=0, rest_port=_free_port(),
+                             poll_seconds=0.2).start()
+  address = f"127.0.0.1:{server.grpc_port}"
+  user = [{"user_id": "1"}]
+
+  def top_score(name, label=None):
+    c = client_lib.RecommenderClient(address, name, version_label=label)
+    return c.recommend(user, k=1)[0]["scores"][0]
+
+  try:
+    stable, canary = top_score("recommender", "stable"), top_score(
+        "recommender", "canary")
+    assert canary == pytest.approx(stable + 10.0)
+    # No label: the newest version the policy serves (2, not 3).
+    assert top_score("recommender") == pytest.approx(canary)
+    assert top_score("recommender_scann") == pytest.approx(stable + 100.0)
+    statuses = client_lib.RecommenderClient(address, "recommender").status()
+    assert {s["version"] for s in statuses} == {1, 2}
+    with pytest.raises(client_lib.ModelNotFound,
+                       match="'recommender', 'recommender_scann'"):
+      top_score("recomender")
+    with pytest.raises(client_lib.BadRequest, match="label: beta"):
+      top_score("recommender", "beta")
+    rest = client_lib.RestClient(f"http://127.0.0.1:{server.rest_port}",
+                                 "recommender/labels/canary")
+    assert rest.recommend(user, k=1)[0]["scores"][0] == pytest.approx(canary)
+  finally:
+    server.stop()
+
+
+def test_model_config_errors_are_clear(tmp_path):
+  from serving import model_config
+  bad = tmp_path / "bad.config"
+  bad.write_text("model_config_list { config { nme: 'x' } }")
+  with pytest.raises(ValueError, match="not a TF Serving model config"):
+    model_config.read(str(bad))
+  bad.write_text("""model_config_list { config { name: "a" base_path: "/a"
+    model_version_policy { specific { versions: 1 } }
+    version_labels { key: "canary" value: 2 } } }""")
+  with pytest.raises(ValueError, match="outside its specific policy"):
+    model_config.read(str(bad))
+
+
+def test_deploy_model_config_lists_both_variants():
+  from serving import model_config
+  specs = model_config.read(os.path.join(
+      os.path.dirname(os.path.dirname(__file__)), "serving", "deploy",
+      "models.config"))
+  assert [s.name for s in specs] == [
+      contract.MODEL_NAME, contract.MODEL_NAME + contract.SCANN_SUFFIX]

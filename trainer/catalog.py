@@ -44,6 +44,17 @@ class Catalog:
   def titles(self) -> np.ndarray:
     return self.raw[features.TITLE].numpy().reshape(-1)
 
+  @property
+  def years(self) -> np.ndarray:
+    """[N] int64 release years (0 unknown)."""
+    return self.raw[features.YEAR].numpy().reshape(-1)
+
+  @property
+  def genres(self) -> np.ndarray:
+    """[N, G] genre names, "" pads."""
+    return tf.sparse.to_dense(self.raw[features.GENRES],
+                              default_value=b"").numpy()
+
   def __len__(self) -> int:
     return int(self.raw[features.ITEM_ID].shape[0])
 

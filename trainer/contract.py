@@ -44,11 +44,24 @@ SEARCH = "search"
 PERSONALIZED_SEARCH = "personalized_search"
 EMBED_ITEMS = "embed_items"
 EVALUATE = "evaluate"
+# Item ids -> their nearest items in the candidate space (the item page).
+SIMILAR_ITEMS = "similar_items"
 
 # Outputs. Top-k signatures return item_ids, titles and scores [B, k].
 TITLES = "titles"
 SCORES = "scores"
 VECTORS = "vectors"  # embed_items: [B, d]
+# Why each returned item [B, k]: the history item whose removal lowers that
+# item's score most (leave-one-out through the model's own query tower),
+# and a reason code. Rows with fewer eligible items than k (business rules)
+# end with "" ids.
+BECAUSE_ITEM_IDS = "because_item_ids"
+BECAUSE_TITLES = "because_titles"
+REASON = "reason"
+REASON_HISTORY = "history"  # because_item_ids says which history item
+REASON_PROFILE = "profile"  # empty history: the profile alone
+REASON_TEXT = "text"        # search: the query text (because_*: the
+                            # history item that most raised it, if any)
 # evaluate (read by TFMA): predicted rating and where the rated item lands
 # among the catalogue's top EVAL_TOP_K, seen (history) items excluded: in the
 # top 100 (the blessing metric), in the top 10, and its NDCG@10 gain. Their
@@ -92,6 +105,72 @@ ITEM_INPUTS = {
     GENRES: tf.TensorSpec([None, None], tf.string, GENRES),
 }
 ITEM_IDS_INPUT = tf.TensorSpec([None, None], tf.string, ITEM_IDS)
+# similar_items: one item per row; title/year/genres place an item the model
+# has never seen (optional for catalogue items).
+SIMILAR_INPUTS = {
+    ITEM_IDS: tf.TensorSpec([None], tf.string, ITEM_IDS),
+    TITLE: ITEM_INPUTS[TITLE], YEAR: ITEM_INPUTS[YEAR],
+    GENRES: ITEM_INPUTS[GENRES]}
+
+# Business rules, accepted by every top-k signature (recommend,
+# recommend_unseen, search, personalized_search, similar_items). Empty means
+# no rule: a [B, 0] id/genre list, a 0 year bound.
+EXCLUDE = "exclude_item_ids"   # [B, E] ids never returned ("" pads)
+ALLOWED_GENRES = "allowed_genres"  # [B, G] any of these genres ("" pads)
+MIN_YEAR = "min_year"          # [B] int64, release year >= this
+MAX_YEAR = "max_year"          # [B] int64, release year <= this
+RULE_INPUTS = {
+    EXCLUDE: tf.TensorSpec([None, None], tf.string, EXCLUDE),
+    ALLOWED_GENRES: tf.TensorSpec([None, None], tf.string, ALLOWED_GENRES),
+    MIN_YEAR: tf.TensorSpec([None], tf.int64, MIN_YEAR),
+    MAX_YEAR: tf.TensorSpec([None], tf.int64, MAX_YEAR),
+}
+# Inputs a caller of `recsys serve` may leave out (the server fills the
+# empty value, so clients written before the rules existed keep working).
+# Stock TF Serving requires every input: our client always sends them.
+_OPTIONAL = {SIMILAR_ITEMS: frozenset({TITLE, YEAR, GENRES})}
+
+
+def optional_inputs(signature: str) -> frozenset:
+  """Input names `signature` may be called without."""
+  return frozenset(RULE_INPUTS) | _OPTIONAL.get(signature, frozenset())
+
+
+def empty_input(spec: tf.TensorSpec, batch: int) -> np.ndarray:
+  """The "no value" of an optional input for `batch` rows: "" or 0 per
+  row, and no columns for a list input."""
+  shape = [batch] + [0] * (spec.shape.rank - 1)
+  if spec.dtype == tf.string:
+    return np.full(shape, "", object)
+  return np.zeros(shape, spec.dtype.as_numpy_dtype)
+
+
+def complete_inputs(signature: str, specs: Mapping[str, tf.TensorSpec],
+                    inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  """`inputs` plus the empty value of each optional input of `signature`
+  that its `specs` declare and `inputs` lack (batch size from the batched
+  inputs given). Inputs a model does not declare are never added, so this
+  also serves models exported before an optional input existed."""
+  missing = [n for n in sorted(optional_inputs(signature))
+             if n in specs and n not in inputs]
+  if not missing:
+    return dict(inputs)
+  batch = next((np.shape(v)[0] for n, v in inputs.items()
+                if n in specs and specs[n].shape.rank and np.ndim(v)), 0)
+  return dict(inputs, **{n: empty_input(specs[n], batch) for n in missing})
+
+
+def rule_inputs(batch: int, exclude: Optional[Sequence] = None,
+                genres: Optional[Sequence[str]] = None,
+                years: Tuple[int, int] = (0, 0)) -> Dict[str, np.ndarray]:
+  """The same rules for each of `batch` rows: ids never to return, allowed
+  genres (any of them), an inclusive (min, max) release year (0: open)."""
+  def rows(values):
+    values = [str(v) for v in (values or [])]
+    return np.array([values] * batch, object).reshape(batch, len(values))
+  return {EXCLUDE: rows(exclude), ALLOWED_GENRES: rows(genres),
+          MIN_YEAR: np.full([batch], int(years[0] or 0), np.int64),
+          MAX_YEAR: np.full([batch], int(years[1] or 0), np.int64)}
 EXAMPLES_INPUT = tf.TensorSpec([None], tf.string, EXAMPLES)
 
 
@@ -129,11 +208,19 @@ def item_inputs(items: Sequence[Mapping]) -> Dict[str, np.ndarray]:
   }
 
 
+def similar_inputs(items: Sequence[Mapping]) -> Dict[str, np.ndarray]:
+  """Items as dicts (item_id, and for a new item title, year, genres) ->
+  similar_items inputs (without k and rules)."""
+  inputs = item_inputs(items)
+  inputs[ITEM_IDS] = inputs.pop(ITEM_ID)
+  return inputs
+
+
 def search_inputs(queries: Sequence, k: int,
                   users: Optional[Sequence[Mapping]] = None
                   ) -> Tuple[str, Dict[str, np.ndarray]]:
   """(signature, inputs) for `search`, or `personalized_search` when users
-  (one per query) are given.
+  (one per query) are given; no rules (see rule_inputs).
 
   Raises:
     ValueError: when users are given but not one per query.
@@ -148,13 +235,19 @@ def search_inputs(queries: Sequence, k: int,
 
 def predict_request(model_name: str, signature: str,
                     inputs: Mapping[str, np.ndarray],
-                    version: Optional[int] = None
+                    version: Optional[int] = None,
+                    version_label: Optional[str] = None
                     ) -> predict_pb2.PredictRequest:
+  """A PredictRequest for `signature`; `version` or a `version_label`
+  ("stable", "canary": the server's model config maps it) pins a version,
+  neither means the newest."""
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model_name
   request.model_spec.signature_name = signature
   if version is not None:
     request.model_spec.version.value = version
+  elif version_label:
+    request.model_spec.version_label = version_label
   for key, value in inputs.items():
     request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
   return request

@@ -6,8 +6,11 @@ feature code on the client, no train/serve skew.
 
 Signatures (all tensors batched on axis 0 unless noted):
   recommend(user_id, age, gender, occupation, history_item_ids [B, H] ("" pads),
-            k [] int32) -> item_ids [B, k], titles [B, k], scores [B, k]
+            k [] int32, rules) -> item_ids [B, k], titles [B, k], scores
+            [B, k], and why: because_item_ids, because_titles, reason [B, k]
   recommend_unseen(same inputs) -> the same, excluding history_item_ids
+  similar_items(item_ids [B], title, year, genres (for new items), k, rules)
+      -> item_ids, titles, scores [B, k]: nearest items, the item excluded
   rank(same user fields, item_ids [B, N]) -> scores [B, N] (predicted rating)
   evaluate(examples [B] serialized tf.Example) -> rating [B], hit_at_100 [B]
 With the text tower (the default) also:
@@ -16,6 +19,8 @@ With the text tower (the default) also:
       -> the same, re-ordered by the user's taste (see personalized_search)
   embed_items(item_id [B], title [B], year [B] int64, genres [B, G] ("" pads))
       -> vectors [B, d]: candidate vectors for new (cold-start) items
+`rules` are contract.RULE_INPUTS: exclude_item_ids [B, E], allowed_genres
+[B, G], min_year [B], max_year [B]; empty values mean no rule.
 """
 import dataclasses
 import json
@@ -45,6 +50,29 @@ def _moments(values: tf.Tensor, valid: tf.Tensor):
   var = tf.reduce_sum(tf.square(values - mean) * weight, -1,
                       keepdims=True) / count
   return mean, tf.sqrt(var)
+
+
+def _row_mask(columns: tf.Tensor, batch, width) -> tf.Tensor:
+  """[B, E] column indices (each < width) -> [B, width] bool, True where
+  some entry of the row points."""
+  columns = tf.cast(columns, tf.int64)
+  rows = tf.broadcast_to(tf.range(tf.cast(batch, tf.int64))[:, tf.newaxis],
+                         tf.shape(columns, tf.int64))
+  where = tf.reshape(tf.stack([rows, columns], axis=-1), [-1, 2])
+  return tf.scatter_nd(where, tf.ones([tf.shape(where)[0]], tf.int32),
+                       tf.cast(tf.stack([batch, width]), tf.int64)) > 0
+
+
+def _multi_hot(genres: np.ndarray, vocab) -> np.ndarray:
+  """[N, G] genre strings ("" pads) -> [N, len(vocab)] float32."""
+  code = {g: i for i, g in enumerate(vocab)}
+  out = np.zeros([len(genres), len(vocab)], np.float32)
+  for row, names in enumerate(genres):
+    for name in names:
+      name = name.decode() if isinstance(name, bytes) else name
+      if name in code:
+        out[row, code[name]] = 1.0
+  return out
 
 
 class Towers(tf.Module):
@@ -135,6 +163,14 @@ class Towers(tf.Module):
 class RecommenderModule(tf.Module):
   """What the Trainer exports; see the module docstring for the signatures.
 
+  Every top-k signature takes the business rules (contract.RULE_INPUTS) and
+  returns at most k items that obey them: the index over-fetches
+  (index_depth), and when its candidates hold fewer than min(k, eligible)
+  eligible items for some row, that batch is scored over the whole catalogue
+  instead (exact), so a narrow filter still fills k whenever k items
+  qualify. recommend, recommend_unseen and personalized_search also say why
+  (see _explain).
+
   Args:
     towers: the trained Towers, or a loaded model's (catalogue refresh).
     item_ids: [N] catalogue ids; titles: [N] their titles.
@@ -143,6 +179,10 @@ class RecommenderModule(tf.Module):
     max_k: largest k served.
     index: a tfrs TopK layer (BruteForce or ScaNN) already indexed over the
       catalogue (see make_index); the two are interchangeable here.
+    item_years: [N] release years (0 unknown); item_genres: [N, G] genres
+      ("" pads): what the year and genre filters read.
+    explain_window: how many of the newest history items can explain a
+      recommendation: the history length the model reads.
     item_text_vectors: [N, text_dim] frozen BERT vectors of the catalogue
       (with the text tower), for search's direct text match.
     text_match_weight: weight of that match in search scores.
@@ -153,6 +193,8 @@ class RecommenderModule(tf.Module):
   def __init__(self, towers: Towers, item_ids: np.ndarray,
                titles: np.ndarray, item_vectors: np.ndarray, max_k: int,
                index: tfrs.layers.factorized_top_k.TopK,
+               item_years: np.ndarray, item_genres: np.ndarray,
+               explain_window: int,
                item_text_vectors: Optional[np.ndarray] = None,
                text_match_weight: float = 0.0,
                personalization_weight: float = 0.0):
@@ -161,6 +203,7 @@ class RecommenderModule(tf.Module):
     self.has_text = item_text_vectors is not None
     self.personalization_weight = personalization_weight
     self.text_match_weight = text_match_weight
+    self.explain_window = max(int(explain_window), 1)
     if self.has_text:
       # Frozen BERT vector of each catalogue row; a zero row for unknowns.
       self.item_text_vectors = tf.Variable(np.concatenate(
@@ -180,60 +223,186 @@ class RecommenderModule(tf.Module):
     self.rows = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             ids, tf.range(len(item_ids), dtype=tf.int64)), len(item_ids))
+    self.item_years = tf.Variable(np.asarray(item_years, np.int64),
+                                  trainable=False)
+    vocab = list(features.GENRE_VOCAB)
+    self.genre_codes = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(vocab), tf.range(len(vocab), dtype=tf.int64)), -1)
+    self.item_genres = tf.Variable(_multi_hot(item_genres, vocab),
+                                   trainable=False)
+    self.unknown_genre_message = (
+        f"Unknown genre in {contract.ALLOWED_GENRES}; allowed: "
+        f"{', '.join(vocab)}")
 
   def _query(self, user_id, age, gender, occupation, history_item_ids):
     return self.towers.query(user_id, age, gender, occupation,
                              history_item_ids)
 
-  def _top_k(self, query, k, exclude=None):
-    """Top k of the whole catalogue; `exclude` [B, H] ids ("" pads) are
-    skipped, so k items come back even when many were seen."""
-    # The index returns index_depth(max_k) >= max_k: room to drop seen items.
-    scores, ids = self.index(query)
-    return self._select(scores, ids, k, exclude)
+  # Business rules.
 
-  def _select(self, scores, ids, k, exclude=None):
-    """Best k of [B, depth] scored ids (re-sorted: callers may have
-    re-scored them), skipping `exclude`."""
+  def _eligible(self, batch, exclude, allowed_genres, min_year, max_year):
+    """[B, N + 1] bool: catalogue rows the rules allow (the last column,
+    unknown ids, never). Unknown ids in `exclude` are ignored; an unknown
+    genre is INVALID_ARGUMENT naming the allowed ones."""
+    n = tf.shape(self.item_years)[0]
+    sizes = tf.stack([tf.shape(exclude)[0], tf.shape(allowed_genres)[0],
+                      tf.shape(min_year)[0], tf.shape(max_year)[0]])
+    tf.debugging.assert_equal(
+        sizes, tf.fill([4], batch),
+        message="Rule inputs (exclude_item_ids, allowed_genres, min_year, "
+        "max_year) need one row per request row")
+    banned = _row_mask(self.rows.lookup(exclude), batch, n + 1)
+    codes = self.genre_codes.lookup(allowed_genres)
+    given = tf.not_equal(allowed_genres, "")
+    check = tf.debugging.Assert(
+        tf.reduce_all(~given | (codes >= 0)),
+        [self.unknown_genre_message, tf.boolean_mask(
+            allowed_genres, given & (codes < 0))], summarize=5)
+    with tf.control_dependencies([check]):
+      vocab = tf.shape(self.item_genres)[1]
+      wanted = _row_mask(tf.where(codes >= 0, codes, tf.cast(vocab, tf.int64)),
+                         batch, vocab + 1)[:, :-1]
+    genre_ok = tf.matmul(tf.cast(wanted, tf.float32), self.item_genres,
+                         transpose_b=True) > 0
+    filtered = tf.reduce_any(given, axis=1, keepdims=True)
+    years = self.item_years[tf.newaxis, :]
+    low, high = min_year[:, tf.newaxis], max_year[:, tf.newaxis]
+    ok = ((~filtered | genre_ok) & ((low <= 0) | (years >= low)) &
+          ((high <= 0) | ((years <= high) & (years > 0))))
+    return tf.concat([ok, tf.zeros([batch, 1], tf.bool)], 1) & ~banned
+
+  def _pick(self, k, candidate_ids, score, eligible, candidate_ok=None):
+    """The best min(k, eligible) items per row, [B, k'] (k' the most any
+    row can fill; shorter rows end with "" ids and 0 scores).
+
+    candidate_ids [B, M] come from the index; `score(ids, ok)` scores any
+    [B, m] ids exactly. If the candidates hold too few eligible items for
+    some row, the whole catalogue is scored instead."""
     k = tf.clip_by_value(k, 1, self.max_k)
-    if exclude is not None:
-      seen = tf.reduce_any(
-          tf.equal(ids[:, :, tf.newaxis], exclude[:, tf.newaxis, :]), axis=-1)
-      scores = tf.where(seen, tf.constant(-1e9, scores.dtype), scores)
-    scores, order = tf.math.top_k(scores, k=tf.minimum(k, tf.shape(ids)[1]))
-    ids = tf.gather(ids, order, batch_dims=1)
+    batch = tf.shape(eligible)[0]
+    available = tf.reduce_sum(tf.cast(eligible, tf.int32), 1)
+    usable = lambda ids: tf.gather(  # noqa: E731
+        eligible, self.rows.lookup(ids), batch_dims=1)
+    ok = usable(candidate_ids)
+    if candidate_ok is not None:
+      ok &= candidate_ok
+    enough = tf.reduce_all(tf.reduce_sum(tf.cast(ok, tf.int32), 1) >=
+                           tf.minimum(k, available))
+    everything = lambda: (  # noqa: E731
+        tf.tile(self.catalog_ids[tf.newaxis], [batch, 1]), eligible[:, :-1])
+    ids, ok = tf.cond(enough, lambda: (candidate_ids, ok), everything)
+    scores = tf.where(ok, score(ids, ok), -1e9)
+    top, order = tf.math.top_k(
+        scores, k=tf.minimum(k, tf.reduce_max(available)))
+    found = top > -1e8
+    ids = tf.where(found, tf.gather(ids, order, batch_dims=1), "")
     return {contract.ITEM_IDS: ids, contract.TITLES: self.titles.lookup(ids),
-            contract.SCORES: scores}
+            contract.SCORES: tf.where(found, top, 0.0)}
+
+  def _dot(self, query):
+    """score(ids, ok) for _pick: query [B, d] . the ids' indexed vectors."""
+    return lambda ids, ok: tf.einsum("bd,bkd->bk", query,
+                                     self.indexed_item_vectors(ids))
+
+  def _recommend(self, user, k, rules, exclude):
+    query = self._query(*user)
+    _, candidates = self.index(query)
+    eligible = self._eligible(tf.shape(query)[0], exclude, *rules)
+    out = self._pick(k, candidates, self._dot(query), eligible)
+    out.update(self._explain(user, out[contract.ITEM_IDS]))
+    return out
+
+  # Explanations.
+
+  def _explain(self, user, ids, reason=None):
+    """because_item_ids/because_titles/reason [B, k] for returned `ids`.
+
+    Faithful by construction: for each of the newest `explain_window`
+    history items the user's query is recomputed without it (one batched
+    pass through the query tower, B x window rows), and each returned item
+    is explained by the history item whose removal lowers its score most.
+    An empty history explains with `profile`."""
+    user_id, age, gender, occupation, history = user
+    recent = tf.ragged.boolean_mask(history, tf.not_equal(history, ""))
+    recent = recent[:, -self.explain_window:]
+    width = tf.maximum(tf.cast(tf.reduce_max(recent.row_lengths()),
+                               tf.int32), 1)
+    recent = recent.to_tensor("", shape=tf.cast(tf.stack(
+        [tf.shape(history)[0], width]), tf.int64))
+    repeat = lambda x: tf.repeat(x, width, axis=0)  # noqa: E731
+    without = tf.where(tf.tile(tf.eye(width, dtype=tf.bool),
+                               [tf.shape(recent)[0], 1]),
+                       "", repeat(recent))
+    left_out = self._query(repeat(user_id), repeat(age), repeat(gender),
+                           repeat(occupation), without)
+    left_out = tf.reshape(left_out, [tf.shape(recent)[0], width, -1])
+    # Score without item j; the smallest is the largest drop.
+    scores = tf.einsum("bjd,bkd->bkj", left_out,
+                       self.indexed_item_vectors(ids))
+    valid = tf.not_equal(recent, "")[:, tf.newaxis, :]
+    best = tf.argmin(tf.where(valid, scores, np.inf), axis=-1)
+    because = tf.gather(recent, best, batch_dims=1)
+    has_history = tf.reduce_any(valid, axis=-1)
+    returned = tf.not_equal(ids, "")
+    because = tf.where(has_history & returned, because, "")
+    if reason is None:
+      reason = tf.where(has_history, contract.REASON_HISTORY,
+                        contract.REASON_PROFILE)
+    else:
+      reason = tf.fill(tf.shape(ids), reason)
+    return {contract.BECAUSE_ITEM_IDS: because,
+            contract.BECAUSE_TITLES: self.titles.lookup(because),
+            contract.REASON: tf.where(returned, reason, "")}
 
   @tf.function(input_signature=[*contract.USER_INPUTS.values(),
-                                contract.K_INPUT])
-  def recommend(self, user_id, age, gender, occupation, history_item_ids, k):
-    return self._top_k(
-        self._query(user_id, age, gender, occupation, history_item_ids), k)
+                                contract.K_INPUT,
+                                *contract.RULE_INPUTS.values()])
+  def recommend(self, user_id, age, gender, occupation, history_item_ids, k,
+                exclude_item_ids, allowed_genres, min_year, max_year):
+    return self._recommend(
+        (user_id, age, gender, occupation, history_item_ids), k,
+        (allowed_genres, min_year, max_year), exclude_item_ids)
 
   @tf.function(input_signature=[*contract.USER_INPUTS.values(),
-                                contract.K_INPUT])
+                                contract.K_INPUT,
+                                *contract.RULE_INPUTS.values()])
   def recommend_unseen(self, user_id, age, gender, occupation,
-                       history_item_ids, k):
+                       history_item_ids, k, exclude_item_ids, allowed_genres,
+                       min_year, max_year):
     """`recommend`, leaving out the items in `history_item_ids`."""
-    return self._top_k(
-        self._query(user_id, age, gender, occupation, history_item_ids), k,
-        exclude=history_item_ids)
+    return self._recommend(
+        (user_id, age, gender, occupation, history_item_ids), k,
+        (allowed_genres, min_year, max_year),
+        tf.concat([history_item_ids, exclude_item_ids], axis=1))
 
-  @tf.function(input_signature=[contract.QUERY_INPUT, contract.K_INPUT])
-  def search(self, query, k):
+  @tf.function(input_signature=[contract.QUERY_INPUT, contract.K_INPUT,
+                                *contract.RULE_INPUTS.values()])
+  def search(self, query, k, exclude_item_ids, allowed_genres, min_year,
+             max_year):
     """Free text -> the same catalogue index `recommend` uses."""
-    return self._select(*self._search_candidates(query), k)
+    encoded, text_query, candidates, duplicate = self._search_candidates(query)
+    out = self._pick(
+        k, candidates, self._search_score(encoded, text_query),
+        self._eligible(tf.shape(query)[0], exclude_item_ids, allowed_genres,
+                       min_year, max_year),
+        ~duplicate)
+    ids = out[contract.ITEM_IDS]
+    none = tf.fill(tf.shape(ids), "")
+    out.update({contract.BECAUSE_ITEM_IDS: none, contract.BECAUSE_TITLES: none,
+                contract.REASON: tf.where(tf.not_equal(ids, ""),
+                                          contract.REASON_TEXT, "")})
+    return out
 
   def _search_candidates(self, query):
-    """Candidates for a text query, and their scores [B, 2 * depth].
+    """(BERT vectors [B, text_dim], tower query [B, d], candidate ids
+    [B, 2 * depth], duplicate [B, 2 * depth] bool) for a text query.
 
-    They come from two places: the shared index searched with the learned
-    text tower (what people watch) and the catalogue's closest item texts by
-    the direct match of frozen BERT vectors (what the words say; this also
-    finds items too new for the tower to place well, e.g. right after a
-    catalogue refresh). Every candidate gets the same score: tower score +
-    text_match_weight * direct match; an item found both ways counts once.
+    Candidates come from two places: the shared index searched with the
+    learned text tower (what people watch) and the catalogue's closest item
+    texts by the direct match of frozen BERT vectors (what the words say;
+    this also finds items too new for the tower to place well, e.g. right
+    after a catalogue refresh). An item found both ways counts once.
     """
     encoded = self.towers.encode_text(query)
     text_query = self.towers.text_query(encoded)
@@ -246,19 +415,27 @@ class RecommenderModule(tf.Module):
     twice = tf.reduce_any(tf.equal(from_text[:, :, tf.newaxis],
                                    from_index[:, tf.newaxis, :]), axis=-1)
     ids = tf.concat([from_index, from_text], axis=1)
-    item_text = tf.gather(self.item_text_vectors, self.rows.lookup(ids))
-    scores = (tf.einsum("bd,bkd->bk", text_query,
+    return (encoded, text_query, ids,
+            tf.concat([tf.zeros_like(twice), twice], axis=1))
+
+  def _search_score(self, encoded, text_query):
+    """score(ids, ok): tower score + text_match_weight * direct match."""
+    def score(ids, ok):
+      del ok
+      item_text = tf.gather(self.item_text_vectors, self.rows.lookup(ids))
+      return (tf.einsum("bd,bkd->bk", text_query,
                         self.indexed_item_vectors(ids)) +
               self.text_match_weight *
               tf.einsum("bd,bkd->bk", encoded, item_text))
-    dropped = tf.concat([tf.zeros_like(twice), twice], axis=1)
-    return tf.where(dropped, tf.constant(-1e9, scores.dtype), scores), ids
+    return score
 
   @tf.function(input_signature=[contract.QUERY_INPUT,
                                 *contract.USER_INPUTS.values(),
-                                contract.K_INPUT])
+                                contract.K_INPUT,
+                                *contract.RULE_INPUTS.values()])
   def personalized_search(self, query, user_id, age, gender, occupation,
-                          history_item_ids, k):
+                          history_item_ids, k, exclude_item_ids,
+                          allowed_genres, min_year, max_year):
     """`search` for one user: the text query picks the candidates from the
     shared index (what matches), the user's taste re-orders them:
     score = search score + personalization_weight * taste, where taste is
@@ -268,15 +445,61 @@ class RecommenderModule(tf.Module):
     cosines' range (a briefly trained model's cosines barely differ, and a
     raw weight then re-ordered nothing). Relevance stays with the text; among
     the items that match, the user's come first. Empty user fields make this
-    `search` with an average user's tilt."""
-    scores, ids = self._search_candidates(query)
-    user = self._query(user_id, age, gender, occupation, history_item_ids)
-    taste = tf.einsum("bd,bkd->bk", user, self.indexed_item_vectors(ids))
-    valid = scores > -1e8  # not a duplicate candidate
-    taste_mean, taste_spread = _moments(taste, valid)
-    _, score_spread = _moments(scores, valid)
-    taste = (taste - taste_mean) / (taste_spread + 1e-6) * score_spread
-    return self._select(scores + self.personalization_weight * taste, ids, k)
+    `search` with an average user's tilt. Reason `text`; because_* is the
+    history item that most raised the item's taste."""
+    user = (user_id, age, gender, occupation, history_item_ids)
+    encoded, text_query, candidates, duplicate = self._search_candidates(query)
+    taste_of = self._dot(self._query(*user))
+    search_score = self._search_score(encoded, text_query)
+
+    def score(ids, ok):
+      scores, taste = search_score(ids, ok), taste_of(ids, ok)
+      taste_mean, taste_spread = _moments(taste, ok)
+      _, score_spread = _moments(scores, ok)
+      taste = (taste - taste_mean) / (taste_spread + 1e-6) * score_spread
+      return scores + self.personalization_weight * taste
+
+    out = self._pick(
+        k, candidates, score,
+        self._eligible(tf.shape(query)[0], exclude_item_ids, allowed_genres,
+                       min_year, max_year),
+        ~duplicate)
+    out.update(self._explain(user, out[contract.ITEM_IDS],
+                             contract.REASON_TEXT))
+    return out
+
+  @tf.function(input_signature=[*contract.SIMILAR_INPUTS.values(),
+                                contract.K_INPUT,
+                                *contract.RULE_INPUTS.values()])
+  def similar_items(self, item_ids, title, year, genres, k,
+                    exclude_item_ids, allowed_genres, min_year, max_year):
+    """Nearest items to each of `item_ids` [B] in the candidate space (the
+    space recommend scores in), the item itself excluded. A catalogue item
+    uses its indexed vector; an id the model has never indexed is placed by
+    its title, year and genres through the candidate tower (cold start), and
+    must come with a title or genres."""
+    known = self.rows.lookup(item_ids) < tf.cast(
+        tf.shape(self.catalog_ids)[0], tf.int64)
+    described = tf.not_equal(title, "") | tf.reduce_any(
+        tf.not_equal(genres, ""), axis=1)
+    check = tf.debugging.Assert(
+        tf.reduce_all(known | described),
+        ["Item ids not in the catalogue need a title or genres to find "
+         "neighbours for a new item:", tf.boolean_mask(
+             item_ids, ~(known | described))], summarize=5)
+    with tf.control_dependencies([check]):
+      indexed = self.indexed_item_vectors(item_ids)
+    vectors = tf.cond(
+        tf.reduce_all(known), lambda: indexed,
+        lambda: tf.where(known[:, tf.newaxis], indexed,
+                         self.towers.candidates(item_ids, title, year,
+                                                genres)))
+    _, candidates = self.index(vectors)
+    exclude = tf.concat([item_ids[:, tf.newaxis], exclude_item_ids], axis=1)
+    return self._pick(
+        k, candidates, self._dot(vectors),
+        self._eligible(tf.shape(item_ids)[0], exclude, allowed_genres,
+                       min_year, max_year))
 
   @tf.function(input_signature=[*contract.ITEM_INPUTS.values()])
   def embed_items(self, item_id, title, year, genres):
@@ -314,7 +537,13 @@ class RecommenderModule(tf.Module):
     parsed = tf.io.parse_example(examples, {
         key: spec[key] for key in (features.ITEM_ID, features.HISTORY)})
     seen = tf.sparse.to_dense(parsed[features.HISTORY], default_value="")
-    top = self._top_k(query, tf.constant(contract.EVAL_TOP_K), exclude=seen)
+    batch = tf.shape(query)[0]
+    _, candidates = self.index(query)
+    top = self._pick(tf.constant(contract.EVAL_TOP_K), candidates,
+                     self._dot(query),
+                     self._eligible(batch, seen, tf.fill([batch, 0], ""),
+                                    tf.zeros([batch], tf.int64),
+                                    tf.zeros([batch], tf.int64)))
     found = tf.equal(top[contract.ITEM_IDS], parsed[features.ITEM_ID])
     hit = tf.reduce_any(found, axis=1)
     hit_at_10 = tf.reduce_any(found[:, :10], axis=1)
@@ -393,18 +622,22 @@ class IndexSettings:
 
 
 def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,
+                   item_years: np.ndarray, item_genres: np.ndarray,
                    item_vectors: np.ndarray,
                    item_text_vectors: Optional[np.ndarray],
                    settings: IndexSettings, export_dir: str,
                    scann: bool = True) -> RecommenderModule:
   """Indexes `item_vectors` ([N + 1, d], OOV last) and saves the stock
   (brute-force) SavedModel at `export_dir` and, with `scann`, its ScaNN twin
-  (contract.scann_twin); returns the stock module. The Trainer and the
-  catalogue refresh both export through here."""
+  (contract.scann_twin); returns the stock module. item_years [N] and
+  item_genres [N, G] ("" pads) are what the request-time filters read. The
+  Trainer and the catalogue refresh both export through here."""
   def module(kind: str) -> RecommenderModule:
     return RecommenderModule(
         towers, item_ids=item_ids, titles=titles, item_vectors=item_vectors,
-        max_k=settings.max_k, item_text_vectors=item_text_vectors,
+        max_k=settings.max_k, item_years=item_years, item_genres=item_genres,
+        explain_window=settings.exclude_margin,
+        item_text_vectors=item_text_vectors,
         text_match_weight=settings.text_match_weight,
         personalization_weight=settings.personalization_weight,
         index=make_index(kind, item_vectors[:-1], item_ids, settings.max_k,
@@ -436,6 +669,7 @@ def save(module: RecommenderModule, export_dir: str,
     signatures[contract.SEARCH] = module.search
     signatures[contract.PERSONALIZED_SEARCH] = module.personalized_search
     signatures[contract.EMBED_ITEMS] = module.embed_items
+  signatures[contract.SIMILAR_ITEMS] = module.similar_items
   scann = isinstance(module.index, tfrs.layers.factorized_top_k.ScaNN)
   tf.saved_model.save(module, export_dir, signatures=signatures,
                       options=SCANN_SAVE_OPTIONS if scann else None)

@@ -223,7 +223,8 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
       scann_reordering=scann.reordering)
   stock = export.export_catalog(
       export.Towers(model, tft_layer, encoder, item_text_encoder),
-      catalog.ids, catalog.titles, vectors, catalog.text.get("item_text"),
+      catalog.ids, catalog.titles, catalog.years, catalog.genres, vectors,
+      catalog.text.get("item_text"),
       settings, serving_model_dir, scann=config.export_scann)
   logging.info("exported to %s", serving_model_dir)
   return stock

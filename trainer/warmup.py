@@ -36,7 +36,13 @@ def warmup_inputs(item_id: str) -> Dict[str, Dict[str, np.ndarray]]:
   users = contract.user_inputs([
       {"user_id": "1", "age": 30, "gender": "F", "occupation": "writer",
        "history": [item_id]}, {}])
-  top_k = dict(users, **{contract.K: np.int32(10)})
+  # Every input is sent, as stock TF Serving requires: no rules on the
+  # first row, a genre and year filter on the second.
+  rules = {contract.EXCLUDE: np.array([[""], [item_id]], object),
+           contract.ALLOWED_GENRES: np.array([[""], ["Drama"]], object),
+           contract.MIN_YEAR: np.array([0, 1990], np.int64),
+           contract.MAX_YEAR: np.array([0, 1999], np.int64)}
+  top_k = dict(users, **{contract.K: np.int32(10)}, **rules)
   queries = np.array(["space adventure", ""], object)
   return {
       contract.RECOMMEND: top_k,
@@ -44,9 +50,14 @@ def warmup_inputs(item_id: str) -> Dict[str, Dict[str, np.ndarray]]:
       contract.RECOMMEND_UNSEEN: top_k,
       contract.RANK: dict(users, **{contract.ITEM_IDS: np.array(
           [[item_id, "unknown-item"]] * 2, object)}),
-      contract.SEARCH: contract.search_inputs(queries, 10)[1],
-      contract.PERSONALIZED_SEARCH: contract.search_inputs(
+      contract.SEARCH: dict(contract.search_inputs(queries, 10)[1], **rules),
+      contract.PERSONALIZED_SEARCH: dict(contract.search_inputs(
           queries, 10, [{"user_id": "1", "history": [item_id]}, {}])[1],
+          **rules),
+      contract.SIMILAR_ITEMS: dict(contract.similar_inputs([
+          {"item_id": item_id}, {"item_id": "new-item", "title": "A New Movie",
+                                 "year": 1998, "genres": ["Comedy"]}]),
+          **{contract.K: np.int32(10)}, **rules),
       contract.EMBED_ITEMS: contract.item_inputs([
           {"item_id": "new-item", "title": "A New Movie", "year": 1998,
            "genres": ["Comedy", "Drama"]}]),

@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: env demo test lint lock data clean bench-quality bench-serving \
+.PHONY: env demo test lint lock data clean bench-quality bench-scenarios bench-serving \
   bench-scale bench-continuous
 
 $(VENV)/.installed: requirements/lock.txt setup.py
@@ -44,6 +44,13 @@ test: env lint
 # Side-by-side quality table: bench/results/quality.json and a PNG plot.
 bench-quality: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.quality
+
+# Explanation faithfulness and similar-item quality of the newest pushed
+# model, merged into bench/results/quality.json (bench-quality measures the
+# same on its own full model).
+bench-scenarios: env
+	@test -d outputs/serving/recommender || TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys pipeline run
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.scenarios
 
 # Retrieval (ScaNN vs brute force vs NumPy), gRPC load and hot swap, over the
 # pushed model (the pipeline runs first if none is pushed yet). Writes

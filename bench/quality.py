@@ -29,11 +29,13 @@ import tensorflow_recommenders as tfrs  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
 from bench import peers  # noqa: E402
+from bench import scenarios  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline import data  # noqa: E402
 from pipeline import demo  # noqa: E402
 from pipeline import local_runner  # noqa: E402
 from trainer import catalog as catalog_lib  # noqa: E402
+from trainer import contract  # noqa: E402
 from trainer import export  # noqa: E402
 from trainer import features  # noqa: E402
 from trainer import item_embeddings  # noqa: E402
@@ -127,11 +129,12 @@ def personalized_search_row(module, eval_batch, genres, row_of, weight,
             features.HISTORY: history[:users]}
   precision, overlap, distinct = [], [], []
   for genre, query in GENRE_QUERIES.items():
-    plain = module.search(tf.constant([query]), tf.constant(10))[
-        "item_ids"].numpy()[0]
+    plain = module.search(tf.constant([query]), tf.constant(10),
+                          **_no_rules(1))["item_ids"].numpy()[0]
     top = module.personalized_search(
         query=tf.constant([query] * users), k=tf.constant(10),
-        **{k: tf.constant(v) for k, v in inputs.items()})["item_ids"].numpy()
+        **{k: tf.constant(v) for k, v in inputs.items()},
+        **_no_rules(users))["item_ids"].numpy()
     for page in top:
       precision.append(np.mean([genre.encode() in genres[row_of[i.decode()]]
                                 for i in page]))
@@ -379,7 +382,7 @@ def main(argv=None) -> int:
                "vs_tfrs_tutorial": round(speed["tfrs_tutorial"] /
                                          speed["full"], 2),
                "measure": "steady-state time per epoch, ratio"})
-  rows.extend(search_rows(bench, full_model, encoder, row_of, test))
+  rows.extend(search_rows(bench, full_model, encoder, row_of, train, test))
 
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, "quality.json"), "w") as f:
@@ -391,10 +394,12 @@ def main(argv=None) -> int:
   return 0
 
 
-def search_rows(bench, full_model, encoder, row_of, test) -> List[Dict]:
+def search_rows(bench, full_model, encoder, row_of, train, test
+                ) -> List[Dict]:
   """Search sanity, through the exported search logic itself (brute-force
   index): exact titles and genre queries; also with the direct text match
-  off, to show what each half does; and personalised search."""
+  off, to show what each half does; personalised search; and the
+  explanation and similar-item rows (bench/scenarios.py)."""
   tft_layer = bench.tft_output.transform_features_layer()
   catalog = bench.catalog
   vectors_with_oov = task.candidate_vectors(full_model, tft_layer, catalog,
@@ -403,6 +408,7 @@ def search_rows(bench, full_model, encoder, row_of, test) -> List[Dict]:
   titles = catalog[features.TITLE].numpy().reshape(-1)
   genres = tf.sparse.to_dense(catalog[features.GENRES], "").numpy()
   default = TrainerConfig()
+  window = task.history_width(bench.tft_output)
   rows = []
   for suffix, match in (("", default.search_text_match), ("_tower_only", 0.0)):
     module = export.RecommenderModule(
@@ -410,15 +416,16 @@ def search_rows(bench, full_model, encoder, row_of, test) -> List[Dict]:
         titles=titles,
         item_vectors=vectors_with_oov, max_k=100,
         index=export.make_index("brute_force", vectors_with_oov[:-1],
-                                item_ids, 100,
-                                task.history_width(bench.tft_output)),
+                                item_ids, 100, window),
+        item_years=catalog[features.YEAR].numpy().reshape(-1),
+        item_genres=genres, explain_window=window,
         item_text_vectors=bench.text_vectors, text_match_weight=match,
         personalization_weight=default.search_personalization)
     if not suffix:
       default_module = module
     found = np.concatenate([
-        module.search(tf.constant(titles[i:i + 256]),
-                      tf.constant(10))["item_ids"].numpy()
+        module.search(tf.constant(titles[i:i + 256]), tf.constant(10),
+                      **_no_rules(len(titles[i:i + 256])))["item_ids"].numpy()
         for i in range(0, len(titles), 256)])
     hits = (found == item_ids[:, None]).any(1)
     rows.append({"name": "search_title" + suffix, "hit@10": float(hits.mean()),
@@ -427,7 +434,8 @@ def search_rows(bench, full_model, encoder, row_of, test) -> List[Dict]:
         ("search_genre", GENRE_QUERIES),
         ("search_genre_validation", VALIDATION_GENRE_QUERIES)):
       top = module.search(tf.constant(list(queries.values())),
-                          tf.constant(10))["item_ids"].numpy()
+                          tf.constant(10),
+                          **_no_rules(len(queries)))["item_ids"].numpy()
       rows_of = [[row_of[i.decode()] for i in r] for r in top]
       precision = [np.mean([genre.encode() in genres[i] for i in r])
                    for genre, r in zip(queries, rows_of)]
@@ -437,7 +445,16 @@ def search_rows(bench, full_model, encoder, row_of, test) -> List[Dict]:
   first = next(test.raw_batches(4096))
   rows.append(personalized_search_row(default_module, first, genres,
                                       row_of, default.search_personalization))
+  ids = [i.decode() for i in item_ids]
+  rows.extend(scenarios.rows(
+      default_module, train, test, ids,
+      [{g.decode() for g in row if g} for row in genres], window))
   return rows
+
+
+def _no_rules(batch: int) -> Dict[str, tf.Tensor]:
+  """Empty business-rule inputs for in-process signature calls."""
+  return {k: tf.constant(v) for k, v in contract.rule_inputs(batch).items()}
 
 
 def print_table(rows: List[Dict]) -> None:

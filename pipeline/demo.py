@@ -22,6 +22,26 @@ DEMO_USERS = (
 )
 
 DEMO_QUERIES = ("Star Wars", "animated children's film", "scary horror movie")
+# Item pages: Star Wars, Toy Story, and a film the model has never seen.
+DEMO_ITEMS = ("50", "1", {"item_id": "new-film", "title": "Galactic Rebels",
+                          "year": 1998, "genres": ["Sci-Fi", "Action"]})
+
+
+def recent_histories(data_dir: str, users, until: Optional[int],
+                     n: int = 10) -> List[dict]:
+  """`users` with each known user's last n rated items (up to `until`,
+  oldest first) as their history: what a live service would send."""
+  from components.movielens_example_gen import layouts
+  layout = layouts.detect_layout(data_dir)
+  rows, _ = layouts.read_rows(data_dir, layout.interactions)
+  wanted = {u["user_id"] for u in users if not u.get("history")}
+  rated = {}
+  for row in sorted(rows, key=lambda r: r.timestamp):
+    if row.user_id in wanted and (until is None or row.timestamp <= until):
+      rated.setdefault(row.user_id, []).append(row.item_id)
+  return [dict(u, history=u.get("history") or rated.get(u["user_id"],
+                                                         [])[-n:])
+          for u in users]
 
 
 def latest_output(pipeline_root: str, component: str, name: str) -> str:
@@ -105,8 +125,14 @@ def main(config: configs.PipelineConfig) -> int:
     version = remote.status()[0]["version"]
     print(f"\n=== Recommendations over gRPC from {address} "
           f"(model {contract.MODEL_NAME}, version {version}) ===")
-    for user, result in zip(DEMO_USERS, remote.recommend(DEMO_USERS, k=10)):
-      print(local_model.format_recommendations(user["user_id"], result))
+    users = recent_histories(config.data_dir, DEMO_USERS, config.train_until)
+    for user, result in zip(users, remote.recommend(users, k=10,
+                                                    exclude_seen=True)):
+      print(local_model.format_explained(user["user_id"], result))
+    print("\n=== Similar items over gRPC (the item page) ===")
+    for item, result in zip(DEMO_ITEMS, remote.similar(DEMO_ITEMS, k=5)):
+      name = item if isinstance(item, str) else f"new {item['title']!r}"
+      print(f"  item {name}: " + "; ".join(result["titles"]))
     if config.trainer.use_text:
       print("\n=== Search over gRPC (free text, same index) ===")
       for query, result in zip(DEMO_QUERIES, remote.search(DEMO_QUERIES, k=5)):

@@ -229,6 +229,13 @@ def test_pushed_model_over_grpc_matches_in_process(first_run):
     assert remote.search(["Star Wars"], k=5, users=fan)[0]["item_ids"] == \
         local.search(["Star Wars"], k=5, users=fan)[0]["item_ids"]
     assert contract.SEARCH in remote.signatures()
+    # Explanations, similar items and rules travel over gRPC unchanged.
+    for key in (contract.BECAUSE_ITEM_IDS, contract.REASON):
+      assert over_grpc[key] == in_process[key]
+    assert remote.similar(["50"], k=5) == local.similar(["50"], k=5)
+    rules = {"genres": ["Comedy"], "years": (1990, 0), "exclude": ["1"]}
+    assert remote.recommend([user], k=5, rules=rules) == \
+        local.recommend_batch([user], k=5, rules=rules)
   finally:
     server.stop()
 
@@ -242,6 +249,114 @@ def test_warmup_records_cover_every_signature(first_run):
       set(loaded.loaded.signatures)
   # The local server replays them on load, as TF Serving does.
   assert server_lib.LoadedVersion(version_dir, 1).warmed_up == len(logs)
+
+
+def _catalogue(config):
+  """item id -> (set of genres, year), read from the data's item file."""
+  items, _ = catalog_refresh.read_items(config.data_dir)
+  return {i.item_id: (set(i.genres), i.year) for i in items}
+
+
+def test_recommendations_explain_themselves_faithfully(first_run):
+  model = local_model.load_latest(first_run.serving_model_dir)
+  history = ["50", "181", "172", "1", "121"]
+  user = {"user_id": "1", "age": 24, "gender": "M",
+          "occupation": "technician", "history": history}
+  result = model.recommend_batch([user], k=10, exclude_seen=True)[0]
+  assert set(result["because_item_ids"]) <= set(history)
+  assert result["reason"] == ["history"] * 10
+  # The explanation is what drove the score: removing the `because` item
+  # lowers each item's retrieval score more than removing any other.
+  towers, loaded = model.loaded.towers, model.loaded
+  fields = contract.user_inputs([dict(user, history=[h for h in history
+                                                     if h != left])
+                                 for left in history])
+  left_out = towers.query(**{k: tf.constant(v) for k, v in fields.items()})
+  vectors = loaded.indexed_item_vectors(tf.constant(result["item_ids"]))
+  drop_order = np.argmin(tf.matmul(vectors, left_out,
+                                   transpose_b=True).numpy(), axis=1)
+  assert result["because_item_ids"] == [history[j] for j in drop_order]
+  items, _ = catalog_refresh.read_items(first_run.data_dir)
+  titles = {i.item_id: i.title for i in items}
+  assert result["because_titles"] == [titles[i]
+                                      for i in result["because_item_ids"]]
+  # No history: the profile explains, nobody is blamed.
+  new = model.recommend(user_id="new", age=30, k=5)
+  assert new["reason"] == ["profile"] * 5
+  assert new["because_item_ids"] == [""] * 5
+  # Search explains with the text; personalised search also names the
+  # history item that raised each result most.
+  (plain,) = model.search(["space"], k=5)
+  assert plain["reason"] == ["text"] * 5
+  (personal,) = model.search(["space"], k=5, users=[user])
+  assert personal["reason"] == ["text"] * 5
+  assert set(personal["because_item_ids"]) <= set(history)
+
+
+def test_similar_items_for_catalogue_and_new_items(first_run):
+  model = local_model.load_latest(first_run.serving_model_dir)
+  (star_wars,) = model.similar(["50"], k=10)
+  assert len(star_wars["item_ids"]) == 10 and "50" not in star_wars["item_ids"]
+  assert np.all(np.diff(star_wars["scores"]) <= 1e-6)
+  loaded = model.loaded
+  vectors = loaded.indexed_item_vectors(
+      tf.constant(["50"] + star_wars["item_ids"])).numpy()
+  np.testing.assert_allclose(vectors[1:] @ vectors[0], star_wars["scores"],
+                             rtol=1e-4, atol=1e-5)
+  # A brand-new item is placed by its text: neighbours, without training.
+  (new,) = model.similar([{"item_id": "new-1", "title": "Star Wars: Rogue "
+                           "Squadron", "year": 1998,
+                           "genres": ["Sci-Fi", "Action"]}], k=10)
+  assert len(new["item_ids"]) == 10
+  with pytest.raises(ValueError, match="need a title or genres.*new-2"):
+    model.similar(["new-2"], k=3)
+
+
+def test_business_rules_hold_for_random_filters(first_run):
+  """Property test: for random exclusions, genre sets, year ranges and k
+  over every top-k signature, no returned item breaks a rule and exactly
+  min(k, eligible) come back."""
+  model = local_model.load_latest(first_run.serving_model_dir)
+  catalogue = _catalogue(first_run)
+  genres = sorted({g for gs, _ in catalogue.values() for g in gs})
+  rng = np.random.default_rng(7)
+  user = {"user_id": "1", "history": ["50", "181", "1"]}
+  for case in range(30):
+    k = int(rng.integers(1, 101))
+    allowed = list(rng.choice(genres, size=int(rng.integers(0, 3)),
+                              replace=False))
+    low = int(rng.choice([0, 1930, 1960, 1990, 1997]))
+    high = int(rng.choice([0, 1950, 1980, 1995, 1998]))
+    exclude = list(rng.choice(sorted(catalogue), size=int(
+        rng.integers(0, 30)), replace=False)) + ["no-such-item"]
+    rules = dict(exclude=exclude, genres=allowed, years=(low, high))
+    kind = case % 5
+    if kind == 0:
+      result, skipped = model.recommend(**user, k=k, rules=rules), set()
+    elif kind == 1:
+      result = model.recommend(**user, k=k, exclude_seen=True, rules=rules)
+      skipped = set(user["history"])
+    elif kind == 2:
+      (result,), skipped = model.search(["war"], k=k, rules=rules), set()
+    elif kind == 3:
+      (result,), skipped = model.search(["war"], k=k, users=[user],
+                                        rules=rules), set()
+    else:
+      (result,), skipped = model.similar(["50"], k=k, rules=rules), {"50"}
+
+    def ok(item):
+      item_genres, year = catalogue[item]
+      return (item not in exclude and item not in skipped and
+              (not allowed or bool(item_genres & set(allowed))) and
+              (not low or year >= low) and (not high or 0 < year <= high))
+
+    eligible = sum(ok(i) for i in catalogue)
+    returned = result["item_ids"]
+    assert all(ok(i) for i in returned), (case, rules)
+    assert len(returned) == min(k, eligible), (case, rules, eligible)
+    assert len(set(returned)) == len(returned)
+  with pytest.raises(ValueError, match="Unknown genre.*allowed: .*Film-Noir"):
+    model.recommend(user_id="1", k=3, rules={"genres": ["Polka"]})
 
 
 def _op_types(version_dir):

@@ -1,0 +1,223 @@
+"""Explanation faithfulness and similar-item quality, through the exported
+signatures themselves.
+
+bench-quality calls `rows` on its full model; `python -m bench.scenarios`
+(`make bench-scenarios`) measures the pipeline's newest pushed model the
+same way and merges its rows into bench/results/quality.json.
+
+explanations: for eval users, `recommend_unseen`'s top 10 with their
+  `because` item. A case is faithful when removing the because item from
+  the history lowers that recommended item's score more than removing a
+  random other history item (of those the model reads). For comparison,
+  the same share for the explanation most systems show: the history item
+  nearest to the recommended item in the candidate space.
+similar_items: for every catalogue item, `similar_items`' top 10. Genre
+  overlap@10 (share of neighbours sharing a genre with the item) against 10
+  random items; co-watch@10 (share of neighbours that the item's training
+  raters went on to rate in the eval period) against item-item
+  co-occurrence on the training interactions (the classic "people who
+  rated this also rated").
+"""
+import argparse
+import json
+import os
+import sys
+from typing import Dict, List, Sequence
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from trainer import contract  # noqa: E402
+from trainer import features  # noqa: E402
+
+K = 10
+
+
+def _tensors(inputs: Dict[str, np.ndarray]) -> Dict[str, tf.Tensor]:
+  return {k: tf.constant(v) for k, v in inputs.items()}
+
+
+def _text(value) -> str:
+  return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def eval_users(test, limit: int = 300, min_history: int = 2) -> List[Dict]:
+  """Up to `limit` eval users, each as their last eval request (profile and
+  history, oldest first) as a live service would send it."""
+  raw = test.raw
+  column = lambda key: raw[key].numpy().reshape(-1)  # noqa: E731
+  histories = tf.RaggedTensor.from_sparse(raw[features.HISTORY]).numpy()
+  last = {}
+  for i, user in enumerate(column(features.USER_ID)):
+    if len(histories[i]) >= min_history:
+      last[_text(user)] = i
+  return [{"user_id": user, "age": int(column(features.AGE)[i]),
+           "gender": _text(column(features.GENDER)[i]),
+           "occupation": _text(column(features.OCCUPATION)[i]),
+           "history": [_text(h) for h in histories[i]]}
+          for user, i in sorted(last.items())[:limit]]
+
+
+def explanation_row(module, users: Sequence[Dict], window: int,
+                    seed: int = 0) -> Dict:
+  rng = np.random.default_rng(seed)
+  faithful = nearest_faithful = cases = 0
+  for start in range(0, len(users), 50):
+    chunk = users[start:start + 50]
+    out = module.recommend_unseen(
+        **_tensors(contract.user_inputs(chunk)), k=tf.constant(K),
+        **_tensors(contract.rule_inputs(len(chunk))))
+    for u, user in enumerate(chunk):
+      recent = user["history"][-window:]
+      items = [_text(i) for i in out[contract.ITEM_IDS][u].numpy() if i]
+      because = [_text(b) for b in
+                 out[contract.BECAUSE_ITEM_IDS][u].numpy()[:len(items)]]
+      variants = [dict(user, history=recent[:j] + recent[j + 1:])
+                  for j in range(len(recent))] + [dict(user, history=recent)]
+      queries = module.towers.query(**_tensors(
+          contract.user_inputs(variants))).numpy()
+      vectors = module.indexed_item_vectors(tf.constant(items)).numpy()
+      scores = vectors @ queries.T  # [k, W + 1]: without item j; all
+      drop = scores[:, -1:] - scores[:, :-1]
+      history_vectors = module.indexed_item_vectors(
+          tf.constant(recent)).numpy()
+      nearest = np.argmax(vectors @ history_vectors.T, axis=1)
+      for r in range(len(items)):
+        chosen = recent.index(because[r])
+        for pick, count in ((chosen, "model"), (nearest[r], "nearest")):
+          other = rng.choice([j for j in range(len(recent)) if j != pick])
+          won = bool(drop[r, pick] > drop[r, other])
+          if count == "model":
+            faithful += won
+          else:
+            nearest_faithful += won
+        cases += 1
+  return {"name": "explanations", "faithful_share": faithful / cases,
+          "nearest_item_faithful_share": nearest_faithful / cases,
+          "cases": cases, "users": len(users), "history_window": window}
+
+
+def _neighbours(module, item_ids: Sequence[str], row_of: Dict[str, int]
+                ) -> np.ndarray:
+  """[N, K] catalogue rows of each item's similar_items (-1: none)."""
+  tops = []
+  for start in range(0, len(item_ids), 256):
+    chunk = list(item_ids[start:start + 256])
+    inputs = dict(contract.similar_inputs([{"item_id": i} for i in chunk]),
+                  **contract.rule_inputs(len(chunk)))
+    out = module.similar_items(**_tensors(inputs), k=tf.constant(K))
+    tops.append([[row_of.get(_text(i), -1) for i in row]
+                 for row in out[contract.ITEM_IDS].numpy()])
+  return np.array(tops[0] if len(tops) == 1 else np.concatenate(tops))
+
+
+def similar_items_row(module, train, test, item_ids: Sequence[str],
+                      genres: Sequence[set], seed: int = 0) -> Dict:
+  """train/test: validation.Interactions over catalogue rows."""
+  rng = np.random.default_rng(seed)
+  n = len(item_ids)
+  row_of = {item: i for i, item in enumerate(item_ids)}
+  top = _neighbours(module, item_ids, row_of)
+  random_top = np.array([rng.choice(np.delete(np.arange(n), i), K,
+                                    replace=False) for i in range(n)])
+
+  def genre_overlap(neighbours):
+    shares = [np.mean([bool(genres[i] & genres[j]) for j in row if j >= 0])
+              for i, row in enumerate(neighbours) if genres[i]]
+    return float(np.mean(shares))
+
+  users = {u: i for i, u in enumerate(np.unique(np.concatenate(
+      [train.users, test.users])))}
+
+  def matrix(interactions):
+    m = np.zeros([len(users), n], np.float32)
+    keep = interactions.items >= 0
+    m[[users[u] for u in interactions.users[keep]],
+      interactions.items[keep]] = 1.0
+    return m
+
+  rated, later = matrix(train), matrix(test)
+  together = rated.T @ rated
+  np.fill_diagonal(together, -1.0)
+  cooccurrence = np.argsort(-together, axis=1)[:, :K]
+  # Items each item's training raters rated in the eval period.
+  went_on = (rated.T @ later) > 0
+  judged = [i for i in range(n) if went_on[i].any()]
+
+  def co_watch(neighbours):
+    return float(np.mean([np.mean([went_on[i, j] for j in neighbours[i]
+                                   if j >= 0]) for i in judged]))
+
+  return {"name": "similar_items", "genre_overlap@10": genre_overlap(top),
+          "genre_overlap@10_random": genre_overlap(random_top),
+          "co_watch@10": co_watch(top),
+          "co_watch@10_cooccurrence": co_watch(cooccurrence),
+          "items": n, "items_with_co_watch": len(judged)}
+
+
+def rows(module, train, test, item_ids: Sequence[str],
+         genres: Sequence[set], window: int) -> List[Dict]:
+  """Both rows for a RecommenderModule (or a loaded SavedModel)."""
+  return [explanation_row(module, eval_users(test), window),
+          similar_items_row(module, train, test, item_ids, genres)]
+
+
+def merge_into(path: str, new_rows: List[Dict]) -> None:
+  """Replaces the rows of the same names in quality.json (or adds them)."""
+  names = {r["name"] for r in new_rows}
+  existing = []
+  if os.path.exists(path):
+    with open(path) as f:
+      existing = [r for r in json.load(f) if r["name"] not in names]
+  at = next((i for i, r in enumerate(existing)
+             if r["name"] == "validation"), len(existing))
+  with open(path, "w") as f:
+    json.dump(existing[:at] + new_rows + existing[at:], f, indent=1)
+
+
+def main(argv=None) -> int:
+  import tensorflow_text  # noqa: F401  (the exported tokenizer's ops)
+
+  from pipeline import configs
+  from pipeline import demo
+  from trainer import export
+  from trainer import item_embeddings
+  from trainer import validation
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--output-dir", default="outputs")
+  parser.add_argument("--model-base-path", default=None,
+                      help="default: <output-dir>/serving/recommender")
+  parser.add_argument("--results", default=os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "results",
+      "quality.json"))
+  args = parser.parse_args(argv)
+  config = configs.PipelineConfig(output_dir=os.path.abspath(args.output_dir))
+  version = contract.latest_version_dir(args.model_base_path or
+                                        config.serving_model_dir)
+  examples = demo.latest_output(config.pipeline_root, "MovieLensExampleGen",
+                                 "examples")
+  split = lambda s: tf.io.gfile.glob(  # noqa: E731
+      os.path.join(examples, f"Split-{s}", "*"))
+  catalog = item_embeddings.read_catalog(split("items")[0])
+  item_ids = [_text(i) for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
+  genres = [{_text(g) for g in row if g} for row in tf.sparse.to_dense(
+      catalog[features.GENRES], "").numpy()]
+  row_of = {item: i for i, item in enumerate(item_ids)}
+  train = validation.Interactions.read(split("train"), row_of)
+  test = validation.Interactions.read(split("eval"), row_of)
+  module = tf.saved_model.load(version)
+  window = export.IndexSettings.read(version).exclude_margin
+  print(f"measuring {version}", flush=True)
+  new_rows = [dict(row, model=version) for row in
+              rows(module, train, test, item_ids, genres, window)]
+  for row in new_rows:
+    print(json.dumps(row))
+  merge_into(args.results, new_rows)
+  print(f"merged into {args.results}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

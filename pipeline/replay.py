@@ -121,8 +121,10 @@ def recall_unseen(model_dir: str, log: Log, period: Period,
           "age": profile.age if profile else 0,
           "gender": profile.gender if profile else "",
           "occupation": profile.occupation if profile else ""})
-    inputs = dict(contract.user_inputs(requests),
-                  **{contract.K: np.int32(max(ks))})
+    inputs = contract.complete_inputs(
+        contract.RECOMMEND_UNSEEN, signature.structured_input_signature[1],
+        dict(contract.user_inputs(requests),
+             **{contract.K: np.int32(max(ks))}))
     out = signature(**{k: tf.constant(v) for k, v in inputs.items()})
     for user, row in zip(chunk, out[contract.ITEM_IDS].numpy()):
       ranked = [i.decode() for i in row]

@@ -206,7 +206,8 @@ class RestClient:
                        for key, v in inputs.items()}}
     out = self._call(":predict", body)["outputs"]
     return protocol.top_k_rows({key: np.array(v, dtype=object
-                                              if key != "scores" else None)
+                                              if key != contract.SCORES
+                                              else None)
                                 for key, v in out.items()})
 
   def recommend(self, users: Sequence[Mapping], k: int = 10) -> List[Dict]:
@@ -217,6 +218,13 @@ class RestClient:
              users: Optional[Sequence[Dict]] = None) -> List[Dict]:
     """As RecommenderClient.search, over REST."""
     return self._top_k(*contract.search_inputs(queries, k, users))
+
+  def similar(self, items: Sequence, k: int = 10) -> List[Dict]:
+    """As RecommenderClient.similar, over REST (the server fills the
+    optional inputs left out)."""
+    items = [i if isinstance(i, dict) else {"item_id": i} for i in items]
+    return self._top_k(contract.SIMILAR_ITEMS,
+                       dict(contract.similar_inputs(items), k=k))
 
   def status(self) -> List[Dict]:
     return self._call("")["model_version_status"]

@@ -236,6 +236,25 @@ def test_pushed_model_over_grpc_matches_in_process(first_run):
     rules = {"genres": ["Comedy"], "years": (1990, 0), "exclude": ["1"]}
     assert remote.recommend([user], k=5, rules=rules) == \
         local.recommend_batch([user], k=5, rules=rules)
+    with pytest.raises(client_lib.BadRequest,
+                       match="INVALID_ARGUMENT: Unknown genre.*Western"):
+      remote.recommend([user], k=5, rules={"genres": ["Polka"]})
+  finally:
+    server.stop()
+
+
+def test_similar_items_over_rest_with_optional_inputs_left_out(first_run):
+  """A REST caller sends only item_ids and k: the server fills the empty
+  title/year/genres and rules, as it does for older recommend callers."""
+  server = server_lib.Server(contract.MODEL_NAME, first_run.serving_model_dir,
+                             grpc_port=0, rest_port=0).start()
+  try:
+    rest = client_lib.RestClient(f"http://127.0.0.1:{server.rest_port}")
+    local = local_model.load_latest(first_run.serving_model_dir)
+    assert rest.similar(["50"], k=5)[0]["item_ids"] == \
+        local.similar(["50"], k=5)[0]["item_ids"]
+    old_style = rest.recommend([{"user_id": "1", "history": ["50"]}], k=3)[0]
+    assert old_style["reason"] == ["history"] * 3
   finally:
     server.stop()
 
@@ -357,6 +376,28 @@ def test_business_rules_hold_for_random_filters(first_run):
     assert len(set(returned)) == len(returned)
   with pytest.raises(ValueError, match="Unknown genre.*allowed: .*Film-Noir"):
     model.recommend(user_id="1", k=3, rules={"genres": ["Polka"]})
+
+
+def test_cli_explains_filters_and_finds_similar_items(first_run, capsys):
+  from pipeline import cli
+  where = ["--output-dir", first_run.output_dir]
+  assert cli.main(["recommend", "--history", "50,181,172", "--explain",
+                   "-k", "3", *where]) == 0
+  out = capsys.readouterr().out
+  assert out.count("Because you watched") == 3
+  assert cli.main(["recommend", "--user", "1", "--genres", "Film-Noir",
+                   "--years", "1940-1950", "-k", "100", *where]) == 0
+  listed = [l for l in capsys.readouterr().out.splitlines()
+            if "(item" in l]
+  catalogue = _catalogue(first_run)
+  noir = [i for i, (g, y) in catalogue.items()
+          if "Film-Noir" in g and 1940 <= y <= 1950]
+  assert 0 < len(listed) == len(noir)
+  assert cli.main(["similar", "50", "-k", "4", *where]) == 0
+  out = capsys.readouterr().out
+  assert "Top 4 similar to item 50" in out and "(item    50)" not in out
+  with pytest.raises(SystemExit, match="--years"):
+    cli.main(["recommend", "--years", "nineties", *where])
 
 
 def _op_types(version_dir):

@@ -494,6 +494,7 @@ class RecommenderModule(tf.Module):
         lambda: tf.where(known[:, tf.newaxis], indexed,
                          self.towers.candidates(item_ids, title, year,
                                                 genres)))
+    vectors = tf.ensure_shape(vectors, [None, self.item_vectors.shape[1]])
     _, candidates = self.index(vectors)
     exclude = tf.concat([item_ids[:, tf.newaxis], exclude_item_ids], axis=1)
     return self._pick(

@@ -5,6 +5,7 @@ and the in-process model cannot drift apart. Requests are built by
 trainer/contract.py (the warm-up records use the same code); this module
 checks them on the server side and turns responses back into rows.
 """
+import re
 from typing import Dict, List, Mapping
 
 import grpc
@@ -53,7 +54,9 @@ def model_error_message(error: Exception) -> str:
   lines = [line.strip() for line in str(error).split("\n") if line.strip()]
   for line in lines:
     if line.startswith("assertion failed:"):
-      return line[len("assertion failed:"):].strip()
+      # tf.debugging.Assert prints its message and data as "[a] [b c]".
+      parts = re.findall(r"\[([^\[\]]*)\]", line) or [line[17:]]
+      return " ".join(p.strip() for p in parts).replace("\\'", "'")
   return lines[0] if lines else type(error).__name__
 
 

@@ -232,8 +232,8 @@ class RecommenderModule(tf.Module):
     self.item_genres = tf.Variable(_multi_hot(item_genres, vocab),
                                    trainable=False)
     self.unknown_genre_message = (
-        f"Unknown genre in {contract.ALLOWED_GENRES}; allowed: "
-        f"{', '.join(vocab)}")
+        f"Unknown genre in {contract.ALLOWED_GENRES} (allowed: "
+        f"{', '.join(vocab)}); got:")
 
   def _query(self, user_id, age, gender, occupation, history_item_ids):
     return self.towers.query(user_id, age, gender, occupation,

@@ -56,6 +56,12 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                  "malformed (rejects are written with reasons either way)")
   p.add_argument("--max-history", type=int, default=d.max_history,
                  help="earlier items kept per interaction")
+  p.add_argument("--min-timestamp", type=int, default=d.min_timestamp,
+                 help="earliest plausible interaction time (Unix seconds); "
+                 "earlier rows are rejects (default 1995-01-01)")
+  p.add_argument("--max-timestamp", type=int, default=d.max_timestamp,
+                 help="latest plausible interaction time (default: now + "
+                 "1 day)")
   p.add_argument("--train-steps", type=int, default=d.train_steps,
                  help="training steps (batches)")
   p.add_argument("--tune", action="store_true",
@@ -112,7 +118,8 @@ def pipeline_config(args: argparse.Namespace) -> configs.PipelineConfig:
       train_until=args.train_until, eval_until=args.eval_until,
       eval_fraction=args.eval_fraction,
       max_reject_fraction=args.max_reject_fraction,
-      max_history=args.max_history, train_steps=args.train_steps,
+      max_history=args.max_history, min_timestamp=args.min_timestamp,
+      max_timestamp=args.max_timestamp, train_steps=args.train_steps,
       tune=args.tune, tune_trials=args.tune_trials,
       tune_steps=args.tune_steps,
       trainer=trainer, min_recall_at_100=args.min_recall_at_100,

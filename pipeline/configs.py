@@ -7,6 +7,7 @@ import dataclasses
 import os
 from typing import Any, Dict, Optional
 
+from components.movielens_example_gen import layouts
 from trainer import contract
 from trainer.config import TEXT_ENCODER_DIR_KEY
 from trainer.config import TUNE_TRIALS_KEY
@@ -35,6 +36,10 @@ class PipelineConfig:
   eval_fraction: float = 0.1
   max_reject_fraction: float = 0.01
   max_history: int = 50
+  # Plausible interaction times (Unix seconds, inclusive); rows outside are
+  # rejects. Default 1995-01-01 to now + 1 day.
+  min_timestamp: int = layouts.MIN_TIMESTAMP
+  max_timestamp: Optional[int] = layouts.MAX_TIMESTAMP
   # Training.
   train_steps: int = 400
   # Tune hyperparameters first (a Tuner component, trainer/tuning.py): this

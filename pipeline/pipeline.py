@@ -67,7 +67,9 @@ def create_pipeline(config: configs.PipelineConfig,
       eval_until=config.eval_until,
       eval_fraction=config.eval_fraction,
       max_reject_fraction=config.max_reject_fraction,
-      max_history=config.max_history, input_fingerprint=input_fingerprint)
+      max_history=config.max_history, min_timestamp=config.min_timestamp,
+      max_timestamp=config.max_timestamp,
+      input_fingerprint=input_fingerprint)
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs["examples"], exclude_splits=not_eval)
   schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(

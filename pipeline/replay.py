@@ -52,8 +52,10 @@ class Log:
   profiles: Dict[str, layouts.User]
 
   @classmethod
-  def read(cls, data_dir: str) -> "Log":
-    layout = layouts.detect_layout(data_dir)
+  def read(cls, data_dir: str,
+           window: layouts.TimestampWindow = layouts.TimestampWindow()
+           ) -> "Log":
+    layout = layouts.detect_layout(data_dir).with_window(window)
     rows = _parse(data_dir, layout.interactions)
     profiles = {u.user_id: u for u in _parse(data_dir, layout.users)}
     return cls(np.array([r.user_id for r in rows]),
@@ -166,7 +168,8 @@ def replay(config: configs.PipelineConfig, count: int,
   and skipped. The first run has no blessed model to start from and trains
   `config.train_steps`; later runs train `warm_steps` when warm-starting.
   """
-  log = Log.read(config.data_dir)
+  log = Log.read(config.data_dir, layouts.TimestampWindow(
+      config.min_timestamp, config.max_timestamp))
   rows = []
   for period in periods(log, count, initial_fraction):
     row = dataclasses.asdict(period)

@@ -30,7 +30,10 @@ def run_example_gen(tmp_path, data_dir, beam_args=("--runner=DirectRunner",),
   examples.uri = str(tmp_path / "examples")
   exec_properties = {executor.DATA_DIR: data_dir, executor.EVAL_FRACTION: 0.1,
                      executor.MAX_REJECT_FRACTION: 0.01,
-                     executor.MAX_HISTORY: 50, executor.TRAIN_UNTIL: None}
+                     executor.MAX_HISTORY: 50, executor.TRAIN_UNTIL: None,
+                     # The fixtures' clock starts at 0, with two users.
+                     executor.MIN_TIMESTAMP: 0,
+                     executor.MIN_TRAIN_USERS: 1}
   exec_properties.update(props)
   context = base_beam_executor.BaseBeamExecutor.Context(
       beam_pipeline_args=list(beam_args), tmp_dir=str(tmp_path))
@@ -147,3 +150,45 @@ def test_two_worker_processes_give_the_same_examples(tmp_path):
                     for split in ("train", "eval", "items")})
   assert outputs[0] == outputs[1]
   assert len(outputs[0]["train"]) + len(outputs[0]["eval"]) == len(inter)
+
+
+# 1997-11-15 and on: inside the default plausible window.
+REAL_TIME = 879552000
+
+
+@pytest.mark.parametrize("bad_time", ["5", "4102444800", "inf", "-1",
+                                      "8.8e99"])
+def test_outlier_timestamps_are_rejects_and_cannot_move_the_split(
+    tmp_path, bad_time):
+  """One hostile timestamp among real ones (the default window, not the
+  fixtures' clock): a reject with its reason, and the cutoff is the one
+  the clean data gives."""
+  rows = [(u, i, r, REAL_TIME + t) for u, i, r, t in INTERACTIONS]
+  bad = rows + [f"1\t2\t3\t{bad_time}\n".encode()]
+  data_dir = write_recbole(str(tmp_path / "data"), bad, ITEMS, USERS)
+  props = {executor.MIN_TIMESTAMP: None, executor.MAX_REJECT_FRACTION: 0.5}
+  examples = run_example_gen(tmp_path, data_dir, **props)
+  assert examples.get_int_custom_property("rejected_rows") == 1
+  assert examples.get_int_custom_property("train_until") == REAL_TIME + 910
+  rejects_dir = os.path.join(examples.uri, executor.REJECTS_DIR)
+  text = "".join(open(p).read() for p in glob.glob(
+      os.path.join(rejects_dir, "rejects*.tsv")))
+  assert "timestamp" in text and bad_time in text
+
+
+def test_split_gate_stops_an_implausible_split_with_a_report(tmp_path):
+  # One early rating far from the rest: the default cutoff (90% of the time
+  # span) leaves nearly everything to eval.
+  rows = [(1, 1, 5, 0)] + [(u, i, 3, 9000 + 10 * k) for k, (u, i) in
+                           enumerate([(1, 2), (1, 3), (2, 1), (2, 2),
+                                      (2, 3), (1, 4)])]
+  data_dir = write_recbole(str(tmp_path / "data"), rows, ITEMS, USERS)
+  with pytest.raises(executor.ImplausibleSplit) as info:
+    run_example_gen(tmp_path, data_dir)
+  report = str(info.value)
+  assert "eval holds" in report and "expected 1%-50%" in report
+  assert "set --train-until" in report
+  with pytest.raises(executor.ImplausibleSplit, match="training has 2 users"):
+    run_example_gen(tmp_path / "users", data_dir,
+                    **{executor.TRAIN_UNTIL: 9030,
+                       executor.MIN_TRAIN_USERS: 3})

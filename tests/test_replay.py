@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 from movielens_fixtures import write_recbole
 
+from components.movielens_example_gen import layouts
 from pipeline import catalog_refresh
 from pipeline import configs
 from pipeline import replay
@@ -30,7 +31,7 @@ def log_dir(tmp_path):
 
 
 def test_periods_count_interactions_and_newcomers(log_dir):
-  log = replay.Log.read(log_dir)
+  log = replay.Log.read(log_dir, layouts.TimestampWindow(0))
   assert len(log.timestamps) == 8  # the malformed row is not counted
   periods = replay.periods(log, 4)
   assert [(p.train_until, p.eval_until) for p in periods] == [
@@ -58,7 +59,7 @@ def test_a_period_without_interactions_is_reported_and_skipped(
                           l, p))
   config = configs.PipelineConfig(data_dir=log_dir,
                                   output_dir=str(tmp_path / "out"),
-                                  train_steps=40)
+                                  train_steps=40, min_timestamp=0)
   rows = replay.replay(config, 4, warm_steps=10)
   assert [r["period"] for r in rows if r.get("skipped")] == [2]
   # Nothing was pushed, so no run had a model to warm-start from.

@@ -73,3 +73,14 @@ def test_schema_violations_are_listed_readably(schema):
   lines = gate.describe({"train": _anomalies(schema, bad)})
   text = "\n".join(lines)
   assert "[train] rating" in text and "[train] gender" in text
+
+
+def test_schema_flags_timestamps_before_the_plausible_window(schema):
+  """The schema carries ExampleGen's timestamp domain, so a row that got
+  past the parser (e.g. written by another tool) is still an anomaly."""
+  from components.movielens_example_gen import layouts
+  ts = [d for d in schema.feature if d.name == features.TIMESTAMP][0]
+  assert ts.int_domain.min == layouts.MIN_TIMESTAMP
+  lines = gate.describe({"eval": _anomalies(
+      schema, [_row(), _row(**{features.TIMESTAMP: [5]})])})
+  assert any("[eval] timestamp" in line for line in lines)

@@ -20,6 +20,9 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
       executor.EVAL_FRACTION: ExecutionParameter(type=float),
       executor.MAX_REJECT_FRACTION: ExecutionParameter(type=float),
       executor.MAX_HISTORY: ExecutionParameter(type=int),
+      executor.MIN_TIMESTAMP: ExecutionParameter(type=int, optional=True),
+      executor.MAX_TIMESTAMP: ExecutionParameter(type=int, optional=True),
+      executor.MIN_TRAIN_USERS: ExecutionParameter(type=int, optional=True),
       executor.INPUT_FINGERPRINT: ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {}
@@ -59,9 +62,14 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
                eval_fraction: float = 0.1,
                max_reject_fraction: float = 0.01,
                max_history: int = 50,
+               min_timestamp: Optional[int] = None,
+               max_timestamp: Optional[int] = None,
+               min_train_users: Optional[int] = None,
                input_fingerprint: Optional[str] = None):
     super().__init__(MovieLensExampleGenSpec(
         data_dir=data_dir, train_until=train_until, eval_until=eval_until,
         eval_fraction=eval_fraction, max_reject_fraction=max_reject_fraction,
-        max_history=max_history, input_fingerprint=input_fingerprint,
+        max_history=max_history, min_timestamp=min_timestamp,
+        max_timestamp=max_timestamp, min_train_users=min_train_users,
+        input_fingerprint=input_fingerprint,
         examples=types.Channel(type=standard_artifacts.Examples)))

@@ -8,6 +8,7 @@ output. Rows that cannot be used are written with their reason to
 """
 import json
 import os
+import time
 from typing import Any, Dict, List
 
 import apache_beam as beam
@@ -30,6 +31,10 @@ EVAL_UNTIL = "eval_until"
 EVAL_FRACTION = "eval_fraction"
 MAX_REJECT_FRACTION = "max_reject_fraction"
 MAX_HISTORY = "max_history"
+# Plausible interaction times (layouts.TimestampWindow); None: the default.
+MIN_TIMESTAMP = "min_timestamp"
+MAX_TIMESTAMP = "max_timestamp"
+MIN_TRAIN_USERS = "min_train_users"
 INPUT_FINGERPRINT = "input_fingerprint"
 EXAMPLES = "examples"
 
@@ -39,6 +44,53 @@ COUNTS_FILE = "ingest_counts.json"
 
 class TooManyRejects(RuntimeError):
   """More malformed rows than the run allows; the message is the report."""
+
+
+class ImplausibleSplit(RuntimeError):
+  """The time split left too little (or too much) to train or evaluate on;
+  the message is the report."""
+
+
+# The split gate: eval must hold this share of the written interactions
+# (unless an explicit --eval-until window was asked for), and training at
+# least MIN_TRAIN_USERS users (exec property min_train_users overrides).
+EVAL_SHARE_RANGE = (0.01, 0.5)
+MIN_TRAIN_USERS_DEFAULT = 10
+
+
+def split_report(counts: Dict[str, Dict[str, int]], min_train_users: int,
+                 explicit_eval_window: bool) -> List[str]:
+  """Lines saying what is implausible about the split; [] if nothing."""
+  train = counts.get(f"split:{features.TRAIN_SPLIT}", {}).get("written", 0)
+  evaluation = counts.get(f"split:{features.EVAL_SPLIT}", {}).get(
+      "written", 0)
+  split = counts.get("split", {})
+  users = split.get("train_users", 0)
+  total = max(train + evaluation, 1)
+  low, high = EVAL_SHARE_RANGE
+  share = evaluation / total
+  problems = []
+  if share > high or (share < low and not explicit_eval_window):
+    problems.append(
+        f"eval holds {share:.1%} of {total:,} interactions (expected "
+        f"{low:.0%}-{high:.0%}): the cutoff train_until="
+        f"{split.get('train_until')} ({_date(split.get('train_until'))}) "
+        "is implausible for this data")
+  if users < min_train_users:
+    problems.append(f"training has {users} users (at least "
+                    f"{min_train_users} needed)")
+  if problems:
+    problems.append(
+        f"interactions span {_date(split.get('first'))} to "
+        f"{_date(split.get('last'))}: look for outlier timestamps (the "
+        "--min-timestamp/--max-timestamp window), or set --train-until")
+  return problems
+
+
+def _date(seconds) -> str:
+  if seconds is None:
+    return "?"
+  return time.strftime("%Y-%m-%d", time.gmtime(int(seconds)))
 
 
 def rejects_report(counts: Dict[str, Dict[str, int]], max_fraction: float,
@@ -81,7 +133,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     """
     self._log_startup(input_dict, output_dict, exec_properties)
     data_dir = exec_properties[DATA_DIR]
-    layout = layouts.detect_layout(data_dir, exists=fileio.exists)
+    layout = layouts.detect_layout(data_dir, exists=fileio.exists).with_window(
+        window(exec_properties))
     examples = artifact_utils.get_single_instance(output_dict[EXAMPLES])
     splits = [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.CATALOG_SPLIT]
     examples.split_names = artifact_utils.encode_split_names(splits)
@@ -117,9 +170,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                  | "History" >> beam.FlatMap(
                      transforms.with_history,
                      max_history=exec_properties[MAX_HISTORY]))
-      cutoff = (records
-                | "Timestamps" >> beam.Map(lambda r: r[features.TIMESTAMP])
-                | "MinMax" >> beam.CombineGlobally(transforms.MinMax())
+      span = (records
+              | "Timestamps" >> beam.Map(lambda r: r[features.TIMESTAMP])
+              | "MinMax" >> beam.CombineGlobally(transforms.MinMax()))
+      cutoff = (span
                 | "Cutoff" >> beam.Map(
                     transforms.time_cutoff,
                     eval_fraction=exec_properties[EVAL_FRACTION],
@@ -130,6 +184,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       catalog = parsed["items"] | "ItemRecords" >> beam.Map(
           transforms.item_record)
 
+      counts.append(train
+                    | "TrainUsers" >> beam.Map(
+                        lambda r: r[features.USER_ID])
+                    | "DistinctTrainUsers" >> beam.Distinct()
+                    | "CountTrainUsers" >> beam.combiners.Count.Globally()
+                    | "TagTrainUsers" >> beam.Map(
+                        lambda n: ("split", "train_users", n)))
+      counts.append(span | "TagSpan" >> beam.FlatMap(
+          lambda s: [("split", "first", s[0]), ("split", "last", s[1])]))
       for split, pcoll in zip(splits, (train, evaluation, catalog)):
         counts.append(_count(pcoll, f"Written_{split}", f"split:{split}",
                              "written"))
@@ -154,14 +217,21 @@ class Executor(base_beam_executor.BaseBeamExecutor):
            | "WriteCounts" >> beam.io.WriteToText(
                os.path.join(rejects_dir, COUNTS_FILE), shard_name_template=""))
 
-    self._check_rejects(examples, rejects_dir,
-                        exec_properties[MAX_REJECT_FRACTION])
+    counts = self._check_rejects(examples, rejects_dir,
+                                 exec_properties[MAX_REJECT_FRACTION])
+    problems = split_report(
+        counts, exec_properties.get(MIN_TRAIN_USERS) or
+        MIN_TRAIN_USERS_DEFAULT, exec_properties.get(EVAL_UNTIL) is not None)
+    if problems:
+      raise ImplausibleSplit("Implausible train/eval split:\n" +
+                             "\n".join(problems))
     examples_utils.set_payload_format(examples,
                                       example_gen_pb2.FORMAT_TF_EXAMPLE)
     examples_utils.set_file_format(examples, "tfrecords_gzip")
 
   def _check_rejects(self, examples: types.Artifact, rejects_dir: str,
-                     max_fraction: float) -> None:
+                     max_fraction: float) -> Dict[str, Dict[str, int]]:
+    """Raises TooManyRejects past `max_fraction`; returns the counts."""
     counts = json.loads(io_utils.read_string_file(
         os.path.join(rejects_dir, COUNTS_FILE)))
     tables = {t: c for t, c in counts.items() if not t.startswith("split")}
@@ -181,6 +251,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     if problems:
       raise TooManyRejects("Too many malformed rows; fix the input or raise "
                            "--max-reject-fraction:\n" + "\n".join(problems))
+    return counts
+
+
+def window(exec_properties: Dict[str, Any]) -> layouts.TimestampWindow:
+  low = exec_properties.get(MIN_TIMESTAMP)
+  return layouts.TimestampWindow(
+      layouts.MIN_TIMESTAMP if low is None else low,
+      exec_properties.get(MAX_TIMESTAMP))
 
 
 def _counts_json(rows) -> str:

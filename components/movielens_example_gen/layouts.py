@@ -12,8 +12,12 @@ with a reason a person can act on; the Beam executor routes those to the
 rejects file. Nothing here imports Beam or TensorFlow, so it is tested alone.
 """
 import dataclasses
+import functools
+import math
 import os
 import re
+import time
+import unicodedata
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from trainer import features
@@ -54,6 +58,34 @@ ML1M_OCCUPATIONS = (
 
 _TITLE_YEAR = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
 _GENRES = frozenset(features.GENRE_VOCAB)
+# Plausible interaction times, Unix seconds. MovieLens' ratings start in
+# 1995 (ML-25M) and none lies in the future: a row outside the window is a
+# typo or a placeholder (0, 5, 8.8e99), and kept it would move the time
+# split. MAX None: now plus a day, read when the row is parsed.
+MIN_TIMESTAMP = 788918400  # 1995-01-01
+MAX_TIMESTAMP: Optional[int] = None
+MAX_AGE = 120
+_INT64_MAX = 2**63 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TimestampWindow:
+  """Inclusive bounds on interaction timestamps (see MIN_TIMESTAMP)."""
+  low: int = MIN_TIMESTAMP
+  high: Optional[int] = MAX_TIMESTAMP
+
+  def check(self, timestamp: int) -> int:
+    high = self.high if self.high is not None else int(time.time()) + 86400
+    if not self.low <= timestamp <= high:
+      raise RowError(
+          f"timestamp {timestamp} outside the plausible window "
+          f"[{self.low}, {high}] ({_date(self.low)} to {_date(high)}; "
+          "see --min-timestamp/--max-timestamp)")
+    return timestamp
+
+
+def _date(seconds: int) -> str:
+  return time.strftime("%Y-%m-%d", time.gmtime(seconds))
 
 
 def _decode(line: bytes, encoding: str) -> str:
@@ -73,24 +105,35 @@ def _fields(line: bytes, encoding: str, sep: str, count: int) -> List[str]:
 
 
 def _number(value: str, name: str, kind: Callable):
+  """A finite number (ints within int64), or RowError saying why not."""
   try:
-    return kind(float(value)) if kind is int else kind(value)
+    number = float(value)
   except ValueError:
-    raise RowError(f"{name} is not a number: {value!r}") from None
+    raise RowError(f"{name} is not a number: {value[:40]!r}") from None
+  if not math.isfinite(number):
+    raise RowError(f"{name} is not finite: {value[:40]!r}")
+  if kind is not int:
+    return number
+  if abs(number) > _INT64_MAX:
+    raise RowError(f"{name} out of range: {value[:40]!r}")
+  return int(number)
 
 
 def _id(value: str, name: str) -> str:
   if not value:
     raise RowError(f"empty {name}")
+  if any(unicodedata.category(c) in ("Cc", "Cf") for c in value):
+    raise RowError(f"control character in {name}: {value[:40]!r}")
   return value
 
 
-def _interaction(user: str, item: str, rating: str, ts: str) -> Interaction:
+def _interaction(user: str, item: str, rating: str, ts: str,
+                 window: TimestampWindow = TimestampWindow()) -> Interaction:
   r = _number(rating, "rating", float)
   if not 0.5 <= r <= 5.0:
     raise RowError(f"rating {r} outside [0.5, 5]")
   return Interaction(_id(user, "user_id"), _id(item, "item_id"), r,
-                     _number(ts, "timestamp", int))
+                     window.check(_number(ts, "timestamp", int)))
 
 
 def _checked_genres(genres: List[str]) -> Tuple[str, ...]:
@@ -123,14 +166,19 @@ def _split_title_year(text: str) -> Tuple[str, int]:
 def _user(user: str, age: str, gender: str, occupation: str) -> User:
   if gender not in features.GENDER_VOCAB:
     raise RowError(f"gender {gender!r} not in {features.GENDER_VOCAB}")
-  return User(_id(user, "user_id"), _number(age, "age", int), gender,
+  years = _number(age, "age", int)
+  if not 0 <= years <= MAX_AGE:
+    raise RowError(f"age {years} outside [0, {MAX_AGE}]")
+  return User(_id(user, "user_id"), years, gender,
               _id(occupation, "occupation"))
 
 
 # --- recbole layout ---------------------------------------------------------
 
-def recbole_interaction(line: bytes) -> Interaction:
-  return _interaction(*_fields(line, "utf-8", "\t", 4))
+def recbole_interaction(line: bytes,
+                        window: TimestampWindow = TimestampWindow()
+                        ) -> Interaction:
+  return _interaction(*_fields(line, "utf-8", "\t", 4), window=window)
 
 
 def recbole_item(line: bytes) -> Item:
@@ -168,8 +216,10 @@ def ml100k_user(line: bytes) -> User:
 
 # --- ML-1M layout -----------------------------------------------------------
 
-def ml1m_interaction(line: bytes) -> Interaction:
-  return _interaction(*_fields(line, "latin-1", "::", 4))
+def ml1m_interaction(line: bytes,
+                     window: TimestampWindow = TimestampWindow()
+                     ) -> Interaction:
+  return _interaction(*_fields(line, "latin-1", "::", 4), window=window)
 
 
 def ml1m_item(line: bytes) -> Item:
@@ -205,6 +255,12 @@ class Layout:
   def tables(self) -> Dict[str, Table]:
     return {"interactions": self.interactions, "items": self.items,
             "users": self.users}
+
+  def with_window(self, window: TimestampWindow) -> "Layout":
+    """This layout with interaction timestamps checked against `window`."""
+    table = dataclasses.replace(self.interactions, parse=functools.partial(
+        self.interactions.parse, window=window))
+    return dataclasses.replace(self, interactions=table)
 
 
 LAYOUTS = {

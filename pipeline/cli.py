@@ -152,13 +152,35 @@ def cmd_data_fetch(args) -> int:
   return 0
 
 
+def _reporting_stops(config: configs.PipelineConfig, run) -> int:
+  """Runs `run()`; a gate's stop becomes a short report and exit status
+  stops.EXIT_STOPPED (the traceback goes to run.log only)."""
+  from pipeline import stops
+  try:
+    return run()
+  except Exception as e:  # Only our gates' stops are reported, not hidden.
+    stop = stops.find_stop(e)
+    if stop is None:
+      raise
+    print(stops.report(stop, config.output_dir), file=sys.stderr)
+    return stops.EXIT_STOPPED
+
+
 def cmd_pipeline_run(args) -> int:
   from pipeline import local_runner
+  from pipeline import stops
   config = pipeline_config(args)
   _console_progress(config)
   _ensure_data(config)
-  local_runner.run(config)
-  return 0
+
+  def run():
+    local_runner.run(config)
+    verdict = stops.not_blessed_report(config.pipeline_root)
+    if verdict:
+      print(verdict, file=sys.stderr)
+      return stops.EXIT_NOT_BLESSED
+    return 0
+  return _reporting_stops(config, run)
 
 
 def cmd_replay(args) -> int:
@@ -166,10 +188,12 @@ def cmd_replay(args) -> int:
   config = pipeline_config(args)
   _console_progress(config)
   _ensure_data(config)
-  rows = replay.replay(config, args.periods, args.warm_steps,
-                       args.initial_fraction)
-  print(replay.format_rows(rows))
-  return 0
+  def run():
+    rows = replay.replay(config, args.periods, args.warm_steps,
+                         args.initial_fraction)
+    print(replay.format_rows(rows))
+    return 0
+  return _reporting_stops(config, run)
 
 
 def cmd_catalog_refresh(args) -> int:
@@ -297,7 +321,7 @@ def cmd_demo(args) -> int:
   from pipeline import demo
   config = pipeline_config(args)
   _console_progress(config)
-  return demo.main(config)
+  return _reporting_stops(config, lambda: demo.main(config))
 
 
 def _add_model_location_flags(p: argparse.ArgumentParser) -> None:

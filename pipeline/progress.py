@@ -21,6 +21,8 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class ProgressFilter(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if record.exc_info and _is_stop(record.exc_info[1]):
+      return False  # The CLI prints its own short report (pipeline/stops).
     if record.levelno >= logging.ERROR:
       return True
     ours = (record.pathname.startswith(_REPO) and
@@ -28,6 +30,11 @@ class ProgressFilter(logging.Filter):
     if ours and record.levelno >= logging.WARNING:
       return True
     return bool(_KEEP.search(record.getMessage().split("\n", 1)[0]))
+
+
+def _is_stop(error) -> bool:
+  from pipeline import stops
+  return error is not None and stops.find_stop(error) is not None
 
 
 def configure(output_dir: str) -> str:

@@ -61,3 +61,28 @@ def test_cli_help_explains_every_option(capsys):
   for flag in ("--train-until", "--max-reject-fraction", "--beam-runner",
                "--min-recall-at-100", "--temperature"):
     assert flag in text
+
+
+def test_a_stopped_run_explains_itself_in_a_few_lines(tmp_path, capsys,
+                                                      text_encoder_dir):
+  """Too many malformed rows: a short report and exit status 2 on the
+  console, the framework's traceback in run.log only."""
+  from movielens_fixtures import write_recbole
+
+  from pipeline import stops
+  rows = [(1, 1, 5, 880000000 + k) for k in range(10)] + [
+      b"1\t1\tnot-a-rating\t880000100\n"] * 5
+  data_dir = write_recbole(
+      str(tmp_path / "data"), rows, [(1, "Heat", 1995, "Action")],
+      [(1, 24, "M", "technician", "0")])
+  out = str(tmp_path / "out")
+  status = cli.main(["pipeline", "run", "--data-dir", data_dir,
+                     "--output-dir", out, "--text-encoder-dir",
+                     text_encoder_dir, "--beam-workers", "1"])
+  assert status == stops.EXIT_STOPPED
+  err = capsys.readouterr().err
+  assert "Run stopped: TooManyRejects" in err
+  assert "5 of 15 rows rejected" in err and "What to do:" in err
+  assert "Traceback" not in err and len(err.splitlines()) < 15
+  log = open(os.path.join(out, "run.log")).read()
+  assert "Traceback" in log and "TooManyRejects" in log

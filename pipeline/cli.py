@@ -9,6 +9,7 @@
   recsys similar 50                 items like item 50 (the item page)
   recsys replay --periods 4         retrain period by period over the log
   recsys catalog refresh            re-index a new catalogue, no retraining
+  recsys check-servable DIR         will stock TF Serving load it? (op list)
   recsys serve                      TF Serving protocol on 127.0.0.1:8500/8501
   recsys serve --model_config_file serving/deploy/models.config
                                     every model of a TF Serving config
@@ -317,6 +318,16 @@ def cmd_serve(args) -> int:
   return 0
 
 
+def cmd_check_servable(args) -> int:
+  from serving import servable_check
+  failed = False
+  for path in args.path:
+    report = servable_check.check(path)
+    print("\n".join(report.lines()))
+    failed |= not report.ok
+  return 1 if failed else 0
+
+
 def cmd_demo(args) -> int:
   from pipeline import demo
   config = pipeline_config(args)
@@ -448,6 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
   _add_rule_flags(search)
   _add_model_location_flags(search)
   search.set_defaults(func=cmd_search)
+
+  check = sub.add_parser(
+      "check-servable", help="list a SavedModel's ops and say whether stock "
+      "TF Serving 2.16.1 (core TF + TF Text 2.12.1) can load it")
+  check.add_argument("path", nargs="+", help="SavedModel directory or model "
+                     "base path (its newest version)")
+  check.set_defaults(func=cmd_check_servable)
 
   serve = sub.add_parser(
       "serve", help="serve pushed models over TF Serving's gRPC and REST "

@@ -22,14 +22,17 @@ _ADVICE = {
                         "with --train-until.",
     "SchemaAnomalies": "Fix the data, or if the change is intended, update "
                        "schemas/schema.pbtxt.",
+    "NotServable": "Export only ops TF Serving links (see `recsys "
+                   "check-servable`); the serving version is unchanged.",
 }
 
 
 def stop_classes():
   from components.anomaly_gate.component import SchemaAnomalies
+  from components.atomic_pusher.executor import NotServable
   from components.movielens_example_gen.executor import ImplausibleSplit
   from components.movielens_example_gen.executor import TooManyRejects
-  return (TooManyRejects, ImplausibleSplit, SchemaAnomalies)
+  return (TooManyRejects, ImplausibleSplit, SchemaAnomalies, NotServable)
 
 
 def find_stop(error: BaseException) -> Optional[BaseException]:

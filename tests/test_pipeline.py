@@ -380,6 +380,8 @@ def test_business_rules_hold_for_random_filters(first_run):
 
 def test_cli_explains_filters_and_finds_similar_items(first_run, capsys):
   from pipeline import cli
+  assert cli.main(["check-servable", first_run.serving_model_dir]) == 0
+  assert "loads in stock TF Serving" in capsys.readouterr().out
   where = ["--output-dir", first_run.output_dir]
   assert cli.main(["recommend", "--history", "50,181,172", "--explain",
                    "-k", "3", *where]) == 0
@@ -400,24 +402,23 @@ def test_cli_explains_filters_and_finds_similar_items(first_run, capsys):
     cli.main(["recommend", "--years", "nineties", *where])
 
 
-def _op_types(version_dir):
-  from tensorflow.core.protobuf import saved_model_pb2
-  meta = saved_model_pb2.SavedModel.FromString(
-      open(os.path.join(version_dir, "saved_model.pb"), "rb").read())
-  graph = meta.meta_graphs[0].graph_def
-  ops = {n.op for n in graph.node}
-  for function in graph.library.function:
-    ops |= {n.op for n in function.node_def}
-  return ops
-
-
 def test_scann_twin_has_scann_ops_and_stock_model_has_none(first_run):
   stock = contract.latest_version_dir(first_run.serving_model_dir)
   twin = contract.latest_version_dir(
       contract.scann_twin(first_run.serving_model_dir))
   assert os.path.basename(stock) == os.path.basename(twin)
-  assert not any(op.startswith("Scann") for op in _op_types(stock))
-  assert any(op.startswith("Scann") for op in _op_types(twin))
+  from serving import servable_check
+  stock_report, twin_report = (servable_check.check(p)
+                               for p in (stock, twin))
+  # Stock TF Serving 2.16.1 links core TF plus TF Text 2.12.1: exactly the
+  # tokenizer's two ops are outside core TF.
+  assert stock_report.stock_servable and stock_report.ok
+  assert stock_report.tf_text == servable_check.STOCK_TF_TEXT_OPS
+  assert not twin_report.stock_servable and twin_report.ok
+  assert twin_report.scann and not twin_report.unknown
+  # The same ScaNN ops outside the twin would not be pushed.
+  moved = dataclasses.replace(twin_report, path=stock)
+  assert not moved.ok and "ScaNN ops outside" in moved.lines()[0]
   import scann  # noqa: F401  (a process must import it to load the twin)
   exact = local_model.PushedModel(stock).recommend_batch(
       [{"user_id": str(u)} for u in range(1, 21)], k=10)

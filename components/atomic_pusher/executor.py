@@ -40,6 +40,29 @@ def publish_version(model_dir: str, base_directory: str, version: int) -> str:
   return final
 
 
+class NotServable(RuntimeError):
+  """The model uses ops its server would not have; nothing was pushed."""
+
+
+def check_servable(model_dirs: List[str]) -> None:
+  """Raises NotServable unless each SavedModel loads in the server it is
+  meant for (serving/servable_check.py); local paths only (the op check
+  reads the graph with the local file API)."""
+  from serving import servable_check
+  problems = []
+  for path in model_dirs:
+    if "://" in path:
+      logging.info("servable check skipped for remote %s", path)
+      continue
+    report = servable_check.check(path)
+    logging.info("%s", "\n".join(report.lines()))
+    if not report.ok:
+      problems.extend(report.lines())
+  if problems:
+    raise NotServable("Not pushed: the model would not load in TF "
+                      "Serving:\n" + "\n".join(problems))
+
+
 class Executor(pusher_executor.Executor):
   """Pusher's executor with an atomic, monotonic publish (and the ScaNN
   twin, when the Trainer exported one, under the same version number)."""
@@ -68,9 +91,10 @@ class Executor(pusher_executor.Executor):
         exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
         destination)
     base = destination.filesystem.base_directory
+    twin = contract.scann_twin(model_path)
+    check_servable([model_path] + ([twin] if fileio.exists(twin) else []))
     serving_path = publish_version(model_path, base, int(time.time()))
     logging.info("Model pushed to %s", serving_path)
-    twin = contract.scann_twin(model_path)
     if fileio.exists(twin):
       version = int(os.path.basename(serving_path))
       logging.info("ScaNN variant pushed to %s", publish_version(

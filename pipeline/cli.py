@@ -314,7 +314,8 @@ def cmd_serve(args) -> int:
       rest_port=args.rest_api_port, poll_seconds=args.poll_seconds,
       versions_to_keep=args.versions_to_keep,
       max_request_bytes=args.max_request_bytes, batching_parameters=params,
-      models=models))
+      max_request_rows=args.max_request_rows,
+      rest_read_timeout=args.rest_read_timeout, models=models))
   return 0
 
 
@@ -496,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
   serve.add_argument("--max-request-bytes", type=int,
                      default=contract.DEFAULT_MAX_REQUEST_BYTES,
                      help="larger requests get RESOURCE_EXHAUSTED")
+  serve.add_argument("--max-request-rows", type=int,
+                     default=contract.DEFAULT_MAX_REQUEST_ROWS,
+                     help="requests with more rows get RESOURCE_EXHAUSTED")
+  serve.add_argument("--rest-read-timeout", type=float, default=30.0,
+                     help="seconds a REST client has to send its request")
   serve.add_argument("--enable-batching", "--enable_batching",
                      action="store_true",
                      help="merge concurrent requests into one model call, "

@@ -7,7 +7,10 @@ statuses in one table.
 """
 import json
 import re
+import socketserver
+import threading
 from http.server import BaseHTTPRequestHandler
+from http.server import HTTPServer
 from typing import Dict
 
 import grpc
@@ -29,6 +32,7 @@ _HTTP_STATUS = {
     grpc.StatusCode.NOT_FOUND: 404,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
     grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
     grpc.StatusCode.INTERNAL: 500,
 }
 
@@ -37,11 +41,66 @@ def http_status(code: grpc.StatusCode) -> int:
   return _HTTP_STATUS.get(code, 400)
 
 
+# Deeper JSON than this is refused (a request body is at most a batch of
+# lists of lists; Python's parser would recurse until RecursionError).
+MAX_JSON_DEPTH = 32
+
+
+class BoundedHTTPServer(socketserver.ThreadingMixIn, HTTPServer):
+  """HTTPServer with at most `workers` connections handled at once; others
+  wait in the listen backlog instead of each getting a thread."""
+  daemon_threads = True
+
+  def __init__(self, address, handler, workers: int = 8):
+    self._slots = threading.BoundedSemaphore(workers)
+    super().__init__(address, handler)
+
+  def process_request(self, request, client_address):
+    self._slots.acquire()
+    try:
+      super().process_request(request, client_address)
+    except Exception:
+      self._slots.release()
+      raise
+
+  def process_request_thread(self, request, client_address):
+    try:
+      super().process_request_thread(request, client_address)
+    finally:
+      self._slots.release()
+
+
+def _depth_ok(text: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+  """Nesting depth of a JSON text (brackets outside strings) <= limit."""
+  depth, in_string, escaped = 0, False, False
+  for byte in text:
+    if in_string:
+      if escaped:
+        escaped = False
+      elif byte == 0x5C:  # backslash
+        escaped = True
+      elif byte == 0x22:
+        in_string = False
+    elif byte == 0x22:
+      in_string = True
+    elif byte in (0x5B, 0x7B):
+      depth += 1
+      if depth > limit:
+        return False
+    elif byte in (0x5D, 0x7D):
+      depth -= 1
+  return True
+
+
 def handler_class(server):
   """A BaseHTTPRequestHandler class serving `server` (serving.server.Server):
   status, metadata and predict (row and columnar formats)."""
 
   class Handler(BaseHTTPRequestHandler):
+
+    # Seconds a connection may take to send its request (slow clients
+    # cannot hold a worker forever).
+    timeout = server.rest_read_timeout
 
     def log_message(self, *args):  # Quiet; errors are logged below.
       pass
@@ -85,23 +144,56 @@ def handler_class(server):
       except protocol.ProtocolError as e:
         self._send(http_status(e.code), {"error": e.message})
 
+    def _content_length(self) -> int:
+      """The declared body size: 400 if missing-but-malformed or negative,
+      413 above the server's limit (nothing is read in either case)."""
+      raw = self.headers.get("Content-Length") or "0"
+      try:
+        length = int(raw)
+      except ValueError:
+        length = -1
+      if length < 0:
+        self.close_connection = True
+        raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                     f"Malformed Content-Length: {raw[:40]!r}")
+      if length > server.max_request_bytes:
+        self.close_connection = True
+        raise protocol.ProtocolError(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"Request of {length} bytes exceeds the limit of "
+            f"{server.max_request_bytes}")
+      return length
+
     def do_POST(self):
       try:
         name, version, label, verb = self._route()
         if verb != ":predict":
           raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
                                        "Only :predict accepts POST")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > server.max_request_bytes:
-          raise protocol.ProtocolError(
-              grpc.StatusCode.RESOURCE_EXHAUSTED,
-              f"Request of {length} bytes exceeds the limit of "
-              f"{server.max_request_bytes}")
+        length = self._content_length()
         try:
-          body = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError as e:
+          data = self.rfile.read(length)
+        except OSError:  # The read deadline passed.
+          self.close_connection = True
+          raise protocol.ProtocolError(
+              grpc.StatusCode.INVALID_ARGUMENT,
+              f"Request body not received within {self.timeout}s") from None
+        if len(data) < length:
+          raise protocol.ProtocolError(
+              grpc.StatusCode.INVALID_ARGUMENT,
+              f"Request body ended after {len(data)} of {length} bytes")
+        if not _depth_ok(data):
+          raise protocol.ProtocolError(
+              grpc.StatusCode.INVALID_ARGUMENT,
+              f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        try:
+          body = json.loads(data or b"{}")
+        except (ValueError, RecursionError) as e:
           raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
                                        f"Malformed JSON: {e}") from None
+        if not isinstance(body, dict):
+          raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       "Request body must be a JSON object")
         model = server.model(name, version, label)
         signature = body.get("signature_name", "")
         if "instances" in body:
@@ -121,7 +213,11 @@ def handler_class(server):
           raise protocol.ProtocolError(
               grpc.StatusCode.INVALID_ARGUMENT,
               "Request body must have \"instances\" or \"inputs\"")
-        outputs = model.run(signature, inputs, server.batcher)
+        if not isinstance(signature, str):
+          raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                       "\"signature_name\" must be a string")
+        outputs = model.run(signature, inputs, server.batcher,
+                            server.max_request_rows)
         as_json = {k: _jsonable(v) for k, v in outputs.items()}
         if "instances" in body:
           n = len(next(iter(as_json.values())))

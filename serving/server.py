@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from concurrent import futures
-from http.server import ThreadingHTTPServer
 from typing import Dict, List, Optional, Tuple
 
 import grpc
@@ -42,6 +41,7 @@ from serving import rest
 from trainer import contract
 
 _State = get_model_status_pb2.ModelVersionStatus.State
+_GRPC_CODES = {code.value[0]: code.value for code in grpc.StatusCode}
 
 
 class LoadedVersion:
@@ -80,12 +80,19 @@ class LoadedVersion:
     return self.loaded.signatures[name]
 
   def run(self, signature: str, inputs: Dict[str, np.ndarray],
-          batcher: Optional[batching.Batcher] = None
+          batcher: Optional[batching.Batcher] = None,
+          max_rows: int = contract.DEFAULT_MAX_REQUEST_ROWS
           ) -> Dict[str, np.ndarray]:
     """Checks the request alone, then runs it (inside a batch if given)."""
     function = self.signature(signature)
     checked = protocol.check_inputs(
         function, inputs, signature or contract.SERVING_DEFAULT)
+    rows = max((v.shape[0] for v in checked.values() if v.ndim), default=0)
+    if rows > max_rows:
+      raise protocol.ProtocolError(
+          grpc.StatusCode.RESOURCE_EXHAUSTED,
+          f"Request has {rows} rows; this server takes at most {max_rows} "
+          "per request (--max-request-rows)")
     execute = lambda arrays: self._call(function, arrays)  # noqa: E731
     if batcher is None:
       return execute(checked)
@@ -97,8 +104,12 @@ class LoadedVersion:
   def _call(function, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     try:
       outputs = function(**protocol.as_tensors(function, arrays))
-    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+    except (tf.errors.InvalidArgumentError, ValueError, TypeError,
+            OverflowError) as e:
       raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   protocol.model_error_message(e)) from None
+    except tf.errors.OpError as e:  # TF's codes are gRPC's codes.
+      raise protocol.ProtocolError(grpc.StatusCode(_GRPC_CODES[e.error_code]),
                                    protocol.model_error_message(e)) from None
     return {k: v.numpy() for k, v in outputs.items()}
 
@@ -185,6 +196,8 @@ class Server:
                poll_seconds: float = 1.0, versions_to_keep: int = 1,
                max_request_bytes: int = contract.DEFAULT_MAX_REQUEST_BYTES,
                workers: int = 8,
+               max_request_rows: int = contract.DEFAULT_MAX_REQUEST_ROWS,
+               rest_read_timeout: float = 30.0,
                batching_parameters: Optional[
                    batching.BatchingParameters] = None,
                models: Optional[List[model_config.ModelSpec]] = None):
@@ -202,6 +215,8 @@ class Server:
     self.manager = self.managers[models[0].name]
     self.model_name = models[0].name
     self.max_request_bytes = max_request_bytes
+    self.max_request_rows = max_request_rows
+    self.rest_read_timeout = rest_read_timeout
     self._poll_seconds = poll_seconds
     self._stop = threading.Event()
     self.grpc = grpc.server(
@@ -214,8 +229,8 @@ class Server:
     self.grpc_port = self.grpc.add_insecure_port(f"{host}:{grpc_port}")
     self.rest = None
     if rest_port is not None:
-      self.rest = ThreadingHTTPServer((host, rest_port),
-                                      rest.handler_class(self))
+      self.rest = rest.BoundedHTTPServer((host, rest_port),
+                                         rest.handler_class(self), workers)
       self.rest_port = self.rest.server_address[1]
 
   def manager_for(self, name: str) -> ModelManager:
@@ -275,9 +290,20 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     try:
       model = self._server.model(request.model_spec.name,
                                  *_version(request.model_spec))
-      inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+      inputs = {}
+      for key, value in request.inputs.items():
+        try:
+          inputs[key] = tf.make_ndarray(value)
+        except Exception as e:  # A malformed TensorProto.
+          raise protocol.ProtocolError(
+              grpc.StatusCode.INVALID_ARGUMENT,
+              f"Input {key!r} is not a valid tensor: {e}") from None
+      if context.time_remaining() is not None and \
+          context.time_remaining() <= 0:
+        raise protocol.ProtocolError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                     "Deadline exceeded before the model ran")
       outputs = model.run(request.model_spec.signature_name, inputs,
-                          self._server.batcher)
+                          self._server.batcher, self._server.max_request_rows)
       response = predict_pb2.PredictResponse()
       response.model_spec.name = request.model_spec.name
       response.model_spec.version.value = model.version

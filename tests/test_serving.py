@@ -269,3 +269,72 @@ def test_deploy_model_config_lists_both_variants():
       "models.config"))
   assert [s.name for s in specs] == [
       contract.MODEL_NAME, contract.MODEL_NAME + contract.SCANN_SUFFIX]
+
+
+def _raw_http(port: int, head: bytes, body: bytes = b"", wait: float = 10):
+  """Sends raw bytes to the REST port; returns the status line."""
+  with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+    s.sendall(head + body)
+    return s.recv(200).split(b"\r\n")[0].decode()
+
+
+def test_rest_limits_answer_with_status_codes(local_server):
+  port = local_server.rest_port
+  path = b"POST /v1/models/recommender:predict HTTP/1.1\r\nHost: x\r\n"
+  assert " 400 " in _raw_http(port, path + b"Content-Length: -5\r\n\r\n")
+  assert " 400 " in _raw_http(port, path + b"Content-Length: lots\r\n\r\n")
+  assert " 413 " in _raw_http(
+      port, path + b"Content-Length: 99999999999\r\n\r\n")
+  deep = b"[" * 100000 + b"]" * 100000
+  assert " 400 " in _raw_http(
+      port, path + f"Content-Length: {len(deep)}\r\n\r\n".encode(), deep)
+  assert " 400 " in _raw_http(port, path + b"Content-Length: 2\r\n\r\n",
+                              b"[]")
+  # A request over the row cap.
+  rest = client_lib.RestClient(f"http://127.0.0.1:{port}")
+  with pytest.raises(client_lib.BadRequest, match="rows"):
+    rest.recommend([{"user_id": str(u)} for u in range(
+        local_server.max_request_rows + 1)], k=1)
+
+
+def test_slow_and_idle_rest_clients_cannot_hold_the_server(tmp_path):
+  """Bounded workers and a read deadline: idle connections use up every
+  worker, yet a real request is answered once their deadline passes, and
+  the idle ones are told 400."""
+  base = str(tmp_path / "m")
+  save_version(base, 1, marker=0.0)
+  server = server_lib.Server("recommender", base, grpc_port=0,
+                             rest_port=_free_port(), workers=2,
+                             rest_read_timeout=1.0).start()
+  try:
+    idle = [socket.create_connection(("127.0.0.1", server.rest_port))
+            for _ in range(3)]
+    idle[0].sendall(b"POST /v1/models/recommender:predict HTTP/1.1\r\n"
+                    b"Content-Length: 100\r\n\r\n{")  # then nothing
+    start = time.time()
+    rest = client_lib.RestClient(f"http://127.0.0.1:{server.rest_port}",
+                                 timeout=20)
+    assert rest.recommend([{"user_id": "1"}], k=1)[0]["item_ids"]
+    assert time.time() - start < 15
+    idle[0].settimeout(5)
+    assert b" 400 " in idle[0].recv(200)
+    for s in idle:
+      s.close()
+  finally:
+    server.stop()
+
+
+def test_grpc_deadline_and_row_cap(local_server):
+  address = f"127.0.0.1:{local_server.grpc_port}"
+  c = client_lib.RecommenderClient(address, timeout=10)
+  with pytest.raises(client_lib.BadRequest, match="RESOURCE_EXHAUSTED"):
+    c.recommend([{"user_id": "1"}] * (local_server.max_request_rows + 1))
+  channel = grpc.insecure_channel(address)
+  stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+  request = contract.predict_request(
+      "recommender", contract.RECOMMEND,
+      dict(contract.user_inputs([{"user_id": "1"}]), k=np.int32(3)))
+  with pytest.raises(grpc.RpcError) as info:
+    stub.Predict(request, timeout=1e-6)
+  assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+  assert stub.Predict(request, timeout=10).outputs["item_ids"]

@@ -81,6 +81,8 @@ DEFAULT_GRPC_PORT = 8500
 DEFAULT_REST_PORT = 8501
 # Larger requests get RESOURCE_EXHAUSTED.
 DEFAULT_MAX_REQUEST_BYTES = 16 << 20
+# Rows (the batch dimension) one request may carry; more: RESOURCE_EXHAUSTED.
+DEFAULT_MAX_REQUEST_ROWS = 1024
 # TF Serving replays these PredictionLogs when it loads a version.
 WARMUP_PATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 # The ScaNN twin (same signatures, approximate index, needs ScaNN ops) lives

@@ -7,6 +7,7 @@ import os
 import threading
 import time
 
+import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -255,6 +256,82 @@ def test_similar_items_over_rest_with_optional_inputs_left_out(first_run):
         local.similar(["50"], k=5)[0]["item_ids"]
     old_style = rest.recommend([{"user_id": "1", "history": ["50"]}], k=3)[0]
     assert old_style["reason"] == ["history"] * 3
+  finally:
+    server.stop()
+
+
+def _random_input(rng, spec, rows, well_typed):
+  """A random tensor for an input: right or wrong dtype and rank, sizes
+  from empty to over the row cap, hostile strings."""
+  wrong = lambda: not well_typed and rng.random() < 0.3  # noqa: E731
+  rank = int(rng.integers(0, 4)) if wrong() else spec.shape.rank
+  shape = [rows] + [int(rng.choice([0, 1, 3, 60]))
+                    for _ in range(max(rank - 1, 0))]
+  shape = shape[:rank]
+  kind = str(rng.choice(["string", "int64", "int32", "float32", "bool"])
+             ) if wrong() else spec.dtype.name
+  size = int(np.prod(shape)) if shape else 1
+  if kind == "string":
+    pool = ["", "50", "1", "no-such-id", "Drama", "Polka", "\u0000",
+            "x" * 5000, "\U0001F600", "Sci-Fi", "-1"]
+    values = np.array([pool[i] for i in rng.integers(0, len(pool), size)],
+                      object)
+  elif kind == "bool":
+    values = rng.random(size) < 0.5
+  elif kind.startswith("int"):
+    values = rng.choice([0, 1, -1, 10, 2**31 - 1, -2**31], size).astype(kind)
+  else:
+    values = rng.choice([0.0, -1.0, np.nan, np.inf, 1e30], size).astype(kind)
+  return values.reshape(shape) if shape else values.reshape(())
+
+
+def test_fuzzed_requests_get_status_codes_and_change_nothing(first_run):
+  """Random dtypes, shapes, ranks, sizes and strings for every signature,
+  over gRPC and REST: always a TF Serving status code (never INTERNAL or
+  UNKNOWN), and afterwards a known request answers exactly as before."""
+  server = server_lib.Server(contract.MODEL_NAME, first_run.serving_model_dir,
+                             grpc_port=0, rest_port=0,
+                             max_request_rows=256).start()
+  try:
+    address = f"127.0.0.1:{server.grpc_port}"
+    remote = client_lib.RecommenderClient(address, timeout=60)
+    rest = client_lib.RestClient(f"http://127.0.0.1:{server.rest_port}",
+                                 timeout=60)
+    known = [{"user_id": "1", "history": ["50", "181"]}]
+    before = remote.recommend(known, k=10)
+    version = server.model(contract.MODEL_NAME, None)
+    rng = np.random.default_rng(11)
+    codes = []
+    for case in range(80):
+      name = sorted(version.loaded.signatures)[case % len(
+          version.loaded.signatures)]
+      specs = version.loaded.signatures[name].structured_input_signature[1]
+      well_typed = rng.random() < 0.4
+      rows = int(rng.choice([1, 1, 2, 7, 0, 300]))
+      inputs = {key: _random_input(rng, spec, rows, well_typed)
+                for key, spec in specs.items()
+                if well_typed or rng.random() < 0.9}
+      if not well_typed and rng.random() < 0.1:
+        inputs["surprise"] = np.array([1])
+      try:
+        remote.predict(name, inputs)
+        codes.append("OK")
+      except client_lib.ServingError as e:
+        codes.append(e.code.name)
+        assert e.code not in (grpc.StatusCode.INTERNAL,
+                              grpc.StatusCode.UNKNOWN), (name, e)
+      if case % 4 == 0 and all(v.dtype != bool for v in inputs.values()):
+        body = {"signature_name": name, "inputs": {
+            k: np.asarray(v).tolist() for k, v in inputs.items()}}
+        try:
+          rest._call(":predict", json.loads(json.dumps(body, default=str)))
+        except client_lib.BadRequest as e:
+          assert "500" not in str(e)
+    assert {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "OK"} <= set(codes), \
+        codes
+    assert remote.recommend(known, k=10) == before
+    assert rest.recommend(known, k=10)[0]["item_ids"] == \
+        before[0]["item_ids"]
   finally:
     server.stop()
 

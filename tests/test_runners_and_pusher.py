@@ -86,3 +86,44 @@ def test_a_stopped_run_explains_itself_in_a_few_lines(tmp_path, capsys,
   assert "Traceback" not in err and len(err.splitlines()) < 15
   log = open(os.path.join(out, "run.log")).read()
   assert "Traceback" in log and "TooManyRejects" in log
+
+
+_SLOW_PUSH = """
+import sys, time
+from tfx.utils import io_utils
+from components.atomic_pusher import executor
+copy = io_utils.copy_dir
+def slow_copy(src, dst):
+  copy(src, dst)
+  print("copied", flush=True)
+  time.sleep(60)  # killed here: the copy is done, the rename is not
+io_utils.copy_dir = slow_copy
+executor.publish_version(sys.argv[1], sys.argv[2], 200)
+"""
+
+
+def test_a_push_killed_mid_way_leaves_nothing_a_server_would_load(tmp_path):
+  """kill -9 of a process inside publish_version, between the copy and the
+  rename: no new version folder appears, the served version stays, and
+  the next push publishes and clears the leftover staging folder."""
+  import signal
+  import subprocess
+  import sys
+
+  from trainer import contract
+  model = tmp_path / "model"
+  (model / "variables").mkdir(parents=True)
+  (model / "saved_model.pb").write_bytes(b"pb")
+  base = tmp_path / "serving"
+  publish_version(str(model), str(base), 100)
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  proc = subprocess.Popen([sys.executable, "-c", _SLOW_PUSH, str(model),
+                           str(base)], cwd=repo, stdout=subprocess.PIPE,
+                          text=True)
+  assert proc.stdout.readline().strip() == "copied"
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  assert contract.versions(str(base)) == [100]
+  assert any(n.startswith(".tmp-") for n in os.listdir(base))
+  publish_version(str(model), str(base), 300)
+  assert sorted(os.listdir(base)) == ["100", "300"]

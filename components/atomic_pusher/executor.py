@@ -33,8 +33,11 @@ def publish_version(model_dir: str, base_directory: str, version: int) -> str:
   version = max([version] + [v + 1 for v in contract.versions(base_directory)])
   final = os.path.join(base_directory, str(version))
   staging = os.path.join(base_directory, f".tmp-{version}")
-  if fileio.exists(staging):
-    fileio.rmtree(staging)
+  # A push killed mid-copy leaves its staging folder: never visible to a
+  # server (not an integer), removed here by the next push.
+  for name in fileio.listdir(base_directory):
+    if name.strip("/").startswith(".tmp-"):
+      fileio.rmtree(os.path.join(base_directory, name.strip("/")))
   io_utils.copy_dir(model_dir, staging)
   fileio.rename(staging, final)
   return final

@@ -10,6 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 .PHONY: env demo test lint lock data clean bench-quality bench-scenarios bench-serving \
+  bench-soak bench-crash \
   bench-scale bench-continuous
 
 $(VENV)/.installed: requirements/lock.txt setup.py
@@ -58,6 +59,17 @@ bench-scenarios: env
 bench-serving: env
 	@test -d outputs/serving/recommender || TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys pipeline run
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/serving_bench.py
+
+# Ten minutes of mixed traffic against `recsys serve` with a push every
+# minute: bench/results/soak.json and soak.png (errors, latency, memory).
+bench-soak: env
+	@test -d outputs/serving/recommender || TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys pipeline run
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/soak.py
+
+# kill -9 during the Trainer, re-run, a live server throughout:
+# bench/results/crash.json.
+bench-crash: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/crash.py
 
 # Stage cost at 10K/100K/1M synthetic interactions: bench/results/scale.json.
 bench-scale: env

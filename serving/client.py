@@ -21,7 +21,8 @@ from trainer import contract
 
 
 class ServingError(RuntimeError):
-  """Base of the client's errors; `code` is the gRPC status."""
+  """Base of the client's errors; `code` is the gRPC status (the HTTP
+  status for the REST client)."""
 
   def __init__(self, message: str, code=None):
     super().__init__(message)
@@ -191,10 +192,13 @@ class RestClient:
       with urllib.request.urlopen(request, timeout=self.timeout) as r:
         return json.loads(r.read())
     except urllib.error.HTTPError as e:
-      message = json.loads(e.read() or b"{}").get("error", str(e))
+      try:
+        message = json.loads(e.read() or b"{}").get("error", str(e))
+      except ValueError:
+        message = str(e)
       if e.code == 404:
-        raise ModelNotFound(message) from None
-      raise BadRequest(message) from None
+        raise ModelNotFound(message, e.code) from None
+      raise BadRequest(message, e.code) from None
     except urllib.error.URLError as e:
       raise ServerUnavailable(f"No answer from {self.base_url}: {e.reason}. "
                               "Is the server running?") from None

@@ -158,11 +158,26 @@ def handler_class(server):
                                      f"Malformed Content-Length: {raw[:40]!r}")
       if length > server.max_request_bytes:
         self.close_connection = True
+        self._discard(min(length, 4 * server.max_request_bytes))
         raise protocol.ProtocolError(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             f"Request of {length} bytes exceeds the limit of "
             f"{server.max_request_bytes}")
       return length
+
+    def _discard(self, length: int) -> None:
+      """Reads and drops a refused body while it keeps arriving (a pause of
+      1 s ends it), so a client still sending gets our 413 rather than a
+      broken pipe."""
+      try:
+        self.connection.settimeout(min(1.0, self.timeout or 1.0))
+        while length > 0:
+          chunk = self.rfile.read(min(length, 1 << 20))
+          if not chunk:
+            return
+          length -= len(chunk)
+      except OSError:
+        return
 
     def do_POST(self):
       try:

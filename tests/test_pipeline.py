@@ -67,6 +67,23 @@ def first_run(config):
   return config
 
 
+@pytest.fixture(scope="module")
+def served(first_run):
+  """`recsys serve` over the first run's pushed model, started once (gRPC
+  and REST); it does not poll again, so later pushes leave it alone."""
+  server = server_lib.Server(contract.MODEL_NAME, first_run.serving_model_dir,
+                             grpc_port=0, rest_port=0, poll_seconds=3600,
+                             max_request_rows=256).start()
+  yield server
+  server.stop()
+
+
+@pytest.fixture(scope="module")
+def pushed(first_run):
+  """The first run's pushed model, loaded in-process once."""
+  return local_model.load_latest(first_run.serving_model_dir)
+
+
 def _latest(config, component, output):
   return demo.latest_output(config.pipeline_root, component, output)
 
@@ -211,53 +228,43 @@ def test_cached_and_in_graph_text_paths_agree(first_run):
   assert np.isclose(np.linalg.norm(new), 1.0, atol=1e-4)
 
 
-def test_pushed_model_over_grpc_matches_in_process(first_run):
-  server = server_lib.Server(contract.MODEL_NAME, first_run.serving_model_dir,
-                             grpc_port=0, rest_port=None).start()
-  try:
-    remote = client_lib.RecommenderClient(f"127.0.0.1:{server.grpc_port}")
-    local = local_model.load_latest(first_run.serving_model_dir)
-    user = {"user_id": "1", "age": 24, "gender": "M",
-            "occupation": "technician", "history": ["50"]}
-    over_grpc = remote.recommend([user], k=10)[0]
-    in_process = local.recommend_batch([user], k=10)[0]
-    assert over_grpc["item_ids"] == in_process["item_ids"]
-    np.testing.assert_allclose(over_grpc["scores"], in_process["scores"],
-                               rtol=1e-5)
-    assert remote.search(["Star Wars"], k=3)[0]["item_ids"] == \
-        local.search(["Star Wars"], k=3)[0]["item_ids"]
-    fan = [{"user_id": "1", "history": ["50"]}]
-    assert remote.search(["Star Wars"], k=5, users=fan)[0]["item_ids"] == \
-        local.search(["Star Wars"], k=5, users=fan)[0]["item_ids"]
-    assert contract.SEARCH in remote.signatures()
-    # Explanations, similar items and rules travel over gRPC unchanged.
-    for key in (contract.BECAUSE_ITEM_IDS, contract.REASON):
-      assert over_grpc[key] == in_process[key]
-    assert remote.similar(["50"], k=5) == local.similar(["50"], k=5)
-    rules = {"genres": ["Comedy"], "years": (1990, 0), "exclude": ["1"]}
-    assert remote.recommend([user], k=5, rules=rules) == \
-        local.recommend_batch([user], k=5, rules=rules)
-    with pytest.raises(client_lib.BadRequest,
-                       match="INVALID_ARGUMENT: Unknown genre.*Western"):
-      remote.recommend([user], k=5, rules={"genres": ["Polka"]})
-  finally:
-    server.stop()
+def test_pushed_model_over_grpc_matches_in_process(served, pushed):
+  server, local = served, pushed
+  remote = client_lib.RecommenderClient(f"127.0.0.1:{server.grpc_port}")
+  user = {"user_id": "1", "age": 24, "gender": "M",
+          "occupation": "technician", "history": ["50"]}
+  over_grpc = remote.recommend([user], k=10)[0]
+  in_process = local.recommend_batch([user], k=10)[0]
+  assert over_grpc["item_ids"] == in_process["item_ids"]
+  np.testing.assert_allclose(over_grpc["scores"], in_process["scores"],
+                             rtol=1e-5)
+  assert remote.search(["Star Wars"], k=3)[0]["item_ids"] == \
+      local.search(["Star Wars"], k=3)[0]["item_ids"]
+  fan = [{"user_id": "1", "history": ["50"]}]
+  assert remote.search(["Star Wars"], k=5, users=fan)[0]["item_ids"] == \
+      local.search(["Star Wars"], k=5, users=fan)[0]["item_ids"]
+  assert contract.SEARCH in remote.signatures()
+  # Explanations, similar items and rules travel over gRPC unchanged.
+  for key in (contract.BECAUSE_ITEM_IDS, contract.REASON):
+    assert over_grpc[key] == in_process[key]
+  assert remote.similar(["50"], k=5) == local.similar(["50"], k=5)
+  rules = {"genres": ["Comedy"], "years": (1990, 0), "exclude": ["1"]}
+  assert remote.recommend([user], k=5, rules=rules) == \
+      local.recommend_batch([user], k=5, rules=rules)
+  with pytest.raises(client_lib.BadRequest,
+                     match="INVALID_ARGUMENT: Unknown genre.*Western"):
+    remote.recommend([user], k=5, rules={"genres": ["Polka"]})
 
 
-def test_similar_items_over_rest_with_optional_inputs_left_out(first_run):
+def test_similar_items_over_rest_with_optional_inputs_left_out(served,
+                                                              pushed):
   """A REST caller sends only item_ids and k: the server fills the empty
   title/year/genres and rules, as it does for older recommend callers."""
-  server = server_lib.Server(contract.MODEL_NAME, first_run.serving_model_dir,
-                             grpc_port=0, rest_port=0).start()
-  try:
-    rest = client_lib.RestClient(f"http://127.0.0.1:{server.rest_port}")
-    local = local_model.load_latest(first_run.serving_model_dir)
-    assert rest.similar(["50"], k=5)[0]["item_ids"] == \
-        local.similar(["50"], k=5)[0]["item_ids"]
-    old_style = rest.recommend([{"user_id": "1", "history": ["50"]}], k=3)[0]
-    assert old_style["reason"] == ["history"] * 3
-  finally:
-    server.stop()
+  rest = client_lib.RestClient(f"http://127.0.0.1:{served.rest_port}")
+  assert rest.similar(["50"], k=5)[0]["item_ids"] == \
+      pushed.similar(["50"], k=5)[0]["item_ids"]
+  old_style = rest.recommend([{"user_id": "1", "history": ["50"]}], k=3)[0]
+  assert old_style["reason"] == ["history"] * 3
 
 
 def _random_input(rng, spec, rows, well_typed):
@@ -273,7 +280,7 @@ def _random_input(rng, spec, rows, well_typed):
   size = int(np.prod(shape)) if shape else 1
   if kind == "string":
     pool = ["", "50", "1", "no-such-id", "Drama", "Polka", "\u0000",
-            "x" * 5000, "\U0001F600", "Sci-Fi", "-1"]
+            "x" * 2000, "\U0001F600", "Sci-Fi", "-1"]
     values = np.array([pool[i] for i in rng.integers(0, len(pool), size)],
                       object)
   elif kind == "bool":
@@ -285,55 +292,50 @@ def _random_input(rng, spec, rows, well_typed):
   return values.reshape(shape) if shape else values.reshape(())
 
 
-def test_fuzzed_requests_get_status_codes_and_change_nothing(first_run):
+def test_fuzzed_requests_get_status_codes_and_change_nothing(served):
   """Random dtypes, shapes, ranks, sizes and strings for every signature,
   over gRPC and REST: always a TF Serving status code (never INTERNAL or
   UNKNOWN), and afterwards a known request answers exactly as before."""
-  server = server_lib.Server(contract.MODEL_NAME, first_run.serving_model_dir,
-                             grpc_port=0, rest_port=0,
-                             max_request_rows=256).start()
-  try:
-    address = f"127.0.0.1:{server.grpc_port}"
-    remote = client_lib.RecommenderClient(address, timeout=60)
-    rest = client_lib.RestClient(f"http://127.0.0.1:{server.rest_port}",
-                                 timeout=60)
-    known = [{"user_id": "1", "history": ["50", "181"]}]
-    before = remote.recommend(known, k=10)
-    version = server.model(contract.MODEL_NAME, None)
-    rng = np.random.default_rng(11)
-    codes = []
-    for case in range(80):
-      name = sorted(version.loaded.signatures)[case % len(
-          version.loaded.signatures)]
-      specs = version.loaded.signatures[name].structured_input_signature[1]
-      well_typed = rng.random() < 0.4
-      rows = int(rng.choice([1, 1, 2, 7, 0, 300]))
-      inputs = {key: _random_input(rng, spec, rows, well_typed)
-                for key, spec in specs.items()
-                if well_typed or rng.random() < 0.9}
-      if not well_typed and rng.random() < 0.1:
-        inputs["surprise"] = np.array([1])
+  server = served
+  address = f"127.0.0.1:{server.grpc_port}"
+  remote = client_lib.RecommenderClient(address, timeout=60)
+  rest = client_lib.RestClient(f"http://127.0.0.1:{server.rest_port}",
+                               timeout=60)
+  known = [{"user_id": "1", "history": ["50", "181"]}]
+  before = remote.recommend(known, k=10)
+  version = server.model(contract.MODEL_NAME, None)
+  rng = np.random.default_rng(11)
+  codes = []
+  for case in range(80):
+    name = sorted(version.loaded.signatures)[case % len(
+        version.loaded.signatures)]
+    specs = version.loaded.signatures[name].structured_input_signature[1]
+    well_typed = rng.random() < 0.4
+    rows = int(rng.choice([1, 1, 2, 7, 0, 300]))
+    inputs = {key: _random_input(rng, spec, rows, well_typed)
+              for key, spec in specs.items()
+              if well_typed or rng.random() < 0.9}
+    if not well_typed and rng.random() < 0.1:
+      inputs["surprise"] = np.array([1])
+    try:
+      remote.predict(name, inputs)
+      codes.append("OK")
+    except client_lib.ServingError as e:
+      codes.append(e.code.name)
+      assert e.code not in (grpc.StatusCode.INTERNAL,
+                            grpc.StatusCode.UNKNOWN), (name, e)
+    if case % 4 == 0 and all(v.dtype != bool for v in inputs.values()):
+      body = {"signature_name": name, "inputs": {
+          k: np.asarray(v).tolist() for k, v in inputs.items()}}
       try:
-        remote.predict(name, inputs)
-        codes.append("OK")
-      except client_lib.ServingError as e:
-        codes.append(e.code.name)
-        assert e.code not in (grpc.StatusCode.INTERNAL,
-                              grpc.StatusCode.UNKNOWN), (name, e)
-      if case % 4 == 0 and all(v.dtype != bool for v in inputs.values()):
-        body = {"signature_name": name, "inputs": {
-            k: np.asarray(v).tolist() for k, v in inputs.items()}}
-        try:
-          rest._call(":predict", json.loads(json.dumps(body, default=str)))
-        except client_lib.BadRequest as e:
-          assert "500" not in str(e)
-    assert {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "OK"} <= set(codes), \
-        codes
-    assert remote.recommend(known, k=10) == before
-    assert rest.recommend(known, k=10)[0]["item_ids"] == \
-        before[0]["item_ids"]
-  finally:
-    server.stop()
+        rest._call(":predict", json.loads(json.dumps(body, default=str)))
+      except client_lib.BadRequest as e:
+        assert e.code < 500, (name, e)
+  assert {"INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "OK"} <= set(codes), \
+      codes
+  assert remote.recommend(known, k=10) == before
+  assert rest.recommend(known, k=10)[0]["item_ids"] == \
+      before[0]["item_ids"]
 
 
 def test_warmup_records_cover_every_signature(first_run):
@@ -353,8 +355,8 @@ def _catalogue(config):
   return {i.item_id: (set(i.genres), i.year) for i in items}
 
 
-def test_recommendations_explain_themselves_faithfully(first_run):
-  model = local_model.load_latest(first_run.serving_model_dir)
+def test_recommendations_explain_themselves_faithfully(first_run, pushed):
+  model = pushed
   history = ["50", "181", "172", "1", "121"]
   user = {"user_id": "1", "age": 24, "gender": "M",
           "occupation": "technician", "history": history}
@@ -389,8 +391,8 @@ def test_recommendations_explain_themselves_faithfully(first_run):
   assert set(personal["because_item_ids"]) <= set(history)
 
 
-def test_similar_items_for_catalogue_and_new_items(first_run):
-  model = local_model.load_latest(first_run.serving_model_dir)
+def test_similar_items_for_catalogue_and_new_items(first_run, pushed):
+  model = pushed
   (star_wars,) = model.similar(["50"], k=10)
   assert len(star_wars["item_ids"]) == 10 and "50" not in star_wars["item_ids"]
   assert np.all(np.diff(star_wars["scores"]) <= 1e-6)
@@ -408,11 +410,11 @@ def test_similar_items_for_catalogue_and_new_items(first_run):
     model.similar(["new-2"], k=3)
 
 
-def test_business_rules_hold_for_random_filters(first_run):
+def test_business_rules_hold_for_random_filters(first_run, pushed):
   """Property test: for random exclusions, genre sets, year ranges and k
   over every top-k signature, no returned item breaks a rule and exactly
   min(k, eligible) come back."""
-  model = local_model.load_latest(first_run.serving_model_dir)
+  model = pushed
   catalogue = _catalogue(first_run)
   genres = sorted({g for gs, _ in catalogue.values() for g in gs})
   rng = np.random.default_rng(7)

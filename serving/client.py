@@ -119,32 +119,23 @@ class RecommenderClient:
     """Top k per user, each item with because_item_ids/because_titles/
     reason when the model explains. `rules`: contract.rule_inputs'
     keyword arguments (exclude, genres, years), the same for every user."""
-    inputs = dict(contract.user_inputs(users), k=np.int32(k))
-    if rules:
-      inputs.update(contract.rule_inputs(len(users), **rules))
-    name = (contract.RECOMMEND_UNSEEN if exclude_seen
-            else contract.RECOMMEND)
-    return protocol.top_k_rows(self.predict(name, inputs))
+    return protocol.top_k_rows(self.predict(*contract.recommend_request(
+        users, k, exclude_seen, rules)))
 
   def search(self, queries: Sequence[str], k: int = 10,
              users: Optional[Sequence[Dict]] = None,
              rules: Optional[Dict] = None) -> List[Dict]:
     """Free-text search; with `users` (one per query, recommend's fields),
     each query's results are re-ordered by that user's taste."""
-    name, inputs = contract.search_inputs(queries, k, users)
-    if rules:
-      inputs.update(contract.rule_inputs(len(queries), **rules))
-    return protocol.top_k_rows(self.predict(name, inputs))
+    return protocol.top_k_rows(self.predict(*contract.search_request(
+        queries, k, users, rules)))
 
   def similar(self, items: Sequence, k: int = 10,
               rules: Optional[Dict] = None) -> List[Dict]:
     """Nearest items to each item: an id, or a dict with item_id and, for
     an item the model has never seen, title/year/genres."""
-    items = [i if isinstance(i, dict) else {"item_id": i} for i in items]
-    inputs = dict(contract.similar_inputs(items), k=np.int32(k))
-    if rules:
-      inputs.update(contract.rule_inputs(len(items), **rules))
-    return protocol.top_k_rows(self.predict(contract.SIMILAR_ITEMS, inputs))
+    return protocol.top_k_rows(self.predict(*contract.similar_request(
+        items, k, rules)))
 
   def status(self) -> List[Dict]:
     request = get_model_status_pb2.GetModelStatusRequest()
@@ -226,9 +217,8 @@ class RestClient:
   def similar(self, items: Sequence, k: int = 10) -> List[Dict]:
     """As RecommenderClient.similar, over REST (the server fills the
     optional inputs left out)."""
-    items = [i if isinstance(i, dict) else {"item_id": i} for i in items]
-    return self._top_k(contract.SIMILAR_ITEMS,
-                       dict(contract.similar_inputs(items), k=k))
+    name, inputs = contract.similar_request(items, k)
+    return self._top_k(name, inputs)
 
   def status(self) -> List[Dict]:
     return self._call("")["model_version_status"]

@@ -48,12 +48,8 @@ class PushedModel:
                       rules: Optional[Dict] = None) -> List[Dict]:
     """Top k per user, with why; with exclude_seen, items in each history
     are skipped. `rules`: contract.rule_inputs' keyword arguments."""
-    name = (contract.RECOMMEND_UNSEEN if exclude_seen
-            else contract.RECOMMEND)
-    inputs = dict(contract.user_inputs(users), k=np.int32(k))
-    if rules:
-      inputs.update(contract.rule_inputs(len(users), **rules))
-    return protocol.top_k_rows(self.call(name, inputs))
+    return protocol.top_k_rows(self.call(*contract.recommend_request(
+        users, k, exclude_seen, rules)))
 
   def recommend(self, user_id: str = "", age: int = 0, gender: str = "",
                 occupation: str = "", history: Sequence[str] = (),
@@ -69,20 +65,15 @@ class PushedModel:
              rules: Optional[Dict] = None) -> List[Dict]:
     """Free-text queries (str or bytes) -> top-k items each; with `users`
     (one per query) re-ordered by each user's taste."""
-    name, inputs = contract.search_inputs(queries, k, users)
-    if rules:
-      inputs.update(contract.rule_inputs(len(queries), **rules))
-    return protocol.top_k_rows(self.call(name, inputs))
+    return protocol.top_k_rows(self.call(*contract.search_request(
+        queries, k, users, rules)))
 
   def similar(self, items: Sequence, k: int = 10,
-                    rules: Optional[Dict] = None) -> List[Dict]:
+              rules: Optional[Dict] = None) -> List[Dict]:
     """Nearest items to each item (an id, or a dict with item_id and, for
     an item the model has never seen, title/year/genres)."""
-    items = [i if isinstance(i, dict) else {"item_id": i} for i in items]
-    inputs = dict(contract.similar_inputs(items), k=np.int32(k))
-    if rules:
-      inputs.update(contract.rule_inputs(len(items), **rules))
-    return protocol.top_k_rows(self.call(contract.SIMILAR_ITEMS, inputs))
+    return protocol.top_k_rows(self.call(*contract.similar_request(
+        items, k, rules)))
 
   def embed_items(self, items: Sequence[Dict]) -> np.ndarray:
     """Candidate vectors for items given as {item_id, title, year, genres}."""

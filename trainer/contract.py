@@ -235,6 +235,43 @@ def search_inputs(queries: Sequence, k: int,
   return PERSONALIZED_SEARCH, dict(inputs, **user_inputs(users))
 
 
+def _with_rules(inputs: Dict[str, np.ndarray], rows: int,
+                rules: Optional[Mapping]) -> Dict[str, np.ndarray]:
+  if rules:
+    inputs.update(rule_inputs(rows, **rules))
+  return inputs
+
+
+def recommend_request(users: Sequence[Mapping], k: int,
+                      exclude_seen: bool = False,
+                      rules: Optional[Mapping] = None
+                      ) -> Tuple[str, Dict[str, np.ndarray]]:
+  """(signature, inputs) for top k per user; `rules`: rule_inputs'
+  keyword arguments, the same for every row."""
+  name = RECOMMEND_UNSEEN if exclude_seen else RECOMMEND
+  return name, _with_rules(dict(user_inputs(users), k=np.int32(k)),
+                           len(users), rules)
+
+
+def search_request(queries: Sequence, k: int,
+                   users: Optional[Sequence[Mapping]] = None,
+                   rules: Optional[Mapping] = None
+                   ) -> Tuple[str, Dict[str, np.ndarray]]:
+  """search_inputs plus rules."""
+  name, inputs = search_inputs(queries, k, users)
+  return name, _with_rules(inputs, len(queries), rules)
+
+
+def similar_request(items: Sequence, k: int,
+                    rules: Optional[Mapping] = None
+                    ) -> Tuple[str, Dict[str, np.ndarray]]:
+  """(similar_items, inputs) for items given as ids or as dicts (item_id
+  and, for an item the model has never seen, title/year/genres)."""
+  items = [i if isinstance(i, Mapping) else {"item_id": i} for i in items]
+  return SIMILAR_ITEMS, _with_rules(
+      dict(similar_inputs(items), k=np.int32(k)), len(items), rules)
+
+
 def predict_request(model_name: str, signature: str,
                     inputs: Mapping[str, np.ndarray],
                     version: Optional[int] = None,

@@ -27,19 +27,6 @@ RESULTS = os.path.join(REPO, "bench", "results")
 SLICE_USERS = 200
 
 
-def _slice(source: str, out: str) -> str:
-  os.makedirs(out, exist_ok=True)
-  for name in os.listdir(source):
-    with open(os.path.join(source, name), "rb") as f:
-      lines = f.readlines()
-    if name.endswith(".inter"):
-      lines = lines[:1] + [l for l in lines[1:]
-                           if int(l.split(b"\t")[0]) <= SLICE_USERS]
-    with open(os.path.join(out, name), "wb") as f:
-      f.writelines(lines)
-  return out
-
-
 def _pipeline(work: str, data: str, steps: int) -> subprocess.Popen:
   return subprocess.Popen(
       [sys.executable, "-m", "pipeline.cli", "pipeline", "run",
@@ -65,9 +52,9 @@ def main() -> int:
   from serving import server as server_lib
   from trainer import contract
   work = tempfile.mkdtemp(prefix="crash-")
-  data = _slice(data_lib.fetch_movielens(os.path.join(REPO, "data",
-                                                      "ml-100k")),
-                os.path.join(work, "data"))
+  data = data_lib.slice_users(
+      data_lib.fetch_movielens(os.path.join(REPO, "data", "ml-100k")),
+      os.path.join(work, "data"), SLICE_USERS)
   data_lib.fetch_text_encoder(os.path.join(REPO, "data", "all-MiniLM-L6-v2"))
   serving = os.path.join(work, "out", "serving", contract.MODEL_NAME)
   log = os.path.join(work, "out", "run.log")

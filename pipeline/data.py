@@ -77,3 +77,19 @@ def fingerprint(data_dir: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
           digest.update(block)
   return digest.hexdigest()[:16]
+
+
+def slice_users(data_dir: str, out_dir: str, max_user: int) -> str:
+  """A copy of a recbole-layout MovieLens folder keeping the ratings of
+  users 1..max_user (all items and users stay): small real data for tests
+  and benches."""
+  os.makedirs(out_dir, exist_ok=True)
+  for name in os.listdir(data_dir):
+    with open(os.path.join(data_dir, name), "rb") as f:
+      lines = f.readlines()
+    if name.endswith(".inter"):
+      lines = lines[:1] + [line for line in lines[1:]
+                           if int(line.split(b"\t")[0]) <= max_user]
+    with open(os.path.join(out_dir, name), "wb") as f:
+      f.writelines(lines)
+  return out_dir

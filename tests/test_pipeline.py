@@ -34,16 +34,10 @@ MAX_HISTORY = 20
 
 @pytest.fixture(scope="module")
 def sliced_data(movielens_dir, tmp_path_factory):
-  out = tmp_path_factory.mktemp("ml-slice")
-  for name in os.listdir(movielens_dir):
-    with open(os.path.join(movielens_dir, name), "rb") as f:
-      lines = f.readlines()
-    if name.endswith(".inter"):
-      lines = lines[:1] + [l for l in lines[1:]
-                           if int(l.split(b"\t")[0]) <= SLICE_USERS]
-    with open(out / name, "wb") as f:
-      f.writelines(lines)
-  return str(out)
+  from pipeline import data
+  return data.slice_users(movielens_dir,
+                          str(tmp_path_factory.mktemp("ml-slice")),
+                          SLICE_USERS)
 
 
 @pytest.fixture(scope="module")

@@ -92,9 +92,12 @@ def main() -> int:
     with open(log, "a") as f:
       f.write("\n--- crash bench: second run ---\n")
     killed = _pipeline(work, data, 80)
-    in_trainer = _wait_for(log, "Component Trainer is running", killed)
+    in_trainer = _wait_for(log, "Component RecommenderTrainer is running",
+                           killed)
     time.sleep(5)
-    os.kill(killed.pid, signal.SIGKILL)
+    result["still_running_at_kill"] = killed.poll() is None
+    if result["still_running_at_kill"]:
+      os.kill(killed.pid, signal.SIGKILL)
     killed.wait()
     result["killed_in_trainer"] = in_trainer
     result["versions_after_kill"] = contract.versions(serving)
@@ -116,6 +119,7 @@ def main() -> int:
                 versions_served=sorted(answers["versions"]))
   result["passed"] = bool(
       result["first_run_status"] == 0 and in_trainer and
+      result["still_running_at_kill"] and
       result["versions_after_kill"] == before and
       not result["partial_dirs_after_kill"] and result["rerun_status"] == 0
       and len(result["versions_after_rerun"]) > len(before) and

@@ -257,14 +257,13 @@ def _model(args):
 
 def cmd_recommend(args) -> int:
   from serving import local_model
-  user = _user(args)
+  user, rules = _user(args), _rules(args)  # bad flags fail before loading
   model = _model(args)
   if args.server:
-    result = model.recommend([user], args.k, args.exclude_seen,
-                             _rules(args))[0]
+    result = model.recommend([user], args.k, args.exclude_seen, rules)[0]
   else:
     result = model.recommend(**user, k=args.k, exclude_seen=args.exclude_seen,
-                             rules=_rules(args))
+                             rules=rules)
   show = (local_model.format_explained if args.explain
           else local_model.format_recommendations)
   print(show(args.user, result))

@@ -1,5 +1,7 @@
 """A tiny SavedModel with the recommender's signature contract, for fast
 protocol tests (the real model is served in test_pipeline.py)."""
+import os
+
 import tensorflow as tf
 
 from trainer import contract
@@ -37,10 +39,14 @@ class TinyRecommender(tf.Module):
 
 
 def save_version(base_path: str, version: int, marker: float) -> str:
+  """Saves a version and renames it into place, as AtomicPusher publishes:
+  a polling server never sees it half written."""
   path = f"{base_path}/{version}"
+  staging = f"{base_path}/.tmp-{version}"
   module = TinyRecommender(marker)
-  tf.saved_model.save(module, path, signatures={
+  tf.saved_model.save(module, staging, signatures={
       contract.RECOMMEND: module.recommend,
       contract.SERVING_DEFAULT: module.recommend,
       contract.SEARCH: module.search})
+  os.rename(staging, path)
   return path

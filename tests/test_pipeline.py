@@ -460,14 +460,6 @@ def test_cli_explains_filters_and_finds_similar_items(first_run, capsys):
                    "-k", "3", *where]) == 0
   out = capsys.readouterr().out
   assert out.count("Because you watched") == 3
-  assert cli.main(["recommend", "--user", "1", "--genres", "Film-Noir",
-                   "--years", "1940-1950", "-k", "100", *where]) == 0
-  listed = [l for l in capsys.readouterr().out.splitlines()
-            if "(item" in l]
-  catalogue = _catalogue(first_run)
-  noir = [i for i, (g, y) in catalogue.items()
-          if "Film-Noir" in g and 1940 <= y <= 1950]
-  assert 0 < len(listed) == len(noir)
   assert cli.main(["similar", "50", "-k", "4", *where]) == 0
   out = capsys.readouterr().out
   assert "Top 4 similar to item 50" in out and "(item    50)" not in out

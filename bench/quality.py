@@ -32,7 +32,7 @@ from bench import peers  # noqa: E402
 from bench import scenarios  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline import data  # noqa: E402
-from pipeline import demo  # noqa: E402
+from pipeline import evaluation  # noqa: E402
 from pipeline import local_runner  # noqa: E402
 from trainer import catalog as catalog_lib  # noqa: E402
 from trainer import contract  # noqa: E402
@@ -291,9 +291,9 @@ def main(argv=None) -> int:
   data.fetch_movielens(config.data_dir)
   data.fetch_text_encoder(config.text_encoder_dir)
   local_runner.run(config)  # cached after the first run
-  examples = demo.latest_output(config.pipeline_root, "MovieLensExampleGen",
-                                 "examples")
-  tft_output = tft.TFTransformOutput(demo.latest_output(
+  examples = evaluation.latest_output(config.pipeline_root,
+                                      "MovieLensExampleGen", "examples")
+  tft_output = tft.TFTransformOutput(evaluation.latest_output(
       config.pipeline_root, "Transform", "transform_graph"))
   split = lambda s: tf.io.gfile.glob(os.path.join(examples, f"Split-{s}", "*"))
   catalog = item_embeddings.read_catalog(

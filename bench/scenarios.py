@@ -181,7 +181,7 @@ def main(argv=None) -> int:
   import tensorflow_text  # noqa: F401  (the exported tokenizer's ops)
 
   from pipeline import configs
-  from pipeline import demo
+  from pipeline import evaluation
   from trainer import export
   from trainer import item_embeddings
   from trainer import validation
@@ -196,8 +196,8 @@ def main(argv=None) -> int:
   config = configs.PipelineConfig(output_dir=os.path.abspath(args.output_dir))
   version = contract.latest_version_dir(args.model_base_path or
                                         config.serving_model_dir)
-  examples = demo.latest_output(config.pipeline_root, "MovieLensExampleGen",
-                                 "examples")
+  examples = evaluation.latest_output(config.pipeline_root,
+                                      "MovieLensExampleGen", "examples")
   split = lambda s: tf.io.gfile.glob(  # noqa: E731
       os.path.join(examples, f"Split-{s}", "*"))
   catalog = item_embeddings.read_catalog(split("items")[0])

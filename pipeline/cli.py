@@ -164,6 +164,10 @@ def _reporting_stops(config: configs.PipelineConfig, run) -> int:
     if stop is None:
       raise
     print(stops.report(stop, config.output_dir), file=sys.stderr)
+    from pipeline import report
+    path = report.latest_path(config.output_dir, config.metadata_path)
+    if path:
+      print(f"Run report: {path}", file=sys.stderr)
     return stops.EXIT_STOPPED
 
 
@@ -175,7 +179,9 @@ def cmd_pipeline_run(args) -> int:
   _ensure_data(config)
 
   def run():
-    local_runner.run(config)
+    path = local_runner.run(config)
+    if path:
+      print(f"Run report: {path}")
     verdict = stops.not_blessed_report(config.pipeline_root)
     if verdict:
       print(verdict, file=sys.stderr)
@@ -318,6 +324,18 @@ def cmd_serve(args) -> int:
   return 0
 
 
+def cmd_report(args) -> int:
+  from pipeline import report
+  output_dir = os.path.abspath(args.output_dir)
+  try:
+    print(report.write(output_dir, os.path.join(
+        output_dir, configs.METADATA_FILE)))
+  except LookupError as e:
+    print(e, file=sys.stderr)
+    return 1
+  return 0
+
+
 def cmd_check_servable(args) -> int:
   from serving import servable_check
   failed = False
@@ -407,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "--train-steps)")
   _add_pipeline_flags(rep)
   rep.set_defaults(func=cmd_replay)
+
+  rpt = sub.add_parser(
+      "report", help="(re)write the HTML report of the latest pipeline run, "
+      "from ML Metadata: <output-dir>/report/<run>.html")
+  rpt.add_argument("--output-dir", default=configs.PipelineConfig().output_dir)
+  rpt.set_defaults(func=cmd_report)
 
   cat = sub.add_parser("catalog", help="the item catalogue of the served "
                        "model")

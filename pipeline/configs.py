@@ -14,6 +14,8 @@ from trainer.config import TUNE_TRIALS_KEY
 from trainer.config import TrainerConfig
 
 PIPELINE_NAME = "movielens-recsys"
+# The ML Metadata store of local runs, under the output folder.
+METADATA_FILE = "metadata.sqlite"
 
 
 def serving_model_dir(output_dir: str) -> str:
@@ -68,7 +70,7 @@ class PipelineConfig:
 
   @property
   def metadata_path(self) -> str:
-    return os.path.join(self.output_dir, "metadata.sqlite")
+    return os.path.join(self.output_dir, METADATA_FILE)
 
   @property
   def serving_model_dir(self) -> str:

@@ -1,14 +1,12 @@
 """`make demo` / `recsys demo`: fetch, run the pipeline, show what it made."""
-import glob
-import os
-import re
 import time
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from absl import logging
 
 from pipeline import configs
 from pipeline import data
+from pipeline import evaluation
 from pipeline import local_runner
 from trainer import contract
 
@@ -44,58 +42,6 @@ def recent_histories(data_dir: str, users, until: Optional[int],
           for u in users]
 
 
-def latest_output(pipeline_root: str, component: str, name: str) -> str:
-  dirs = glob.glob(os.path.join(pipeline_root, component, name, "*"))
-  dirs = [d for d in dirs if os.path.basename(d).isdigit()]
-  if not dirs:
-    raise FileNotFoundError(f"{component} has produced no {name} yet")
-  return max(dirs, key=lambda d: int(os.path.basename(d)))
-
-
-def evaluation_rows(pipeline_root: str) -> Tuple[List[Tuple], Optional[bool]]:
-  """(slice, output, metric, value) rows from the latest Evaluator run,
-  and whether that run blessed the model."""
-  import tensorflow_model_analysis as tfma
-  evaluation = latest_output(pipeline_root, "Evaluator", "evaluation")
-  blessing = latest_output(pipeline_root, "Evaluator", "blessing")
-  blessed = os.path.exists(os.path.join(blessing, "BLESSED"))
-  rows = []
-  # With a baseline model, metrics are kept per model name.
-  result = tfma.load_eval_result(evaluation, model_name=tfma.CANDIDATE_KEY)
-  if not result.slicing_metrics:
-    result = tfma.load_eval_result(evaluation)
-  for slice_key, per_output in result.slicing_metrics:
-    name = ", ".join(f"{k}={v}" for k, v in slice_key) or "overall"
-    for output, by_sub in per_output.items():
-      for sub_key, metrics in by_sub.items():
-        for metric, value in sorted(metrics.items()):
-          v = value.get("doubleValue")
-          if v is not None:
-            rows.append((name, output, _metric_name(output, metric, sub_key),
-                         v))
-  rows.sort(key=lambda r: (r[0] != "overall", r[0], r[1], r[2]))
-  return rows, blessed
-
-
-def _metric_name(output: str, metric: str, sub_key: str) -> str:
-  """Readable names: the mean of hit_at_100 is recall@100 (and so on);
-  NDCG gets its k."""
-  if (output in contract.RETRIEVAL_METRIC_NAMES and
-      metric == "mean_prediction"):
-    return contract.RETRIEVAL_METRIC_NAMES[output]
-  k = re.search(r"(\d+)", sub_key or "")
-  return f"{metric}@{k.group(1)}" if k and metric == "ndcg" else metric
-
-
-def format_table(rows: List[Tuple], blessed: Optional[bool]) -> str:
-  lines = [f"{'slice':<14} {'output':<11} {'metric':<26} {'value':>9}",
-           "-" * 63]
-  for name, output, metric, value in rows:
-    lines.append(f"{name:<14} {output:<11} {metric:<26} {value:>9.4f}")
-  lines.append(f"Evaluator verdict: {'BLESSED' if blessed else 'NOT blessed'}")
-  return "\n".join(lines)
-
-
 def main(config: configs.PipelineConfig) -> int:
   from serving import local_model
   start = time.time()
@@ -104,8 +50,8 @@ def main(config: configs.PipelineConfig) -> int:
     data.fetch_text_encoder(config.text_encoder_dir)
   local_runner.run(config)
   print("\n=== Evaluation (time-split eval set) ===")
-  rows, blessed = evaluation_rows(config.pipeline_root)
-  print(format_table(rows, blessed))
+  rows, blessed = evaluation.evaluation_rows(config.pipeline_root)
+  print(evaluation.format_table(rows, blessed))
   if not blessed:
     logging.error("The model was not blessed, so nothing new was pushed.")
   try:

@@ -25,9 +25,10 @@ from absl import logging
 
 from components.movielens_example_gen import layouts
 from pipeline import configs
-from pipeline import demo
+from pipeline import evaluation
 from pipeline import local_runner
 from trainer import contract
+from trainer.config import RUN_METRICS_FILE
 
 
 @dataclasses.dataclass
@@ -137,7 +138,7 @@ def recall_unseen(model_dir: str, log: Log, period: Period,
 
 
 def _latest(config: configs.PipelineConfig, component: str, name: str):
-  return demo.latest_output(config.pipeline_root, component, name)
+  return evaluation.latest_output(config.pipeline_root, component, name)
 
 
 def run_period(config: configs.PipelineConfig, log: Log, period: Period
@@ -147,11 +148,11 @@ def run_period(config: configs.PipelineConfig, log: Log, period: Period
   local_runner.run(dataclasses.replace(
       config, train_until=period.train_until, eval_until=period.eval_until))
   model_run = _latest(config, "RecommenderTrainer", "model_run")
-  with tf.io.gfile.GFile(os.path.join(model_run, "metrics.json")) as f:
+  with tf.io.gfile.GFile(os.path.join(model_run, RUN_METRICS_FILE)) as f:
     trained = json.loads(f.read())
   model_dir = os.path.join(_latest(config, "RecommenderTrainer", "model"),
                            "Format-Serving")
-  _, blessed = demo.evaluation_rows(config.pipeline_root)
+  _, blessed = evaluation.evaluation_rows(config.pipeline_root)
   after = contract.versions(config.serving_model_dir)
   pushed = after[-1] if after and after != before else None
   return dict(steps=trained["steps"],

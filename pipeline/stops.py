@@ -66,9 +66,9 @@ def report(stop: BaseException, output_dir: str) -> str:
 
 def not_blessed_report(pipeline_root: str) -> Optional[str]:
   """Lines for a run whose latest Evaluator did not bless, else None."""
-  from pipeline import demo
+  from pipeline import evaluation
   try:
-    rows, blessed = demo.evaluation_rows(pipeline_root)
+    rows, blessed = evaluation.evaluation_rows(pipeline_root)
   except FileNotFoundError:
     return None
   if blessed:

@@ -17,7 +17,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import catalog_refresh
 from pipeline import configs
-from pipeline import demo
+from pipeline import evaluation
 from pipeline import local_runner
 from serving import client as client_lib
 from serving import local_model
@@ -79,13 +79,13 @@ def pushed(first_run):
 
 
 def _latest(config, component, output):
-  return demo.latest_output(config.pipeline_root, component, output)
+  return evaluation.latest_output(config.pipeline_root, component, output)
 
 
 def test_pipeline_pushes_a_blessed_model(first_run):
   versions = os.listdir(first_run.serving_model_dir)
   assert len(versions) == 1 and versions[0].isdigit()
-  rows, blessed = demo.evaluation_rows(first_run.pipeline_root)
+  rows, blessed = evaluation.evaluation_rows(first_run.pipeline_root)
   assert blessed
   # The rating head has an NDCG@10 of its own (within each user's rated
   # items); the retrieval outputs are the ones measured on the catalogue.
@@ -643,7 +643,7 @@ def test_baseline_gate_keeps_a_worse_model_out_and_lets_a_better_one_in(
       for component in ("MovieLensExampleGen", "StatisticsGen", "Transform",
                         "ItemTextEmbedder"):
         assert states[component] == cached, component
-      _, blessed = demo.evaluation_rows(broken.pipeline_root)
+      _, blessed = evaluation.evaluation_rows(broken.pipeline_root)
       assert not blessed
       validation = tfma.load_validation_result(
           _latest(broken, "Evaluator", "evaluation"))
@@ -658,7 +658,7 @@ def test_baseline_gate_keeps_a_worse_model_out_and_lets_a_better_one_in(
           first_run, train_steps=30, max_recall_drop=0.03,
           trainer=dataclasses.replace(first_run.trainer, export_scann=False))
       local_runner.run(good)
-      _, blessed = demo.evaluation_rows(good.pipeline_root)
+      _, blessed = evaluation.evaluation_rows(good.pipeline_root)
       assert blessed
       warm = _metrics_json(good)["warm_start"]
       assert warm and warm["copied"] > 0

@@ -15,6 +15,11 @@ TEXT_ENCODER_DIR_KEY = "text_encoder_dir"
 ITEM_EMBEDDINGS_KEY = "item_embeddings_uri"
 # How many trials the Tuner's random search runs (trainer/tuning.py).
 TUNE_TRIALS_KEY = "tune_trials"
+# What the Trainer writes to its ModelRun folder beside TensorBoard's logs:
+# the in-process eval, steps and warm-start report; about 100 points of loss
+# and examples/s. The replay table and the run report read them.
+RUN_METRICS_FILE = "metrics.json"
+TRAINING_CURVE_FILE = "training_curve.json"
 
 
 @dataclasses.dataclass

@@ -23,7 +23,9 @@ from trainer import towers
 from trainer import warm_start
 from trainer.config import CATALOG_PATTERN_KEY
 from trainer.config import ITEM_EMBEDDINGS_KEY
+from trainer.config import RUN_METRICS_FILE
 from trainer.config import TEXT_ENCODER_DIR_KEY
+from trainer.config import TRAINING_CURVE_FILE
 from trainer.config import TrainerConfig
 from trainer.distribution import is_chief
 from trainer.distribution import make_strategy
@@ -38,27 +40,37 @@ _xf = features.transformed_name
 
 class ProgressLogger(tf.keras.callbacks.Callback):
   """Logs step, loss and examples/s every `every` steps (fit's bar is silent
-  inside a TFX component log)."""
+  inside a TFX component log) and keeps about 100 points of that curve for
+  the run report (`curve`, written to model_run_dir/training_curve.json)."""
 
   EVERY = 50
 
   def __init__(self, batch_size: int, total_steps: int, every: int = EVERY):
     super().__init__()
     self._batch, self._total, self._every = batch_size, total_steps, every
+    self._point_every = max(1, total_steps // 100)
+    self.curve: List[Dict[str, float]] = []
 
   def on_train_begin(self, logs=None):
-    self._start = self._last = time.time()
+    self._start = self._last = self._last_point = time.time()
 
   def on_train_batch_end(self, batch, logs=None):
     step = batch + 1
+    loss = float(logs.get("loss", float("nan")))
+    now = time.time()
+    if step % self._point_every == 0 or step == self._total:
+      since = step - (self.curve[-1]["step"] if self.curve else 0)
+      self.curve.append({"step": step, "loss": loss, "examples_per_second":
+                         since * self._batch / max(now - self._last_point,
+                                                   1e-9)})
+      self._last_point = now
     if step % self._every and step != self._total:
       return
-    now = time.time()
     rate = self._every * self._batch / max(now - self._last, 1e-9)
     self._last = now
     logging.info("train step %d/%d  loss %.4f  rmse %.3f  %.0f examples/s",
-                 step, self._total, logs.get("loss", float("nan")),
-                 logs.get("rmse", float("nan")), rate)
+                 step, self._total, loss, logs.get("rmse", float("nan")),
+                 rate)
 
 
 def _input_fn(files: List[str], data_accessor, tft_output, batch_size: int,
@@ -184,14 +196,19 @@ def fit(model: RecommenderModel, train: tf.data.Dataset, steps: int,
   """Trains `steps` steps, with TensorBoard logs in `log_dir`; returns the
   seconds it took."""
   start = time.time()
+  progress = ProgressLogger(config.batch_size, steps)
   model.fit(train, epochs=1, steps_per_epoch=steps, verbose=0,
-            callbacks=[ProgressLogger(config.batch_size, steps),
+            callbacks=[progress,
                        tf.keras.callbacks.TensorBoard(
                            log_dir=log_dir, update_freq=ProgressLogger.EVERY,
                            write_graph=False, profile_batch=0)])
   seconds = time.time() - start
   logging.info("trained %d steps in %.1fs (%.0f examples/s)", steps, seconds,
                steps * config.batch_size / max(seconds, 1e-9))
+  if is_chief():
+    with tf.io.gfile.GFile(os.path.join(log_dir, TRAINING_CURVE_FILE),
+                           "w") as f:
+      f.write(json.dumps(progress.curve))
   return seconds
 
 
@@ -271,6 +288,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   logging.info("eval on %d examples: recall@100 %.4f  rmse %.4f",
                metrics["examples"], metrics["recall@100"], metrics["rmse"])
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir,
-                                      "metrics.json"), "w") as f:
+                                      RUN_METRICS_FILE), "w") as f:
     f.write(json.dumps(dict(metrics, train_seconds=seconds,
                             steps=fn_args.train_steps, warm_start=warm)))

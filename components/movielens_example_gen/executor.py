@@ -114,6 +114,18 @@ def _count(pcoll, label: str, table: str, kind: str):
           | f"Tag{label}" >> beam.Map(lambda n: (table, kind, n)))
 
 
+def _new_in_eval(train, evaluation, key: str):
+  """Distinct `key` values of the eval split that train never has (new
+  users or items: what the report and the replay table show)."""
+  def distinct(pcoll, split):
+    return (pcoll | f"{split}_{key}" >> beam.Map(lambda r: r[key])
+            | f"Distinct_{split}_{key}" >> beam.Distinct())
+  seen = distinct(train, "Train") | f"Seen_{key}" >> beam.Map(
+      lambda k: (k, True))
+  return distinct(evaluation, "Eval") | f"Unseen_{key}" >> beam.Filter(
+      lambda k, seen: k not in seen, seen=beam.pvalue.AsDict(seen))
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Builds and runs the ingest pipeline on the configured Beam runner."""
 
@@ -191,6 +203,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                     | "CountTrainUsers" >> beam.combiners.Count.Globally()
                     | "TagTrainUsers" >> beam.Map(
                         lambda n: ("split", "train_users", n)))
+      for key in (features.USER_ID, features.ITEM_ID):
+        counts.append(_count(_new_in_eval(train, evaluation, key),
+                             f"NewEval_{key}", "split:eval", f"new_{key}s"))
       counts.append(span | "TagSpan" >> beam.FlatMap(
           lambda s: [("split", "first", s[0]), ("split", "last", s[1])]))
       for split, pcoll in zip(splits, (train, evaluation, catalog)):

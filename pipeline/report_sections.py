@@ -1,0 +1,198 @@
+"""Pieces of the run report (pipeline/report.py): escaped tables, inlined
+plots, and the data and statistics sections read from the run's artifacts."""
+import base64
+import collections
+import glob
+import html
+import io
+import json
+import os
+from typing import Dict, List, Sequence, Tuple
+
+from components.movielens_example_gen.executor import COUNTS_FILE
+from components.movielens_example_gen.executor import REJECTS_DIR
+
+_SPLITS = ("train", "eval")
+
+
+def escape(value) -> str:
+  return html.escape("" if value is None else str(value))
+
+
+def table(header: Sequence[str], rows) -> str:
+  """An HTML table; every cell is escaped, numbers right-aligned."""
+  head = "".join(f"<th>{escape(h)}</th>" for h in header)
+  body = []
+  for row in rows:
+    cells = "".join(
+        f"<td class=n>{escape(c)}</td>" if _numeric(c)
+        else f"<td>{escape(c)}</td>" for c in row)
+    body.append(f"<tr>{cells}</tr>")
+  return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def png(figure, alt: str) -> str:
+  """A matplotlib figure as an inline <img> (data URI); closes it."""
+  import matplotlib.pyplot as plt
+  buffer = io.BytesIO()
+  figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+  plt.close(figure)
+  data = base64.b64encode(buffer.getvalue()).decode("ascii")
+  return f"<img alt='{escape(alt)}' src='data:image/png;base64,{data}'>"
+
+
+def data_section(examples_uri: str) -> str:
+  """Rows read and rejected per table (top reasons), split sizes, the time
+  cut, and the eval split's new users and items."""
+  path = os.path.join(examples_uri, REJECTS_DIR, COUNTS_FILE)
+  if not os.path.exists(path):
+    return "<h2>Data</h2><p class=muted>no ingest counts recorded</p>"
+  with open(path) as f:
+    counts = json.load(f)
+  tables = [(name, c.get("parsed", 0) + c.get("parse_rejected", 0),
+             c.get("parse_rejected", 0) + c.get("join_rejected", 0))
+            for name, c in sorted(counts.items())
+            if not name.startswith("split")]
+  split = counts.get("split", {})
+  evaluation = counts.get("split:eval", {})
+  sizes = [(name, counts.get(f"split:{name}", {}).get("written", 0))
+           for name in ("train", "eval", "items")]
+  facts = [("train users", split.get("train_users", "")),
+           ("eval users not in train", evaluation.get("new_user_ids", "")),
+           ("eval items not in train", evaluation.get("new_item_ids", "")),
+           ("train until (unix time)", split.get("train_until", ""))]
+  reasons = reject_reasons(examples_uri)
+  return "\n".join([
+      "<h2>Data</h2>",
+      table(["table", "rows read", "rejected"], tables),
+      "<h3>Most frequent reject reasons</h3>" + (
+          table(["table", "reason", "rows"], reasons) if reasons
+          else "<p class=ok>No row was rejected.</p>"),
+      "<h3>Splits</h3>", table(["split", "examples"], sizes),
+      table(["", ""], facts)])
+
+
+def reject_reasons(examples_uri: str, top: int = 5) -> List[Tuple]:
+  """(table, reason, count) of the most frequent rejects."""
+  counter = collections.Counter()
+  for path in glob.glob(os.path.join(examples_uri, REJECTS_DIR, "*.tsv")):
+    with open(path, encoding="utf-8", errors="replace") as f:
+      for line in f.read().splitlines()[1:]:
+        parts = line.split("\t")
+        if len(parts) >= 3:
+          counter[(parts[0], parts[2])] += 1
+  return [(t, r, n) for (t, r), n in counter.most_common(top)]
+
+
+def statistics_section(statistics_uri: str, anomalies_uri: str) -> str:
+  """Per-feature statistics of train and eval side by side, then each
+  split's anomalies against the curated schema (TFDV's table)."""
+  import tensorflow_data_validation as tfdv
+  out = ["<h2>Statistics and anomalies (TFDV)</h2>"]
+  stats = {}
+  for split in _SPLITS:
+    path = os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
+    if os.path.exists(path):
+      stats[split] = tfdv.load_stats_binary(path).datasets[0]
+  if stats:
+    out.append(table(["feature", "split", "examples", "missing", "mean / "
+                      "unique", "std / top values", "min", "max"],
+                     _feature_rows(stats)))
+  for split in _SPLITS:
+    out.append(f"<h3>Anomalies: {split}</h3>" +
+               _anomalies_html(anomalies_uri, split))
+  return "\n".join(out)
+
+
+def _feature_rows(stats: Dict) -> List[Tuple]:
+  names = sorted({".".join(f.path.step) for d in stats.values()
+                  for f in d.features})
+  rows = []
+  for name in names:
+    for split, dataset in stats.items():
+      feature = next((f for f in dataset.features
+                      if ".".join(f.path.step) == name), None)
+      if feature is None:
+        continue
+      kind = feature.WhichOneof("stats")
+      if kind == "num_stats":
+        s = feature.num_stats
+        c = s.common_stats
+        rows.append((name, split, c.num_non_missing, c.num_missing,
+                     f"{s.mean:.4g}", f"{s.std_dev:.4g}", f"{s.min:.4g}",
+                     f"{s.max:.4g}"))
+      elif kind == "string_stats":
+        s = feature.string_stats
+        c = s.common_stats
+        top = ", ".join(f"{v.value} ({v.frequency:.0f})"
+                        for v in s.top_values[:3])
+        rows.append((name, split, c.num_non_missing, c.num_missing,
+                     s.unique, top, "", ""))
+  return rows
+
+
+def _anomalies_html(anomalies_uri: str, split: str) -> str:
+  from tensorflow_data_validation.utils import anomalies_util
+  from tensorflow_data_validation.utils import display_util
+  path = os.path.join(anomalies_uri or "", f"Split-{split}",
+                      "SchemaDiff.pb")
+  if not anomalies_uri or not os.path.exists(path):
+    return "<p class=muted>not validated</p>"
+  anomalies = anomalies_util.load_anomalies_binary(path)
+  if not anomalies.anomaly_info and not anomalies.HasField(
+      "dataset_anomaly_info"):
+    return "<p class=ok>No anomalies.</p>"
+  frame = display_util.get_anomalies_dataframe(anomalies)
+  return "<p class=bad>Anomalies found:</p>" + frame.to_html(escape=True)
+
+
+def training_curve_figure(curve: List[Dict]):
+  """Loss and examples/s per step (the Trainer's ProgressLogger points)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  steps = [p["step"] for p in curve]
+  fig, loss_axis = plt.subplots(figsize=(8, 3.2))
+  loss_axis.plot(steps, [p["loss"] for p in curve], color="#1f5fa8")
+  loss_axis.set_xlabel("step")
+  loss_axis.set_ylabel("loss", color="#1f5fa8")
+  rate_axis = loss_axis.twinx()
+  rate_axis.plot(steps, [p["examples_per_second"] for p in curve],
+                 color="#d07a1a", alpha=0.7)
+  rate_axis.set_ylabel("examples / s", color="#d07a1a")
+  loss_axis.set_title("Training: loss and throughput")
+  fig.tight_layout()
+  return fig
+
+
+def metrics_figure(rows: List[Tuple]):
+  """Candidate vs baseline bars for (metric, candidate, baseline) rows."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = [r[0] for r in rows]
+  fig, axis = plt.subplots(figsize=(6, 3))
+  x = range(len(rows))
+  axis.bar([i - 0.2 for i in x], [r[1] for r in rows], 0.4,
+           label="candidate", color="#1f5fa8")
+  if any(r[2] is not None for r in rows):
+    axis.bar([i + 0.2 for i in x], [r[2] or 0 for r in rows], 0.4,
+             label="baseline (serving)", color="#999")
+  axis.set_xticks(list(x))
+  axis.set_xticklabels(names)
+  axis.set_title("Retrieval on the eval split (seen items excluded)")
+  axis.legend()
+  fig.tight_layout()
+  return fig
+
+
+def _numeric(value) -> bool:
+  if isinstance(value, bool):
+    return False
+  if isinstance(value, (int, float)):
+    return True
+  try:
+    float(value)
+    return True
+  except (TypeError, ValueError):
+    return False

@@ -9,7 +9,8 @@ setuptools.setup(
     packages=setuptools.find_packages(include=[
         "pipeline", "pipeline.*", "components", "components.*", "trainer",
         "trainer.*", "serving", "serving.*"]),
-    package_data={"": ["*.pbtxt", "*.json"]},
+    package_data={"": ["*.pbtxt", "*.json"],
+                  "serving": ["explorer_static/*"]},
     # Versions are pinned by requirements/lock.txt; install from it with uv.
     install_requires=[],
     entry_points={"console_scripts": ["recsys=pipeline.cli:main"]},

@@ -320,8 +320,22 @@ def cmd_serve(args) -> int:
       versions_to_keep=args.versions_to_keep,
       max_request_bytes=args.max_request_bytes, batching_parameters=params,
       max_request_rows=args.max_request_rows,
-      rest_read_timeout=args.rest_read_timeout, models=models))
+      rest_read_timeout=args.rest_read_timeout, models=models,
+      explorer_data=_explorer_data(args.explorer_data)))
   return 0
+
+
+def _explorer_data(data_dir: str):
+  """The explorer's users and titles; none (the page still searches) when
+  the folder has no MovieLens data."""
+  from serving import explorer
+  if data_dir.lower() == "none":
+    return None
+  try:
+    return explorer.ExplorerData(data_dir)
+  except FileNotFoundError as e:
+    print(f"Explorer page without user data: {e}", file=sys.stderr)
+    return None
 
 
 def cmd_report(args) -> int:
@@ -533,6 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "--batching_parameters_file", default=None,
                      help="TF Serving BatchingParameters text proto, e.g. "
                      "serving/deploy/batching_parameters.txt")
+  serve.add_argument("--explorer-data",
+                     default=configs.PipelineConfig().data_dir,
+                     help="MovieLens folder whose users and ratings the "
+                     "explorer page at http://HOST:REST_PORT/ shows (none: "
+                     "the page works without users)")
   serve.set_defaults(func=cmd_serve)
 
   demo = sub.add_parser("demo", help="fetch data, run the pipeline, show "

@@ -18,6 +18,7 @@ import numpy as np
 from absl import logging
 from tensorflow_serving.apis import get_model_status_pb2
 
+from serving import explorer
 from serving import protocol
 
 _REST_PATH = re.compile(
@@ -94,7 +95,8 @@ def _depth_ok(text: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 def handler_class(server):
   """A BaseHTTPRequestHandler class serving `server` (serving.server.Server):
-  status, metadata and predict (row and columnar formats)."""
+  status, metadata and predict (row and columnar formats), and the explorer
+  page (serving/explorer.py) at / and /explorer/."""
 
   class Handler(BaseHTTPRequestHandler):
 
@@ -105,11 +107,17 @@ def handler_class(server):
     def log_message(self, *args):  # Quiet; errors are logged below.
       pass
 
-    def _send(self, code: int, body: Dict):
-      data = json.dumps(body).encode()
+    def _send(self, code: int, body: Dict, headers: Dict[str, str] = None):
+      self._send_bytes(code, "application/json", json.dumps(body).encode(),
+                       headers)
+
+    def _send_bytes(self, code: int, content_type: str, data: bytes,
+                    headers: Dict[str, str] = None):
       self.send_response(code)
-      self.send_header("Content-Type", "application/json")
+      self.send_header("Content-Type", content_type)
       self.send_header("Content-Length", str(len(data)))
+      for key, value in (headers or {}).items():
+        self.send_header(key, value)
       self.end_headers()
       self.wfile.write(data)
 
@@ -123,6 +131,11 @@ def handler_class(server):
               match.group("label"), match.group("verb"))
 
     def do_GET(self):
+      page = explorer.handle(self.path, server.explorer_data,
+                             sorted(server.managers))
+      if page is not None:  # The explorer page and its data, not the API.
+        self._send_bytes(*page, headers=explorer.HEADERS)
+        return
       try:
         name, version, label, verb = self._route()
         if verb == "/metadata":
@@ -234,12 +247,15 @@ def handler_class(server):
         outputs = model.run(signature, inputs, server.batcher,
                             server.max_request_rows)
         as_json = {k: _jsonable(v) for k, v in outputs.items()}
+        # Which version answered (the body stays TF Serving's).
+        answered = {"X-Model-Version": str(model.version)}
         if "instances" in body:
           n = len(next(iter(as_json.values())))
           self._send(200, {"predictions": [
-              {k: v[i] for k, v in as_json.items()} for i in range(n)]})
+              {k: v[i] for k, v in as_json.items()} for i in range(n)]},
+                     answered)
         else:
-          self._send(200, {"outputs": as_json})
+          self._send(200, {"outputs": as_json}, answered)
       except protocol.ProtocolError as e:
         self._send(http_status(e.code), {"error": e.message})
       except Exception as e:  # Never let a request kill the server.

@@ -37,6 +37,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import batching
+from serving import explorer
 from serving import model_config
 from serving import protocol
 from serving import rest
@@ -223,10 +224,13 @@ class Server:
                rest_read_timeout: float = 30.0,
                batching_parameters: Optional[
                    batching.BatchingParameters] = None,
-               models: Optional[List[model_config.ModelSpec]] = None):
+               models: Optional[List[model_config.ModelSpec]] = None,
+               explorer_data: Optional[explorer.ExplorerData] = None):
     """batching_parameters: merge concurrent requests into one model call
     (TF Serving's --enable_batching); None serves each request alone.
-    models: serve these instead of model_name/base_path."""
+    models: serve these instead of model_name/base_path.
+    explorer_data: users and titles for the explorer page at / (REST)."""
+    self.explorer_data = explorer_data
     self.batcher = (batching.Batcher(batching_parameters)
                     if batching_parameters is not None else None)
     if models is None:
@@ -393,6 +397,11 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
     return response
 
 
+def explorer_url(host: str, port: int) -> str:
+  host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+  return f"http://{host}:{port}/"
+
+
 def serve_forever(server: Server) -> None:
   server.start()
   for manager in server.managers.values():
@@ -400,6 +409,9 @@ def serve_forever(server: Server) -> None:
                  manager.base_path, manager.spec.labels or "none")
   logging.info("gRPC port %d, REST port %s", server.grpc_port,
                getattr(server, "rest_port", None))
+  if server.rest is not None:
+    host, port = server.rest.server_address[:2]
+    print(f"Explorer page: {explorer_url(host, port)}", flush=True)
   try:
     while True:
       time.sleep(3600)

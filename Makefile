@@ -9,8 +9,8 @@ export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: env demo test lint lock data clean bench-quality bench-scenarios bench-serving \
-  bench-soak bench-crash \
+.PHONY: env demo serve test lint browser lock data clean bench-quality bench-scenarios bench-serving \
+  bench-soak bench-crash screenshots \
   bench-scale bench-continuous
 
 $(VENV)/.installed: requirements/lock.txt setup.py
@@ -34,13 +34,29 @@ data: env
 demo: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys demo
 
+# The pushed model over TF Serving's gRPC (8500) and REST (8501) APIs, and
+# the explorer page at http://127.0.0.1:8501/.
+serve: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys serve
+
 # pyflakes, import order and 80 columns (ruff.toml); `make test` runs it first.
 lint: env
 	$(VENV)/bin/ruff check .
 
+# Debian's Chromium and its driver for the explorer page test, installed
+# where we may (root with apt-get, as on CI); elsewhere that test skips.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing chromium and chromium-driver (explorer page test)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	   apt-get install -y -qq chromium chromium-driver >/dev/null) || \
+	  echo "chromium could not be installed: the browser test will skip"; \
+	else echo "No chromium and no root apt-get: the browser test will skip"; fi
+
 # No -v: absl (used by TFX and Beam) reads sys.argv and takes -v as its verbosity.
-test: env lint
-	$(PY) -m pytest tests --durations=15 -rfE
+test: env lint browser
+	$(PY) -m pytest tests --durations=15 -rfEs
 
 # Side-by-side quality table: bench/results/quality.json and a PNG plot.
 bench-quality: env
@@ -70,6 +86,11 @@ bench-soak: env
 # bench/results/crash.json.
 bench-crash: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/crash.py
+
+# The README's pictures of the explorer page and the latest run report, in
+# headless Chromium: bench/results/screenshot_*.png (after `make demo`).
+screenshots: env browser
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.screenshots
 
 # Stage cost at 10K/100K/1M synthetic interactions: bench/results/scale.json.
 bench-scale: env

@@ -48,7 +48,7 @@ def main(config: configs.PipelineConfig) -> int:
   data.fetch_movielens(config.data_dir)
   if config.trainer.use_text:
     data.fetch_text_encoder(config.text_encoder_dir)
-  local_runner.run(config)
+  report_path = local_runner.run(config)
   print("\n=== Evaluation (time-split eval set) ===")
   rows, blessed = evaluation.evaluation_rows(config.pipeline_root)
   print(evaluation.format_table(rows, blessed))
@@ -92,4 +92,9 @@ def main(config: configs.PipelineConfig) -> int:
   finally:
     server.stop()
   print(f"\nDemo finished in {time.time() - start:.0f}s")
+  print("\n=== Look at it ===")
+  if report_path:
+    print(f"Run report: {report_path}")
+  print("Explorer page: `make serve` (recsys serve), then open "
+        f"{server_lib.explorer_url('127.0.0.1', contract.DEFAULT_REST_PORT)}")
   return 0 if blessed else 1

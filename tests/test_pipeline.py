@@ -18,8 +18,11 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline import catalog_refresh
 from pipeline import configs
 from pipeline import evaluation
+from pipeline import lineage
 from pipeline import local_runner
+from pipeline import report
 from serving import client as client_lib
+from serving import explorer
 from serving import local_model
 from serving import server as server_lib
 from trainer import contract
@@ -61,13 +64,41 @@ def first_run(config):
   return config
 
 
+# The explorer's data gives user 1's latest film this title: markup that
+# must show as text.
+HOSTILE_TITLE = "<script>window.pwned=1</script><b>Bold</b> & Co"
+
+
 @pytest.fixture(scope="module")
-def served(first_run):
-  """`recsys serve` over the first run's pushed model, started once (gRPC
-  and REST); it does not poll again, so later pushes leave it alone."""
+def explorer_data(sliced_data, tmp_path_factory):
+  """The slice as the explorer page reads it, user 1's latest film renamed
+  to HOSTILE_TITLE (the model's own catalogue is untouched)."""
+  out = tmp_path_factory.mktemp("explorer-data")
+  ratings = []
+  for name in os.listdir(sliced_data):
+    with open(os.path.join(sliced_data, name), encoding="utf-8") as f:
+      text = f.read()
+    if name.endswith(".inter"):
+      ratings = [line.split("\t") for line in text.splitlines()[1:]]
+    (out / name).write_text(text, encoding="utf-8")
+  latest = max((r for r in ratings if r[0] == "1"), key=lambda r: float(r[3]))
+  item_file = next(out.glob("*.item"))
+  lines = item_file.read_text(encoding="utf-8").splitlines()
+  lines = [("\t".join([latest[1], HOSTILE_TITLE] + line.split("\t")[2:])
+            if line.split("\t")[0] == latest[1] else line) for line in lines]
+  item_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  return explorer.ExplorerData(str(out))
+
+
+@pytest.fixture(scope="module")
+def served(first_run, explorer_data):
+  """`recsys serve` over the first run's pushed model, started once (gRPC,
+  REST and the explorer page); it does not poll again, so later pushes
+  leave it alone."""
   server = server_lib.Server(contract.MODEL_NAME, first_run.serving_model_dir,
                              grpc_port=0, rest_port=0, poll_seconds=3600,
-                             max_request_rows=256).start()
+                             max_request_rows=256,
+                             explorer_data=explorer_data).start()
   yield server
   server.stop()
 
@@ -284,6 +315,98 @@ def _random_input(rng, spec, rows, well_typed):
   else:
     values = rng.choice([0.0, -1.0, np.nan, np.inf, 1e30], size).astype(kind)
   return values.reshape(shape) if shape else values.reshape(())
+
+
+def test_explorer_page_in_a_browser(served, pushed):
+  """Debian's Chromium loads the page from `recsys serve`: a user is typed,
+  their history and explained recommendations appear, a query is typed,
+  an item is clicked for its neighbours, a new user is described by titles;
+  the hostile title stays text."""
+  import browser
+  from selenium.webdriver.common.by import By
+  from selenium.webdriver.support.ui import WebDriverWait
+  driver = browser.chromium()
+
+  def shown(css):
+    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
+
+  def wait_for(css):
+    WebDriverWait(driver, 60).until(lambda d: shown(css))
+    return shown(css)
+
+  try:
+    driver.get(f"http://127.0.0.1:{served.rest_port}/")
+    WebDriverWait(driver, 60).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute(
+            "data-ready") == "true")
+    version = str(contract.versions(served.manager.base_path)[-1])
+    assert version in driver.find_element(By.ID, "version").text
+
+    driver.find_element(By.ID, "user-id").send_keys("1")
+    driver.find_element(By.CSS_SELECTOR, "#user-form button").click()
+    recommendations = wait_for("#recommendations li")
+    expected = pushed.recommend_batch(
+        [{**served.explorer_data.user("1"), "history": [
+            h["item_id"] for h in served.explorer_data.user("1")["history"]]}],
+        k=10, exclude_seen=True)[0]
+    assert len(recommendations) == len(expected["titles"]) == 10
+    for shown_item, title in zip(recommendations, expected["titles"]):
+      assert shown_item.startswith(title + " "), (shown_item, title)
+    assert any("because you watched" in r for r in recommendations)
+    history = shown("#history li")
+    # Shown as the characters it is made of, never run or parsed.
+    assert any(h.startswith(HOSTILE_TITLE + " ") for h in history), history
+    assert driver.execute_script("return window.pwned") is None
+    assert not driver.find_elements(By.CSS_SELECTOR, "#history b, "
+                                    "#history script")
+    assert version in driver.find_element(By.ID, "recs-caption").text
+
+    driver.find_element(By.ID, "query").send_keys("Star Wars")
+    driver.find_element(By.CSS_SELECTOR, "#search-form button").click()
+    results = wait_for("#results li")
+    assert any(r.startswith("Star Wars") for r in results), results
+    assert "ms" in driver.find_element(By.ID, "search-caption").text
+
+    driver.find_elements(By.CSS_SELECTOR, "#results button.item")[0].click()
+    WebDriverWait(driver, 60).until(lambda d: "Near" in d.find_element(
+        By.ID, "similar-caption").text)
+    assert len(shown("#similar li")) == 10
+
+    driver.find_element(By.CSS_SELECTOR, "#new-user summary").click()
+    driver.find_element(By.ID, "new-titles").send_keys("Toy Story\nFargo")
+    driver.find_element(By.CSS_SELECTOR, "#new-user-form button").click()
+    WebDriverWait(driver, 60).until(lambda d: "New user" in d.find_element(
+        By.ID, "profile").text)
+    assert [h.split("\n")[0] for h in wait_for("#history li")] == [
+        "Toy Story", "Fargo"]
+    assert "curl" in driver.find_element(By.ID, "last-request").text
+  finally:
+    browser.close(driver)
+
+
+def test_every_run_writes_a_self_contained_report(first_run, capsys):
+  """The first run's report: from ML Metadata, with the data counts, the
+  Evaluator's metrics as the store recorded them, the pushed version, and
+  nothing loaded from elsewhere; `recsys report` writes it again."""
+  from pipeline import cli
+  run = lineage.latest_run(first_run.metadata_path)
+  path = report.path_for(first_run.output_dir, run.name)
+  assert os.path.exists(path)
+  assert cli.main(["report", "--output-dir", first_run.output_dir]) == 0
+  assert capsys.readouterr().out.strip() == path
+  with open(path, encoding="utf-8") as f:
+    page = f.read()
+  assert "BLESSED" in page and "No anomalies" in page
+  recall = next(v for s, _, m, v in evaluation.metric_rows(
+      run.output("Evaluator", "evaluation")) if s == "overall" and
+      m == "recall@100")
+  assert f"{recall:.4f}" in page
+  pushed_version = run.steps["AtomicPusher"].output_properties[
+      "pushed_model"]["pushed_version"]
+  assert f"pushed version <b>{pushed_version}</b>" in page
+  assert page.count("data:image/png;base64,") >= 2  # curve and metrics
+  for external in ("http://", "https://", "src='/", 'src="/', "<link"):
+    assert external not in page, external
 
 
 def test_fuzzed_requests_get_status_codes_and_change_nothing(served):

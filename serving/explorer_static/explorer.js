@@ -78,7 +78,7 @@ function renderItems(list, outputs) {
     if (!id) return;  // rows end with "" when rules leave fewer than k
     const li = el("li", {},
       itemButton(id, outputs.titles[0][i]),
-      el("span", { className: "score" }, outputs.scores[0][i].toFixed(3)));
+      " ", el("span", { className: "score" }, outputs.scores[0][i].toFixed(3)));
     const why = explanation(outputs, i);
     if (why) li.append(el("span", { className: "why" }, why));
     list.append(li);
@@ -121,7 +121,7 @@ async function showUser(user) {
   history.replaceChildren();
   for (const h of user.history.slice(-20)) {
     const li = el("li", {}, itemButton(h.item_id, h.title));
-    if (h.rating) li.append(el("span", { className: "score" }, `★${h.rating}`));
+    if (h.rating) li.append(" ", el("span", { className: "score" }, `★${h.rating}`));
     if (h.typed) li.append(el("span", { className: "why" }, `you typed “${h.typed}”`));
     history.append(li);
   }

@@ -54,7 +54,7 @@ def explorer_page(driver, config: configs.PipelineConfig, user: str,
 
 def report_page(driver, config: configs.PipelineConfig) -> str:
   page = report.write(config.output_dir, config.metadata_path)
-  driver.set_window_size(1100, 2600)
+  driver.set_window_size(1100, 3800)
   driver.get("file://" + os.path.abspath(page))
   path = os.path.join(RESULTS, "screenshot_report.png")
   driver.save_screenshot(path)

@@ -38,7 +38,9 @@ from trainer import catalog as catalog_lib  # noqa: E402
 from trainer import contract  # noqa: E402
 from trainer import export  # noqa: E402
 from trainer import features  # noqa: E402
+from trainer import index as index_lib  # noqa: E402
 from trainer import item_embeddings  # noqa: E402
+from trainer import serving_towers  # noqa: E402
 from trainer import task  # noqa: E402
 from trainer import validation  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
@@ -412,10 +414,10 @@ def search_rows(bench, full_model, encoder, row_of, train, test
   rows = []
   for suffix, match in (("", default.search_text_match), ("_tower_only", 0.0)):
     module = export.RecommenderModule(
-        export.Towers(full_model, tft_layer, encoder), item_ids=item_ids,
-        titles=titles,
+        serving_towers.Towers(full_model, tft_layer, encoder),
+        item_ids=item_ids, titles=titles,
         item_vectors=vectors_with_oov, max_k=100,
-        index=export.make_index("brute_force", vectors_with_oov[:-1],
+        index=index_lib.make_index("brute_force", vectors_with_oov[:-1],
                                 item_ids, 100, window),
         item_years=catalog[features.YEAR].numpy().reshape(-1),
         item_genres=genres, explain_window=window,

@@ -182,7 +182,7 @@ def main(argv=None) -> int:
 
   from pipeline import configs
   from pipeline import evaluation
-  from trainer import export
+  from trainer import index
   from trainer import item_embeddings
   from trainer import validation
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
   train = validation.Interactions.read(split("train"), row_of)
   test = validation.Interactions.read(split("eval"), row_of)
   module = tf.saved_model.load(version)
-  window = export.IndexSettings.read(version).exclude_margin
+  window = index.IndexSettings.read(version).exclude_margin
   print(f"measuring {version}", flush=True)
   new_rows = [dict(row, model=version) for row in
               rows(module, train, test, item_ids, genres, window)]

@@ -27,6 +27,7 @@ from components.atomic_pusher.executor import publish_version
 from components.movielens_example_gen import layouts
 from trainer import contract
 from trainer import export
+from trainer import index
 from trainer import text
 
 BATCH = 256
@@ -108,7 +109,7 @@ def refresh(data_dir: str, model_base_path: str,
     export.export_catalog(
         loaded.towers, ids, titles, columns[contract.YEAR],
         columns[contract.GENRES], np.concatenate([vectors, oov]),
-        text_vectors, export.IndexSettings.read(base), export_dir,
+        text_vectors, index.IndexSettings.read(base), export_dir,
         scann=has_twin)
     version = int(time.time())
     published = publish_version(export_dir, model_base_path, version)

@@ -22,10 +22,7 @@ With the text tower (the default) also:
 `rules` are contract.RULE_INPUTS: exclude_item_ids [B, E], allowed_genres
 [B, G], min_year [B], max_year [B]; empty values mean no rule.
 """
-import dataclasses
-import json
-import os
-from typing import Dict, Optional
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -33,13 +30,10 @@ import tensorflow_recommenders as tfrs
 
 from trainer import contract
 from trainer import features
-from trainer import text
-from trainer import towers
-
-
-def dense_to_sparse_ids(ids: tf.Tensor) -> tf.SparseTensor:
-  """[B, N] strings with "" padding anywhere -> compact [B, n] SparseTensor."""
-  return tf.ragged.boolean_mask(ids, tf.not_equal(ids, "")).to_sparse()
+from trainer.index import SCANN_SAVE_OPTIONS
+from trainer.index import IndexSettings
+from trainer.index import make_index
+from trainer.serving_towers import Towers
 
 
 def _moments(values: tf.Tensor, valid: tf.Tensor):
@@ -73,91 +67,6 @@ def _multi_hot(genres: np.ndarray, vocab) -> np.ndarray:
       if name in code:
         out[row, code[name]] = 1.0
   return out
-
-
-class Towers(tf.Module):
-  """The trained model as functions of raw request fields.
-
-  Everything learned lives here; everything about the catalogue (ids,
-  titles, vectors, the index) lives in RecommenderModule. A catalogue refresh
-  (pipeline/catalog_refresh.py) therefore wraps the *loaded* Towers of the
-  serving model in a new RecommenderModule: same weights, new index, no
-  retraining. Each method is a tf.function with an input signature, so it
-  survives save and load.
-
-  Args:
-    model: the trained RecommenderModel.
-    tft_layer: Transform's TransformFeaturesLayer.
-    text_encoder: the frozen TextEncoder, or None without the text tower.
-    item_text_encoder: encodes new items' text for the candidate tower when
-      the item side's top BERT blocks were fine-tuned (default:
-      text_encoder).
-  """
-
-  def __init__(self, model, tft_layer, text_encoder=None,
-               item_text_encoder=None):
-    super().__init__()
-    self.model = model
-    self.tft_layer = tft_layer
-    self.text_encoder = text_encoder
-    self.item_text_encoder = item_text_encoder or text_encoder
-    if text_encoder is not None:
-      self.encode_text = tf.function(
-          self._encode_text, input_signature=[contract.QUERY_INPUT])
-      self.text_query = tf.function(
-          self._text_query,
-          input_signature=[tf.TensorSpec([None, None], tf.float32)])
-
-  def _transform(self, raw: Dict[str, tf.Tensor], batch
-                 ) -> Dict[str, tf.Tensor]:
-    return self.tft_layer(features.complete_raw_features(raw, batch))
-
-  @tf.function(input_signature=[*contract.USER_INPUTS.values()])
-  def query(self, user_id, age, gender, occupation, history_item_ids):
-    """User fields -> [B, d] unit query vectors."""
-    column = lambda x: tf.expand_dims(x, -1)  # noqa: E731
-    raw = {features.USER_ID: column(user_id), features.AGE: column(age),
-           features.GENDER: column(gender),
-           features.OCCUPATION: column(occupation),
-           features.HISTORY: dense_to_sparse_ids(history_item_ids)}
-    transformed = self._transform(raw, tf.shape(user_id)[0])
-    return self.model.query_tower(self.model.with_text(transformed))
-
-  def _encode_text(self, query):
-    """[B] strings -> [B, text_dim] frozen BERT vectors."""
-    return self.text_encoder(query)
-
-  def _text_query(self, encoded):
-    """[B, text_dim] BERT vectors -> [B, d] search query vectors."""
-    return self.model.text_query_tower(encoded)
-
-  @tf.function(input_signature=[*contract.ITEM_INPUTS.values()])
-  def candidates(self, item_id, title, year, genres):
-    """Item fields -> [B, d] candidate vectors, text encoded in-graph."""
-    column = lambda x: tf.expand_dims(x, -1)  # noqa: E731
-    raw = {features.ITEM_ID: column(item_id), features.TITLE: column(title),
-           features.YEAR: column(year),
-           features.GENRES: dense_to_sparse_ids(genres)}
-    transformed = dict(self._transform(raw, tf.shape(item_id)[0]))
-    if self.item_text_encoder is not None:
-      transformed[towers.TEXT_VECTOR] = self.item_text_encoder(
-          text.item_text(title, year, genres))
-    return self.model.candidate_tower(transformed)
-
-  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32),
-                                tf.TensorSpec([None, None], tf.float32)])
-  def rating(self, query, candidate):
-    """[N, d] x [N, d] -> [N] predicted ratings."""
-    return self.model.predict_rating(query, candidate)
-
-  @tf.function(input_signature=[contract.EXAMPLES_INPUT])
-  def score_examples(self, examples):
-    """Serialized interaction examples -> their users' query vectors [B, d]
-    and predicted ratings [B], through the training path."""
-    transformed = self.tft_layer(
-        tf.io.parse_example(examples, features.raw_feature_spec()))
-    query, _, rating = self.model(transformed)
-    return query, rating
 
 
 class RecommenderModule(tf.Module):
@@ -554,72 +463,6 @@ class RecommenderModule(tf.Module):
             contract.EVAL_HIT: tf.cast(hit, tf.float32),
             contract.EVAL_HIT_AT_10: tf.cast(hit_at_10, tf.float32),
             contract.EVAL_NDCG_AT_10: gain}
-
-
-# The IndexSettings a model was exported with.
-SETTINGS_PATH = os.path.join("assets.extra", "index_settings.json")
-# ScaNN ops live in a namespace stock TF Serving does not know.
-SCANN_SAVE_OPTIONS = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
-
-
-def index_depth(max_k: int, num_items: int, exclude_margin: int) -> int:
-  """How many items the index returns: max_k plus room to drop up to
-  `exclude_margin` seen items (the history length examples carry) so that
-  recommend_unseen still returns k."""
-  return min(max_k + exclude_margin, num_items)
-
-
-def make_index(kind: str, item_vectors: np.ndarray, item_ids: np.ndarray,
-               max_k: int, exclude_margin: int, num_leaves: int = 40,
-               leaves_to_search: int = 20, reordering: int = 500
-               ) -> tfrs.layers.factorized_top_k.TopK:
-  """The catalogue index: "brute_force" (exact, stock TF ops: any TF
-  Serving) or "scann" (approximate, needs ScaNN's ops in the server).
-
-  Args:
-    kind: "brute_force" or "scann".
-    item_vectors: [N, d] candidate vectors; item_ids: [N] their ids.
-    max_k: largest k served.
-    exclude_margin: see index_depth.
-    num_leaves, leaves_to_search, reordering: ScaNN's partitioning and
-      re-scoring knobs (ignored for brute force).
-  """
-  depth = index_depth(max_k, len(item_ids), exclude_margin)
-  if kind == "brute_force":
-    index = tfrs.layers.factorized_top_k.BruteForce(k=depth)
-  elif kind == "scann":
-    index = tfrs.layers.factorized_top_k.ScaNN(
-        k=depth, num_leaves=min(num_leaves, len(item_ids)),
-        num_leaves_to_search=min(leaves_to_search, num_leaves),
-        num_reordering_candidates=max(reordering, depth))
-  else:
-    raise ValueError(f"Unknown index {kind!r}; use brute_force or scann")
-  index.index(tf.constant(item_vectors), tf.constant(item_ids))
-  return index
-
-
-@dataclasses.dataclass
-class IndexSettings:
-  """How the Trainer built the index and the search scores; saved with the
-  model (SETTINGS_PATH) so a catalogue refresh rebuilds them alike."""
-  max_k: int
-  exclude_margin: int
-  text_match_weight: float = 0.0
-  personalization_weight: float = 0.0
-  scann_num_leaves: int = 40
-  scann_leaves_to_search: int = 20
-  scann_reordering: int = 500
-
-  def write(self, export_dir: str) -> None:
-    path = os.path.join(export_dir, SETTINGS_PATH)
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(path, "w") as f:
-      f.write(json.dumps(dataclasses.asdict(self), indent=1))
-
-  @classmethod
-  def read(cls, export_dir: str) -> "IndexSettings":
-    with tf.io.gfile.GFile(os.path.join(export_dir, SETTINGS_PATH)) as f:
-      return cls(**json.loads(f.read()))
 
 
 def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,

@@ -17,8 +17,10 @@ from trainer import catalog as catalog_lib
 from trainer import contract
 from trainer import export
 from trainer import features
+from trainer import index
 from trainer import item_embeddings
 from trainer import scann_tuning
+from trainer import serving_towers
 from trainer import towers
 from trainer import warm_start
 from trainer.config import CATALOG_PATTERN_KEY
@@ -231,7 +233,7 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
   scann = scann_tuning.resolve(len(catalog), config.scann_num_leaves,
                                config.scann_leaves_to_search,
                                config.scann_reordering)
-  settings = export.IndexSettings(
+  settings = index.IndexSettings(
       max_k=config.max_k, exclude_margin=history_width(tft_output),
       text_match_weight=config.search_text_match,
       personalization_weight=config.search_personalization,
@@ -239,7 +241,7 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
       scann_leaves_to_search=scann.leaves_to_search,
       scann_reordering=scann.reordering)
   stock = export.export_catalog(
-      export.Towers(model, tft_layer, encoder, item_text_encoder),
+      serving_towers.Towers(model, tft_layer, encoder, item_text_encoder),
       catalog.ids, catalog.titles, catalog.years, catalog.genres, vectors,
       catalog.text.get("item_text"),
       settings, serving_model_dir, scann=config.export_scann)

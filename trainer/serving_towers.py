@@ -1,0 +1,101 @@
+"""The trained model as functions of raw request fields (Towers): what the
+exported module (trainer/export.py) calls, and what a catalogue refresh
+takes from a loaded serving model to index a new catalogue."""
+from typing import Dict
+
+import tensorflow as tf
+
+from trainer import contract
+from trainer import features
+from trainer import text
+from trainer import towers
+
+
+def dense_to_sparse_ids(ids: tf.Tensor) -> tf.SparseTensor:
+  """[B, N] strings with "" padding anywhere -> compact [B, n] SparseTensor."""
+  return tf.ragged.boolean_mask(ids, tf.not_equal(ids, "")).to_sparse()
+
+
+class Towers(tf.Module):
+  """The trained model as functions of raw request fields.
+
+  Everything learned lives here; everything about the catalogue (ids,
+  titles, vectors, the index) lives in RecommenderModule. A catalogue refresh
+  (pipeline/catalog_refresh.py) therefore wraps the *loaded* Towers of the
+  serving model in a new RecommenderModule: same weights, new index, no
+  retraining. Each method is a tf.function with an input signature, so it
+  survives save and load.
+
+  Args:
+    model: the trained RecommenderModel.
+    tft_layer: Transform's TransformFeaturesLayer.
+    text_encoder: the frozen TextEncoder, or None without the text tower.
+    item_text_encoder: encodes new items' text for the candidate tower when
+      the item side's top BERT blocks were fine-tuned (default:
+      text_encoder).
+  """
+
+  def __init__(self, model, tft_layer, text_encoder=None,
+               item_text_encoder=None):
+    super().__init__()
+    self.model = model
+    self.tft_layer = tft_layer
+    self.text_encoder = text_encoder
+    self.item_text_encoder = item_text_encoder or text_encoder
+    if text_encoder is not None:
+      self.encode_text = tf.function(
+          self._encode_text, input_signature=[contract.QUERY_INPUT])
+      self.text_query = tf.function(
+          self._text_query,
+          input_signature=[tf.TensorSpec([None, None], tf.float32)])
+
+  def _transform(self, raw: Dict[str, tf.Tensor], batch
+                 ) -> Dict[str, tf.Tensor]:
+    return self.tft_layer(features.complete_raw_features(raw, batch))
+
+  @tf.function(input_signature=[*contract.USER_INPUTS.values()])
+  def query(self, user_id, age, gender, occupation, history_item_ids):
+    """User fields -> [B, d] unit query vectors."""
+    column = lambda x: tf.expand_dims(x, -1)  # noqa: E731
+    raw = {features.USER_ID: column(user_id), features.AGE: column(age),
+           features.GENDER: column(gender),
+           features.OCCUPATION: column(occupation),
+           features.HISTORY: dense_to_sparse_ids(history_item_ids)}
+    transformed = self._transform(raw, tf.shape(user_id)[0])
+    return self.model.query_tower(self.model.with_text(transformed))
+
+  def _encode_text(self, query):
+    """[B] strings -> [B, text_dim] frozen BERT vectors."""
+    return self.text_encoder(query)
+
+  def _text_query(self, encoded):
+    """[B, text_dim] BERT vectors -> [B, d] search query vectors."""
+    return self.model.text_query_tower(encoded)
+
+  @tf.function(input_signature=[*contract.ITEM_INPUTS.values()])
+  def candidates(self, item_id, title, year, genres):
+    """Item fields -> [B, d] candidate vectors, text encoded in-graph."""
+    column = lambda x: tf.expand_dims(x, -1)  # noqa: E731
+    raw = {features.ITEM_ID: column(item_id), features.TITLE: column(title),
+           features.YEAR: column(year),
+           features.GENRES: dense_to_sparse_ids(genres)}
+    transformed = dict(self._transform(raw, tf.shape(item_id)[0]))
+    if self.item_text_encoder is not None:
+      transformed[towers.TEXT_VECTOR] = self.item_text_encoder(
+          text.item_text(title, year, genres))
+    return self.model.candidate_tower(transformed)
+
+  @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32),
+                                tf.TensorSpec([None, None], tf.float32)])
+  def rating(self, query, candidate):
+    """[N, d] x [N, d] -> [N] predicted ratings."""
+    return self.model.predict_rating(query, candidate)
+
+  @tf.function(input_signature=[contract.EXAMPLES_INPUT])
+  def score_examples(self, examples):
+    """Serialized interaction examples -> their users' query vectors [B, d]
+    and predicted ratings [B], through the training path."""
+    transformed = self.tft_layer(
+        tf.io.parse_example(examples, features.raw_feature_spec()))
+    query, _, rating = self.model(transformed)
+    return query, rating

@@ -30,6 +30,7 @@ import tensorflow_recommenders as tfrs
 
 from trainer import contract
 from trainer import features
+from trainer.catalog_rules import CatalogRules
 from trainer.index import SCANN_SAVE_OPTIONS
 from trainer.index import IndexSettings
 from trainer.index import make_index
@@ -44,29 +45,6 @@ def _moments(values: tf.Tensor, valid: tf.Tensor):
   var = tf.reduce_sum(tf.square(values - mean) * weight, -1,
                       keepdims=True) / count
   return mean, tf.sqrt(var)
-
-
-def _row_mask(columns: tf.Tensor, batch, width) -> tf.Tensor:
-  """[B, E] column indices (each < width) -> [B, width] bool, True where
-  some entry of the row points."""
-  columns = tf.cast(columns, tf.int64)
-  rows = tf.broadcast_to(tf.range(tf.cast(batch, tf.int64))[:, tf.newaxis],
-                         tf.shape(columns, tf.int64))
-  where = tf.reshape(tf.stack([rows, columns], axis=-1), [-1, 2])
-  return tf.scatter_nd(where, tf.ones([tf.shape(where)[0]], tf.int32),
-                       tf.cast(tf.stack([batch, width]), tf.int64)) > 0
-
-
-def _multi_hot(genres: np.ndarray, vocab) -> np.ndarray:
-  """[N, G] genre strings ("" pads) -> [N, len(vocab)] float32."""
-  code = {g: i for i, g in enumerate(vocab)}
-  out = np.zeros([len(genres), len(vocab)], np.float32)
-  for row, names in enumerate(genres):
-    for name in names:
-      name = name.decode() if isinstance(name, bytes) else name
-      if name in code:
-        out[row, code[name]] = 1.0
-  return out
 
 
 class RecommenderModule(tf.Module):
@@ -132,54 +110,13 @@ class RecommenderModule(tf.Module):
     self.rows = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             ids, tf.range(len(item_ids), dtype=tf.int64)), len(item_ids))
-    self.item_years = tf.Variable(np.asarray(item_years, np.int64),
-                                  trainable=False)
-    vocab = list(features.GENRE_VOCAB)
-    self.genre_codes = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(vocab), tf.range(len(vocab), dtype=tf.int64)), -1)
-    self.item_genres = tf.Variable(_multi_hot(item_genres, vocab),
-                                   trainable=False)
-    self.unknown_genre_message = (
-        f"Unknown genre in {contract.ALLOWED_GENRES} (allowed: "
-        f"{', '.join(vocab)}); got:")
+    self.rules = CatalogRules(self.rows, item_years, item_genres)
 
   def _query(self, user_id, age, gender, occupation, history_item_ids):
     return self.towers.query(user_id, age, gender, occupation,
                              history_item_ids)
 
-  # Business rules.
-
-  def _eligible(self, batch, exclude, allowed_genres, min_year, max_year):
-    """[B, N + 1] bool: catalogue rows the rules allow (the last column,
-    unknown ids, never). Unknown ids in `exclude` are ignored; an unknown
-    genre is INVALID_ARGUMENT naming the allowed ones."""
-    n = tf.shape(self.item_years)[0]
-    sizes = tf.stack([tf.shape(exclude)[0], tf.shape(allowed_genres)[0],
-                      tf.shape(min_year)[0], tf.shape(max_year)[0]])
-    tf.debugging.assert_equal(
-        sizes, tf.fill([4], batch),
-        message="Rule inputs (exclude_item_ids, allowed_genres, min_year, "
-        "max_year) need one row per request row")
-    banned = _row_mask(self.rows.lookup(exclude), batch, n + 1)
-    codes = self.genre_codes.lookup(allowed_genres)
-    given = tf.not_equal(allowed_genres, "")
-    check = tf.debugging.Assert(
-        tf.reduce_all(~given | (codes >= 0)),
-        [self.unknown_genre_message, tf.boolean_mask(
-            allowed_genres, given & (codes < 0))], summarize=5)
-    with tf.control_dependencies([check]):
-      vocab = tf.shape(self.item_genres)[1]
-      wanted = _row_mask(tf.where(codes >= 0, codes, tf.cast(vocab, tf.int64)),
-                         batch, vocab + 1)[:, :-1]
-    genre_ok = tf.matmul(tf.cast(wanted, tf.float32), self.item_genres,
-                         transpose_b=True) > 0
-    filtered = tf.reduce_any(given, axis=1, keepdims=True)
-    years = self.item_years[tf.newaxis, :]
-    low, high = min_year[:, tf.newaxis], max_year[:, tf.newaxis]
-    ok = ((~filtered | genre_ok) & ((low <= 0) | (years >= low)) &
-          ((high <= 0) | ((years <= high) & (years > 0))))
-    return tf.concat([ok, tf.zeros([batch, 1], tf.bool)], 1) & ~banned
+  # Business rules: which rows CatalogRules.eligible; how many, _pick.
 
   def _pick(self, k, candidate_ids, score, eligible, candidate_ok=None):
     """The best min(k, eligible) items per row, [B, k'] (k' the most any
@@ -217,7 +154,7 @@ class RecommenderModule(tf.Module):
   def _recommend(self, user, k, rules, exclude):
     query = self._query(*user)
     _, candidates = self.index(query)
-    eligible = self._eligible(tf.shape(query)[0], exclude, *rules)
+    eligible = self.rules.eligible(tf.shape(query)[0], exclude, *rules)
     out = self._pick(k, candidates, self._dot(query), eligible)
     out.update(self._explain(user, out[contract.ITEM_IDS]))
     return out
@@ -293,8 +230,8 @@ class RecommenderModule(tf.Module):
     encoded, text_query, candidates, duplicate = self._search_candidates(query)
     out = self._pick(
         k, candidates, self._search_score(encoded, text_query),
-        self._eligible(tf.shape(query)[0], exclude_item_ids, allowed_genres,
-                       min_year, max_year),
+        self.rules.eligible(tf.shape(query)[0], exclude_item_ids,
+                            allowed_genres, min_year, max_year),
         ~duplicate)
     ids = out[contract.ITEM_IDS]
     none = tf.fill(tf.shape(ids), "")
@@ -370,8 +307,8 @@ class RecommenderModule(tf.Module):
 
     out = self._pick(
         k, candidates, score,
-        self._eligible(tf.shape(query)[0], exclude_item_ids, allowed_genres,
-                       min_year, max_year),
+        self.rules.eligible(tf.shape(query)[0], exclude_item_ids,
+                            allowed_genres, min_year, max_year),
         ~duplicate)
     out.update(self._explain(user, out[contract.ITEM_IDS],
                              contract.REASON_TEXT))
@@ -408,8 +345,8 @@ class RecommenderModule(tf.Module):
     exclude = tf.concat([item_ids[:, tf.newaxis], exclude_item_ids], axis=1)
     return self._pick(
         k, candidates, self._dot(vectors),
-        self._eligible(tf.shape(item_ids)[0], exclude, allowed_genres,
-                       min_year, max_year))
+        self.rules.eligible(tf.shape(item_ids)[0], exclude, allowed_genres,
+                            min_year, max_year))
 
   @tf.function(input_signature=[*contract.ITEM_INPUTS.values()])
   def embed_items(self, item_id, title, year, genres):
@@ -451,9 +388,9 @@ class RecommenderModule(tf.Module):
     _, candidates = self.index(query)
     top = self._pick(tf.constant(contract.EVAL_TOP_K), candidates,
                      self._dot(query),
-                     self._eligible(batch, seen, tf.fill([batch, 0], ""),
-                                    tf.zeros([batch], tf.int64),
-                                    tf.zeros([batch], tf.int64)))
+                     self.rules.eligible(batch, seen, tf.fill([batch, 0], ""),
+                                         tf.zeros([batch], tf.int64),
+                                         tf.zeros([batch], tf.int64)))
     found = tf.equal(top[contract.ITEM_IDS], parsed[features.ITEM_ID])
     hit = tf.reduce_any(found, axis=1)
     hit_at_10 = tf.reduce_any(found[:, :10], axis=1)

@@ -488,9 +488,12 @@ def test_recommendations_explain_themselves_faithfully(first_run, pushed):
                                  for left in history])
   left_out = towers.query(**{k: tf.constant(v) for k, v in fields.items()})
   vectors = loaded.indexed_item_vectors(tf.constant(result["item_ids"]))
-  drop_order = np.argmin(tf.matmul(vectors, left_out,
-                                   transpose_b=True).numpy(), axis=1)
-  assert result["because_item_ids"] == [history[j] for j in drop_order]
+  without = tf.matmul(vectors, left_out, transpose_b=True).numpy()
+  because = [history.index(i) for i in result["because_item_ids"]]
+  # Up to float rounding: the graph scores all left-out queries in one
+  # batch, this test in another, so a near-tie may resolve either way.
+  np.testing.assert_allclose(without[np.arange(len(because)), because],
+                             without.min(axis=1), atol=1e-5)
   items, _ = catalog_refresh.read_items(first_run.data_dir)
   titles = {i.item_id: i.title for i in items}
   assert result["because_titles"] == [titles[i]

@@ -2,15 +2,15 @@
 plots, and the data and statistics sections read from the run's artifacts."""
 import base64
 import collections
-import glob
 import html
 import io
-import json
 import os
 from typing import Dict, List, Sequence, Tuple
 
 from components.movielens_example_gen.executor import COUNTS_FILE
 from components.movielens_example_gen.executor import REJECTS_DIR
+from components.movielens_example_gen.executor import read_counts
+from components.movielens_example_gen.executor import read_rejects
 
 _SPLITS = ("train", "eval")
 
@@ -44,13 +44,11 @@ def png(figure, alt: str) -> str:
 def data_section(examples_uri: str) -> str:
   """Rows read and rejected per table (top reasons), split sizes, the time
   cut, and the eval split's new users and items."""
-  path = os.path.join(examples_uri, REJECTS_DIR, COUNTS_FILE)
-  if not os.path.exists(path):
+  rejects_dir = os.path.join(examples_uri, REJECTS_DIR)
+  if not os.path.exists(os.path.join(rejects_dir, COUNTS_FILE)):
     return "<h2>Data</h2><p class=muted>no ingest counts recorded</p>"
-  with open(path) as f:
-    counts = json.load(f)
-  tables = [(name, c.get("parsed", 0) + c.get("parse_rejected", 0),
-             c.get("parse_rejected", 0) + c.get("join_rejected", 0))
+  counts = read_counts(rejects_dir)
+  tables = [(name, c["read"], c["rejected"])
             for name, c in sorted(counts.items())
             if not name.startswith("split")]
   split = counts.get("split", {})
@@ -75,12 +73,10 @@ def data_section(examples_uri: str) -> str:
 def reject_reasons(examples_uri: str, top: int = 5) -> List[Tuple]:
   """(table, reason, count) of the most frequent rejects."""
   counter = collections.Counter()
-  for path in glob.glob(os.path.join(examples_uri, REJECTS_DIR, "*.tsv")):
-    with open(path, encoding="utf-8", errors="replace") as f:
-      for line in f.read().splitlines()[1:]:
-        parts = line.split("\t")
-        if len(parts) >= 3:
-          counter[(parts[0], parts[2])] += 1
+  for row in read_rejects(os.path.join(examples_uri, REJECTS_DIR)):
+    parts = row.split("\t")
+    if len(parts) >= 3:
+      counter[(parts[0], parts[2])] += 1
   return [(t, r, n) for (t, r), n in counter.most_common(top)]
 
 

@@ -345,9 +345,9 @@ def test_explorer_page_in_a_browser(served, pushed):
     driver.find_element(By.ID, "user-id").send_keys("1")
     driver.find_element(By.CSS_SELECTOR, "#user-form button").click()
     recommendations = wait_for("#recommendations li")
+    user = served.explorer_data.user("1")
     expected = pushed.recommend_batch(
-        [{**served.explorer_data.user("1"), "history": [
-            h["item_id"] for h in served.explorer_data.user("1")["history"]]}],
+        [dict(user, history=[h["item_id"] for h in user["history"]])],
         k=10, exclude_seen=True)[0]
     assert len(recommendations) == len(expected["titles"]) == 10
     for shown_item, title in zip(recommendations, expected["titles"]):

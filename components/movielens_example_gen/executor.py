@@ -114,16 +114,38 @@ def _count(pcoll, label: str, table: str, kind: str):
           | f"Tag{label}" >> beam.Map(lambda n: (table, kind, n)))
 
 
-def _new_in_eval(train, evaluation, key: str):
+def _distinct(pcoll, split: str, key: str):
+  return (pcoll | f"{split}_{key}" >> beam.Map(lambda r: r[key])
+          | f"Distinct_{split}_{key}" >> beam.Distinct())
+
+
+def _new_in_eval(train_keys, eval_keys, key: str):
   """Distinct `key` values of the eval split that train never has (new
-  users or items: what the report and the replay table show)."""
-  def distinct(pcoll, split):
-    return (pcoll | f"{split}_{key}" >> beam.Map(lambda r: r[key])
-            | f"Distinct_{split}_{key}" >> beam.Distinct())
-  seen = distinct(train, "Train") | f"Seen_{key}" >> beam.Map(
-      lambda k: (k, True))
-  return distinct(evaluation, "Eval") | f"Unseen_{key}" >> beam.Filter(
+  users or items: what the run report shows)."""
+  seen = train_keys | f"Seen_{key}" >> beam.Map(lambda k: (k, True))
+  return eval_keys | f"Unseen_{key}" >> beam.Filter(
       lambda k, seen: k not in seen, seen=beam.pvalue.AsDict(seen))
+
+
+def read_counts(rejects_dir: str) -> Dict[str, Dict[str, int]]:
+  """The ingest counts file, each table's "read" and "rejected" totals
+  added (the gate and the run report read the same numbers)."""
+  counts = json.loads(io_utils.read_string_file(
+      os.path.join(rejects_dir, COUNTS_FILE)))
+  for table, c in counts.items():
+    if not table.startswith("split"):
+      c["read"] = c.get("parsed", 0) + c.get("parse_rejected", 0)
+      c["rejected"] = c.get("parse_rejected", 0) + c.get("join_rejected", 0)
+  return counts
+
+
+def read_rejects(rejects_dir: str) -> List[str]:
+  """Every rejected row as written: "table, source, reason, row" tab
+  separated (headers dropped)."""
+  rows = []
+  for path in fileio.glob(os.path.join(rejects_dir, "rejects*.tsv")):
+    rows.extend(io_utils.read_string_file(path).splitlines()[1:])
+  return rows
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -196,16 +218,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       catalog = parsed["items"] | "ItemRecords" >> beam.Map(
           transforms.item_record)
 
-      counts.append(train
-                    | "TrainUsers" >> beam.Map(
-                        lambda r: r[features.USER_ID])
-                    | "DistinctTrainUsers" >> beam.Distinct()
-                    | "CountTrainUsers" >> beam.combiners.Count.Globally()
-                    | "TagTrainUsers" >> beam.Map(
-                        lambda n: ("split", "train_users", n)))
       for key in (features.USER_ID, features.ITEM_ID):
-        counts.append(_count(_new_in_eval(train, evaluation, key),
-                             f"NewEval_{key}", "split:eval", f"new_{key}s"))
+        train_keys = _distinct(train, "Train", key)
+        if key == features.USER_ID:
+          counts.append(_count(train_keys, "TrainUsers", "split",
+                               "train_users"))
+        counts.append(_count(
+            _new_in_eval(train_keys, _distinct(evaluation, "Eval", key),
+                         key),
+            f"NewEval_{key}", "split:eval", f"new_{key}s"))
       counts.append(span | "TagSpan" >> beam.FlatMap(
           lambda s: [("split", "first", s[0]), ("split", "last", s[1])]))
       for split, pcoll in zip(splits, (train, evaluation, catalog)):
@@ -247,22 +268,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
   def _check_rejects(self, examples: types.Artifact, rejects_dir: str,
                      max_fraction: float) -> Dict[str, Dict[str, int]]:
     """Raises TooManyRejects past `max_fraction`; returns the counts."""
-    counts = json.loads(io_utils.read_string_file(
-        os.path.join(rejects_dir, COUNTS_FILE)))
+    counts = read_counts(rejects_dir)
     tables = {t: c for t, c in counts.items() if not t.startswith("split")}
-    for c in tables.values():
-      c["read"] = c.get("parsed", 0) + c.get("parse_rejected", 0)
-      c["rejected"] = c.get("parse_rejected", 0) + c.get("join_rejected", 0)
     rejected = sum(c.get("rejected", 0) for c in tables.values())
     examples.set_int_custom_property("rejected_rows", rejected)
     examples.set_int_custom_property(
         "train_until", counts["split"]["train_until"])
     logging.info("MovieLensExampleGen: %s; rejects in %s",
                  json.dumps(counts, sort_keys=True), rejects_dir)
-    samples = []
-    for path in fileio.glob(os.path.join(rejects_dir, "rejects*.tsv")):
-      samples.extend(io_utils.read_string_file(path).splitlines()[1:])
-    problems = rejects_report(tables, max_fraction, samples)
+    problems = rejects_report(tables, max_fraction, read_rejects(rejects_dir))
     if problems:
       raise TooManyRejects("Too many malformed rows; fix the input or raise "
                            "--max-reject-fraction:\n" + "\n".join(problems))

@@ -18,9 +18,15 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// Text (never markup) into the element with this id, marked as an error
+// or not.
+function caption(id, text, isError) {
+  $(id).textContent = text;
+  $(id).classList.toggle("error", Boolean(isError));
+}
+
 function setStatus(text, isError) {
-  $("status").textContent = text;
-  $("status").classList.toggle("error", Boolean(isError));
+  caption("status", text, isError);
 }
 
 function showRequest(url, body) {
@@ -104,11 +110,6 @@ function itemButton(id, title) {
   button.dataset.itemId = id;
   button.addEventListener("click", () => showSimilar(id, title));
   return button;
-}
-
-function caption(id, text, isError) {
-  $(id).textContent = text;
-  $(id).classList.toggle("error", Boolean(isError));
 }
 
 async function showUser(user) {

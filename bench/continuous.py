@@ -9,6 +9,12 @@ times a catalogue refresh of the warm chain's serving model (the 1,682-item
 catalogue, no training). Writes bench/results/continuous.json and
 continuous.png and prints the table.
 
+Training is not seeded, so two identical runs differ: period 1, where both
+chains train the same model, differed by 2.7% in recall@100 in a single
+replay, more than the 1% the target asks to resolve. `--repeats` replays both
+chains that many times (each repeat its own stores); the table and the
+target use the mean over repeats and show the spread.
+
 Targets (issue 10): warm start within 1% of the from-scratch recall@100 of the
 same period with at most 30% of its steps; no pushed model worse than the
 one serving by more than the threshold (the Evaluator's gate); the catalogue
@@ -24,6 +30,7 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,26 +45,55 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 RUN_KEYS = ("steps", "train_seconds", "recall@10", "recall@100", "blessed",
             "pushed_version")
 PERIOD_KEYS = ("period", "interactions", "new_users", "new_items")
+MEASURED = ("train_seconds", "recall@10", "recall@100")
+# Warm start's target: within this share of the from-scratch recall@100.
+TARGET_GAP = 0.01
 
 
-def combine(warm_rows, scratch_rows):
-  """The two chains' rows -> continuous.json's per-period entries."""
+def summarise(runs):
+  """One period's runs of a chain (one per repeat) -> its continuous.json
+  entry: the mean of what is measured, blessed only if every repeat was,
+  the first repeat's pushed version, and every repeat as it was."""
+  entry = {k: runs[0][k] for k in RUN_KEYS}
+  for k in MEASURED:
+    entry[k] = round(float(np.mean([r[k] for r in runs])), 5 if "@" in k
+                     else 1)
+  entry["blessed"] = all(r["blessed"] for r in runs)
+  entry["repeats"] = [{k: r[k] for k in RUN_KEYS} for r in runs]
+  return entry
+
+
+def combine(warm_chains, scratch_chains):
+  """Each chain's rows per repeat -> continuous.json's per-period entries,
+  with warm's recall@100 relative to scratch's (means over repeats)."""
   periods = []
-  for warm, scratch in zip(warm_rows, scratch_rows):
-    entry = {k: warm[k] for k in PERIOD_KEYS}
+  for k, warm in enumerate(warm_chains[0]):
+    entry = {key: warm[key] for key in PERIOD_KEYS}
     if warm.get("skipped"):
       entry.update(skipped=True, warm=None, scratch=None)
     else:
-      entry["warm"] = {k: warm[k] for k in RUN_KEYS}
-      entry["scratch"] = {k: scratch[k] for k in RUN_KEYS}
+      entry["warm"] = summarise([rows[k] for rows in warm_chains])
+      entry["scratch"] = summarise([rows[k] for rows in scratch_chains])
+      entry["warm_vs_scratch_recall@100"] = round(
+          entry["warm"]["recall@100"] / entry["scratch"]["recall@100"] - 1,
+          4)
     periods.append(entry)
   return periods
 
 
+def spread(run, key) -> str:
+  """' ±h' (half the range over repeats), or '' for one repeat."""
+  values = [r[key] for r in run.get("repeats", [])]
+  if len(values) < 2:
+    return ""
+  return f" ±{(max(values) - min(values)) / 2:.4f}"
+
+
 def table(periods, refresh_seconds: float) -> str:
   head = (f"{'period':>6} {'interact.':>9} {'new users':>9} {'new items':>9}"
-          f" | {'run':<7} {'steps':>5} {'train s':>7} {'recall@10':>9} "
-          f"{'recall@100':>10} {'blessed':>7} {'pushed':>11}")
+          f" | {'run':<7} {'steps':>5} {'train s':>7} {'recall@10':>17} "
+          f"{'recall@100':>17} {'vs scratch':>10} {'blessed':>7} "
+          f"{'pushed':>11}")
   lines = [head, "-" * len(head)]
   for p in periods:
     lead = (f"{p['period']:>6} {p['interactions']:>9} {p['new_users']:>9} "
@@ -67,9 +103,13 @@ def table(periods, refresh_seconds: float) -> str:
       continue
     for name in ("warm", "scratch"):
       r = p[name]
+      gap = (f"{p['warm_vs_scratch_recall@100']:+.1%}" if name == "warm"
+             else "")
+      r10 = f"{r['recall@10']:.4f}{spread(r, 'recall@10')}"
+      r100 = f"{r['recall@100']:.4f}{spread(r, 'recall@100')}"
       lines.append(
           f"{lead} | {name:<7} {r['steps']:>5} {r['train_seconds']:>7} "
-          f"{r['recall@10']:>9.4f} {r['recall@100']:>10.4f} "
+          f"{r10:>17} {r100:>17} {gap:>10} "
           f"{str(r['blessed']):>7} {str(r['pushed_version']):>11}")
       lead = " " * len(lead)
   lines.append(f"catalogue refresh (1,682 items, no training): "
@@ -83,8 +123,14 @@ def plot(periods, path: str) -> None:
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
   for name, color in (("warm", "tab:blue"), ("scratch", "tab:orange")):
     for k, style in (("recall@100", "-o"), ("recall@10", "--s")):
-      left.plot(x, [p[name][k] for p in runs], style, color=color,
-                label=f"{name} {k}")
+      mean = np.array([p[name][k] for p in runs])
+      values = [[r[k] for r in p[name].get("repeats", [p[name]])]
+                for p in runs]
+      # (clipped at 0: the mean is rounded, the repeats are not)
+      errors = np.maximum(0, [mean - [min(v) for v in values],
+                              [max(v) for v in values] - mean])
+      left.errorbar(x, mean, yerr=errors, fmt=style, color=color,
+                    capsize=3, label=f"{name} {k}")
     right.bar([v + (-0.2 if name == "warm" else 0.2) for v in x],
               [p[name]["train_seconds"] for p in runs], width=0.4,
               color=color,
@@ -92,7 +138,7 @@ def plot(periods, path: str) -> None:
   for axis in (left, right):
     axis.set_xticks(x)
   left.set(xlabel="period", ylabel="recall (seen items excluded)",
-           title="Retrieval on each new period")
+           title="Retrieval on each new period (mean, min-max of repeats)")
   right.set(xlabel="period", ylabel="train seconds", title="Training cost")
   left.legend(fontsize=8)
   right.legend(fontsize=8)
@@ -112,6 +158,8 @@ def main(argv=None) -> int:
                       help="absolute RMSE floor; the pipeline's 1.10 is set "
                       "for 90%% of the log, and the initial window trains on "
                       "half of it (period 1 measured 1.125 at 400 steps)")
+  parser.add_argument("--repeats", type=int, default=3,
+                      help="replays of both chains; the table shows means")
   args = parser.parse_args(argv)
   out = os.path.abspath(args.output_dir)
   base = configs.PipelineConfig(
@@ -123,19 +171,33 @@ def main(argv=None) -> int:
   os.makedirs(out, exist_ok=True)
   print(f"Progress below; the full log is in {progress.configure(out)}",
         flush=True)
-  warm = dataclasses.replace(base, output_dir=os.path.join(out, "warm"))
-  scratch = dataclasses.replace(
-      base, output_dir=os.path.join(out, "scratch"),
-      trainer=dataclasses.replace(base.trainer, warm_start=False))
   start = time.time()
-  warm_rows = replay.replay(warm, args.periods, args.warm_steps)
-  scratch_rows = replay.replay(scratch, args.periods)
-  refreshed = catalog_refresh.refresh(base.data_dir, warm.serving_model_dir)
-  periods = combine(warm_rows, scratch_rows)
+  warm_chains, scratch_chains = [], []
+  for repeat in range(1, args.repeats + 1):
+    folder = os.path.join(out, f"repeat{repeat}")
+    warm = dataclasses.replace(base, output_dir=os.path.join(folder, "warm"))
+    scratch = dataclasses.replace(
+        base, output_dir=os.path.join(folder, "scratch"),
+        trainer=dataclasses.replace(base.trainer, warm_start=False))
+    print(f"repeat {repeat}/{args.repeats}: warm chain, then scratch chain",
+          flush=True)
+    warm_chains.append(replay.replay(warm, args.periods, args.warm_steps))
+    scratch_chains.append(replay.replay(scratch, args.periods))
+    if repeat == 1:
+      refreshed = catalog_refresh.refresh(base.data_dir,
+                                          warm.serving_model_dir)
+  periods = combine(warm_chains, scratch_chains)
+  gaps = [p["warm_vs_scratch_recall@100"] for p in periods[1:]
+          if not p.get("skipped")]
   result = {
       "periods": periods,
       "catalog_refresh_seconds": round(refreshed.seconds, 1),
+      "warm_start_target": {
+          "warm_vs_scratch_recall@100": gaps, "allowed": -TARGET_GAP,
+          "met": all(g >= -TARGET_GAP for g in gaps),
+          "steps_share": args.warm_steps / args.steps},
       "settings": {"steps": args.steps, "warm_steps": args.warm_steps,
+                   "repeats": args.repeats,
                    "initial_fraction": 0.5, "max_rmse": base.max_rmse,
                    "min_recall_at_100": base.min_recall_at_100,
                    "max_recall_drop":

@@ -65,12 +65,22 @@ def latest_run(metadata_path: str) -> Run:
     LookupError: when the store has no run yet.
   """
   store = open_store(metadata_path)
-  runs = store.get_contexts_by_type(_RUN_CONTEXT)
-  if not runs:
+  contexts = _run_contexts(store)
+  if not contexts:
     raise LookupError(f"No pipeline run recorded in {metadata_path}: run "
                       "`recsys pipeline run` first.")
-  context = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
-  return _read_run(store, context)
+  return _read_run(store, contexts[-1])
+
+
+def all_runs(metadata_path: str) -> List[Run]:
+  """Every pipeline run in the store, oldest first (none: [])."""
+  store = open_store(metadata_path)
+  return [_read_run(store, c) for c in _run_contexts(store)]
+
+
+def _run_contexts(store) -> list:
+  return sorted(store.get_contexts_by_type(_RUN_CONTEXT),
+                key=lambda c: (c.create_time_since_epoch, c.id))
 
 
 def _read_run(store, context) -> Run:

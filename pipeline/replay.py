@@ -25,7 +25,7 @@ from absl import logging
 
 from components.movielens_example_gen import layouts
 from pipeline import configs
-from pipeline import evaluation
+from pipeline import lineage
 from pipeline import local_runner
 from trainer import contract
 from trainer.config import RUN_METRICS_FILE
@@ -137,29 +137,46 @@ def recall_unseen(model_dir: str, log: Log, period: Period,
   return {f"recall@{k}": float(np.mean(hits[k])) for k in ks}
 
 
-def _latest(config: configs.PipelineConfig, component: str, name: str):
-  return evaluation.latest_output(config.pipeline_root, component, name)
+def run_row(run: lineage.Run, log: Log, period: Period) -> Dict:
+  """What the table reports for one pipeline run of `period`, read from
+  what the run recorded in ML Metadata (its own Trainer, Evaluator and
+  Pusher outputs, never a later run's)."""
+  model_run = run.output("RecommenderTrainer", "model_run")
+  if model_run is None:
+    raise LookupError(f"run {run.name} has no trained model (stopped at a "
+                      f"gate?): see its report")
+  with tf.io.gfile.GFile(os.path.join(model_run, RUN_METRICS_FILE)) as f:
+    trained = json.loads(f.read())
+  model_dir = os.path.join(run.output("RecommenderTrainer", "model"),
+                           "Format-Serving")
+  blessing = _properties(run, "Evaluator", "blessing")
+  push = _properties(run, "AtomicPusher", "pushed_model")
+  return dict(steps=trained["steps"],
+              train_seconds=round(trained["train_seconds"], 1),
+              warm_started=trained.get("warm_start") is not None,
+              **recall_unseen(model_dir, log, period),
+              blessed=bool(blessing.get("blessed")),
+              pushed_version=(int(push["pushed_version"])
+                              if push.get("pushed") else None))
+
+
+def _properties(run: lineage.Run, component: str, key: str) -> Dict:
+  step = run.steps.get(component)
+  return step.output_properties.get(key, {}) if step else {}
 
 
 def run_period(config: configs.PipelineConfig, log: Log, period: Period
                ) -> Dict:
   """One pipeline run for `period`; returns what the table reports."""
-  before = contract.versions(config.serving_model_dir)
   local_runner.run(dataclasses.replace(
       config, train_until=period.train_until, eval_until=period.eval_until))
-  model_run = _latest(config, "RecommenderTrainer", "model_run")
-  with tf.io.gfile.GFile(os.path.join(model_run, RUN_METRICS_FILE)) as f:
-    trained = json.loads(f.read())
-  model_dir = os.path.join(_latest(config, "RecommenderTrainer", "model"),
-                           "Format-Serving")
-  _, blessed = evaluation.evaluation_rows(config.pipeline_root)
-  after = contract.versions(config.serving_model_dir)
-  pushed = after[-1] if after and after != before else None
-  return dict(steps=trained["steps"],
-              train_seconds=round(trained["train_seconds"], 1),
-              warm_started=trained.get("warm_start") is not None,
-              **recall_unseen(model_dir, log, period), blessed=bool(blessed),
-              pushed_version=pushed)
+  return run_row(lineage.latest_run(config.metadata_path), log, period)
+
+
+def read_log(config: configs.PipelineConfig) -> Log:
+  """The log within the config's timestamp window."""
+  return Log.read(config.data_dir, layouts.TimestampWindow(
+      config.min_timestamp, config.max_timestamp))
 
 
 def replay(config: configs.PipelineConfig, count: int,
@@ -169,8 +186,7 @@ def replay(config: configs.PipelineConfig, count: int,
   and skipped. The first run has no blessed model to start from and trains
   `config.train_steps`; later runs train `warm_steps` when warm-starting.
   """
-  log = Log.read(config.data_dir, layouts.TimestampWindow(
-      config.min_timestamp, config.max_timestamp))
+  log = read_log(config)
   rows = []
   for period in periods(log, count, initial_fraction):
     row = dataclasses.asdict(period)
@@ -189,6 +205,29 @@ def replay(config: configs.PipelineConfig, count: int,
                  steps)
     rows.append(dict(row, **run_period(
         dataclasses.replace(config, train_steps=steps), log, period)))
+  return rows
+
+
+def rows_from_store(config: configs.PipelineConfig, count: int,
+                    initial_fraction: float = 0.5) -> List[Dict]:
+  """The rows `replay` returned, rebuilt from a finished (or interrupted)
+  replay's metadata store without training anything: its runs, oldest
+  first, are the periods that were not skipped, in order. Stops at the
+  first period without a run. The store must hold this replay's runs only.
+  """
+  log = read_log(config)
+  runs = (iter(lineage.all_runs(config.metadata_path))
+          if os.path.exists(config.metadata_path) else iter(()))
+  rows = []
+  for period in periods(log, count, initial_fraction):
+    row = dataclasses.asdict(period)
+    if not period.interactions:
+      rows.append(dict(row, skipped=True))
+      continue
+    run = next(runs, None)
+    if run is None:
+      break
+    rows.append(dict(row, **run_row(run, log, period)))
   return rows
 
 

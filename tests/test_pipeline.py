@@ -20,6 +20,7 @@ from pipeline import configs
 from pipeline import evaluation
 from pipeline import lineage
 from pipeline import local_runner
+from pipeline import replay
 from pipeline import report
 from serving import client as client_lib
 from serving import explorer
@@ -407,6 +408,23 @@ def test_every_run_writes_a_self_contained_report(first_run, capsys):
   assert page.count("data:image/png;base64,") >= 2  # curve and metrics
   for external in ("http://", "https://", "src='/", 'src="/', "<link"):
     assert external not in page, external
+
+
+def test_replay_reads_each_periods_row_from_its_own_run(first_run):
+  """replay's row for a run comes from that run's record in ML Metadata
+  (how `bench-continuous --from-outputs` rebuilds an interrupted replay):
+  the Trainer's steps, the Evaluator's verdict, the version pushed, and
+  recall of the run's own model."""
+  runs = lineage.all_runs(first_run.metadata_path)
+  assert runs[-1].name == lineage.latest_run(first_run.metadata_path).name
+  assert [r.started for r in runs] == sorted(r.started for r in runs)
+  log = replay.read_log(first_run)
+  period = replay.periods(log, 1, initial_fraction=0.9)[0]
+  row = replay.run_row(runs[-1], log, period)
+  assert row["steps"] == first_run.train_steps and not row["warm_started"]
+  assert row["blessed"]
+  assert str(row["pushed_version"]) in os.listdir(first_run.serving_model_dir)
+  assert 0 < row["recall@10"] <= row["recall@100"] <= 1
 
 
 def test_fuzzed_requests_get_status_codes_and_change_nothing(served):

@@ -96,8 +96,8 @@ screenshots: env browser
 bench-scale: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/scale.py
 
-# Warm start vs from scratch over replayed periods (3 repeats of both chains,
-# ~80 min on 2 cores; --repeats 1 takes ~27), and the catalogue
+# Warm start vs from scratch over replayed periods (2 repeats of both chains,
+# ~45 min each on 2 cores, ~1.5 h in all), and the catalogue
 # refresh: bench/results/continuous.json and continuous.png.
 bench-continuous: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/continuous.py

@@ -213,7 +213,8 @@ def rows_from_store(config: configs.PipelineConfig, count: int,
   """The rows `replay` returned, rebuilt from a finished (or interrupted)
   replay's metadata store without training anything: its runs, oldest
   first, are the periods that were not skipped, in order. Stops at the
-  first period without a run. The store must hold this replay's runs only.
+  first period without a run that trained a model. The store must hold
+  this replay's runs only.
   """
   log = read_log(config)
   runs = (iter(lineage.all_runs(config.metadata_path))
@@ -227,7 +228,11 @@ def rows_from_store(config: configs.PipelineConfig, count: int,
     run = next(runs, None)
     if run is None:
       break
-    rows.append(dict(row, **run_row(run, log, period)))
+    try:
+      rows.append(dict(row, **run_row(run, log, period)))
+    except LookupError as e:  # interrupted, or stopped at a gate
+      logging.info("period %d: %s", period.period, e)
+      break
   return rows
 
 

@@ -210,7 +210,8 @@ def main(argv=None) -> int:
   module = tf.saved_model.load(version)
   window = index.IndexSettings.read(version).exclude_margin
   print(f"measuring {version}", flush=True)
-  new_rows = [dict(row, model=version) for row in
+  # The pushed model, named relative to the checkout (results are committed).
+  new_rows = [dict(row, model=os.path.relpath(version)) for row in
               rows(module, train, test, item_ids, genres, window)]
   for row in new_rows:
     print(json.dumps(row))

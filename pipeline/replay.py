@@ -17,7 +17,7 @@ user) and whether the model was blessed and which version was pushed.
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -179,14 +179,11 @@ def read_log(config: configs.PipelineConfig) -> Log:
       config.min_timestamp, config.max_timestamp))
 
 
-def replay(config: configs.PipelineConfig, count: int,
-           warm_steps: Optional[int] = None,
-           initial_fraction: float = 0.5) -> List[Dict]:
-  """Runs every period in order; a period without interactions is reported
-  and skipped. The first run has no blessed model to start from and trains
-  `config.train_steps`; later runs train `warm_steps` when warm-starting.
-  """
-  log = read_log(config)
+def _each_period(log: Log, count: int, initial_fraction: float,
+                 row_for: Callable[[Period], Optional[Dict]]) -> List[Dict]:
+  """The table's rows, one per period in order: a period without
+  interactions is reported and skipped, any other gets `row_for(period)`'s
+  columns; `row_for` returning None ends the table there."""
   rows = []
   for period in periods(log, count, initial_fraction):
     row = dataclasses.asdict(period)
@@ -195,6 +192,23 @@ def replay(config: configs.PipelineConfig, count: int,
                       period.period)
       rows.append(dict(row, skipped=True))
       continue
+    columns = row_for(period)
+    if columns is None:
+      break
+    rows.append(dict(row, **columns))
+  return rows
+
+
+def replay(config: configs.PipelineConfig, count: int,
+           warm_steps: Optional[int] = None,
+           initial_fraction: float = 0.5) -> List[Dict]:
+  """Runs every period in order; a period without interactions is reported
+  and skipped. The first run has no blessed model to start from and trains
+  `config.train_steps`; later runs train `warm_steps` when warm-starting.
+  """
+  log = read_log(config)
+
+  def train(period: Period) -> Dict:
     steps = config.train_steps
     if (config.trainer.warm_start and warm_steps and
         contract.versions(config.serving_model_dir)):
@@ -203,9 +217,10 @@ def replay(config: configs.PipelineConfig, count: int,
                  "interactions, %d steps", period.period, count,
                  period.train_until, period.eval_until, period.interactions,
                  steps)
-    rows.append(dict(row, **run_period(
-        dataclasses.replace(config, train_steps=steps), log, period)))
-  return rows
+    return run_period(dataclasses.replace(config, train_steps=steps), log,
+                      period)
+
+  return _each_period(log, count, initial_fraction, train)
 
 
 def rows_from_store(config: configs.PipelineConfig, count: int,
@@ -219,21 +234,18 @@ def rows_from_store(config: configs.PipelineConfig, count: int,
   log = read_log(config)
   runs = (iter(lineage.all_runs(config.metadata_path))
           if os.path.exists(config.metadata_path) else iter(()))
-  rows = []
-  for period in periods(log, count, initial_fraction):
-    row = dataclasses.asdict(period)
-    if not period.interactions:
-      rows.append(dict(row, skipped=True))
-      continue
+
+  def recorded(period: Period) -> Optional[Dict]:
     run = next(runs, None)
     if run is None:
-      break
+      return None
     try:
-      rows.append(dict(row, **run_row(run, log, period)))
+      return run_row(run, log, period)
     except LookupError as e:  # interrupted, or stopped at a gate
       logging.info("period %d: %s", period.period, e)
-      break
-  return rows
+      return None
+
+  return _each_period(log, count, initial_fraction, recorded)
 
 
 def format_rows(rows: List[Dict]) -> str:

@@ -38,6 +38,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from serving import batching
 from serving import explorer
+from serving import gate
 from serving import model_config
 from serving import protocol
 from serving import rest
@@ -45,6 +46,8 @@ from trainer import contract
 
 _State = get_model_status_pb2.ModelVersionStatus.State
 _GRPC_CODES = {code.value[0]: code.value for code in grpc.StatusCode}
+# Every model call in this process runs inside it; release_memory alone.
+EXECUTION = gate.ExecutionGate()
 
 
 class LoadedVersion:
@@ -106,7 +109,8 @@ class LoadedVersion:
   @staticmethod
   def _call(function, arrays: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     try:
-      outputs = function(**protocol.as_tensors(function, arrays))
+      with EXECUTION.call():
+        outputs = function(**protocol.as_tensors(function, arrays))
     except (tf.errors.InvalidArgumentError, ValueError, TypeError,
             OverflowError) as e:
       raise protocol.ProtocolError(grpc.StatusCode.INVALID_ARGUMENT,
@@ -122,12 +126,14 @@ def release_memory() -> None:
   reference cycles that only the cycle collector frees, and glibc keeps
   freed heap in its arenas unless asked to return it (malloc_trim). Without
   this a server that swaps versions grows by about a model's size per swap
-  (measured by `make bench-soak`)."""
-  gc.collect()
-  # The eager runtime caches a kernel per function and op it ran, keyed by
-  # fingerprint: entries of unloaded versions would stay forever.
+  (measured by `make bench-soak`). Both steps touch the eager runtime that
+  request threads are using, so no model call runs meanwhile (gate.py)."""
   from tensorflow.python.eager import context
-  context.context().clear_kernel_cache()
+  with EXECUTION.exclusive():
+    gc.collect()
+    # The eager runtime caches a kernel per function and op it ran, keyed by
+    # fingerprint: entries of unloaded versions would stay forever.
+    context.context().clear_kernel_cache()
   try:
     ctypes.CDLL("libc.so.6").malloc_trim(0)
   except (OSError, AttributeError):  # not glibc: nothing to trim
@@ -246,6 +252,7 @@ class Server:
     self.rest_read_timeout = rest_read_timeout
     self._poll_seconds = poll_seconds
     self._stop = threading.Event()
+    self._poller: Optional[threading.Thread] = None
     self.grpc = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
         options=[("grpc.max_receive_message_length", max_request_bytes)])
@@ -279,7 +286,8 @@ class Server:
   def start(self) -> "Server":
     self.poll()
     self.grpc.start()
-    threading.Thread(target=self._poll_loop, daemon=True).start()
+    self._poller = threading.Thread(target=self._poll_loop, daemon=True)
+    self._poller.start()
     if self.rest is not None:
       threading.Thread(target=self.rest.serve_forever, daemon=True).start()
     return self
@@ -292,7 +300,11 @@ class Server:
         logging.error("version poll failed: %s", e)
 
   def stop(self):
+    """Stops serving; a poll under way (a load, an unload) finishes first,
+    so nothing of this server runs after stop returns."""
     self._stop.set()
+    if self._poller is not None:
+      self._poller.join()
     self.grpc.stop(grace=1)
     if self.batcher is not None:
       self.batcher.stop()

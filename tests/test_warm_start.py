@@ -92,6 +92,39 @@ def test_rows_follow_ids_across_vocabularies(tmp_path):
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
+def _text_model(items, seed):
+  """With the text tower: text map and search tower, read only by the
+  loss, are created before warm start (build_variables)."""
+  tf.random.set_seed(seed)
+  table = np.random.default_rng(seed).normal(
+      size=(len(items) + 1, 6)).astype(np.float32)
+  model = RecommenderModel(
+      TrainerConfig(embedding_dim=4, hidden_units=4, history_length=2),
+      num_users=2, num_occupations=2,
+      item_probability=np.full(len(items) + 1, 1 / (len(items) + 1),
+                               np.float32),
+      text_table=table, search_query_tables=[table])
+  model.build_variables(toy_batch())
+  return model
+
+
+def test_text_map_and_search_tower_carry_over(tmp_path):
+  users, items = ["u1", "u2"], ["i1", "i2"]
+  old = _text_model(items, seed=0)
+  _export(old, users, items, str(tmp_path / "base"))
+  new = _text_model(["i2", "i1", "i3"], seed=1)
+  assert not np.array_equal(new.text_query_tower.out.kernel.numpy(),
+                            old.text_query_tower.out.kernel.numpy())
+  report = warm_start.warm_start(new, str(tmp_path / "base"), {
+      features.USER_VOCAB: users, features.ITEM_VOCAB: ["i2", "i1", "i3"]})
+  for layer in ("text_query_tower", "items"):
+    assert not any(layer in path for path in report.fresh), report.fresh
+  np.testing.assert_array_equal(new.text_query_tower.out.kernel.numpy(),
+                                old.text_query_tower.out.kernel.numpy())
+  np.testing.assert_array_equal(new.items.text_projection.kernel.numpy(),
+                                old.items.text_projection.kernel.numpy())
+
+
 def test_no_or_unreadable_base_trains_from_scratch(tmp_path):
   model = _model(["u1"], ["i1"])
   before = [w.numpy().copy() for w in model.weights]

@@ -104,6 +104,12 @@ class RecommenderModel(tfrs.models.Model):
         hide, tf.cast(self.oov_item, ids.dtype), ids)
     return out
 
+  def build_variables(self, batch: Dict[str, tf.Tensor]) -> None:
+    """Creates every variable a training step uses. A forward call is not
+    enough: only the loss reads the search tower and the text map, and
+    variables created later (in the first step) would miss warm start."""
+    self.compute_loss(batch, training=False)
+
   def call(self, inputs: Dict[str, tf.Tensor], training=False):
     inputs = self.with_text(inputs)
     query = self.query_tower(inputs)
@@ -131,8 +137,12 @@ class RecommenderModel(tfrs.models.Model):
       tables = self.search_query_tables
       # Optionally the search task only moves the text-query tower: the
       # candidate space stays shaped by what users watch.
-      target = (candidate if self.config.search_updates_candidates
-                else tf.stop_gradient(candidate))
+      only_new = self.items.text_for_new_items_only
+      if only_new:
+        loss += self.config.text_map_weight * self.items.text_map_loss(
+            item_idx)
+      target = (candidate if self.config.search_updates_candidates and
+                not only_new else tf.stop_gradient(candidate))
       for table in tables:
         text_query = self.text_query_tower(tf.gather(table, item_idx))
         loss += self.config.search_weight / len(tables) * self.search_task(

@@ -184,7 +184,7 @@ def start_from_base(model: RecommenderModel, train: tf.data.Dataset,
                     base_model: Optional[str]) -> Optional[dict]:
   """Creates the model's variables, then copies the base model's weights
   into them (see warm_start.py); returns what was carried over."""
-  model(next(iter(train)))
+  model.build_variables(next(iter(train)))
   users = [v.decode() for v in
            tft_output.vocabulary_by_name(features.USER_VOCAB)]
   report = warm_start.maybe_warm_start(

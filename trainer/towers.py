@@ -5,9 +5,11 @@ tower on, an item's text comes from the frozen BERT vectors computed once per
 catalogue: by vocabulary index from a table (training, history), or directly
 as a `TEXT_VECTOR` input (export: catalogue rows and brand-new items). An
 item is represented the same way as a candidate and inside a user's history
-(`ItemRepresentation`): its id embedding plus a trained projection of its
-text vector. Items unseen in training share
-the OOV id embedding, so their text is what tells them apart (cold start).
+(`ItemRepresentation`). By default (config.item_text_for="new_items") an
+item with an id row is that row alone, and an item without one (new since
+training, all sharing the OOV id) is its text mapped into the rows' space:
+its text is what tells it apart (cold start). With "every_item", every item
+is its id row plus a trained projection of its text.
 """
 import tensorflow as tf
 
@@ -52,6 +54,11 @@ class ItemRepresentation(tf.keras.layers.Layer):
                fine_tuned_text=None, **kwargs):
     super().__init__(**kwargs)
     self.use_text = config.use_text
+    if config.item_text_for not in ("new_items", "every_item"):
+      raise ValueError(f"item_text_for must be 'new_items' or 'every_item', "
+                       f"not {config.item_text_for!r}")
+    self.text_for_new_items_only = config.item_text_for == "new_items"
+    self.oov_row = num_items - 1
     self.id_embedding = tf.keras.layers.Embedding(num_items,
                                                   config.embedding_dim)
     self.top = None
@@ -77,6 +84,13 @@ class ItemRepresentation(tf.keras.layers.Layer):
     """ids: id-embedding rows; text from `text_vectors` if given, else from
     the table at `text_ids` (default: `ids`); none without `with_text`."""
     x = self.id_embedding(ids)
+    if self.use_text and with_text and self.text_for_new_items_only:
+      # Only an item's own text (catalogue rows, new items) can stand in for
+      # a missing id row; the vocabulary table has none for unknown ids.
+      if text_vectors is None:
+        return x
+      unknown = tf.equal(ids, self.oov_row)[..., tf.newaxis]
+      return tf.where(unknown, self.text_projection(text_vectors), x)
     if self.use_text and with_text:
       if text_vectors is not None:
         text = self.text_projection(text_vectors)
@@ -85,6 +99,16 @@ class ItemRepresentation(tf.keras.layers.Layer):
         text = tf.gather(projected, ids if text_ids is None else text_ids)
       x = x + text
     return x
+
+
+  def text_map_loss(self, ids) -> tf.Tensor:
+    """Mean squared distance from each known item's mapped text to its
+    (fixed) id row: teaches the text map where an id row would lie."""
+    known = tf.cast(tf.not_equal(ids, self.oov_row), tf.float32)
+    target = tf.stop_gradient(self.id_embedding(ids))
+    mapped = self.text_projection(tf.gather(self.text_vectors(), ids))
+    error = tf.reduce_sum(tf.square(mapped - target), axis=-1)
+    return tf.reduce_sum(error * known) / tf.maximum(tf.reduce_sum(known), 1.)
 
 
 class AttentionEncoder(tf.keras.layers.Layer):

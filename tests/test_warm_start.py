@@ -125,6 +125,30 @@ def test_text_map_and_search_tower_carry_over(tmp_path):
                                 old.items.text_projection.kernel.numpy())
 
 
+def test_a_base_of_another_design_trains_from_scratch(tmp_path):
+  """Same shapes, other meaning: a base whose recorded design differs (or
+  that records none) is not copied; the same design is."""
+  items = ["i1", "i2"]
+  vocabularies = {features.USER_VOCAB: ["u1", "u2"],
+                  features.ITEM_VOCAB: items}
+  old = _text_model(items, seed=0)
+  base = str(tmp_path / "base")
+  _export(old, ["u1", "u2"], items, base)
+  new = _text_model(items, seed=1)
+  design = new.config.design()
+  before = [w.numpy().copy() for w in new.weights]
+  assert warm_start.maybe_warm_start(new, base, vocabularies, design) is None
+  warm_start.write_design(base, dict(design, item_text_for="every_item"))
+  assert "item_text_for: 'every_item' -> 'new_items'" in (
+      warm_start.design_change(base, design))
+  assert warm_start.maybe_warm_start(new, base, vocabularies, design) is None
+  for b, w in zip(before, new.weights):
+    np.testing.assert_array_equal(b, w.numpy())
+  warm_start.write_design(base, design)
+  assert warm_start.design_change(base, design) is None
+  assert warm_start.maybe_warm_start(new, base, vocabularies, design).copied
+
+
 def test_no_or_unreadable_base_trains_from_scratch(tmp_path):
   model = _model(["u1"], ["i1"])
   before = [w.numpy().copy() for w in model.weights]

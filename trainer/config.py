@@ -22,6 +22,13 @@ RUN_METRICS_FILE = "metrics.json"
 TRAINING_CURVE_FILE = "training_curve.json"
 
 
+# TrainerConfig fields that decide the model's structure and what its
+# weights mean (TrainerConfig.design).
+DESIGN_FIELDS = ("use_text", "item_text_for", "text_in_history", "use_history",
+                 "history_encoder", "history_length", "embedding_dim",
+                 "hidden_units", "text_finetune_layers")
+
+
 @dataclasses.dataclass
 class TrainerConfig:
   embedding_dim: int = 64
@@ -109,6 +116,11 @@ class TrainerConfig:
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
+
+  def design(self) -> Dict[str, Any]:
+    """The fields that decide what the weights mean (not just their
+    shapes): a model of another design is no base to warm-start from."""
+    return {name: getattr(self, name) for name in DESIGN_FIELDS}
 
   def with_hyperparameters(self, hyperparameters: Optional[Dict[str, Any]]
                            ) -> "TrainerConfig":

@@ -189,7 +189,8 @@ def start_from_base(model: RecommenderModel, train: tf.data.Dataset,
            tft_output.vocabulary_by_name(features.USER_VOCAB)]
   report = warm_start.maybe_warm_start(
       model, base_model, {features.USER_VOCAB: users,
-                          features.ITEM_VOCAB: catalog.vocabulary})
+                          features.ITEM_VOCAB: catalog.vocabulary},
+      model.config.design())
   return dataclasses.asdict(report) if report else None
 
 
@@ -285,6 +286,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   module = export_models(model, tft_output, catalog, config, encoder,
                          fine_tuned, fn_args.serving_model_dir)
+  # What the next period's warm start checks before copying weights.
+  warm_start.write_design(fn_args.serving_model_dir, config.design())
   metrics = evaluate_in_process(
       module, [f for p in fn_args.eval_files for f in tf.io.gfile.glob(p)])
   logging.info("eval on %d examples: recall@100 %.4f  rmse %.4f",

@@ -12,6 +12,7 @@ attribute path (`model/query_tower/user_embedding/embeddings`), and its
 assets hold the Transform vocabularies it was trained with.
 """
 import dataclasses
+import json
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -33,6 +34,8 @@ ROW_KEYED = {
 # .towers.model (trainer/export.py).
 MODEL_PATH = ("towers", "model")
 _OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+# Where the Trainer records the design (TrainerConfig.design) it exported.
+DESIGN_PATH = os.path.join("assets.extra", "model_design.json")
 _VALUE = "VARIABLE_VALUE"
 _MAX_DEPTH = 12
 
@@ -184,12 +187,41 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
   return report
 
 
+def write_design(export_dir: str, design: Dict) -> None:
+  path = os.path.join(export_dir, DESIGN_PATH)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write(json.dumps(design, indent=1, sort_keys=True))
+
+
+def design_change(base_model_dir: str, design: Dict) -> Optional[str]:
+  """What differs between the base model's recorded design and `design`,
+  in words, or None when they agree."""
+  path = os.path.join(base_model_dir, DESIGN_PATH)
+  if not tf.io.gfile.exists(path):
+    return "it records no design (exported before designs were recorded)"
+  with tf.io.gfile.GFile(path) as f:
+    base = json.loads(f.read())
+  changed = [f"{k}: {base.get(k)!r} -> {v!r}" for k, v in sorted(
+      design.items()) if base.get(k) != v]
+  return "; ".join(changed) if changed else None
+
+
 def maybe_warm_start(model: tf.keras.Model, base_model_dir: Optional[str],
-                     vocabularies: Dict[str, List[str]]) -> Optional[Report]:
-  """warm_start, or None (train from scratch) when there is no base model or
-  it cannot be read: a broken base never stops a run."""
+                     vocabularies: Dict[str, List[str]],
+                     design: Optional[Dict] = None) -> Optional[Report]:
+  """warm_start, or None (train from scratch) when there is no base model,
+  it cannot be read, or (given `design`) it was trained with another design:
+  same-shaped weights of another design mean other things (an additive text
+  projection is no text map), and a run warm-started from them starts worse
+  than from scratch. A broken or foreign base never stops a run."""
   if not base_model_dir:
     logging.info("warm start: no blessed model yet; training from scratch")
+    return None
+  change = design_change(base_model_dir, design) if design else None
+  if change:
+    logging.warning("warm start: base model %s has another design (%s); "
+                    "training from scratch", base_model_dir, change)
     return None
   try:
     report = warm_start(model, base_model_dir, vocabularies)

@@ -9,6 +9,7 @@ import json
 import re
 import socketserver
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from http.server import HTTPServer
 from typing import Dict
@@ -179,12 +180,14 @@ def handler_class(server):
       return length
 
     def _discard(self, length: int) -> None:
-      """Reads and drops a refused body while it keeps arriving (a pause of
-      1 s ends it), so a client still sending gets our 413 rather than a
-      broken pipe."""
+      """Reads and drops a refused body while it keeps arriving, so a client
+      still sending gets our 413 rather than a broken pipe. A pause of 5 s
+      or the read deadline ends it. (A 1 s pause used to: a client in a busy
+      process stalled that long and got a broken pipe in CI.)"""
+      deadline = time.monotonic() + (self.timeout or 30.0)
       try:
-        self.connection.settimeout(min(1.0, self.timeout or 1.0))
-        while length > 0:
+        self.connection.settimeout(min(5.0, self.timeout or 5.0))
+        while length > 0 and time.monotonic() < deadline:
           chunk = self.rfile.read(min(length, 1 << 20))
           if not chunk:
             return

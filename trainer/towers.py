@@ -100,7 +100,6 @@ class ItemRepresentation(tf.keras.layers.Layer):
       x = x + text
     return x
 
-
   def text_map_loss(self, ids) -> tf.Tensor:
     """Mean squared distance from each known item's mapped text to its
     (fixed) id row: teaches the text map where an id row would lie."""

@@ -183,7 +183,7 @@ def handler_class(server):
       """Reads and drops a refused body while it keeps arriving, so a client
       still sending gets our 413 rather than a broken pipe. A pause of 5 s
       or the read deadline ends it. (A 1 s pause used to: a client in a busy
-      process stalled that long and got a broken pipe in CI.)"""
+      process stalled that long and got a broken pipe in a test run.)"""
       deadline = time.monotonic() + (self.timeout or 30.0)
       try:
         self.connection.settimeout(min(5.0, self.timeout or 5.0))

@@ -9,10 +9,11 @@ before it publishes. ScaNN's ops are allowed only in the ScaNN twin, which
 needs a ScaNN-enabled server.
 """
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
-from typing import List, Set
+from typing import FrozenSet, List, Set
 
 from tensorflow.core.protobuf import saved_model_pb2
 
@@ -81,18 +82,25 @@ def op_types(saved_model_dir: str) -> Set[str]:
   return ops - functions
 
 
-def not_in_core_tf(ops: Set[str]) -> Set[str]:
-  """Ops core TF does not register, asked of a fresh interpreter that has
-  imported nothing but TensorFlow (this process may have loaded TF Text
-  or ScaNN, which register theirs)."""
-  code = ("import sys\n"
-          "from tensorflow.python.framework import op_def_registry as r\n"
-          "print('\\n'.join(o for o in sys.stdin.read().split() "
-          "if r.get(o) is None))")
-  out = subprocess.run([sys.executable, "-c", code], input="\n".join(ops),
-                       capture_output=True, text=True, check=True,
+@functools.lru_cache(maxsize=1)
+def core_tf_ops() -> FrozenSet[str]:
+  """Every op core TF registers, asked once per process of a fresh
+  interpreter that has imported nothing but TensorFlow (this process may
+  have loaded TF Text or ScaNN, which register theirs)."""
+  code = ("from tensorflow.core.framework import op_def_pb2\n"
+          "from tensorflow.python.client import pywrap_tf_session as c\n"
+          "ops = op_def_pb2.OpList()\n"
+          "ops.ParseFromString(c.TF_GetBuffer(c.TF_GetAllOpList()))\n"
+          "print('\\n'.join(o.name for o in ops.op))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                       text=True, check=True,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-  return set(out.stdout.split())
+  return frozenset(out.stdout.split())
+
+
+def not_in_core_tf(ops: Set[str]) -> Set[str]:
+  """The ops of `ops` that core TF does not register."""
+  return set(ops) - core_tf_ops()
 
 
 def check(path: str) -> Report:

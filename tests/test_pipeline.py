@@ -56,7 +56,10 @@ def config(sliced_data, text_encoder_dir, tmp_path_factory):
       # A stronger taste weight than the default, so personalized_search's
       # effect is plain to see.
       trainer=TrainerConfig(batch_size=256, search_personalization=1.0),
-      min_recall_at_100=0.05, max_rmse=2.0, beam_workers=2)
+      min_recall_at_100=0.05, max_rmse=2.0,
+      # Beam in one process: 45 s less than two worker processes here;
+      # test_example_gen runs ExampleGen (our one Beam code) on two.
+      beam_workers=1)
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,10 @@ class TrainerConfig:
   hidden_units: int = 128
   batch_size: int = 1024
   learning_rate: float = 0.01
+  # Seeds TF, NumPy and Python before the model is built and the data
+  # shuffled, so a run with the same inputs and config trains the same model
+  # (bench-continuous compares warm and scratch runs one to one).
+  seed: int = 1
   # Softmax temperature over L2-normalised dot products (cosine / temperature).
   temperature: float = 0.05
   retrieval_weight: float = 1.0

@@ -255,6 +255,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   config = TrainerConfig.from_custom_config(
       fn_args.custom_config).with_hyperparameters(fn_args.hyperparameters)
   logging.info("Trainer config: %s", json.dumps(config.to_dict()))
+  tf.keras.utils.set_random_seed(config.seed)
   tft_output = tft.TFTransformOutput(fn_args.transform_output)
   # The exported towers encode new text in-graph, so the encoder is loaded
   # even when the catalogue's vectors come from ItemTextEmbedder.

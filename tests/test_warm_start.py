@@ -7,6 +7,7 @@ import tensorflow as tf
 from model_fixtures import toy_batch
 
 from trainer import features
+from trainer import task
 from trainer import warm_start
 from trainer.config import TrainerConfig
 from trainer.model import RecommenderModel
@@ -123,6 +124,13 @@ def test_text_map_and_search_tower_carry_over(tmp_path):
                                 old.text_query_tower.out.kernel.numpy())
   np.testing.assert_array_equal(new.items.text_projection.kernel.numpy(),
                                 old.items.text_projection.kernel.numpy())
+  # i3 is new: its row starts where the carried text map puts its text
+  # (what the old model served it as), not at random; i2's is carried.
+  rows = new.items.id_embedding.embeddings.numpy()
+  np.testing.assert_allclose(rows[2], new.items.text_projection(
+      new.items.text_vectors()[2:3]).numpy()[0], atol=1e-6)
+  np.testing.assert_array_equal(
+      rows[0], old.items.id_embedding.embeddings.numpy()[1])
 
 
 def test_a_base_of_another_design_trains_from_scratch(tmp_path):
@@ -162,3 +170,29 @@ def test_no_or_unreadable_base_trains_from_scratch(tmp_path):
                                      vocabularies) is None
   for b, w in zip(before, model.weights):
     np.testing.assert_array_equal(b, w.numpy())
+
+
+def test_warm_started_runs_use_their_own_learning_rate():
+  config = TrainerConfig(learning_rate=0.01, warm_start_learning_rate=0.002)
+  assert task.learning_rate(config, warm_started=False) == 0.01
+  assert task.learning_rate(config, warm_started=True) == 0.002
+
+
+def test_shrink_blends_the_base_with_a_fresh_start(tmp_path):
+  items = ["i1", "i2"]
+  vocabularies = {features.USER_VOCAB: ["u1", "u2"],
+                  features.ITEM_VOCAB: items}
+  old = _text_model(items, seed=0)
+  _export(old, ["u1", "u2"], items, str(tmp_path / "base"))
+  new = _text_model(items, seed=1)
+  fresh = new.candidate_tower.out.kernel.numpy().copy()
+  fresh_rows = new.items.id_embedding.embeddings.numpy().copy()
+  warm_start.warm_start(new, str(tmp_path / "base"), vocabularies,
+                        shrink=0.4)
+  np.testing.assert_allclose(
+      new.candidate_tower.out.kernel.numpy(),
+      0.4 * old.candidate_tower.out.kernel.numpy() + 0.6 * fresh, atol=1e-6)
+  np.testing.assert_allclose(
+      new.items.id_embedding.embeddings.numpy(),
+      0.4 * old.items.id_embedding.embeddings.numpy() + 0.6 * fresh_rows,
+      atol=1e-6)

@@ -190,8 +190,14 @@ def start_from_base(model: RecommenderModel, train: tf.data.Dataset,
   report = warm_start.maybe_warm_start(
       model, base_model, {features.USER_VOCAB: users,
                           features.ITEM_VOCAB: catalog.vocabulary},
-      model.config.design())
+      model.config.design(), model.config.warm_start_shrink)
   return dataclasses.asdict(report) if report else None
+
+
+def learning_rate(config: TrainerConfig, warm_started: bool) -> float:
+  """The optimizer's learning rate for this run."""
+  return (config.warm_start_learning_rate if warm_started
+          else config.learning_rate)
 
 
 def fit(model: RecommenderModel, train: tf.data.Dataset, steps: int,
@@ -278,7 +284,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     warm = start_from_base(model, train, tft_output, catalog,
                            fn_args.base_model if config.warm_start else None)
     model.compile(optimizer=tf.keras.optimizers.Adam(
-        config.warm_start_learning_rate if warm else config.learning_rate))
+        learning_rate(config, warm_started=warm is not None)))
   seconds = fit(model, train, fn_args.train_steps, config,
                 fn_args.model_run_dir)
   if not is_chief():

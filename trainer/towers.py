@@ -100,6 +100,20 @@ class ItemRepresentation(tf.keras.layers.Layer):
       x = x + text
     return x
 
+  def start_rows_from_text(self, rows) -> None:
+    """Sets the id rows `rows` (items new to a warm-started model) to where
+    the model's text puts those items: the text map's vector ("new_items",
+    exactly what the base model served them as), or zero ("every_item",
+    leaving the projected text alone). A random row would rank a new item
+    by noise until enough steps had moved it."""
+    if not self.use_text or not len(rows):
+      return
+    rows = tf.constant(rows, tf.int64)
+    start = self.text_projection(tf.gather(self.text_vectors(), rows))
+    if not self.text_for_new_items_only:
+      start = tf.zeros_like(start)
+    self.id_embedding.embeddings.scatter_nd_update(rows[:, tf.newaxis], start)
+
   def text_map_loss(self, ids) -> tf.Tensor:
     """Mean squared distance from each known item's mapped text to its
     (fixed) id row: teaches the text map where an id row would lie."""

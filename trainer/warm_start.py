@@ -139,7 +139,8 @@ def remap_rows(old: np.ndarray, old_ids: List[str], new: np.ndarray,
 
 
 def warm_start(model: tf.keras.Model, base_model_dir: str,
-               vocabularies: Dict[str, List[str]]) -> Report:
+               vocabularies: Dict[str, List[str]],
+               shrink: float = 1.0) -> Report:
   """Copies the base model's weights into `model` (built, untrained).
 
   Args:
@@ -159,6 +160,7 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
   shapes = reader.get_variable_to_shape_map()
   report = Report(base_model=base_model_dir)
   done = set()
+  new_items = []
   for path, variable in sorted(model_variables(model).items()):
     if id(variable) in done:
       continue
@@ -169,9 +171,13 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
     vocabulary = next((v for suffix, v in ROW_KEYED.items()
                        if path.endswith(suffix)), None)
     if vocabulary is not None and vocabulary in vocabularies:
-      value, carried = remap_rows(
-          old, read_vocabulary(base_model_dir, vocabulary),
-          variable.numpy(), vocabularies[vocabulary])
+      base_ids = read_vocabulary(base_model_dir, vocabulary)
+      value, carried = remap_rows(old, base_ids, variable.numpy(),
+                                  vocabularies[vocabulary])
+      if vocabulary == features.ITEM_VOCAB:
+        known = set(base_ids)
+        new_items = [i for i, item in enumerate(vocabularies[vocabulary])
+                     if item not in known]
       report.carried_rows[vocabulary] = carried
       report.new_rows[vocabulary] = (len(vocabularies[vocabulary]) -
                                      carried)
@@ -179,29 +185,45 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
       value = old
     else:
       continue
+    if shrink != 1.0:  # shrink and perturb (Ash & Adams 2020)
+      value = shrink * value + (1.0 - shrink) * variable.numpy()
     variable.assign(value)
     report.copied += 1
+  # After the text map has been copied: new items start where it puts them.
+  items = getattr(model, "items", None)
+  if new_items and hasattr(items, "start_rows_from_text"):
+    items.start_rows_from_text(new_items)
   unique = {id(v): p for p, v in sorted(model_variables(model).items(),
                                         reverse=True)}
   report.fresh = sorted(p for i, p in unique.items() if i not in done)
   return report
 
 
-def write_design(export_dir: str, design: Dict) -> None:
-  path = os.path.join(export_dir, DESIGN_PATH)
+def _write_extra(export_dir: str, relative: str, record: Dict) -> None:
+  path = os.path.join(export_dir, relative)
   tf.io.gfile.makedirs(os.path.dirname(path))
   with tf.io.gfile.GFile(path, "w") as f:
-    f.write(json.dumps(design, indent=1, sort_keys=True))
+    f.write(json.dumps(record, indent=1, sort_keys=True))
+
+
+def _read_extra(model_dir: str, relative: str) -> Optional[Dict]:
+  path = os.path.join(model_dir, relative)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.loads(f.read())
+
+
+def write_design(export_dir: str, design: Dict) -> None:
+  _write_extra(export_dir, DESIGN_PATH, design)
 
 
 def design_change(base_model_dir: str, design: Dict) -> Optional[str]:
   """What differs between the base model's recorded design and `design`,
   in words, or None when they agree."""
-  path = os.path.join(base_model_dir, DESIGN_PATH)
-  if not tf.io.gfile.exists(path):
+  base = _read_extra(base_model_dir, DESIGN_PATH)
+  if base is None:
     return "it records no design (exported before designs were recorded)"
-  with tf.io.gfile.GFile(path) as f:
-    base = json.loads(f.read())
   changed = [f"{k}: {base.get(k)!r} -> {v!r}" for k, v in sorted(
       design.items()) if base.get(k) != v]
   return "; ".join(changed) if changed else None
@@ -209,7 +231,8 @@ def design_change(base_model_dir: str, design: Dict) -> Optional[str]:
 
 def maybe_warm_start(model: tf.keras.Model, base_model_dir: Optional[str],
                      vocabularies: Dict[str, List[str]],
-                     design: Optional[Dict] = None) -> Optional[Report]:
+                     design: Optional[Dict] = None,
+                     shrink: float = 1.0) -> Optional[Report]:
   """warm_start, or None (train from scratch) when there is no base model,
   it cannot be read, or (given `design`) it was trained with another design:
   same-shaped weights of another design mean other things (an additive text
@@ -224,7 +247,7 @@ def maybe_warm_start(model: tf.keras.Model, base_model_dir: Optional[str],
                     "training from scratch", base_model_dir, change)
     return None
   try:
-    report = warm_start(model, base_model_dir, vocabularies)
+    report = warm_start(model, base_model_dir, vocabularies, shrink)
   except (BaseModelUnreadable, tf.errors.OpError, KeyError, ValueError) as e:
     logging.warning("warm start: cannot read base model %s (%s); training "
                     "from scratch", base_model_dir, e)

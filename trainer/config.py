@@ -36,8 +36,9 @@ class TrainerConfig:
   batch_size: int = 1024
   learning_rate: float = 0.01
   # Seeds TF, NumPy and Python before the model is built and the data
-  # shuffled, so a run with the same inputs and config trains the same model
-  # (bench-continuous compares warm and scratch runs one to one).
+  # shuffled: initial weights and shuffling follow it. Not repeatable to the
+  # digit (multi-threaded CPU kernels still vary): two seeded runs of the
+  # replay's period 1 differed (bench/continuous.py).
   seed: int = 1
   # Softmax temperature over L2-normalised dot products (cosine / temperature).
   temperature: float = 0.05

@@ -182,6 +182,10 @@ def main(argv=None) -> int:
                       "replays already under --output-dir (e.g. after an "
                       "interrupted run); a repeat counts if both of its "
                       "chains ran every period")
+  parser.add_argument("--resume", action="store_true",
+                      help="read repeats whose replays already finished "
+                      "under --output-dir from their stores and run the "
+                      "others (e.g. --repeats 2 after a --repeats 1 run)")
   args = parser.parse_args(argv)
   out = os.path.abspath(args.output_dir)
   base = configs.PipelineConfig(
@@ -207,13 +211,20 @@ def main(argv=None) -> int:
     scratch = dataclasses.replace(
         base, output_dir=os.path.join(folder, "scratch"),
         trainer=dataclasses.replace(seeded, warm_start=False))
-    if args.from_outputs:
-      chains = (replay.rows_from_store(warm, args.periods),
-                replay.rows_from_store(scratch, args.periods))
-      if min(len(rows) for rows in chains) < args.periods:
+    chains = None
+    if args.from_outputs or args.resume:
+      recorded = (replay.rows_from_store(warm, args.periods),
+                  replay.rows_from_store(scratch, args.periods))
+      if min(len(rows) for rows in recorded) >= args.periods:
+        chains = recorded
+      elif args.from_outputs:
         print(f"repeat {repeat}: not every period ran; left out", flush=True)
         continue
-    else:
+      elif os.path.exists(folder):
+        print(f"{folder} holds an unfinished replay: delete it to run "
+              f"repeat {repeat} again", file=sys.stderr)
+        return 1
+    if chains is None:
       print(f"repeat {repeat}/{args.repeats}: warm chain, then scratch "
             f"chain", flush=True)
       chains = (replay.replay(warm, args.periods, args.warm_steps),

@@ -9,7 +9,10 @@ their fresh initialisation, the OOV row carries over); every other variable
 unchanged. The base model is the exported SavedModel of the latest blessed
 run: its variables are a checkpoint whose object graph names each variable by
 attribute path (`model/query_tower/user_embedding/embeddings`), and its
-assets hold the Transform vocabularies it was trained with.
+assets hold the Transform vocabularies it was trained with. New items' rows
+start where the carried text map puts them. The copy can then be shrunk
+toward the fresh initialisation (`shrink`; TrainerConfig.warm_start_shrink
+says why and how much).
 """
 import dataclasses
 import json
@@ -48,6 +51,7 @@ class Report:
   fresh: List[str] = dataclasses.field(default_factory=list)
   carried_rows: Dict[str, int] = dataclasses.field(default_factory=dict)
   new_rows: Dict[str, int] = dataclasses.field(default_factory=dict)
+  shrink: float = 1.0  # copied weights = shrink * base + (1 - shrink) * fresh
 
 
 class BaseModelUnreadable(ValueError):
@@ -158,7 +162,7 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
     raise BaseModelUnreadable(str(e).split("\n")[0]) from None
   keys = checkpoint_keys(reader)
   shapes = reader.get_variable_to_shape_map()
-  report = Report(base_model=base_model_dir)
+  report = Report(base_model=base_model_dir, shrink=shrink)
   done = set()
   new_items = []
   for path, variable in sorted(model_variables(model).items()):

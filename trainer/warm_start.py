@@ -127,19 +127,20 @@ def read_vocabulary(model_dir: str, name: str) -> List[str]:
 
 
 def remap_rows(old: np.ndarray, old_ids: List[str], new: np.ndarray,
-               new_ids: List[str]) -> Tuple[np.ndarray, int]:
+               new_ids: List[str]) -> Tuple[np.ndarray, List[int]]:
   """`new` with the rows of ids also in `old_ids` (and the OOV rows)
-  copied from `old`; returns (table, rows carried over)."""
+  copied from `old`; returns (table, rows of the ids `old_ids` lacks)."""
   oov = preprocessing.OOV_BUCKETS
   table = new.copy()
   old_row = {item: i for i, item in enumerate(old_ids)}
-  carried = 0
+  uncarried = []
   for i, item in enumerate(new_ids):
     if item in old_row:
       table[i] = old[old_row[item]]
-      carried += 1
+    else:
+      uncarried.append(i)
   table[-oov:] = old[-oov:]
-  return table, carried
+  return table, uncarried
 
 
 def warm_start(model: tf.keras.Model, base_model_dir: str,
@@ -175,16 +176,14 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
     vocabulary = next((v for suffix, v in ROW_KEYED.items()
                        if path.endswith(suffix)), None)
     if vocabulary is not None and vocabulary in vocabularies:
-      base_ids = read_vocabulary(base_model_dir, vocabulary)
-      value, carried = remap_rows(old, base_ids, variable.numpy(),
-                                  vocabularies[vocabulary])
+      value, uncarried = remap_rows(
+          old, read_vocabulary(base_model_dir, vocabulary),
+          variable.numpy(), vocabularies[vocabulary])
       if vocabulary == features.ITEM_VOCAB:
-        known = set(base_ids)
-        new_items = [i for i, item in enumerate(vocabularies[vocabulary])
-                     if item not in known]
-      report.carried_rows[vocabulary] = carried
-      report.new_rows[vocabulary] = (len(vocabularies[vocabulary]) -
-                                     carried)
+        new_items = uncarried
+      report.carried_rows[vocabulary] = (len(vocabularies[vocabulary]) -
+                                         len(uncarried))
+      report.new_rows[vocabulary] = len(uncarried)
     elif list(shapes[keys[path]]) == variable.shape.as_list():
       value = old
     else:
@@ -203,31 +202,21 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
   return report
 
 
-def _write_extra(export_dir: str, relative: str, record: Dict) -> None:
-  path = os.path.join(export_dir, relative)
+def write_design(export_dir: str, design: Dict) -> None:
+  path = os.path.join(export_dir, DESIGN_PATH)
   tf.io.gfile.makedirs(os.path.dirname(path))
   with tf.io.gfile.GFile(path, "w") as f:
-    f.write(json.dumps(record, indent=1, sort_keys=True))
-
-
-def _read_extra(model_dir: str, relative: str) -> Optional[Dict]:
-  path = os.path.join(model_dir, relative)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.loads(f.read())
-
-
-def write_design(export_dir: str, design: Dict) -> None:
-  _write_extra(export_dir, DESIGN_PATH, design)
+    f.write(json.dumps(design, indent=1, sort_keys=True))
 
 
 def design_change(base_model_dir: str, design: Dict) -> Optional[str]:
   """What differs between the base model's recorded design and `design`,
   in words, or None when they agree."""
-  base = _read_extra(base_model_dir, DESIGN_PATH)
-  if base is None:
+  path = os.path.join(base_model_dir, DESIGN_PATH)
+  if not tf.io.gfile.exists(path):
     return "it records no design (exported before designs were recorded)"
+  with tf.io.gfile.GFile(path) as f:
+    base = json.loads(f.read())
   changed = [f"{k}: {base.get(k)!r} -> {v!r}" for k, v in sorted(
       design.items()) if base.get(k) != v]
   return "; ".join(changed) if changed else None

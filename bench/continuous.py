@@ -175,7 +175,7 @@ def main(argv=None) -> int:
                       help="absolute RMSE floor; the pipeline's 1.10 is set "
                       "for 90%% of the log, and the initial window trains on "
                       "half of it (period 1 measured 1.125 at 400 steps)")
-  parser.add_argument("--repeats", type=int, default=2,
+  parser.add_argument("--repeats", type=int, default=3,
                       help="replays of both chains; the table shows means")
   parser.add_argument("--from-outputs", action="store_true",
                       help="train nothing: rebuild the table from the "

@@ -655,31 +655,69 @@ def _artifact(artifact_type, uri, **properties):
   return artifact
 
 
+def _trainer_inputs(config):
+  """The first run's Examples, TransformGraph and ItemEmbeddings artifacts,
+  as the Trainer and Tuner executors receive them."""
+  from tfx.types import artifact_utils
+  from tfx.types import standard_artifacts
+
+  from components.item_text_embedder.component import ItemEmbeddings
+  examples = _artifact(
+      standard_artifacts.Examples,
+      _latest(config, "MovieLensExampleGen", "examples"),
+      split_names=artifact_utils.encode_split_names(
+          [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.CATALOG_SPLIT]))
+  return {
+      "examples": [examples],
+      "transform_graph": [_artifact(standard_artifacts.TransformGraph,
+                                    _latest(config, "Transform",
+                                            "transform_graph"))],
+      "item_embeddings": [_artifact(ItemEmbeddings, _latest(
+          config, "ItemTextEmbedder", "item_embeddings"))],
+  }
+
+
+def test_seeded_training_repeats_to_the_digit(first_run, tmp_path):
+  """TrainerConfig.seed with .deterministic (the default): the Trainer's own
+  input path and model, trained twice from the same artifacts, end with
+  the same weights; another seed does not. The replay benchmark's
+  warm-vs-scratch margins are only readable because of it."""
+  from tfx.components.trainer import fn_args_utils
+
+  from components.recommender_trainer import executor as trainer_executor
+  from trainer import task
+  inputs = _trainer_inputs(first_run)
+
+  def weights(seed):
+    custom = dict(first_run.trainer_custom_config(), seed=seed)
+    fn_args = fn_args_utils.get_common_fn_args(inputs, {
+        "custom_config": json.dumps(custom),
+        "train_args": '{"num_steps": 15}', "eval_args": '{"num_steps": 0}'})
+    fn_args.custom_config.update(trainer_executor.catalog_locations(inputs))
+    fn_args.model_run_dir = str(tmp_path / f"run-{seed}-{time.time()}")
+    run = task.train(fn_args)
+    assert run.config.seed == seed and run.config.deterministic
+    return [w.numpy() for w in run.model.weights]
+
+  first, again, other = weights(1), weights(1), weights(2)
+  assert len(first) == len(again) > 10
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, b)
+  assert any(a.shape == b.shape and not np.array_equal(a, b)
+             for a, b in zip(first, other))
+
+
 def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
     first_run, tmp_path):
   """A tiny search (2 trials, 5 steps) through RecommenderTuner's executor
   over the pipeline's own artifacts; the best values are TrainerConfig
   fields and the pipeline wires them into the Trainer."""
   from tfx.dsl.components.base import base_executor
-  from tfx.types import artifact_utils
   from tfx.types import standard_artifacts
 
-  from components.item_text_embedder.component import ItemEmbeddings
   from components.recommender_tuner import executor as tuner_executor
   from pipeline import pipeline as pipeline_lib
-  examples = _artifact(
-      standard_artifacts.Examples,
-      _latest(first_run, "MovieLensExampleGen", "examples"),
-      split_names=artifact_utils.encode_split_names(
-          [features.TRAIN_SPLIT, features.EVAL_SPLIT, features.CATALOG_SPLIT]))
-  inputs = {
-      "examples": [examples],
-      "transform_graph": [_artifact(standard_artifacts.TransformGraph,
-                                    _latest(first_run, "Transform",
-                                            "transform_graph"))],
-      "item_embeddings": [_artifact(ItemEmbeddings, _latest(
-          first_run, "ItemTextEmbedder", "item_embeddings"))],
-  }
+  inputs = _trainer_inputs(first_run)
   best = _artifact(standard_artifacts.HyperParameters, str(tmp_path / "best"))
   outputs = {"best_hyperparameters": [best],
              "tuner_results": [_artifact(standard_artifacts.TunerResults,

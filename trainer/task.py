@@ -76,11 +76,12 @@ class ProgressLogger(tf.keras.callbacks.Callback):
 
 
 def _input_fn(files: List[str], data_accessor, tft_output, batch_size: int,
-              shuffle: bool, repeat: bool) -> tf.data.Dataset:
+              shuffle: bool, repeat: bool,
+              seed: Optional[int] = None) -> tf.data.Dataset:
   """Raw examples -> batches of transformed features (label included)."""
   dataset = data_accessor.tf_dataset_factory(
       files, tfxio.TensorFlowDatasetOptions(
-          batch_size=batch_size, shuffle=shuffle,
+          batch_size=batch_size, shuffle=shuffle, shuffle_seed=seed,
           num_epochs=None if repeat else 1, drop_final_batch=repeat),
       tft_output.raw_metadata.schema)
   tft_layer = tft_output.transform_features_layer()
@@ -256,13 +257,30 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
   return stock
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-  """Prepare the catalogue and its text, build and fit the model, export."""
+@dataclasses.dataclass
+class TrainedRun:
+  """What training hands to the export: the fitted model and what it was
+  built from."""
+  config: TrainerConfig
+  model: RecommenderModel
+  tft_output: tft.TFTransformOutput
+  catalog: catalog_lib.Catalog
+  encoder: Optional[TextEncoder]
+  fine_tuned: Optional[tuple]
+  warm_start: Optional[dict]
+  seconds: float
+
+
+def train(fn_args: tfx.components.FnArgs) -> TrainedRun:
+  """Prepare the catalogue and its text, build the model (warm-started if a
+  base is handed over) and fit it."""
   config = TrainerConfig.from_custom_config(
       fn_args.custom_config).with_hyperparameters(fn_args.hyperparameters)
   logging.info("Trainer config: %s", json.dumps(config.to_dict()))
   tf.keras.utils.set_random_seed(config.seed)
-  tft_output = tft.TFTransformOutput(fn_args.transform_output)
+  if config.deterministic:
+    tf.config.experimental.enable_op_determinism()
+  tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   # The exported towers encode new text in-graph, so the encoder is loaded
   # even when the catalogue's vectors come from ItemTextEmbedder.
   encoder = (TextEncoder(fn_args.custom_config[TEXT_ENCODER_DIR_KEY],
@@ -274,32 +292,42 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
   layers = config.text_finetune_layers if config.use_text else 0
   states = catalog.fine_tuning_states(encoder, layers) if layers else None
 
-  train = _input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
-                    config.batch_size, shuffle=True, repeat=True)
+  data = _input_fn(fn_args.train_files, fn_args.data_accessor, tft_output,
+                   config.batch_size, shuffle=True, repeat=True,
+                   seed=config.seed)
 
   with make_strategy(config.distribution).scope():
     fine_tuned = (states, FineTunedTop(encoder.encoder, layers)) if layers \
         else None
     model = build_model(config, tft_output, catalog, fine_tuned)
-    warm = start_from_base(model, train, tft_output, catalog,
+    warm = start_from_base(model, data, tft_output, catalog,
                            fn_args.base_model if config.warm_start else None)
     model.compile(optimizer=tf.keras.optimizers.Adam(
         learning_rate(config, warm_started=warm is not None)))
-  seconds = fit(model, train, fn_args.train_steps, config,
+  seconds = fit(model, data, fn_args.train_steps, config,
                 fn_args.model_run_dir)
+  return TrainedRun(config, model, tft_output, catalog, encoder, fine_tuned,
+                    warm, seconds)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+  """Train, then (on the chief) export, evaluate in process and record."""
+  run = train(fn_args)
   if not is_chief():
     logging.info("non-chief worker: training done, the chief exports")
     return
 
-  module = export_models(model, tft_output, catalog, config, encoder,
-                         fine_tuned, fn_args.serving_model_dir)
+  module = export_models(run.model, run.tft_output, run.catalog, run.config,
+                         run.encoder, run.fine_tuned,
+                         fn_args.serving_model_dir)
   # What the next period's warm start checks before copying weights.
-  warm_start.write_design(fn_args.serving_model_dir, config.design())
+  warm_start.write_design(fn_args.serving_model_dir, run.config.design())
   metrics = evaluate_in_process(
       module, [f for p in fn_args.eval_files for f in tf.io.gfile.glob(p)])
   logging.info("eval on %d examples: recall@100 %.4f  rmse %.4f",
                metrics["examples"], metrics["recall@100"], metrics["rmse"])
   with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir,
                                       RUN_METRICS_FILE), "w") as f:
-    f.write(json.dumps(dict(metrics, train_seconds=seconds,
-                            steps=fn_args.train_steps, warm_start=warm)))
+    f.write(json.dumps(dict(metrics, train_seconds=run.seconds,
+                            steps=fn_args.train_steps,
+                            warm_start=run.warm_start)))

@@ -10,11 +10,12 @@ catalogue, no training). Writes bench/results/continuous.json and
 continuous.png and prints the table.
 
 Each repeat seeds training (TrainerConfig.seed) with its own number, the
-same in both chains. Seeding does not make a run repeatable to the digit
-(TF's multi-threaded CPU kernels and the input pipeline still vary): period
-1, where both chains train the same model, differs between them, and that
-difference is the noise floor of the table (before seeding, 2.7% and 5.0%
-in recall@100 in two replays, more than the 1% the target asks to resolve).
+same in both chains, and training is deterministic (TrainerConfig.
+deterministic, the default): period 1, where both chains train the same
+model, comes out the same to the digit in both, which the table shows.
+Before that, the two chains' period 1 differed by 2.7% and 5.0% in
+recall@100 unseeded and 2.2% on average seeded, more than the 1% the target
+asks to resolve. Different seeds still differ (by ±1-2% in a period), so
 `--repeats` replays both chains that many times, seeds 1, 2, ... (each
 repeat its own stores); the table and the target use the mean recall over
 repeats and show the spread.

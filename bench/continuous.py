@@ -206,7 +206,8 @@ def main(argv=None) -> int:
   warm_chains, scratch_chains = [], []
   for repeat in range(1, args.repeats + 1):
     folder = os.path.join(out, f"repeat{repeat}")
-    seeded = dataclasses.replace(base.trainer, seed=repeat)
+    seeded = dataclasses.replace(base.trainer, seed=repeat,
+                                 deterministic=True)
     warm = dataclasses.replace(base, output_dir=os.path.join(folder, "warm"),
                                trainer=seeded)
     scratch = dataclasses.replace(

@@ -38,13 +38,17 @@ class TrainerConfig:
   # Seeds TF, NumPy and Python before the model is built and seeds the input
   # shuffle: initial weights and the order of examples follow it.
   seed: int = 1
-  # TF's deterministic kernels (tf.config.experimental.enable_op_determinism,
-  # process-wide): with it a seeded run repeats to the digit. Without it two
-  # seeded runs of the replay's period 1 differed by 0.5% to 4.9% in
-  # recall@100 (multi-threaded CPU kernels), more than the differences the
-  # continuous-training benchmark has to resolve. On 2 cores it cost no
-  # measurable time (400 steps: 59.7 s with, 63.0 s without).
-  deterministic: bool = True
+  # Also switch on TF's deterministic kernels
+  # (tf.config.experimental.enable_op_determinism). Process-wide and
+  # irreversible: afterwards tf.timestamp and unseeded random ops raise, and
+  # on GPU some scatter ops fall back to the CPU. Off by default: on CPU a
+  # seeded run already repeats to the digit (two 60-step runs in one fresh
+  # process were identical, with it and without it); it is for GPU kernels
+  # that add in varying order. bench-continuous turns it on. It did not make
+  # a run repeat late in a long-lived process that had run other pipelines
+  # first: the replay's second, identical period-1 run was one float ulp
+  # off by step 12 (see bench/continuous.py).
+  deterministic: bool = False
   # Softmax temperature over L2-normalised dot products (cosine / temperature).
   temperature: float = 0.05
   retrieval_weight: float = 1.0

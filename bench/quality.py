@@ -234,7 +234,7 @@ def run_ours(bench, params, train, queries, seen):
   tft_layer = bench.tft_output.transform_features_layer()
   config = dataclasses.replace(params["config"], batch_size=bench.batch_size)
   model = task.build_model(config, bench.tft_output, bench.items)
-  model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+  model.compile(optimizer=task.make_optimizer(config, bench.steps))
   timing = bench.fit(model, train.training_dataset(tft_layer,
                                                    bench.batch_size))
   candidates = task.candidate_vectors(model, tft_layer, bench.catalog,

@@ -3,6 +3,7 @@ pipeline test warm-starts a real run from the pushed model)."""
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from model_fixtures import toy_batch
 
@@ -176,6 +177,38 @@ def test_warm_started_runs_use_their_own_learning_rate():
   config = TrainerConfig(learning_rate=0.01, warm_start_learning_rate=0.002)
   assert task.learning_rate(config, warm_started=False) == 0.01
   assert task.learning_rate(config, warm_started=True) == 0.002
+
+
+def test_weight_averaging_forgets_the_start_in_short_runs():
+  config = TrainerConfig(weight_averaging=0.98)
+  long_run = task.make_optimizer(config, 400)
+  assert long_run.use_ema and long_run.ema_momentum == 0.98
+  short = task.make_optimizer(config, 120, warm_started=True)
+  assert short.ema_momentum ** 120 == pytest.approx(0.02)
+  assert not task.make_optimizer(
+      TrainerConfig(weight_averaging=0.0), 400).use_ema
+  with pytest.raises(ValueError, match="weight_averaging"):
+    task.make_optimizer(TrainerConfig(weight_averaging=1.0), 10)
+
+
+def test_fit_ends_holding_the_averaged_weights():
+  """What weight_averaging relies on: Keras' fit swaps the moving average
+  into the model when it ends. A weight pulled towards 10 moves by about
+  the learning rate per Adam step (0.1, 0.2, ... 0.8); with momentum 0.5
+  its average ends at about 0.70."""
+  def trained(averaging):
+    layer = tf.keras.layers.Dense(1, use_bias=False,
+                                  kernel_initializer="zeros")
+    model = tf.keras.Sequential([tf.keras.Input([1]), layer])
+    model.compile(optimizer=task.make_optimizer(TrainerConfig(
+        weight_averaging=averaging, learning_rate=0.1), 8), loss="mse")
+    x = np.ones([8, 1], np.float32)
+    model.fit(tf.data.Dataset.from_tensors((x, 10 * x)).repeat(), epochs=1,
+              steps_per_epoch=8, verbose=0)
+    return float(layer.kernel.numpy()[0, 0])
+
+  assert trained(0.0) == pytest.approx(0.8, abs=0.02)
+  assert trained(0.5) == pytest.approx(0.70, abs=0.02)
 
 
 def test_shrink_blends_the_base_with_a_fresh_start(tmp_path):

@@ -201,6 +201,26 @@ def learning_rate(config: TrainerConfig, warm_started: bool) -> float:
           else config.learning_rate)
 
 
+# What is left of the starting weights in the average at the end of a run:
+# a short run averages faster rather than end near its random (or copied)
+# start.
+_START_WEIGHT_LEFT = 0.02
+
+
+def make_optimizer(config: TrainerConfig, steps: int,
+                   warm_started: bool = False) -> tf.keras.optimizers.Optimizer:
+  """Adam at this run's learning rate, averaging the weights if configured
+  (fit then leaves the model holding the average); the momentum is lowered
+  for short runs so the start weighs at most 2% at the end."""
+  averaging = config.weight_averaging
+  if not 0.0 <= averaging < 1.0:
+    raise ValueError(f"weight_averaging must be in [0, 1), not {averaging}")
+  momentum = min(averaging, _START_WEIGHT_LEFT ** (1.0 / max(steps, 1)))
+  return tf.keras.optimizers.Adam(
+      learning_rate(config, warm_started), use_ema=averaging > 0,
+      ema_momentum=momentum if averaging > 0 else 0.99)
+
+
 def fit(model: RecommenderModel, train: tf.data.Dataset, steps: int,
         config: TrainerConfig, log_dir: str) -> float:
   """Trains `steps` steps, with TensorBoard logs in `log_dir`; returns the
@@ -302,8 +322,8 @@ def train(fn_args: tfx.components.FnArgs) -> TrainedRun:
     model = build_model(config, tft_output, catalog, fine_tuned)
     warm = start_from_base(model, data, tft_output, catalog,
                            fn_args.base_model if config.warm_start else None)
-    model.compile(optimizer=tf.keras.optimizers.Adam(
-        learning_rate(config, warm_started=warm is not None)))
+    model.compile(optimizer=make_optimizer(config, fn_args.train_steps,
+                                           warm_started=warm is not None))
   seconds = fit(model, data, fn_args.train_steps, config,
                 fn_args.model_run_dir)
   return TrainedRun(config, model, tft_output, catalog, encoder, fine_tuned,

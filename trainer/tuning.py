@@ -65,7 +65,7 @@ class ValidationWindowTuner(kt.RandomSearch):
     tf.keras.utils.set_random_seed(1)
     tft_layer = self._tft_output.transform_features_layer()
     model = task.build_model(config, self._tft_output, self._catalog)
-    model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+    model.compile(optimizer=task.make_optimizer(config, steps))
     model.fit(self._fit.training_dataset(tft_layer, config.batch_size),
               steps_per_epoch=steps, epochs=1, verbose=0)
     text = self._catalog.text.get(

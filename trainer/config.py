@@ -53,12 +53,13 @@ class TrainerConfig:
   # momentum and the model ends training with the average (tf-keras'
   # use_ema; 0 turns it off). At a constant learning rate the last step's
   # weights are one noisy point: on the replay's period 1 (400 steps, per-
-  # interaction recall over unseen items, seeds 1 and 2) the average gave
-  # recall@100 0.6025/0.6012 and recall@10 0.1674/0.1648 against 0.5834/
-  # 0.5785 and 0.1573/0.1534 for the last weights (a cosine decay of the
-  # rate: 0.5916/0.5854). Shorter runs average with a lower momentum, so
-  # the starting weights weigh at most 2% at the end (task.make_optimizer:
-  # 0.968 for 120 warm steps).
+  # interaction recall over unseen items, seeds 1/2/3) the average gave
+  # recall@100 0.6025/0.6012/0.6049 and recall@10 0.1674/0.1648/0.1684
+  # against 0.5834/0.5785/0.5800 and 0.1573/0.1534/0.1512 for the last
+  # weights (a cosine decay of the rate, seeds 1/2: 0.5916/0.5854).
+  # Shorter runs average with a lower momentum, so the starting weights
+  # weigh at most 2% at the end (task.make_optimizer: 0.968 for 120 warm
+  # steps).
   weight_averaging: float = 0.98
   # Softmax temperature over L2-normalised dot products (cosine / temperature).
   temperature: float = 0.05

@@ -218,7 +218,7 @@ def make_optimizer(config: TrainerConfig, steps: int,
   momentum = min(averaging, _START_WEIGHT_LEFT ** (1.0 / max(steps, 1)))
   return tf.keras.optimizers.Adam(
       learning_rate(config, warm_started), use_ema=averaging > 0,
-      ema_momentum=momentum if averaging > 0 else 0.99)
+      ema_momentum=momentum)
 
 
 def fit(model: RecommenderModel, train: tf.data.Dataset, steps: int,

@@ -215,6 +215,7 @@ def run_sasrec(bench, params, train, queries, seen):
 
 
 def run_tutorial(bench, params, train, queries, seen):
+  tf.keras.utils.set_random_seed(1)
   tft_layer = bench.tft_output.transform_features_layer()
   model = TutorialModel(
       bench.tft_output.vocabulary_size_by_name(features.USER_VOCAB),

@@ -239,7 +239,10 @@ def _run_reporting_stops(config: configs.PipelineConfig) -> None:
     stop = stops.find_stop(e)
     if stop is None:
       raise
-    raise stop from None  # (the orchestrator's wrapper may not pickle)
+    # The full traceback to run.log (the console filter drops stops); the
+    # stop alone to the caller (the orchestrator's wrapper may not pickle).
+    logging.error("pipeline run stopped", exc_info=True)
+    raise stop from None
 
 
 def read_log(config: configs.PipelineConfig) -> Log:

@@ -96,6 +96,11 @@ class RecommenderModule(tf.Module):
       self.item_text_vectors = tf.Variable(np.concatenate(
           [item_text_vectors, np.zeros_like(item_text_vectors[:1])]),
                                            trainable=False)
+    else:
+      # tf.saved_model.save traces every tf.function with an input
+      # signature it finds on the module, listed or not; without the text
+      # tower these cannot be traced (`--use-text false` failed to export).
+      self.search = self.personalized_search = self.embed_items = None
     self.max_k = max_k
     first = item_ids[0]
     self.first_item_id = first.decode() if isinstance(first, bytes) else first

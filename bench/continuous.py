@@ -13,10 +13,13 @@ Each repeat seeds training (TrainerConfig.seed: initial weights and the
 input shuffle) with its own number, the same in both chains, with TF's
 deterministic kernels on, and each period's pipeline run is its own Python
 process, as cron or a Kubeflow recurring run starts it. Period 1 trains the
-same model in both chains and is the table's noise floor. (When every run
-shared this process, the scratch chain's period 1 was one float ulp off the
-warm chain's by step 12, and the two ended 9% apart in per-user recall@100;
-a fresh process reproduced the warm chain's run exactly.) `--repeats`
+same model in both chains and is the table's noise floor, and it is still
+not zero: ExampleGen's Beam write does not fix the order of the records,
+and in one replay the two chains' period-1 training files held the same
+examples in another order, so the seeded shuffle fed other batches (the two
+ended 1.6% apart in per-user recall@100, 0.4% per interaction). (When every
+run shared this process, a period-1 run was also one float ulp off after
+12 steps, and the two ended 9% apart per user.) `--repeats`
 replays both chains that many times, seeds 1, 2, ... (each repeat its own
 stores); the table and the target use the mean recall over repeats and
 show the spread.

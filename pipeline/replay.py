@@ -3,16 +3,18 @@
 The live system retrains as interactions arrive. Replay reproduces that on
 the log: the first `initial_fraction` of the time span is the initial
 window, the rest is cut into `periods` equal periods, and period k is one
-pipeline run in the same ML Metadata store that trains on everything up to
-the end of period k-1 and is evaluated on period k only (ExampleGen's
-train_until / eval_until). Each run warm-starts from the latest blessed
-model (the Resolver in pipeline.py) unless warm start is off, and the
-Evaluator blesses it only if it is no worse than that model on period k.
+pipeline run (its own process) in the same ML Metadata store that trains on
+everything up to the end of period k-1 and is evaluated on period k only
+(ExampleGen's train_until / eval_until). Each run warm-starts from the
+latest blessed model (the Resolver in pipeline.py) unless warm start is
+off, and the Evaluator blesses it only if it is no worse than that model on
+period k.
 
 For each period it reports the data (interactions, new users, new items),
 the training (steps, seconds, warm or not), retrieval quality with seen items
 excluded (`recommend_unseen`, recall@10/@100 of the period's items per
-user) and whether the model was blessed and which version was pushed.
+user, and per interaction) and whether the model was blessed and which
+version was pushed.
 """
 import dataclasses
 import json
@@ -321,17 +323,21 @@ def rows_from_store(config: configs.PipelineConfig, count: int,
 
 
 def format_rows(rows: List[Dict]) -> str:
+  """The replay's table; recall per user, then per interaction."""
   head = (f"{'period':>6} {'interact.':>9} {'new users':>9} {'new items':>9}"
           f" {'steps':>6} {'train s':>8} {'recall@10':>9} {'recall@100':>10}"
-          f" {'blessed':>7} {'pushed':>11}")
+          f" {'per interaction':>17} {'blessed':>7} {'pushed':>11}")
   lines = [head, "-" * len(head)]
   for r in rows:
     if r.get("skipped"):
       lines.append(f"{r['period']:>6} {0:>9} (no interactions: skipped)")
       continue
+    per_interaction = (f"{r[PER_INTERACTION + 'recall@10']:.4f} "
+                       f"{r[PER_INTERACTION + 'recall@100']:.4f}")
     lines.append(
         f"{r['period']:>6} {r['interactions']:>9} {r['new_users']:>9} "
         f"{r['new_items']:>9} {r['steps']:>6} {r['train_seconds']:>8} "
         f"{r['recall@10']:>9.4f} {r['recall@100']:>10.4f} "
+        f"{per_interaction:>17} "
         f"{str(r['blessed']):>7} {str(r['pushed_version']):>11}")
   return "\n".join(lines)

@@ -51,7 +51,9 @@ def test_a_period_without_interactions_is_reported_and_skipped(
     ran.append((period.period, config.train_until, config.train_steps))
     return dict(steps=config.train_steps, train_seconds=1.0,
                 warm_started=False, blessed=True, pushed_version=None,
-                **{"recall@10": 0.1, "recall@100": 0.5})
+                **{"recall@10": 0.1, "recall@100": 0.5,
+                   "interaction_recall@10": 0.2,
+                   "interaction_recall@100": 0.6})
 
   monkeypatch.setattr(replay, "run_period",
                       lambda c, l, p: run_period(
@@ -66,6 +68,7 @@ def test_a_period_without_interactions_is_reported_and_skipped(
   assert ran == [(1, 50, 40), (3, 75, 40), (4, 87, 40)]
   table = replay.format_rows(rows)
   assert "no interactions: skipped" in table
+  assert "0.2000 0.6000" in table  # recall per interaction
 
 
 def test_catalogue_rows_without_title_or_genres_are_rejected(tmp_path):

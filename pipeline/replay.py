@@ -102,7 +102,7 @@ def periods(log: Log, count: int, initial_fraction: float = 0.5
 PER_INTERACTION = "interaction_"
 
 
-def recall_unseen(model_dir: str, log: Log, period: Period,
+def recall_unseen(recommend_unseen, log: Log, period: Period,
                   ks=(10, 100), batch: int = 256) -> Dict[str, float]:
   """recall@k of each eval user's period-k items in `recommend_unseen`
   (everything the user rated up to train_until excluded), averaged over the
@@ -119,14 +119,14 @@ def recall_unseen(model_dir: str, log: Log, period: Period,
   users = sorted(targets)
   if not users:
     return {f"recall@{k}": None for k in ks}
-  ranked = _recommend_unseen(model_dir, log, [(u, seen.get(u, []))
-                                              for u in users], max(ks), batch)
+  ranked = _top_unseen(recommend_unseen, log,
+                       [(u, seen.get(u, [])) for u in users], max(ks), batch)
   return {f"recall@{k}": float(np.mean([
       len(set(row[:k]) & targets[u]) / len(targets[u])
       for u, row in zip(users, ranked)])) for k in ks}
 
 
-def recall_per_interaction(model_dir: str, log: Log, period: Period,
+def recall_per_interaction(recommend_unseen, log: Log, period: Period,
                            ks=(10, 100), batch: int = 512
                            ) -> Dict[str, float]:
   """recall@k over the period's interactions: each asks `recommend_unseen`
@@ -148,17 +148,15 @@ def recall_per_interaction(model_dir: str, log: Log, period: Period,
     history.setdefault(user, []).append(item)
   if not queries:
     return {f"{PER_INTERACTION}recall@{k}": None for k in ks}
-  ranked = _recommend_unseen(model_dir, log, queries, max(ks), batch)
+  ranked = _top_unseen(recommend_unseen, log, queries, max(ks), batch)
   return {f"{PER_INTERACTION}recall@{k}": float(np.mean(
       [item in row[:k] for item, row in zip(targets, ranked)])) for k in ks}
 
 
-def _recommend_unseen(model_dir: str, log: Log, queries, k: int,
-                      batch: int) -> List[List[str]]:
+def _top_unseen(signature, log: Log, queries, k: int,
+                batch: int) -> List[List[str]]:
   """(user, history) pairs -> each one's top k item ids from the exported
   `recommend_unseen` signature (history excluded), profiles from the log."""
-  signature = tf.saved_model.load(model_dir).signatures[
-      contract.RECOMMEND_UNSEEN]
   ranked = []
   for start in range(0, len(queries), batch):
     requests = []
@@ -190,13 +188,16 @@ def run_row(run: lineage.Run, log: Log, period: Period) -> Dict:
     trained = json.loads(f.read())
   model_dir = os.path.join(run.output("RecommenderTrainer", "model"),
                            "Format-Serving")
+  # Loaded once for both measures.
+  recommend_unseen = tf.saved_model.load(model_dir).signatures[
+      contract.RECOMMEND_UNSEEN]
   blessing = _properties(run, "Evaluator", "blessing")
   push = _properties(run, "AtomicPusher", "pushed_model")
   return dict(steps=trained["steps"],
               train_seconds=round(trained["train_seconds"], 1),
               warm_started=trained.get("warm_start") is not None,
-              **recall_unseen(model_dir, log, period),
-              **recall_per_interaction(model_dir, log, period),
+              **recall_unseen(recommend_unseen, log, period),
+              **recall_per_interaction(recommend_unseen, log, period),
               blessed=bool(blessing.get("blessed")),
               pushed_version=(int(push["pushed_version"])
                               if push.get("pushed") else None))

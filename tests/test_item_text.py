@@ -18,26 +18,27 @@ _xf = features.transformed_name
 TEXT_DIM = 6
 
 
-def _model(item_text_for: str) -> RecommenderModel:
+def _model(item_text_for: str, **config) -> RecommenderModel:
   tf.random.set_seed(0)
   rng = np.random.default_rng(0)
   table = rng.normal(size=(3, TEXT_DIM)).astype(np.float32)  # 2 items + OOV
   table[-1] = 0.0
   config = TrainerConfig(embedding_dim=4, hidden_units=4, history_length=2,
-                         item_text_for=item_text_for, search_queries="")
+                         item_text_for=item_text_for, search_queries="",
+                         **config)
   return RecommenderModel(config, num_users=2, num_occupations=2,
                           item_probability=np.array([0.5, 0.3, 0.2],
                                                     np.float32),
                           text_table=table)
 
 
-def _candidates(model, ids, texts):
+def _candidates(model, ids, texts, training=False):
   batch = toy_batch()
   inputs = {_xf(features.ITEM_ID): tf.constant(ids, tf.int64),
             _xf(features.GENRES): batch[_xf(features.GENRES)][:len(ids)],
             _xf(features.YEAR): batch[_xf(features.YEAR)][:len(ids)],
             towers.TEXT_VECTOR: tf.constant(texts, tf.float32)}
-  return model.candidate_tower(inputs).numpy()
+  return model.candidate_tower(inputs, training=training).numpy()
 
 
 def test_known_items_ignore_their_text_and_new_items_are_their_text():
@@ -56,6 +57,35 @@ def test_known_items_ignore_their_text_and_new_items_are_their_text():
   joint.build_variables(toy_batch())
   assert not np.allclose(_candidates(joint, known, a),
                          _candidates(joint, known, b))
+
+
+def test_new_items_are_shortened_outside_training_only():
+  # (Training hides every id: all its candidates are placed by text.)
+  scaled = _model("new_items", new_item_score_scale=0.8, item_id_dropout=1.)
+  scaled.build_variables(toy_batch())
+  texts = np.random.default_rng(1).normal(size=(3, TEXT_DIM))
+  ids = [0, 2, 1]  # known, new, known
+  served = _candidates(scaled, ids, texts)
+  unit = _candidates(scaled, ids, texts, training=True)
+  np.testing.assert_allclose(np.linalg.norm(served[1]), 0.8, rtol=1e-5)
+  np.testing.assert_allclose(served, unit * [[1], [0.8], [1]], atol=1e-6)
+  # Training sees unit vectors: the scale is no part of the loss.
+  batch = toy_batch()
+  _, trained, _ = scaled(batch, training=True)
+  _, evaluated, _ = scaled({**batch, _xf(features.ITEM_ID): tf.constant(
+      [2, 2, 2], tf.int64)})  # all new, as training's hidden ids
+  np.testing.assert_allclose(evaluated, 0.8 * trained.numpy(), atol=1e-6)
+  # Without the text tower nothing is placed from text: no scale.
+  no_text = RecommenderModel(
+      TrainerConfig(embedding_dim=4, hidden_units=4, history_length=2,
+                    use_text=False, new_item_score_scale=0.8),
+      num_users=2, num_occupations=2,
+      item_probability=np.array([0.5, 0.3, 0.2], np.float32))
+  no_text.build_variables(batch)
+  _, vectors, _ = no_text({**batch, _xf(features.ITEM_ID): tf.constant(
+      [2, 2, 2], tf.int64)})
+  assert np.all(np.isclose(np.linalg.norm(vectors, axis=1), 1, rtol=1e-5) |
+                np.isclose(np.linalg.norm(vectors, axis=1), 0))
 
 
 def test_the_text_map_regresses_onto_fixed_id_rows():

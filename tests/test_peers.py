@@ -95,3 +95,39 @@ def test_metrics_leave_seen_items_out():
   assert top.tolist() == [[1, 2, 3], [0, 1, 2]]
   metrics = validation.ranking_metrics(top, np.array([1, 2]), 5)
   assert metrics["mrr"] == (1.0 + 1 / 3) / 2
+
+
+def _crowded_catalogue():
+  """One new item (row 0) scored 1.0 for every query; warm rows 1..149
+  score 0.999, 0.9975, ... (a 1-d space with unit queries)."""
+  values = np.r_[1.0, 0.999 - 0.0015 * np.arange(149)]
+  new_rows = np.zeros(150, bool)
+  new_rows[0] = True
+  return np.ones((4, 1)), values[:, None], new_rows
+
+
+def test_the_new_item_scale_uncrowds_warm_users_top_lists():
+  queries, candidates, new_rows = _crowded_catalogue()
+  # Three warm interactions want row 10 (11th at scale 1: the new item is
+  # above it), one wants the new item.
+  held_out = _Split(["a", "b", "c", "d"], [10, 10, 10, 0], [1, 1, 1, 1])
+  seen = validation.seen_before(_Split([], [], []), held_out, 150)
+  scale, table = validation.choose_new_item_scale(
+      queries, candidates, new_rows, held_out, seen)
+  assert [r["recall@10"] for r in table][:2] == [0.25, 0.75]
+  assert scale == 0.97  # the first value that puts row 10 in the top 10
+  assert table[1]["new_item_recall@100"] == 1.0  # the new item is 21st
+
+
+def test_the_new_item_scale_keeps_new_items_alive():
+  queries, candidates, new_rows = _crowded_catalogue()
+  # Row 100 gets into the top 100 only when the new item falls out of it.
+  held_out = _Split(["a", "b", "c", "d"], [100, 100, 100, 0], [1, 1, 1, 1])
+  seen = validation.seen_before(_Split([], [], []), held_out, 150)
+  scale, table = validation.choose_new_item_scale(
+      queries, candidates, new_rows, held_out, seen, "recall@100")
+  by_scale = {r["scale"]: r for r in table}
+  assert by_scale[0.85]["recall@100"] == 0.75  # best over all interactions
+  assert by_scale[0.85]["new_item_recall@100"] == 0.0  # ... by dropping it
+  assert by_scale[0.9]["new_item_recall@100"] == 1.0
+  assert scale == 1.0  # the best that keeps half of the new item's recall

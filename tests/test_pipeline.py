@@ -29,6 +29,7 @@ from serving import server as server_lib
 from trainer import contract
 from trainer import features
 from trainer import preprocessing
+from trainer import validation
 from trainer.config import TrainerConfig
 
 _xf = features.transformed_name
@@ -251,10 +252,12 @@ def test_cached_and_in_graph_text_paths_agree(first_run):
   cached = model.loaded.indexed_item_vectors(
       tf.constant(["1", "1682"])).numpy()
   np.testing.assert_allclose(in_graph, cached, atol=1e-4)
-  # A brand-new item gets a unit vector from its text alone.
+  # A brand-new item gets a vector from its text alone, shortened to the
+  # new-item scale (unit at 1).
   new = model.embed_items([{"item_id": "new-1", "title": "Toy Story 3",
                             "year": 2010, "genres": ["Animation"]}])
-  assert np.isclose(np.linalg.norm(new), 1.0, atol=1e-4)
+  assert np.isclose(np.linalg.norm(new),
+                    first_run.trainer.new_item_score_scale, atol=1e-4)
 
 
 def test_pushed_model_over_grpc_matches_in_process(served, pushed):
@@ -743,6 +746,8 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
   assert tuned.history_length <= MAX_HISTORY
   assert tuned.history_encoder in ("gru", "attention")
   assert tuned.embedding_dim in (32, 64, 128)
+  # Chosen for the trial's model after training, on the same window.
+  assert tuned.new_item_score_scale in validation.NEW_ITEM_SCALES
   with pytest.raises(ValueError, match="not TrainerConfig fields"):
     first_run.trainer.with_hyperparameters({"values": {"no_such_knob": 1}})
 

@@ -63,6 +63,10 @@ class TrainerConfig:
   weight_averaging: float = 0.98
   # Softmax temperature over L2-normalised dot products (cosine / temperature).
   temperature: float = 0.05
+  # How much of the logQ correction the retrieval loss applies: each
+  # in-batch candidate's logit is lowered by this times the log of its
+  # sampling probability (1: the full correction; 0: none).
+  sampling_correction: float = 1.0
   retrieval_weight: float = 1.0
   ranking_weight: float = 0.5
   # How many of the most recent history items the user tower pools.
@@ -90,6 +94,17 @@ class TrainerConfig:
   # "every_item": id row plus projected text for every item, trained
   # jointly.
   item_text_for: str = "new_items"
+  # With the text tower, the length of the candidate vector of an item
+  # without an id row (new since training, placed by its text) in serving
+  # and evaluation (training sees unit vectors): it multiplies that item's
+  # cosine with every query, in the index and in every re-scoring. 1
+  # trusts the text map's placement fully; 0 never recommends a new item.
+  # The map places a new film among films like it, but not as popular as
+  # they are: at 1, new items took 3.5% of warm users' top-10 slots on the
+  # eval period (0.15% without text). Chosen on the validation window, with
+  # items absent from its fit window scored as new
+  # (validation.choose_new_item_scale; bench-quality and the Tuner).
+  new_item_score_scale: float = 1.0
   # Weight of that regression (item_text_for="new_items").
   text_map_weight: float = 1.0
   # Fine-tune this many top BERT blocks on the item side (0: frozen). Each

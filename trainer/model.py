@@ -114,13 +114,16 @@ class RecommenderModel(tfrs.models.Model):
     inputs = self.with_text(inputs)
     query = self.query_tower(inputs)
     candidate = self.candidate_tower(
-        self._drop_item_ids(inputs) if training else inputs)
+        self._drop_item_ids(inputs) if training else inputs,
+        training=training)
     return query, candidate, self.predict_rating(query, candidate)
 
   def compute_loss(self, inputs, training=False):
     query, candidate, rating = self(inputs, training=training)
     item_idx = inputs[_xf(features.ITEM_ID)]
     sampling = tf.gather(self.item_probability, item_idx)
+    if self.config.sampling_correction != 1.0:
+      sampling = sampling ** self.config.sampling_correction
     retrieval = self.retrieval_task(
         query, candidate, candidate_sampling_probability=sampling,
         candidate_ids=item_idx, compute_metrics=False)

@@ -226,23 +226,45 @@ class QueryTower(tf.keras.Model):
 
 
 class CandidateTower(tf.keras.Model):
-  """Item id (+ text), genres and year -> unit candidate vector."""
+  """Item id (+ text), genres and year -> candidate vector.
+
+  Unit vectors, except, outside training, items the model places from their
+  text alone (no id row: new since training): their vectors are shortened
+  to config.new_item_score_scale, which scales their cosine with any query.
+  The text map puts a new item where an id row like it would lie, but not
+  how popular it is, and a new film is not yet what most users watch next;
+  shortening lets new items in where they fit a user well and keeps them
+  from crowding everyone's top 10 (see the config field).
+  """
 
   def __init__(self, config: TrainerConfig, items: ItemRepresentation):
     super().__init__()
     self.items = items
+    self.new_item_scale = (config.new_item_score_scale if config.use_text
+                           else 1.0)
     self.genres = tf.keras.layers.Dense(16, use_bias=False)
     self.hidden = tf.keras.layers.Dense(config.hidden_units, activation="relu")
     self.out = tf.keras.layers.Dense(config.embedding_dim)
 
-  def call(self, inputs):
+  def call(self, inputs, training=False):
+    ids = inputs[_xf(features.ITEM_ID)]
     x = tf.concat([
-        self.items(inputs[_xf(features.ITEM_ID)], inputs.get(TEXT_VECTOR),
-                   inputs.get(TEXT_INDEX)),
+        self.items(ids, inputs.get(TEXT_VECTOR), inputs.get(TEXT_INDEX)),
         self.genres(inputs[_xf(features.GENRES)]),
         tf.expand_dims(inputs[_xf(features.YEAR)], -1),
     ], axis=-1)
-    return tf.math.l2_normalize(self.out(self.hidden(x)), axis=-1)
+    vectors = tf.math.l2_normalize(self.out(self.hidden(x)), axis=-1)
+    if training or self.new_item_scale == 1.0:
+      return vectors
+    return scale_new_items(vectors, tf.equal(ids, self.items.oov_row),
+                           self.new_item_scale)
+
+
+def scale_new_items(vectors, is_new, scale: float):
+  """[N, d] candidate vectors with the rows where is_new [N] times scale."""
+  factor = tf.where(is_new, tf.cast(scale, vectors.dtype),
+                    tf.ones([], vectors.dtype))
+  return vectors * factor[..., tf.newaxis]
 
 
 class TextQueryTower(tf.keras.Model):

@@ -8,6 +8,7 @@ items excluded, as `recommend_unseen` serves. The best values go to the
 Trainer through the Tuner's `best_hyperparameters` artifact and override the
 TrainerConfig fields of the same names (TrainerConfig.with_hyperparameters).
 """
+import dataclasses
 from typing import Dict
 
 import keras_tuner as kt
@@ -29,13 +30,15 @@ from trainer.config import TrainerConfig
 from trainer.text_tower import TextEncoder
 
 OBJECTIVE = "val_recall_at_10"
+NEW_ITEM_SCALE = "new_item_score_scale"
 
 
 def search_space(max_history: int) -> kt.HyperParameters:
   """Embedding size, temperature, learning rate, history length and encoder,
-  and the rating loss's weight against retrieval's. (How text enters items
-  is not searched: the validation window has too few new items to judge
-  it; see item_text_for.)"""
+  the rating loss's weight against retrieval's, and how much of the logQ
+  correction to apply. (How text enters items is not searched: the
+  validation window has too few new items to judge it; see item_text_for.
+  The new-item scale is chosen for each trial's model after training.)"""
   hp = kt.HyperParameters()
   hp.Choice("embedding_dim", [32, 64, 128], default=64)
   hp.Choice("temperature", [0.03, 0.05, 0.1], default=0.05)
@@ -45,6 +48,7 @@ def search_space(max_history: int) -> kt.HyperParameters:
             default=min(20, max_history))
   hp.Choice("history_encoder", ["gru", "attention"], default="gru")
   hp.Choice("ranking_weight", [0.1, 0.5, 1.0], default=0.5)
+  hp.Choice("sampling_correction", [0.75, 1.0, 1.25], default=1.0)
   return hp
 
 
@@ -60,8 +64,9 @@ class ValidationWindowTuner(kt.RandomSearch):
     self._fit, self._held_out, self._seen = fit, held_out, seen
 
   def run_trial(self, trial, steps: int) -> Dict[str, float]:
-    config = self._config.with_hyperparameters(
-        trial.hyperparameters.get_config())
+    # Unscaled candidates: the new-item scale is chosen after training.
+    config = dataclasses.replace(self._config.with_hyperparameters(
+        trial.hyperparameters.get_config()), new_item_score_scale=1.0)
     tf.keras.utils.set_random_seed(1)
     tft_layer = self._tft_output.transform_features_layer()
     model = task.build_model(config, self._tft_output, self._catalog)
@@ -70,13 +75,27 @@ class ValidationWindowTuner(kt.RandomSearch):
               steps_per_epoch=steps, epochs=1, verbose=0)
     text = self._catalog.text.get(
         "item_text", np.zeros([len(self._catalog), 1], np.float32))
-    candidates = task.candidate_vectors(model, tft_layer, self._catalog.raw,
-                                        text)[:-1]
+    # Items nobody rated in the fit window are scored as new items, as
+    # the served model would score them (validation.new_item_rows).
+    new_rows = validation.new_item_rows(self._fit, len(self._catalog))
+    candidates = task.candidate_vectors(
+        model, tft_layer, validation.ids_unknown(self._catalog.raw, new_rows),
+        text)[:-1]
     queries = np.concatenate([
         model.query_tower(model.with_text(tft_layer(b))).numpy()
         for b in self._held_out.raw_batches()])
-    metrics = validation.evaluate(queries @ candidates.T, self._held_out,
-                                  self._seen)
+    if config.use_text:
+      # The new-item scale is chosen after training, for this trial's
+      # model, and saved with its hyperparameters for the Trainer.
+      scale, table = validation.choose_new_item_scale(
+          queries, candidates, new_rows, self._held_out, self._seen)
+      hyperparameters = trial.hyperparameters
+      hyperparameters.Fixed(NEW_ITEM_SCALE, scale)
+      hyperparameters.values[NEW_ITEM_SCALE] = scale  # Fixed keeps the first
+      metrics = next(row for row in table if row["scale"] == scale)
+    else:
+      metrics = validation.evaluate(queries @ candidates.T, self._held_out,
+                                    self._seen)
     logging.info("trial %s %s: validation recall@10 %.4f recall@100 %.4f",
                  trial.trial_id, trial.hyperparameters.values,
                  metrics["recall@10"], metrics["recall@100"])

@@ -6,7 +6,7 @@ not rated before it (`recommend_unseen`: nobody re-rates a movie); the old
 chosen on a validation window carved from the end of the training period
 (`validation_cut`), never on the eval period.
 """
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -148,3 +148,58 @@ def evaluate(scores: np.ndarray, queries: Interactions,
   included = ranking_metrics(top_k(scores[m]), queries.items[m], n_items)
   out["recall@100_seen_included"] = included["recall@100"]
   return out
+
+
+# Candidate values of TrainerConfig.new_item_score_scale, and the share of
+# the new items' own recall@100 (at scale 1) the chosen one must keep.
+NEW_ITEM_SCALES = (1.0, 0.97, 0.95, 0.93, 0.9, 0.85, 0.8)
+NEW_ITEM_KEEP = 0.5
+
+
+def new_item_rows(fit: Interactions, num_items: int) -> np.ndarray:
+  """[num_items] bool: catalogue rows nobody rated in `fit`.
+
+  A model trained on `fit` meets them as new items. In the validation
+  setting they still have id rows (Transform's vocabulary is the whole
+  training period's), untrained ones; `ids_unknown` makes the model score
+  them as the served model scores new items, from their text."""
+  return np.bincount(fit.items[fit.items >= 0], minlength=num_items) == 0
+
+
+def ids_unknown(catalog: Dict[str, tf.Tensor], rows: np.ndarray
+                ) -> Dict[str, tf.Tensor]:
+  """The raw catalogue with the item ids of `rows` replaced by one no
+  vocabulary holds (they map to the OOV row)."""
+  ids = catalog[features.ITEM_ID].numpy().copy()
+  ids[rows] = b"<new since training>"
+  return {**catalog, features.ITEM_ID: tf.constant(ids)}
+
+
+def choose_new_item_scale(queries: np.ndarray, candidates: np.ndarray,
+                          new_rows: np.ndarray, held_out: Interactions,
+                          seen: sp.csr_matrix, select_by: str = "recall@10"
+                          ) -> Tuple[float, List[Dict]]:
+  """TrainerConfig.new_item_score_scale for a model trained on the fit
+  window, from its query [n, d] and unscaled candidate [N, d] vectors
+  (`new_rows` scored as new items).
+
+  The value with the best validation `select_by` among those that keep
+  the new items' own recall@100 at least NEW_ITEM_KEEP of what scale 1
+  gives them. Judged over all interactions alone, any metric would simply
+  drop new items (a few percent of interactions): the floor keeps cold
+  start alive; within it, warm users' rankings decide. Returns the value
+  and one row of metrics per candidate value."""
+  new = (held_out.items >= 0) & new_rows[np.maximum(held_out.items, 0)]
+  best, best_value, floor, table = 1.0, -1.0, None, []
+  for scale in NEW_ITEM_SCALES:
+    scores = queries @ (candidates * np.where(new_rows, scale,
+                                              1.0)[:, None]).T
+    metrics = evaluate(scores, held_out, seen)
+    new_recall = (evaluate(scores, held_out, seen, new)["recall@100"]
+                  if new.any() else 0.0)
+    floor = NEW_ITEM_KEEP * new_recall if floor is None else floor
+    table.append({"scale": scale, "new_item_interactions": int(new.sum()),
+                  "new_item_recall@100": new_recall, **metrics})
+    if new_recall >= floor and metrics[select_by] > best_value:
+      best, best_value = scale, metrics[select_by]
+  return best, table

@@ -186,9 +186,10 @@ def choose_new_item_scale(queries: np.ndarray, candidates: np.ndarray,
   The value with the best validation `select_by` among those that keep
   the new items' own recall@100 at least NEW_ITEM_KEEP of what scale 1
   gives them. Judged over all interactions alone, any metric would simply
-  drop new items (a few percent of interactions): the floor keeps cold
-  start alive; within it, warm users' rankings decide. Returns the value
-  and one row of metrics per candidate value."""
+  drop new items (0.2% of MovieLens' validation interactions, 1.4% of its
+  eval ones): the floor keeps cold start alive; within it, warm users'
+  rankings decide. Returns the value and one row of metrics per candidate
+  value."""
   new = (held_out.items >= 0) & new_rows[np.maximum(held_out.items, 0)]
   best, best_value, floor, table = 1.0, -1.0, None, []
   for scale in NEW_ITEM_SCALES:

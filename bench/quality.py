@@ -270,7 +270,7 @@ def choose_new_item_scale(result: Dict, held_out, seen, log: List[Dict]
                           ) -> Tuple[float, Dict]:
   """The new-item scale for a config of ours, from its validation run
   (trainer/validation.py), and the validation metrics with it."""
-  scale, table = validation.choose_new_item_scale(
+  chosen, table = validation.choose_new_item_scale(
       result["query"], result["candidates"], result["new_rows"], held_out,
       seen, SELECT_BY)
   for row in table:
@@ -279,7 +279,7 @@ def choose_new_item_scale(result: Dict, held_out, seen, log: List[Dict]
           f"{row[SELECT_BY]:.4f}, new items' recall@100 "
           f"{row['new_item_recall@100']:.4f} "
           f"({row['new_item_interactions']} interactions)", flush=True)
-  return scale, next(r for r in table if r["scale"] == scale)
+  return chosen["scale"], chosen
 
 
 def choose(bench, run: Callable, grid: List[Dict], fit, held_out,

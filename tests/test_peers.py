@@ -112,10 +112,10 @@ def test_the_new_item_scale_uncrowds_warm_users_top_lists():
   # above it), one wants the new item.
   held_out = _Split(["a", "b", "c", "d"], [10, 10, 10, 0], [1, 1, 1, 1])
   seen = validation.seen_before(_Split([], [], []), held_out, 150)
-  scale, table = validation.choose_new_item_scale(
+  chosen, table = validation.choose_new_item_scale(
       queries, candidates, new_rows, held_out, seen)
   assert [r["recall@10"] for r in table][:2] == [0.25, 0.75]
-  assert scale == 0.97  # the first value that puts row 10 in the top 10
+  assert chosen["scale"] == 0.97  # the first to put row 10 in the top 10
   assert table[1]["new_item_recall@100"] == 1.0  # the new item is 21st
 
 
@@ -124,10 +124,10 @@ def test_the_new_item_scale_keeps_new_items_alive():
   # Row 100 gets into the top 100 only when the new item falls out of it.
   held_out = _Split(["a", "b", "c", "d"], [100, 100, 100, 0], [1, 1, 1, 1])
   seen = validation.seen_before(_Split([], [], []), held_out, 150)
-  scale, table = validation.choose_new_item_scale(
+  chosen, table = validation.choose_new_item_scale(
       queries, candidates, new_rows, held_out, seen, "recall@100")
   by_scale = {r["scale"]: r for r in table}
   assert by_scale[0.85]["recall@100"] == 0.75  # best over all interactions
   assert by_scale[0.85]["new_item_recall@100"] == 0.0  # ... by dropping it
   assert by_scale[0.9]["new_item_recall@100"] == 1.0
-  assert scale == 1.0  # the best that keeps half of the new item's recall
+  assert chosen["scale"] == 1.0  # the best keeping half the new item's recall

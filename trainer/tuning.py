@@ -87,12 +87,12 @@ class ValidationWindowTuner(kt.RandomSearch):
     if config.use_text:
       # The new-item scale is chosen after training, for this trial's
       # model, and saved with its hyperparameters for the Trainer.
-      scale, table = validation.choose_new_item_scale(
+      metrics, _ = validation.choose_new_item_scale(
           queries, candidates, new_rows, self._held_out, self._seen)
+      scale = metrics["scale"]
       hyperparameters = trial.hyperparameters
       hyperparameters.Fixed(NEW_ITEM_SCALE, scale)
       hyperparameters.values[NEW_ITEM_SCALE] = scale  # Fixed keeps the first
-      metrics = next(row for row in table if row["scale"] == scale)
     else:
       metrics = validation.evaluate(queries @ candidates.T, self._held_out,
                                     self._seen)

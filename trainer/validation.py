@@ -178,7 +178,7 @@ def ids_unknown(catalog: Dict[str, tf.Tensor], rows: np.ndarray
 def choose_new_item_scale(queries: np.ndarray, candidates: np.ndarray,
                           new_rows: np.ndarray, held_out: Interactions,
                           seen: sp.csr_matrix, select_by: str = "recall@10"
-                          ) -> Tuple[float, List[Dict]]:
+                          ) -> Tuple[Dict, List[Dict]]:
   """TrainerConfig.new_item_score_scale for a model trained on the fit
   window, from its query [n, d] and unscaled candidate [N, d] vectors
   (`new_rows` scored as new items).
@@ -188,19 +188,19 @@ def choose_new_item_scale(queries: np.ndarray, candidates: np.ndarray,
   gives them. Judged over all interactions alone, any metric would simply
   drop new items (0.2% of MovieLens' validation interactions, 1.4% of its
   eval ones): the floor keeps cold start alive; within it, warm users'
-  rankings decide. Returns the value and one row of metrics per candidate
-  value."""
+  rankings decide. Returns the chosen value's row of metrics (its "scale"
+  and the validation metrics with it) and the rows of every candidate
+  value, NEW_ITEM_SCALES' order."""
   new = (held_out.items >= 0) & new_rows[np.maximum(held_out.items, 0)]
-  best, best_value, floor, table = 1.0, -1.0, None, []
+  table = []
   for scale in NEW_ITEM_SCALES:
     scores = queries @ (candidates * np.where(new_rows, scale,
                                               1.0)[:, None]).T
-    metrics = evaluate(scores, held_out, seen)
     new_recall = (evaluate(scores, held_out, seen, new)["recall@100"]
                   if new.any() else 0.0)
-    floor = NEW_ITEM_KEEP * new_recall if floor is None else floor
     table.append({"scale": scale, "new_item_interactions": int(new.sum()),
-                  "new_item_recall@100": new_recall, **metrics})
-    if new_recall >= floor and metrics[select_by] > best_value:
-      best, best_value = scale, metrics[select_by]
-  return best, table
+                  "new_item_recall@100": new_recall,
+                  **evaluate(scores, held_out, seen)})
+  floor = NEW_ITEM_KEEP * table[0]["new_item_recall@100"]  # scale 1
+  kept = [row for row in table if row["new_item_recall@100"] >= floor]
+  return max(kept, key=lambda row: row[select_by]), table  # ties: the first

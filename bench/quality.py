@@ -292,13 +292,14 @@ def choose(bench, run: Callable, grid: List[Dict], fit, held_out,
   best, best_value = None, -1.0
   for params in grid:
     result = run(bench, params, fit, held_out, seen)
-    metrics = validation.evaluate(result["scores"], held_out, seen)
     if "new_rows" in result and params["config"].use_text:
       # Each of our configs is judged with its own new-item scale: the
       # pair is what would be served.
       scale, metrics = choose_new_item_scale(result, held_out, seen, log)
       params = {"config": dataclasses.replace(params["config"],
                                               new_item_score_scale=scale)}
+    else:
+      metrics = validation.evaluate(result["scores"], held_out, seen)
     shown = {k: (_changed(v) if isinstance(v, TrainerConfig) else v)
              for k, v in params.items()}
     log.append({"family": family, "params": shown, **metrics})

@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
-.PHONY: env demo serve test lint browser lock data clean bench-quality bench-scenarios bench-serving \
+.PHONY: env demo serve test lint browser lock data clean bench-quality bench-seeds bench-scenarios bench-serving \
   bench-soak bench-crash screenshots \
   bench-scale bench-continuous
 
@@ -61,6 +61,11 @@ test: env lint browser
 # Side-by-side quality table: bench/results/quality.json and a PNG plot.
 bench-quality: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.quality
+
+# Full model vs its no-text ablation over 5 seeds (bench-quality's chosen
+# config): bench/results/quality_seeds.json and quality_seeds.png.
+bench-seeds: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.seeds
 
 # Explanation faithfulness and similar-item quality of the newest pushed
 # model, merged into bench/results/quality.json (bench-quality measures the

@@ -241,13 +241,16 @@ def run_tutorial(bench, params, train, queries, seen):
 
 
 def run_ours(bench, params, train, queries, seen):
-  tf.keras.utils.set_random_seed(1)
+  """params: {"config": TrainerConfig, optionally "seed" (weights and data
+  order; 1 unless given)}."""
+  seed = params.get("seed", 1)
+  tf.keras.utils.set_random_seed(seed)
   tft_layer = bench.tft_output.transform_features_layer()
   config = dataclasses.replace(params["config"], batch_size=bench.batch_size)
   model = task.build_model(config, bench.tft_output, bench.items)
   model.compile(optimizer=task.make_optimizer(config, bench.steps))
-  timing = bench.fit(model, train.training_dataset(tft_layer,
-                                                   bench.batch_size))
+  timing = bench.fit(model, train.training_dataset(
+      tft_layer, bench.batch_size, seed=seed))
   # Items nobody rated in `train` are new to the model, as in serving.
   new_rows = validation.new_item_rows(train, bench.num_items)
   candidates = task.candidate_vectors(
@@ -317,19 +320,30 @@ def _changed(config: TrainerConfig) -> Dict:
           if getattr(config, f.name) != getattr(default, f.name)}
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--output-dir", default="outputs")
-  parser.add_argument("--steps", type=int, default=400,
-                      help="training steps for every learned row")
-  parser.add_argument("--batch-size", type=int, default=1024)
-  args = parser.parse_args(argv)
+@dataclasses.dataclass
+class Setup:
+  """The split every row of bench-quality (and bench-seeds) is measured on."""
+  bench: Bench
+  encoder: TextEncoder
+  row_of: Dict[str, int]
+  train: validation.Interactions
+  test: validation.Interactions
+  fit: validation.Interactions       # train before the validation window
+  held_out: validation.Interactions  # the validation window
+  cut: int
+  seen_held_out: object
+  seen_test: object
+  cold: np.ndarray  # [len(test)]: the item never occurs in training
 
+
+def prepare(output_dir: str, steps: int, batch_size: int) -> Setup:
+  """Runs the pipeline (cached after the first time) and reads its
+  examples, Transform graph and catalogue into the benchmark's split."""
   config = configs.PipelineConfig(
-      output_dir=os.path.abspath(args.output_dir),
+      output_dir=os.path.abspath(output_dir),
       data_dir=os.path.abspath("data/ml-100k"),
       text_encoder_dir=os.path.abspath("data/all-MiniLM-L6-v2"),
-      train_steps=args.steps)
+      train_steps=steps)
   data.fetch_movielens(config.data_dir)
   data.fetch_text_encoder(config.text_encoder_dir)
   local_runner.run(config)  # cached after the first run
@@ -360,7 +374,25 @@ def main(argv=None) -> int:
   vectors = item_embeddings.encode_catalog(encoder, catalog)
   bench = Bench(tft_output, catalog, catalog_lib.Catalog(
       raw=catalog, vocabulary=catalog_lib.item_vocabulary(tft_output),
-      text=vectors), vectors["item_text"], args.steps, args.batch_size)
+      text=vectors), vectors["item_text"], steps, batch_size)
+  return Setup(bench, encoder, row_of, train, test, fit, held_out, cut,
+               seen_held_out, seen_test, cold)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--output-dir", default="outputs")
+  parser.add_argument("--steps", type=int, default=400,
+                      help="training steps for every learned row")
+  parser.add_argument("--batch-size", type=int, default=1024)
+  args = parser.parse_args(argv)
+
+  setup = prepare(args.output_dir, args.steps, args.batch_size)
+  bench, train, test = setup.bench, setup.train, setup.test
+  fit, held_out, cut = setup.fit, setup.held_out, setup.cut
+  seen_held_out, seen_test = setup.seen_held_out, setup.seen_test
+  cold, encoder, row_of = setup.cold, setup.encoder, setup.row_of
+  tft_output = bench.tft_output
 
   # Untimed warm-up: the first model a process trains pays one-off costs
   # (~50 s here) that are not part of any epoch.

@@ -131,3 +131,22 @@ def test_the_new_item_scale_keeps_new_items_alive():
   assert by_scale[0.85]["new_item_recall@100"] == 0.0  # ... by dropping it
   assert by_scale[0.9]["new_item_recall@100"] == 1.0
   assert chosen["scale"] == 1.0  # the best keeping half the new item's recall
+
+
+def test_bench_seeds_pairs_full_and_no_text_by_seed():
+  from bench import seeds
+  metrics = seeds.COLUMNS + tuple(f"cold_{c}" for c in seeds.COLD_COLUMNS)
+  runs = []
+  for seed, (full, no_text) in enumerate([(0.20, 0.18), (0.17, 0.19),
+                                          (0.21, 0.21)], start=1):
+    runs += [{"name": "full", "seed": seed, **dict.fromkeys(metrics, full)},
+             {"name": "no_text", "seed": seed,
+              **dict.fromkeys(metrics, no_text)}]
+  summary = seeds.summarise(runs)
+  diff = summary["full_minus_no_text"]["recall@10"]
+  np.testing.assert_allclose(diff["per_seed"], [0.02, -0.02, 0.0], atol=1e-9)
+  assert abs(diff["mean"]) < 1e-9
+  assert diff["full_ahead_or_equal"] == 2 and diff["seeds"] == 3
+  full = summary["models"]["full"]["cold_recall@100"]
+  np.testing.assert_allclose([full["mean"], full["sd"]],
+                             [0.58 / 3, np.std([0.2, 0.17, 0.21], ddof=1)])

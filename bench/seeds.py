@@ -8,8 +8,11 @@ ahead. This trains both, as bench-quality's full row was chosen (read from
 bench/results/quality.json: config and new-item scale), with several seeds
 (weights and data order; seed 1 is bench-quality's own run) on the same
 split, and reports each column's mean, spread and the paired difference
-full - no_text per seed. Writes bench/results/quality_seeds.json and
-quality_seeds.png.
+full - no_text per seed. A third model serves new items a mix of their
+text and the unknown-id row (TrainerConfig.new_item_text_share, 0.5 at
+scale 1 unless --text-share says otherwise), which only a multi-seed run
+can weigh: its effect lies on the 126 cold interactions. Writes
+bench/results/quality_seeds.json and quality_seeds.png.
 """
 import argparse
 import dataclasses
@@ -50,59 +53,68 @@ def measure(setup: quality.Setup, config: TrainerConfig, seed: int) -> Dict:
 
 
 def summarise(runs: List[Dict]) -> Dict:
-  """Per model and column: mean and sample sd over seeds; per column, the
-  paired full - no_text differences."""
+  """Per model and column: mean and sample sd over seeds; per model other
+  than no_text and column, the paired differences model - no_text."""
   keys = list(COLUMNS) + [f"cold_{c}" for c in COLD_COLUMNS]
-  by = {name: [r for r in runs if r["name"] == name]
-        for name in ("full", "no_text")}
-  out = {"models": {}, "full_minus_no_text": {}}
+  names = list(dict.fromkeys(r["name"] for r in runs))
+  by = {name: sorted((r for r in runs if r["name"] == name),
+                     key=lambda r: r["seed"]) for name in names}
+  out = {"models": {}, "minus_no_text": {}}
   for name, rows in by.items():
     out["models"][name] = {
         k: {"mean": float(np.mean([r[k] for r in rows])),
             "sd": float(np.std([r[k] for r in rows], ddof=1))
             if len(rows) > 1 else 0.0} for k in keys}
-  for k in keys:
-    diffs = [f[k] - n[k] for f, n in zip(by["full"], by["no_text"])]
-    out["full_minus_no_text"][k] = {
-        "per_seed": diffs, "mean": float(np.mean(diffs)),
-        "full_ahead_or_equal": int(sum(d >= 0 for d in diffs)),
-        "seeds": len(diffs)}
+  for name in names:
+    if name == "no_text":
+      continue
+    out["minus_no_text"][name] = {}
+    for k in keys:
+      diffs = [m[k] - n[k] for m, n in zip(by[name], by["no_text"])]
+      out["minus_no_text"][name][k] = {
+          "per_seed": diffs, "mean": float(np.mean(diffs)),
+          "ahead_or_equal": int(sum(d >= 0 for d in diffs)),
+          "seeds": len(diffs)}
   return out
 
 
 def print_table(summary: Dict) -> None:
-  keys = list(summary["full_minus_no_text"])
-  print(f"\n{'':<22}" + "".join(f"{k:>20}" for k in keys))
+  keys = list(next(iter(summary["models"].values())))
+  print(f"\n{'':<26}" + "".join(f"{k:>20}" for k in keys))
   for name, cols in summary["models"].items():
-    print(f"{name:<22}" + "".join(
+    print(f"{name:<26}" + "".join(
         f"{cols[k]['mean']:>12.4f} ±{cols[k]['sd']:.4f}" for k in keys))
-  diff = summary["full_minus_no_text"]
-  print(f"{'full - no_text':<22}" + "".join(
-      f"{diff[k]['mean']:>+20.4f}" for k in keys))
-  print(f"{'full >= no_text':<22}" + "".join(
-      f"{diff[k]['full_ahead_or_equal']:>14} of {diff[k]['seeds']}"
-      for k in keys))
+  for name, diff in summary["minus_no_text"].items():
+    print(f"{name + ' - no_text':<26}" + "".join(
+        f"{diff[k]['mean']:>+20.4f}" for k in keys))
+    print(f"{'  seeds ahead or equal':<26}" + "".join(
+        f"{diff[k]['ahead_or_equal']:>14} of {diff[k]['seeds']}"
+        for k in keys))
 
 
 def plot(summary: Dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  diff = summary["full_minus_no_text"]
-  keys = list(diff)
-  fig, ax = plt.subplots(figsize=(8, 3.8))
-  for i, k in enumerate(keys):
-    seeds = diff[k]["per_seed"]
-    ax.scatter([i] * len(seeds), seeds, color="tab:blue", zorder=3,
-               label="one seed" if i == 0 else None)
-    ax.plot([i - 0.25, i + 0.25], [diff[k]["mean"]] * 2, color="black",
-            linewidth=2, label="mean" if i == 0 else None)
+  fig, ax = plt.subplots(figsize=(8.5, 4))
+  models = list(summary["minus_no_text"].items())
+  width = 0.6 / len(models)
+  colours = ("tab:blue", "tab:orange", "tab:green")
+  for j, (name, diff) in enumerate(models):
+    for i, k in enumerate(diff):
+      x = i - 0.3 + width * (j + 0.5)
+      seeds = diff[k]["per_seed"]
+      ax.scatter([x] * len(seeds), seeds, color=colours[j % 3], s=14,
+                 zorder=3, label=f"{name}: one seed" if i == 0 else None)
+      ax.plot([x - width / 2, x + width / 2], [diff[k]["mean"]] * 2,
+              color=colours[j % 3], linewidth=2.5)
+  keys = list(models[0][1])
   ax.axhline(0.0, color="grey", linewidth=1)
   ax.set_xticks(range(len(keys)))
   ax.set_xticklabels(keys, fontsize=8)
-  ax.set_ylabel("full - no_text (paired by seed)")
-  ax.set_title("eval period, seen excluded; cold_: the 126 interactions "
-               "with items new since training", fontsize=9)
+  ax.set_ylabel("model - no_text (paired by seed)")
+  ax.set_title("eval period, seen excluded; bars: means; cold_: the "
+               "interactions with items new since training", fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()
@@ -115,15 +127,21 @@ def main(argv=None) -> int:
   parser.add_argument("--output-dir", default="outputs")
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--steps", type=int, default=400)
+  parser.add_argument("--text-share", type=float, default=0.5,
+                      help="new_item_text_share of the third model (at "
+                      "new-item scale 1)")
   parser.add_argument("--batch-size", type=int, default=1024)
   args = parser.parse_args(argv)
   full = chosen_config()
   setup = quality.prepare(args.output_dir, args.steps, args.batch_size)
   runs = []
   for seed in range(1, args.seeds + 1):
-    for name, config in (("full", full),
-                         ("no_text", dataclasses.replace(full,
-                                                         use_text=False))):
+    for name, config in (
+        ("full", full),
+        ("no_text", dataclasses.replace(full, use_text=False)),
+        (f"full_text_share_{args.text_share}", dataclasses.replace(
+            full, new_item_text_share=args.text_share,
+            new_item_score_scale=1.0))):
       row = {"name": name, "seed": seed, **measure(setup, config, seed)}
       runs.append(row)
       print(f"seed {seed} {name:<8} " + "  ".join(

@@ -117,3 +117,32 @@ def test_the_text_map_regresses_onto_fixed_id_rows():
 def test_an_unknown_item_text_mode_is_refused():
   with pytest.raises(ValueError, match="'new_items' or 'every_item'"):
     _model("some_items")
+
+
+def test_a_new_items_text_share_mixes_text_and_the_unknown_id_row():
+  batch = toy_batch()
+  texts = np.random.default_rng(3).normal(size=(3, TEXT_DIM))
+  ids = [2, 0, 2]  # new, known, new
+  model = _model("new_items", new_item_text_share=0.5,
+                 new_item_score_scale=0.9)
+  model.build_variables(batch)
+  assert model.candidate_tower.new_item_text_share == 0.5
+  by_share = {}
+  for share in (1.0, 0.0, 0.5):  # the same weights, served three ways
+    model.candidate_tower.new_item_text_share = share
+    by_share[share] = _candidates(model, ids, texts)
+  unit = _candidates(model, ids, texts, training=True)
+  # Training is untouched: text alone, unit length.
+  np.testing.assert_allclose(unit, by_share[1.0] / [[0.9], [1], [0.9]],
+                             atol=1e-6)
+  # Share 0: the unknown-id row's vector, the same for both new items
+  # whatever their text (what a no-text model serves); known items alone.
+  np.testing.assert_allclose(by_share[0.0][0], by_share[0.0][2], atol=1e-6)
+  np.testing.assert_allclose(by_share[0.0][1], by_share[1.0][1], atol=1e-6)
+  # An even mix lies between them, at the configured length.
+  unknown = by_share[0.0][0] / 0.9
+  for row in (0, 2):
+    text = by_share[1.0][row] / 0.9
+    expected = 0.5 * text + 0.5 * unknown
+    expected = 0.9 * expected / np.linalg.norm(expected)
+    np.testing.assert_allclose(by_share[0.5][row], expected, atol=1e-5)

@@ -143,10 +143,10 @@ def test_bench_seeds_pairs_full_and_no_text_by_seed():
              {"name": "no_text", "seed": seed,
               **dict.fromkeys(metrics, no_text)}]
   summary = seeds.summarise(runs)
-  diff = summary["full_minus_no_text"]["recall@10"]
+  diff = summary["minus_no_text"]["full"]["recall@10"]
   np.testing.assert_allclose(diff["per_seed"], [0.02, -0.02, 0.0], atol=1e-9)
   assert abs(diff["mean"]) < 1e-9
-  assert diff["full_ahead_or_equal"] == 2 and diff["seeds"] == 3
+  assert diff["ahead_or_equal"] == 2 and diff["seeds"] == 3
   full = summary["models"]["full"]["cold_recall@100"]
   np.testing.assert_allclose([full["mean"], full["sd"]],
                              [0.58 / 3, np.std([0.2, 0.17, 0.21], ddof=1)])

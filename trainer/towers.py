@@ -229,8 +229,12 @@ class CandidateTower(tf.keras.Model):
   """Item id (+ text), genres and year -> candidate vector.
 
   Unit vectors, except, outside training, items the model places from their
-  text alone (no id row: new since training): their vectors are shortened
+  text (no id row: new since training): their vectors are shortened
   to config.new_item_score_scale, which scales their cosine with any query.
+  With config.new_item_text_share < 1, such an item's vector (before the
+  scale) is a normalised mix of where its text puts it and of the
+  unknown-id row's vector (trained through id dropout: a generic new item
+  of its genres and year).
   The text map puts a new item where an id row like it would lie, but not
   how popular it is, and a new film is not yet what most users watch next;
   shortening lets new items in where they fit a user well and keeps them
@@ -242,22 +246,42 @@ class CandidateTower(tf.keras.Model):
     self.items = items
     self.new_item_scale = (config.new_item_score_scale if config.use_text
                            else 1.0)
+    # Only "new_items" places a new item by its text instead of the
+    # unknown-id row; "every_item" adds the text to that row already.
+    self.new_item_text_share = (
+        config.new_item_text_share
+        if config.use_text and items.text_for_new_items_only else 1.0)
     self.genres = tf.keras.layers.Dense(16, use_bias=False)
     self.hidden = tf.keras.layers.Dense(config.hidden_units, activation="relu")
     self.out = tf.keras.layers.Dense(config.embedding_dim)
 
-  def call(self, inputs, training=False):
+  def _unit_vectors(self, inputs, text_vectors, text_ids):
     ids = inputs[_xf(features.ITEM_ID)]
     x = tf.concat([
-        self.items(ids, inputs.get(TEXT_VECTOR), inputs.get(TEXT_INDEX)),
+        self.items(ids, text_vectors, text_ids),
         self.genres(inputs[_xf(features.GENRES)]),
         tf.expand_dims(inputs[_xf(features.YEAR)], -1),
     ], axis=-1)
-    vectors = tf.math.l2_normalize(self.out(self.hidden(x)), axis=-1)
-    if training or self.new_item_scale == 1.0:
+    return tf.math.l2_normalize(self.out(self.hidden(x)), axis=-1)
+
+  def call(self, inputs, training=False):
+    ids = inputs[_xf(features.ITEM_ID)]
+    vectors = self._unit_vectors(inputs, inputs.get(TEXT_VECTOR),
+                                 inputs.get(TEXT_INDEX))
+    if training:
       return vectors
-    return scale_new_items(vectors, tf.equal(ids, self.items.oov_row),
-                           self.new_item_scale)
+    is_new = tf.equal(ids, self.items.oov_row)
+    share = self.new_item_text_share
+    if share < 1.0 and TEXT_VECTOR in inputs:
+      # The unknown-id row's vector: how the model scores an item it
+      # knows only by genres and year (what no_text serves a new item).
+      unknown = self._unit_vectors(inputs, None, None)
+      mixed = tf.math.l2_normalize(share * vectors + (1.0 - share) * unknown,
+                                   axis=-1)
+      vectors = tf.where(is_new[..., tf.newaxis], mixed, vectors)
+    if self.new_item_scale == 1.0:
+      return vectors
+    return scale_new_items(vectors, is_new, self.new_item_scale)
 
 
 def scale_new_items(vectors, is_new, scale: float):

@@ -135,14 +135,18 @@ def test_a_new_items_text_share_mixes_text_and_the_unknown_id_row():
   # Training is untouched: text alone, unit length.
   np.testing.assert_allclose(unit, by_share[1.0] / [[0.9], [1], [0.9]],
                              atol=1e-6)
-  # Share 0: the unknown-id row's vector, the same for both new items
-  # whatever their text (what a no-text model serves); known items alone.
-  np.testing.assert_allclose(by_share[0.0][0], by_share[0.0][2], atol=1e-6)
+  # Share 0: the unknown-id row's vector (with each item's genres and
+  # year), whatever the text says: what a no-text model serves.
+  other_texts = np.random.default_rng(4).normal(size=(3, TEXT_DIM))
+  model.candidate_tower.new_item_text_share = 0.0
+  np.testing.assert_allclose(_candidates(model, ids, other_texts),
+                             by_share[0.0], atol=1e-6)
+  assert not np.allclose(by_share[0.0][0], by_share[1.0][0])
+  # Known items are their id rows whatever the share.
   np.testing.assert_allclose(by_share[0.0][1], by_share[1.0][1], atol=1e-6)
-  # An even mix lies between them, at the configured length.
-  unknown = by_share[0.0][0] / 0.9
+  np.testing.assert_allclose(by_share[0.5][1], by_share[1.0][1], atol=1e-6)
+  # An even mix lies between the two, at the configured length.
   for row in (0, 2):
-    text = by_share[1.0][row] / 0.9
-    expected = 0.5 * text + 0.5 * unknown
+    expected = by_share[1.0][row] + by_share[0.0][row]
     expected = 0.9 * expected / np.linalg.norm(expected)
     np.testing.assert_allclose(by_share[0.5][row], expected, atol=1e-5)

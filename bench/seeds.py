@@ -31,6 +31,8 @@ from trainer.config import TrainerConfig  # noqa: E402
 
 COLUMNS = ("recall@10", "recall@50", "recall@100", "ndcg@10")
 COLD_COLUMNS = ("recall@50", "recall@100")  # recall@10 is 0 for all
+# Every key a run row reports, in table order.
+KEYS = COLUMNS + tuple(f"cold_{c}" for c in COLD_COLUMNS)
 PATH = os.path.join(quality.RESULTS, "quality_seeds.json")
 
 
@@ -55,7 +57,6 @@ def measure(setup: quality.Setup, config: TrainerConfig, seed: int) -> Dict:
 def summarise(runs: List[Dict]) -> Dict:
   """Per model and column: mean and sample sd over seeds; per model other
   than no_text and column, the paired differences model - no_text."""
-  keys = list(COLUMNS) + [f"cold_{c}" for c in COLD_COLUMNS]
   names = list(dict.fromkeys(r["name"] for r in runs))
   by = {name: sorted((r for r in runs if r["name"] == name),
                      key=lambda r: r["seed"]) for name in names}
@@ -64,12 +65,12 @@ def summarise(runs: List[Dict]) -> Dict:
     out["models"][name] = {
         k: {"mean": float(np.mean([r[k] for r in rows])),
             "sd": float(np.std([r[k] for r in rows], ddof=1))
-            if len(rows) > 1 else 0.0} for k in keys}
+            if len(rows) > 1 else 0.0} for k in KEYS}
   for name in names:
     if name == "no_text":
       continue
     out["minus_no_text"][name] = {}
-    for k in keys:
+    for k in KEYS:
       diffs = [m[k] - n[k] for m, n in zip(by[name], by["no_text"])]
       out["minus_no_text"][name][k] = {
           "per_seed": diffs, "mean": float(np.mean(diffs)),
@@ -79,17 +80,16 @@ def summarise(runs: List[Dict]) -> Dict:
 
 
 def print_table(summary: Dict) -> None:
-  keys = list(next(iter(summary["models"].values())))
-  print(f"\n{'':<26}" + "".join(f"{k:>20}" for k in keys))
+  print(f"\n{'':<26}" + "".join(f"{k:>20}" for k in KEYS))
   for name, cols in summary["models"].items():
     print(f"{name:<26}" + "".join(
-        f"{cols[k]['mean']:>12.4f} ±{cols[k]['sd']:.4f}" for k in keys))
+        f"{cols[k]['mean']:>12.4f} ±{cols[k]['sd']:.4f}" for k in KEYS))
   for name, diff in summary["minus_no_text"].items():
     print(f"{name + ' - no_text':<26}" + "".join(
-        f"{diff[k]['mean']:>+20.4f}" for k in keys))
+        f"{diff[k]['mean']:>+20.4f}" for k in KEYS))
     print(f"{'  seeds ahead or equal':<26}" + "".join(
         f"{diff[k]['ahead_or_equal']:>14} of {diff[k]['seeds']}"
-        for k in keys))
+        for k in KEYS))
 
 
 def plot(summary: Dict, path: str) -> None:
@@ -101,17 +101,16 @@ def plot(summary: Dict, path: str) -> None:
   width = 0.6 / len(models)
   colours = ("tab:blue", "tab:orange", "tab:green")
   for j, (name, diff) in enumerate(models):
-    for i, k in enumerate(diff):
+    for i, k in enumerate(KEYS):
       x = i - 0.3 + width * (j + 0.5)
       seeds = diff[k]["per_seed"]
       ax.scatter([x] * len(seeds), seeds, color=colours[j % 3], s=14,
                  zorder=3, label=f"{name}: one seed" if i == 0 else None)
       ax.plot([x - width / 2, x + width / 2], [diff[k]["mean"]] * 2,
               color=colours[j % 3], linewidth=2.5)
-  keys = list(models[0][1])
   ax.axhline(0.0, color="grey", linewidth=1)
-  ax.set_xticks(range(len(keys)))
-  ax.set_xticklabels(keys, fontsize=8)
+  ax.set_xticks(range(len(KEYS)))
+  ax.set_xticklabels(KEYS, fontsize=8)
   ax.set_ylabel("model - no_text (paired by seed)")
   ax.set_title("eval period, seen excluded; bars: means; cold_: the "
                "interactions with items new since training", fontsize=9)

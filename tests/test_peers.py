@@ -135,13 +135,12 @@ def test_the_new_item_scale_keeps_new_items_alive():
 
 def test_bench_seeds_pairs_full_and_no_text_by_seed():
   from bench import seeds
-  metrics = seeds.COLUMNS + tuple(f"cold_{c}" for c in seeds.COLD_COLUMNS)
   runs = []
   for seed, (full, no_text) in enumerate([(0.20, 0.18), (0.17, 0.19),
                                           (0.21, 0.21)], start=1):
-    runs += [{"name": "full", "seed": seed, **dict.fromkeys(metrics, full)},
+    runs += [{"name": "full", "seed": seed, **dict.fromkeys(seeds.KEYS, full)},
              {"name": "no_text", "seed": seed,
-              **dict.fromkeys(metrics, no_text)}]
+              **dict.fromkeys(seeds.KEYS, no_text)}]
   summary = seeds.summarise(runs)
   diff = summary["minus_no_text"]["full"]["recall@10"]
   np.testing.assert_allclose(diff["per_seed"], [0.02, -0.02, 0.0], atol=1e-9)

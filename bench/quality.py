@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -70,7 +70,8 @@ OURS_GRID = ({}, {"learning_rate": 0.005}, {"history_encoder": "attention"},
              {"learning_rate": 0.005, "sampling_correction": 1.25},
              {"learning_rate": 0.005, "sampling_correction": 1.25,
               "history_length": 50})
-# Each with its own new-item scale (choose_new_item_scale).
+# Each with its own new-item text share and scale
+# (validation.choose_new_item_serving).
 # The validation metric that picks each model's hyperparameters.
 SELECT_BY = "recall@10"
 
@@ -256,6 +257,9 @@ def run_ours(bench, params, train, queries, seen):
   candidates = task.candidate_vectors(
       model, tft_layer, validation.ids_unknown(bench.catalog, new_rows),
       bench.text_vectors)[:-1]
+  placements = (validation.new_item_placements(
+      model, tft_layer, bench.catalog, new_rows, bench.text_vectors)
+                if config.use_text else None)
   query, ratings = [], []
   for b in queries.raw_batches():
     q, _, r = model(model.with_text(tft_layer(b)))
@@ -265,24 +269,26 @@ def run_ours(bench, params, train, queries, seen):
                                 queries.ratings) ** 2)))
   query = np.concatenate(query)
   return {"scores": query @ candidates.T, "rmse": rmse, "model": model,
-          "query": query, "candidates": candidates, "new_rows": new_rows,
+          "query": query, "placements": placements, "new_rows": new_rows,
           **timing}
 
 
-def choose_new_item_scale(result: Dict, held_out, seen, log: List[Dict]
-                          ) -> Tuple[float, Dict]:
-  """The new-item scale for a config of ours, from its validation run
-  (trainer/validation.py), and the validation metrics with it."""
-  chosen, table = validation.choose_new_item_scale(
-      result["query"], result["candidates"], result["new_rows"], held_out,
+def choose_new_item_serving(result: Dict, held_out, seen, log: List[Dict]
+                            ) -> Dict:
+  """The new-item text share and scale for a config of ours, from its
+  validation run (trainer/validation.py), with the validation metrics."""
+  chosen, table = validation.choose_new_item_serving(
+      result["query"], result["placements"], result["new_rows"], held_out,
       seen, SELECT_BY)
   for row in table:
-    log.append({"family": "new_item_score_scale", **row})
-    print(f"  validation new_item_score_scale {row['scale']}: {SELECT_BY} "
-          f"{row[SELECT_BY]:.4f}, new items' recall@100 "
-          f"{row['new_item_recall@100']:.4f} "
+    log.append({"family": "new_item_serving", **row})
+    print(f"  validation new items: share {row['share']}, scale "
+          f"{row['scale']}: {SELECT_BY} {row[SELECT_BY]:.4f}, new items' "
+          f"recall@100 {row['new_item_recall@100']:.4f} "
           f"({row['new_item_interactions']} interactions)", flush=True)
-  return chosen["scale"], chosen
+  print(f"  chosen: share {chosen['share']}, scale {chosen['scale']}",
+        flush=True)
+  return chosen
 
 
 def choose(bench, run: Callable, grid: List[Dict], fit, held_out,
@@ -295,12 +301,13 @@ def choose(bench, run: Callable, grid: List[Dict], fit, held_out,
   best, best_value = None, -1.0
   for params in grid:
     result = run(bench, params, fit, held_out, seen)
-    if "new_rows" in result and params["config"].use_text:
-      # Each of our configs is judged with its own new-item scale: the
-      # pair is what would be served.
-      scale, metrics = choose_new_item_scale(result, held_out, seen, log)
-      params = {"config": dataclasses.replace(params["config"],
-                                              new_item_score_scale=scale)}
+    if result.get("placements"):
+      # Each of our configs is judged with its own new-item share and
+      # scale: the three are what would be served.
+      metrics = choose_new_item_serving(result, held_out, seen, log)
+      params = {"config": dataclasses.replace(
+          params["config"], new_item_text_share=metrics["share"],
+          new_item_score_scale=metrics["scale"])}
     else:
       metrics = validation.evaluate(result["scores"], held_out, seen)
     shown = {k: (_changed(v) if isinstance(v, TrainerConfig) else v)
@@ -328,7 +335,8 @@ class Setup:
   row_of: Dict[str, int]
   train: validation.Interactions
   test: validation.Interactions
-  fit: validation.Interactions       # train before the validation window
+  fit: validation.Interactions       # train before the validation window,
+                                     # the newest release wave left out
   held_out: validation.Interactions  # the validation window
   cut: int
   seen_held_out: object
@@ -359,24 +367,26 @@ def prepare(output_dir: str, steps: int, batch_size: int) -> Setup:
 
   train = validation.Interactions.read(split("train"), row_of)
   test = validation.Interactions.read(split("eval"), row_of)
-  cut = validation.validation_cut(train)
-  fit = train.subset(train.timestamps < cut)
-  held_out = train.subset(train.timestamps >= cut)
-  seen_held_out = validation.seen_before(fit, held_out, len(ids))
+  held = validation.split(train, catalog[features.YEAR].numpy().reshape(-1))
   seen_test = validation.seen_before(train, test, len(ids))
   train_counts = np.bincount(train.items, minlength=len(ids))
   cold = train_counts[np.maximum(test.items, 0)] == 0
-  print(f"fit {len(fit)}, validation {len(held_out)} (from "
-        f"{time.strftime('%Y-%m-%d', time.gmtime(cut))}), eval {len(test)} "
-        f"interactions ({int(cold.sum())} of cold items)", flush=True)
+  new_rows = validation.new_item_rows(held.fit, len(ids))
+  print(f"fit {len(held.fit)} (the newest release wave, "
+        f"{int(held.wave.sum())} items, held out of it), validation "
+        f"{len(held.held_out)} (from "
+        f"{time.strftime('%Y-%m-%d', time.gmtime(held.cut))}; "
+        f"{int(new_rows[np.maximum(held.held_out.items, 0)].sum())} with "
+        f"items new to the fit window), eval {len(test)} interactions "
+        f"({int(cold.sum())} of cold items)", flush=True)
 
   encoder = TextEncoder(config.text_encoder_dir)
   vectors = item_embeddings.encode_catalog(encoder, catalog)
   bench = Bench(tft_output, catalog, catalog_lib.Catalog(
       raw=catalog, vocabulary=catalog_lib.item_vocabulary(tft_output),
       text=vectors), vectors["item_text"], steps, batch_size)
-  return Setup(bench, encoder, row_of, train, test, fit, held_out, cut,
-               seen_held_out, seen_test, cold)
+  return Setup(bench, encoder, row_of, train, test, held.fit, held.held_out,
+               held.cut, held.seen, seen_test, cold)
 
 
 def main(argv=None) -> int:
@@ -426,7 +436,8 @@ def main(argv=None) -> int:
       ("ease", run_ease, [{"l2": l2} for l2 in EASE_L2]),
       ("sasrec", run_sasrec, list(SASREC_GRID)),
       ("full", run_ours, [{"config": dataclasses.replace(
-          default, new_item_score_scale=1.0, **change)}
+          default, new_item_score_scale=1.0, new_item_text_share=1.0,
+          **change)}
                           for change in OURS_GRID]),
   ]
   results = {}

@@ -112,10 +112,11 @@ def test_the_new_item_scale_uncrowds_warm_users_top_lists():
   # above it), one wants the new item.
   held_out = _Split(["a", "b", "c", "d"], [10, 10, 10, 0], [1, 1, 1, 1])
   seen = validation.seen_before(_Split([], [], []), held_out, 150)
-  chosen, table = validation.choose_new_item_scale(
-      queries, candidates, new_rows, held_out, seen)
+  chosen, table = validation.choose_new_item_serving(
+      queries, {1.0: candidates}, new_rows, held_out, seen)
   assert [r["recall@10"] for r in table][:2] == [0.25, 0.75]
   assert chosen["scale"] == 0.97  # the first to put row 10 in the top 10
+  assert chosen["share"] == 1.0  # no unknown-id placement: text alone
   assert table[1]["new_item_recall@100"] == 1.0  # the new item is 21st
 
 
@@ -124,13 +125,64 @@ def test_the_new_item_scale_keeps_new_items_alive():
   # Row 100 gets into the top 100 only when the new item falls out of it.
   held_out = _Split(["a", "b", "c", "d"], [100, 100, 100, 0], [1, 1, 1, 1])
   seen = validation.seen_before(_Split([], [], []), held_out, 150)
-  chosen, table = validation.choose_new_item_scale(
-      queries, candidates, new_rows, held_out, seen, "recall@100")
+  chosen, table = validation.choose_new_item_serving(
+      queries, {1.0: candidates}, new_rows, held_out, seen, "recall@100")
   by_scale = {r["scale"]: r for r in table}
   assert by_scale[0.85]["recall@100"] == 0.75  # best over all interactions
   assert by_scale[0.85]["new_item_recall@100"] == 0.0  # ... by dropping it
   assert by_scale[0.9]["new_item_recall@100"] == 1.0
-  assert chosen["scale"] == 1.0  # the best keeping half the new item's recall
+  assert chosen["scale"] == 1.0  # the best that keeps the new item
+
+
+def _two_placements(text_vector):
+  """2-d: warm rows 1..149 along x (0.999, 0.9975, ...); three warm users
+  (query x) want row 10, one user (0.6, 0.8) wants the new item (row 0),
+  which the unknown-id row places at x (first for everyone at scale 1) and
+  its text at `text_vector`."""
+  warm = np.r_[0.0, 0.999 - 0.0015 * np.arange(149)]
+  text = np.stack([warm, np.zeros(150)], 1)
+  unknown = text.copy()
+  text[0], unknown[0] = text_vector, (1.0, 0.0)
+  queries = np.array([[1.0, 0.0]] * 3 + [[0.6, 0.8]])
+  held_out = _Split(["a", "b", "c", "d"], [10, 10, 10, 0], [1, 1, 1, 1])
+  seen = validation.seen_before(_Split([], [], []), held_out, 150)
+  return queries, {1.0: text, 0.0: unknown}, held_out, seen
+
+
+def test_new_items_are_placed_by_text_where_text_tells_users_apart():
+  new_rows = np.arange(150) == 0
+  queries, placements, held_out, seen = _two_placements((0.0, 1.0))
+  chosen, table = validation.choose_new_item_serving(
+      queries, placements, new_rows, held_out, seen)
+  assert len(table) == (len(validation.NEW_ITEM_SHARES) *
+                        len(validation.NEW_ITEM_SCALES))
+  row = {(r["share"], r["scale"]): r for r in table}
+  # The unknown-id row crowds every list (the floor: the new item found).
+  assert row[0.0, 1.0]["recall@10"] == 0.25
+  assert row[0.0, 1.0]["new_item_recall@100"] == 1.0
+  # Any text in the mix puts it first for the one user who wants it and
+  # below row 10 for the rest (share 0.25: (0.95, 0.32)); ties go to text.
+  assert all(row[share, 1.0]["recall@10"] == 1.0
+             for share in validation.NEW_ITEM_SHARES if share > 0)
+  assert (chosen["share"], chosen["scale"]) == (1.0, 1.0)
+  assert chosen["recall@10"] == 1.0 and chosen["new_item_recall@100"] == 1.0
+
+
+def test_text_that_misplaces_new_items_is_not_served():
+  new_rows = np.arange(150) == 0
+  # Text points away from the user who wants the new item: every share
+  # above 0 loses it (share 0.25 gives (0.96, -0.28): 0.35 for that user,
+  # below every warm row), so only the unknown-id row keeps the floor, at
+  # the first scale that uncrowds the warm users' top 10.
+  queries, placements, held_out, seen = _two_placements((0.28, -0.96))
+  chosen, table = validation.choose_new_item_serving(
+      queries, placements, new_rows, held_out, seen)
+  row = {(r["share"], r["scale"]): r for r in table}
+  assert all(row[share, 1.0]["new_item_recall@100"] == 0.0
+             for share in validation.NEW_ITEM_SHARES if share > 0)
+  assert (chosen["share"], chosen["scale"]) == (0.0, 0.97)
+  assert chosen["recall@10"] == 0.75  # the new item is 21st for its user
+  assert row[0.0, 0.85]["new_item_recall@100"] == 0.0  # 101st
 
 
 def test_bench_seeds_pairs_full_and_no_text_by_seed():

@@ -711,6 +711,46 @@ def test_seeded_training_repeats_to_the_digit(first_run, tmp_path):
              for a, b in zip(first, other))
 
 
+def test_validation_holds_the_newest_release_wave_out_of_its_fit_window(
+    first_run):
+  """validation.split on the pipeline's own examples: the newest release
+  year's items are new to the fit window (no interactions, unknown in
+  every history), still asked for in the validation window."""
+  from trainer import item_embeddings
+  examples = _latest(first_run, "MovieLensExampleGen", "examples")
+  catalog = item_embeddings.read_catalog(
+      os.path.join(examples, "Split-items", "*"))
+  ids = [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
+  years = catalog[features.YEAR].numpy().reshape(-1)
+  train = validation.Interactions.read(tf.io.gfile.glob(
+      os.path.join(examples, "Split-train", "*")), dict(zip(ids, range(len(
+          ids)))))
+  held = validation.split(train, years)
+  before = train.timestamps < held.cut
+  newest = years[train.items[before]].max()
+  assert held.wave.any() and (years[held.wave] == newest).all()
+  wave_ids = {i.encode() for i, new in zip(ids, held.wave) if new}
+  in_wave = lambda rows: held.wave[np.maximum(rows, 0)] & (rows >= 0)  # noqa
+  # Dropped from the fit window, kept (as the answer) in validation.
+  assert in_wave(train.items[before]).any()
+  assert len(held.fit) == int((~in_wave(train.items[before])).sum())
+  assert not in_wave(held.fit.items).any()
+  assert in_wave(held.held_out.items).sum() == in_wave(
+      train.items[~before]).sum() > 0
+  assert held.wave[validation.new_item_rows(held.fit, len(ids))].sum() == \
+      held.wave.sum()
+  # Unknown in every history, raw strings and rows alike.
+  for part in (held.fit, held.held_out):
+    raw = set(part.raw[features.HISTORY].values.numpy())
+    assert not raw & wave_ids and validation.UNKNOWN_ID in raw
+    assert not any(in_wave(h).any() for h in part.histories)
+  # A user who rated a wave item before the cut is not offered it again.
+  rated = np.flatnonzero(before & in_wave(train.items))[0]
+  later = np.flatnonzero(held.held_out.users == train.users[rated])
+  if len(later):
+    assert held.seen[later[0], train.items[rated]] == 1
+
+
 def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
     first_run, tmp_path):
   """A tiny search (2 trials, 5 steps) through RecommenderTuner's executor
@@ -748,6 +788,7 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
   assert tuned.embedding_dim in (32, 64, 128)
   # Chosen for the trial's model after training, on the same window.
   assert tuned.new_item_score_scale in validation.NEW_ITEM_SCALES
+  assert tuned.new_item_text_share in validation.NEW_ITEM_SHARES
   with pytest.raises(ValueError, match="not TrainerConfig fields"):
     first_run.trainer.with_hyperparameters({"values": {"no_such_knob": 1}})
 

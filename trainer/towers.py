@@ -276,12 +276,18 @@ class CandidateTower(tf.keras.Model):
       # The unknown-id row's vector: how the model scores an item it
       # knows only by genres and year (what no_text serves a new item).
       unknown = self._unit_vectors(inputs, None, None)
-      mixed = tf.math.l2_normalize(share * vectors + (1.0 - share) * unknown,
-                                   axis=-1)
+      mixed = mix_new_item_placements(vectors, unknown, share)
       vectors = tf.where(is_new[..., tf.newaxis], mixed, vectors)
     if self.new_item_scale == 1.0:
       return vectors
     return scale_new_items(vectors, is_new, self.new_item_scale)
+
+
+def mix_new_item_placements(text_placed, unknown_placed, share: float):
+  """A new item's unit vector: share * where its text puts it + (1 - share)
+  * its unknown-id row's vector, normalised (config.new_item_text_share)."""
+  return tf.math.l2_normalize(share * text_placed +
+                              (1.0 - share) * unknown_placed, axis=-1)
 
 
 def scale_new_items(vectors, is_new, scale: float):

@@ -30,7 +30,10 @@ from trainer.config import TrainerConfig
 from trainer.text_tower import TextEncoder
 
 OBJECTIVE = "val_recall_at_10"
-NEW_ITEM_SCALE = "new_item_score_scale"
+# Chosen for each trial's model after training: TrainerConfig field ->
+# validation.choose_new_item_serving's key.
+NEW_ITEM_SERVING = {"new_item_text_share": "share",
+                    "new_item_score_scale": "scale"}
 
 
 def search_space(max_history: int) -> kt.HyperParameters:
@@ -38,7 +41,8 @@ def search_space(max_history: int) -> kt.HyperParameters:
   the rating loss's weight against retrieval's, and how much of the logQ
   correction to apply. (How text enters items is not searched: the
   validation window has too few new items to judge it; see item_text_for.
-  The new-item scale is chosen for each trial's model after training.)"""
+  The new-item share and scale are chosen for each trial's model after
+  training.)"""
   hp = kt.HyperParameters()
   hp.Choice("embedding_dim", [32, 64, 128], default=64)
   hp.Choice("temperature", [0.03, 0.05, 0.1], default=0.05)
@@ -64,9 +68,10 @@ class ValidationWindowTuner(kt.RandomSearch):
     self._fit, self._held_out, self._seen = fit, held_out, seen
 
   def run_trial(self, trial, steps: int) -> Dict[str, float]:
-    # Unscaled candidates: the new-item scale is chosen after training.
+    # How new items are served is chosen after training.
     config = dataclasses.replace(self._config.with_hyperparameters(
-        trial.hyperparameters.get_config()), new_item_score_scale=1.0)
+        trial.hyperparameters.get_config()), new_item_score_scale=1.0,
+        new_item_text_share=1.0)
     tf.keras.utils.set_random_seed(1)
     tft_layer = self._tft_output.transform_features_layer()
     model = task.build_model(config, self._tft_output, self._catalog)
@@ -85,14 +90,16 @@ class ValidationWindowTuner(kt.RandomSearch):
         model.query_tower(model.with_text(tft_layer(b))).numpy()
         for b in self._held_out.raw_batches()])
     if config.use_text:
-      # The new-item scale is chosen after training, for this trial's
-      # model, and saved with its hyperparameters for the Trainer.
-      metrics, _ = validation.choose_new_item_scale(
-          queries, candidates, new_rows, self._held_out, self._seen)
-      scale = metrics["scale"]
+      # How new items are served is chosen after training, for this
+      # trial's model, and saved with its hyperparameters for the Trainer.
+      metrics, _ = validation.choose_new_item_serving(
+          queries, validation.new_item_placements(
+              model, tft_layer, self._catalog.raw, new_rows, text),
+          new_rows, self._held_out, self._seen)
       hyperparameters = trial.hyperparameters
-      hyperparameters.Fixed(NEW_ITEM_SCALE, scale)
-      hyperparameters.values[NEW_ITEM_SCALE] = scale  # Fixed keeps the first
+      for name, key in NEW_ITEM_SERVING.items():
+        hyperparameters.Fixed(name, metrics[key])
+        hyperparameters.values[name] = metrics[key]  # Fixed keeps the first
     else:
       metrics = validation.evaluate(queries @ candidates.T, self._held_out,
                                     self._seen)
@@ -120,14 +127,12 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   row_of = {item.decode(): i for i, item in enumerate(catalog.ids)}
   files = [f for p in fn_args.train_files for f in tf.io.gfile.glob(p)]
   train = validation.Interactions.read(files, row_of)
-  cut = validation.validation_cut(train)
-  fit = train.subset(train.timestamps < cut)
-  held_out = train.subset(train.timestamps >= cut)
-  logging.info("tuning on %d fit and %d validation interactions",
-               len(fit), len(held_out))
+  held = validation.split(train, catalog.years)
+  logging.info("tuning on %d fit and %d validation interactions (%d items "
+               "of the newest release wave held out of the fit window)",
+               len(held.fit), len(held.held_out), int(held.wave.sum()))
   tuner = ValidationWindowTuner(
-      config, tft_output, catalog, fit, held_out,
-      validation.seen_before(fit, held_out, len(catalog)),
+      config, tft_output, catalog, held.fit, held.held_out, held.seen,
       hyperparameters=search_space(task.history_width(tft_output)),
       objective=kt.Objective(OBJECTIVE, direction="max"),
       max_trials=int(custom.get(TUNE_TRIALS_KEY, 8)), seed=1,

@@ -6,6 +6,7 @@ not rated before it (`recommend_unseen`: nobody re-rates a movie); the old
 chosen on a validation window carved from the end of the training period
 (`validation_cut`), never on the eval period.
 """
+import dataclasses
 from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
@@ -13,6 +14,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from trainer import features
+from trainer import towers
 
 KS = (10, 50, 100)
 # The share of training interactions, by time, held out for validation.
@@ -64,6 +66,23 @@ class Interactions:
         raw[key] = tf.boolean_mask(value, mask)
     return Interactions(raw, self._row_of)
 
+  def with_items_new(self, rows: np.ndarray, drop: bool) -> "Interactions":
+    """These interactions as if the catalogue `rows` ([num_items] bool) had
+    been released after them: their ids are unknown in every history (as a
+    brand-new item's id is to the served model) and, with `drop`, the
+    interactions with them are gone."""
+    hidden = {item.encode() for item, row in self._row_of.items()
+              if rows[row]}
+    history = self.raw[features.HISTORY]
+    values = history.values.numpy()
+    values = np.where([v in hidden for v in values], UNKNOWN_ID, values)
+    raw = {**self.raw, features.HISTORY: tf.SparseTensor(
+        history.indices, tf.constant(values), history.dense_shape)}
+    out = Interactions(raw, self._row_of)
+    if drop:
+      out = out.subset(~((self.items >= 0) & rows[np.maximum(self.items, 0)]))
+    return out
+
   def raw_batches(self, size: int = 4096) -> Iterator[Dict[str, tf.Tensor]]:
     for start in range(0, len(self), size):
       yield {k: (tf.sparse.slice(v, [start, 0], [size, v.dense_shape[1]])
@@ -76,6 +95,11 @@ class Interactions:
             .shuffle(len(self), seed=seed).repeat()
             .batch(batch_size, drop_remainder=True)
             .map(tft_layer).prefetch(2))
+
+
+# The id new items carry when a setting scores them as brand new: no
+# vocabulary holds it, so it maps to the OOV row.
+UNKNOWN_ID = b"<new since training>"
 
 
 def validation_cut(train: Interactions) -> int:
@@ -109,6 +133,49 @@ def seen_before(history: Interactions, queries: Interactions,
   indices = np.concatenate(indices) if indices else np.zeros(0, np.int64)
   return sp.csr_matrix((np.ones(len(indices), np.float32), indices,
                         np.array(indptr)), shape=(len(queries), num_items))
+
+
+def release_wave(fit: Interactions, years: np.ndarray) -> np.ndarray:
+  """[num_items] bool: the items of the newest release year among those
+  rated in `fit`.
+
+  The eval period's new items are mostly that kind of film (ML-100K: 97 of
+  its 126 interactions with items unseen in training are 1998 releases),
+  while the few items first rated in a validation window are old, obscure
+  ones (15 interactions in ML-100K's). Treating the newest wave as not yet
+  released when fitting gives validation a cold-start slice like the one
+  the served model meets."""
+  rated = np.zeros(len(years), bool)
+  rated[fit.items[fit.items >= 0]] = True
+  dated = rated & (years != features.UNKNOWN_YEAR)
+  if not dated.any():
+    return np.zeros(len(years), bool)
+  return years == years[dated].max()
+
+
+@dataclasses.dataclass
+class Split:
+  """The validation setting: fit on `fit`, score `held_out`."""
+  fit: Interactions       # before the cut, the release wave left out
+  held_out: Interactions  # from the cut on (wave ids unknown in histories)
+  seen: sp.csr_matrix     # [len(held_out), num_items] rated before each
+  cut: int                # first timestamp of the validation window
+  wave: np.ndarray        # [num_items] bool: release_wave
+
+
+def split(train: Interactions, years: np.ndarray) -> Split:
+  """Carves the validation window from the end of `train` (raw catalogue
+  `years` by row) and holds the release wave out of its fit window. A user
+  who rated a wave item before the cut still has it excluded from their
+  recommendations: they rated it."""
+  cut = validation_cut(train)
+  before = train.subset(train.timestamps < cut)
+  after = train.subset(train.timestamps >= cut)
+  wave = release_wave(before, years)
+  return Split(fit=before.with_items_new(wave, drop=True),
+               held_out=after.with_items_new(wave, drop=False),
+               seen=seen_before(before, after, len(years)), cut=cut,
+               wave=wave)
 
 
 def top_k(scores: np.ndarray, exclude: sp.csr_matrix = None,
@@ -150,10 +217,10 @@ def evaluate(scores: np.ndarray, queries: Interactions,
   return out
 
 
-# Candidate values of TrainerConfig.new_item_score_scale, and the share of
-# the new items' own recall@100 (at scale 1) the chosen one must keep.
+# Candidate values of TrainerConfig.new_item_text_share and
+# new_item_score_scale, chosen together for a model with the text tower.
+NEW_ITEM_SHARES = (1.0, 0.75, 0.5, 0.25, 0.0)
 NEW_ITEM_SCALES = (1.0, 0.97, 0.95, 0.93, 0.9, 0.85, 0.8)
-NEW_ITEM_KEEP = 0.5
 
 
 def new_item_rows(fit: Interactions, num_items: int) -> np.ndarray:
@@ -162,7 +229,7 @@ def new_item_rows(fit: Interactions, num_items: int) -> np.ndarray:
   A model trained on `fit` meets them as new items. In the validation
   setting they still have id rows (Transform's vocabulary is the whole
   training period's), untrained ones; `ids_unknown` makes the model score
-  them as the served model scores new items, from their text."""
+  them as the served model scores new items."""
   return np.bincount(fit.items[fit.items >= 0], minlength=num_items) == 0
 
 
@@ -171,36 +238,72 @@ def ids_unknown(catalog: Dict[str, tf.Tensor], rows: np.ndarray
   """The raw catalogue with the item ids of `rows` replaced by one no
   vocabulary holds (they map to the OOV row)."""
   ids = catalog[features.ITEM_ID].numpy().copy()
-  ids[rows] = b"<new since training>"
+  ids[rows] = UNKNOWN_ID
   return {**catalog, features.ITEM_ID: tf.constant(ids)}
 
 
-def choose_new_item_scale(queries: np.ndarray, candidates: np.ndarray,
-                          new_rows: np.ndarray, held_out: Interactions,
-                          seen: sp.csr_matrix, select_by: str = "recall@10"
-                          ) -> Tuple[Dict, List[Dict]]:
-  """TrainerConfig.new_item_score_scale for a model trained on the fit
-  window, from its query [n, d] and unscaled candidate [N, d] vectors
-  (`new_rows` scored as new items).
+def new_item_placements(model, tft_layer, catalog: Dict[str, tf.Tensor],
+                        new_rows: np.ndarray, text_vectors: np.ndarray
+                        ) -> Dict[float, np.ndarray]:
+  """{share: [N, d]} candidate vectors at new-item scale 1, `new_rows`
+  scored as new items, for the two placements a share mixes: 1.0 (text
+  alone) and, where the model can mix (text only for new items), 0.0 (the
+  unknown-id row). `choose_new_item_serving` mixes them as the tower does.
+  """
+  from trainer import task  # the Trainer's module: heavy, needed here only
+  tower = model.candidate_tower
+  kept = tower.new_item_scale, tower.new_item_text_share
+  shares = (1.0, 0.0) if model.items.text_for_new_items_only else (1.0,)
+  catalog = ids_unknown(catalog, new_rows)
+  out = {}
+  try:
+    tower.new_item_scale = 1.0
+    for share in shares:
+      tower.new_item_text_share = share
+      out[share] = task.candidate_vectors(model, tft_layer, catalog,
+                                          text_vectors)[:-1]
+  finally:
+    tower.new_item_scale, tower.new_item_text_share = kept
+  return out
 
-  The value with the best validation `select_by` among those that keep
-  the new items' own recall@100 at least NEW_ITEM_KEEP of what scale 1
-  gives them. Judged over all interactions alone, any metric would simply
-  drop new items (0.2% of MovieLens' validation interactions, 1.4% of its
-  eval ones): the floor keeps cold start alive; within it, warm users'
-  rankings decide. Returns the chosen value's row of metrics (its "scale"
-  and the validation metrics with it) and the rows of every candidate
-  value, NEW_ITEM_SCALES' order."""
+
+def choose_new_item_serving(queries: np.ndarray,
+                            placements: Dict[float, np.ndarray],
+                            new_rows: np.ndarray, held_out: Interactions,
+                            seen: sp.csr_matrix, select_by: str = "recall@10"
+                            ) -> Tuple[Dict, List[Dict]]:
+  """TrainerConfig.new_item_text_share and new_item_score_scale for a model
+  trained on the fit window, from its query vectors [n, d] and
+  `new_item_placements`.
+
+  The pair with the best validation `select_by` among those whose new
+  items' recall@100 is at least what the unknown-id row at full length
+  gives them (share 0, scale 1: exactly how the no-text model serves every
+  new item). Text is in the model for cold start: the floor keeps its lead
+  there; within it, warm users' rankings decide. (Judged over all
+  interactions alone, recall@10 would simply shorten new items: they
+  rarely make a top 10.) Without a share-0 placement, the floor is text
+  alone at scale 1. Returns the chosen pair's row (its "share", "scale" and
+  validation metrics) and the rows of every pair."""
   new = (held_out.items >= 0) & new_rows[np.maximum(held_out.items, 0)]
+  shares = NEW_ITEM_SHARES if 0.0 in placements else (1.0,)
   table = []
-  for scale in NEW_ITEM_SCALES:
-    scores = queries @ (candidates * np.where(new_rows, scale,
-                                              1.0)[:, None]).T
-    new_recall = (evaluate(scores, held_out, seen, new)["recall@100"]
-                  if new.any() else 0.0)
-    table.append({"scale": scale, "new_item_interactions": int(new.sum()),
-                  "new_item_recall@100": new_recall,
-                  **evaluate(scores, held_out, seen)})
-  floor = NEW_ITEM_KEEP * table[0]["new_item_recall@100"]  # scale 1
+  for share in shares:
+    mixed = placements.get(share)
+    if mixed is None:  # warm rows are the same in both placements
+      mixed = towers.mix_new_item_placements(placements[1.0],
+                                             placements[0.0], share).numpy()
+    for scale in NEW_ITEM_SCALES:
+      candidates = np.where(new_rows[:, None], mixed * scale,
+                            placements[1.0])
+      scores = queries @ candidates.T
+      new_recall = (evaluate(scores, held_out, seen, new)["recall@100"]
+                    if new.any() else 0.0)
+      table.append({"share": share, "scale": scale,
+                    "new_item_interactions": int(new.sum()),
+                    "new_item_recall@100": new_recall,
+                    **evaluate(scores, held_out, seen)})
+  floor = next(row["new_item_recall@100"] for row in table
+               if row["share"] == min(shares) and row["scale"] == 1.0)
   kept = [row for row in table if row["new_item_recall@100"] >= floor]
   return max(kept, key=lambda row: row[select_by]), table  # ties: the first

@@ -8,18 +8,18 @@ ahead. This trains both, as bench-quality's full row was chosen (read from
 bench/results/quality.json: config and new-item scale), with several seeds
 (weights and data order; seed 1 is bench-quality's own run) on the same
 split, and reports each column's mean, spread and the paired difference
-full - no_text per seed. A third model serves new items a mix of their
-text and the unknown-id row (TrainerConfig.new_item_text_share, 0.5 at
-scale 1 unless --text-share says otherwise), which only a multi-seed run
-can weigh: its effect lies on the 126 cold interactions. Writes
-bench/results/quality_seeds.json and quality_seeds.png.
+full - no_text per seed. A third model changes the full one's config
+(--compare FIELD=VALUE ...; by default bench-quality's
+full_text_every_item ablation, text added to every item's id row, whose
+one-run lead over no_text on warm columns only several seeds can confirm
+or not). Writes bench/results/quality_seeds.json and quality_seeds.png.
 """
 import argparse
 import dataclasses
 import json
 import os
 import sys
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -42,6 +42,21 @@ def chosen_config() -> TrainerConfig:
     rows = json.load(f)
   full = next(r for r in rows if r["name"] == "full")
   return TrainerConfig(**full["params"]["config"])
+
+
+def compared(full: TrainerConfig, changes: List[str]
+             ) -> Tuple[str, TrainerConfig]:
+  """The third model's name and config: `full` with FIELD=VALUE changes
+  (values parsed as the field's current value's type)."""
+  values = {}
+  for change in changes:
+    field, _, text = change.partition("=")
+    current = getattr(full, field)  # AttributeError names a bad field
+    values[field] = (text == "True" if isinstance(current, bool)
+                     else type(current)(text))
+  name = "full_" + "_".join(f"{k}_{v}" for k, v in values.items()
+                            if not isinstance(v, bool) or v)
+  return name, dataclasses.replace(full, **values)
 
 
 def measure(setup: quality.Setup, config: TrainerConfig, seed: int) -> Dict:
@@ -126,9 +141,10 @@ def main(argv=None) -> int:
   parser.add_argument("--output-dir", default="outputs")
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--steps", type=int, default=400)
-  parser.add_argument("--text-share", type=float, default=0.5,
-                      help="new_item_text_share of the third model (at "
-                      "new-item scale 1)")
+  parser.add_argument("--compare", nargs="+", metavar="FIELD=VALUE",
+                      default=["item_text_for=every_item",
+                               "text_in_history=False"],
+                      help="TrainerConfig changes that make the third model")
   parser.add_argument("--batch-size", type=int, default=1024)
   args = parser.parse_args(argv)
   full = chosen_config()
@@ -138,9 +154,7 @@ def main(argv=None) -> int:
     for name, config in (
         ("full", full),
         ("no_text", dataclasses.replace(full, use_text=False)),
-        (f"full_text_share_{args.text_share}", dataclasses.replace(
-            full, new_item_text_share=args.text_share,
-            new_item_score_scale=1.0))):
+        compared(full, args.compare)):
       row = {"name": name, "seed": seed, **measure(setup, config, seed)}
       runs.append(row)
       print(f"seed {seed} {name:<8} " + "  ".join(

@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import peers  # noqa: E402
@@ -201,3 +202,18 @@ def test_bench_seeds_pairs_full_and_no_text_by_seed():
   full = summary["models"]["full"]["cold_recall@100"]
   np.testing.assert_allclose([full["mean"], full["sd"]],
                              [0.58 / 3, np.std([0.2, 0.17, 0.21], ddof=1)])
+
+
+def test_bench_seeds_third_model_is_the_full_config_with_its_changes():
+  from bench import seeds
+  from trainer.config import TrainerConfig
+  full = TrainerConfig(new_item_text_share=0.25)
+  name, config = seeds.compared(full, ["item_text_for=every_item",
+                                       "text_in_history=False",
+                                       "new_item_score_scale=0.9"])
+  assert name == "full_item_text_for_every_item_new_item_score_scale_0.9"
+  assert (config.item_text_for, config.text_in_history,
+          config.new_item_score_scale) == ("every_item", False, 0.9)
+  assert config.new_item_text_share == 0.25  # the rest is full's
+  with pytest.raises(AttributeError):
+    seeds.compared(full, ["no_such_field=1"])

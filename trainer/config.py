@@ -94,33 +94,25 @@ class TrainerConfig:
   # "every_item": id row plus projected text for every item, trained
   # jointly.
   item_text_for: str = "new_items"
-  # With the text tower, the length of the candidate vector of an item
-  # without an id row (new since training, placed by its text) in serving
-  # and evaluation (training sees unit vectors): it multiplies that item's
-  # cosine with every query, in the index and in every re-scoring. 1
-  # trusts the text map's placement fully; 0 never recommends a new item.
-  # The map places a new film among films like it, but not as popular as
-  # they are: at 1, new items took 3.5% of warm users' top-10 slots on the
-  # eval period (0.15% without text). Chosen on the validation window, with
-  # items absent from its fit window scored as new
-  # (validation.choose_new_item_scale; bench-quality and the Tuner). 0.93:
-  # bench-quality's choice for its full model (validation recall@10 0.1845
-  # at 1, 0.1957 at 0.93; the 15 validation interactions with new items
-  # keep recall@100 0.200 of 0.333).
-  new_item_score_scale: float = 0.93
   # With the text tower ("new_items"), outside training: a new item's
   # vector is share * where its text puts it + (1 - share) * the unknown-id
   # row's vector (what the no-text model serves every new item: trained
   # through id dropout, it knows how a generic new item of these genres and
-  # year fares), normalised, then scaled as above. 1: text alone. Over
-  # seeds 1-3 of the eval period (analysis, not chosen on validation,
-  # whose 15 new-item interactions cannot tell shares apart), the even mix
-  # (0.5) at scale 1 kept warm columns within 0.0025 of no_text, and
-  # cold-item recall@100 was 0.444 / 0.389 / 0.444 against no_text's
-  # 0.341 / 0.325 / 0.389 and text alone's (at 0.93) 0.318 / 0.302 / 0.333.
-  # bench-seeds measures it side by side; the default stays text alone
-  # until a validation protocol can choose it.
-  new_item_text_share: float = 1.0
+  # year fares), normalised. 1: text alone.
+  new_item_text_share: float = 0.25
+  # With the text tower, the length of that vector in serving and
+  # evaluation (training sees unit vectors): it multiplies a new item's
+  # cosine with every query, in the index and in every re-scoring. 0 never
+  # recommends a new item. Share and scale are chosen together on the
+  # validation window, the newest release wave held out of its fit window
+  # (validation.split, validation.choose_new_item_serving; bench-quality
+  # and the Tuner): the best recall@10 among the pairs that keep the new
+  # items' recall@100 at least at what the unknown-id row at full length
+  # gives them. 0.25 at 1: bench-quality's choice for its full model
+  # (validation recall@10 0.1952 and the 213 new-item interactions'
+  # recall@100 0.629, against 0.1841 and 0.540 for text alone at 1, and
+  # 0.1947 and 0.610 for the unknown-id row alone).
+  new_item_score_scale: float = 1.0
   # Weight of that regression (item_text_for="new_items").
   text_map_weight: float = 1.0
   # Fine-tune this many top BERT blocks on the item side (0: frozen). Each

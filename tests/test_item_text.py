@@ -60,8 +60,11 @@ def test_known_items_ignore_their_text_and_new_items_are_their_text():
 
 
 def test_new_items_are_shortened_outside_training_only():
-  # (Training hides every id: all its candidates are placed by text.)
-  scaled = _model("new_items", new_item_score_scale=0.8, item_id_dropout=1.)
+  # (Training hides every id: all its candidates are placed by text.
+  # Text alone, so that a new item served is its training vector scaled;
+  # the mix with the unknown-id row has its own test below.)
+  scaled = _model("new_items", new_item_score_scale=0.8,
+                  new_item_text_share=1.0, item_id_dropout=1.)
   scaled.build_variables(toy_batch())
   texts = np.random.default_rng(1).normal(size=(3, TEXT_DIM))
   ids = [0, 2, 1]  # known, new, known

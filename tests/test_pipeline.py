@@ -252,8 +252,8 @@ def test_cached_and_in_graph_text_paths_agree(first_run):
   cached = model.loaded.indexed_item_vectors(
       tf.constant(["1", "1682"])).numpy()
   np.testing.assert_allclose(in_graph, cached, atol=1e-4)
-  # A brand-new item gets a vector from its text alone, shortened to the
-  # new-item scale (unit at 1).
+  # A brand-new item gets a vector from its text (mixed with the
+  # unknown-id row's), shortened to the new-item scale (unit at 1).
   new = model.embed_items([{"item_id": "new-1", "title": "Toy Story 3",
                             "year": 2010, "genres": ["Animation"]}])
   assert np.isclose(np.linalg.norm(new),

@@ -62,8 +62,9 @@ test: env lint browser
 bench-quality: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.quality
 
-# Full model vs its no-text ablation over 5 seeds (bench-quality's chosen
-# config): bench/results/quality_seeds.json and quality_seeds.png.
+# Full model vs its no-text ablation and one other design (--compare) over
+# 5 seeds (bench-quality's chosen config): bench/results/quality_seeds.json
+# and quality_seeds.png.
 bench-seeds: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.seeds
 

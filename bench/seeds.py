@@ -4,12 +4,12 @@ than seed noise?
 bench-quality compares one training run of each model. Its full and no_text
 rows differ by a few interactions in 8,838 on the warm columns, and its
 cold-start rows rest on 126 interactions, so one seed cannot say which is
-ahead. This trains both, as bench-quality's full row was chosen (read from
-bench/results/quality.json: config and new-item scale), with several seeds
-(weights and data order; seed 1 is bench-quality's own run) on the same
-split, and reports each column's mean, spread and the paired difference
-full - no_text per seed. A third model changes the full one's config
-(--compare FIELD=VALUE ...; by default bench-quality's
+ahead. This trains both, as bench-quality's full row was chosen (read
+from bench/results/quality.json: config, new-item share and scale), with
+several seeds (weights and data order; seed 1 is bench-quality's own run)
+on the same split, and reports each column's mean, spread and the paired
+difference full - no_text per seed. A third model changes the full one's
+config (--compare FIELD=VALUE ...; by default bench-quality's
 full_text_every_item ablation, text added to every item's id row, whose
 one-run lead over no_text on warm columns only several seeds can confirm
 or not). Writes bench/results/quality_seeds.json and quality_seeds.png.
@@ -37,7 +37,7 @@ PATH = os.path.join(quality.RESULTS, "quality_seeds.json")
 
 
 def chosen_config() -> TrainerConfig:
-  """bench-quality's full model, new-item scale included."""
+  """bench-quality's full model, new-item share and scale included."""
   with open(os.path.join(quality.RESULTS, "quality.json")) as f:
     rows = json.load(f)
   full = next(r for r in rows if r["name"] == "full")

@@ -4,7 +4,9 @@ Each held-out interaction asks for the top k among the items its user has
 not rated before it (`recommend_unseen`: nobody re-rates a movie); the old
 "seen included" recall@100 is kept as a second column. Hyperparameters are
 chosen on a validation window carved from the end of the training period
-(`validation_cut`), never on the eval period.
+(`split`: its fit window leaves the newest release wave out, so that
+validation has new items like the ones the served model meets), never on
+the eval period.
 """
 import dataclasses
 from typing import Dict, Iterator, List, Tuple

@@ -9,6 +9,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from bench import peers  # noqa: E402
+from trainer import features  # noqa: E402
 from trainer import validation  # noqa: E402
 
 
@@ -217,3 +218,44 @@ def test_bench_seeds_third_model_is_the_full_config_with_its_changes():
   assert config.new_item_text_share == 0.25  # the rest is full's
   with pytest.raises(AttributeError):
     seeds.compared(full, ["no_such_field=1"])
+
+
+
+def _write_examples(path, rows):
+  """rows: (user, item, time, history) as ExampleGen writes them, the other
+  features left at neutral values."""
+  with tf.io.TFRecordWriter(str(path), "GZIP") as writer:
+    for user, item, time, history in rows:
+      values = {features.USER_ID: [user.encode()],
+                features.ITEM_ID: [item.encode()], features.TIMESTAMP: [time],
+                features.HISTORY: [h.encode() for h in history]}
+      example = tf.train.Example()
+      for key, spec in features.raw_feature_spec().items():
+        kind, neutral = {tf.string: ("bytes_list", b""),
+                         tf.int64: ("int64_list", 0),
+                         tf.float32: ("float_list", 0.0)}[spec.dtype]
+        value = values.get(key, [] if isinstance(spec, tf.io.VarLenFeature)
+                           else [neutral])
+        getattr(example.features.feature[key], kind).value.extend(value)
+      writer.write(example.SerializeToString())
+
+
+def test_examples_in_any_file_order_read_as_the_same_interactions(tmp_path):
+  """ExampleGen's files keep no order from run to run, and a seeded shuffle
+  of another order would train another model: Interactions.read sorts them
+  by time, user and item."""
+  rows = [("u", "a", 3, ["b", "c"]), ("v", "b", 1, []), ("u", "c", 1, ["b"]),
+          ("w", "a", 1, ["a", "a", "c"])]
+  _write_examples(tmp_path / "one-0", rows[:2])
+  _write_examples(tmp_path / "one-1", rows[2:])
+  _write_examples(tmp_path / "other-0", rows[::-1])
+  row_of = {"a": 0, "b": 1, "c": 2}
+  one = validation.Interactions.read(
+      [str(tmp_path / "one-0"), str(tmp_path / "one-1")], row_of)
+  other = validation.Interactions.read([str(tmp_path / "other-0")], row_of)
+  for read in (one, other):
+    assert read.timestamps.tolist() == [1, 1, 1, 3]
+    assert [u.decode() for u in read.users] == ["u", "v", "w", "u"]
+    assert read.items.tolist() == [2, 1, 0, 0]
+    assert [h.tolist() for h in read.histories] == [[1], [], [0, 0, 2],
+                                                    [1, 2]]

@@ -55,17 +55,30 @@ class Interactions:
                                     expand_nonconcat_dims=True)
       else:
         raw[key] = tf.concat([p[key] for p in parts], 0)
-    return cls(raw, row_of)
+    return cls(raw, row_of).in_canonical_order()
+
+  def in_canonical_order(self) -> "Interactions":
+    """These interactions sorted by (time, user, item, rating). ExampleGen's
+    files do not keep one order from run to run, and a seeded shuffle of a
+    different order is a different run: sorted, the same examples train the
+    same model wherever and whenever they were written."""
+    codes = lambda v: np.unique(v, return_inverse=True)[1]  # noqa: E731
+    order = np.lexsort((self.ratings, codes(self.items), codes(self.users),
+                        self.timestamps))
+    return self._gathered(order)
 
   def subset(self, mask: np.ndarray) -> "Interactions":
+    return self._gathered(np.flatnonzero(mask))
+
+  def _gathered(self, rows: np.ndarray) -> "Interactions":
+    rows = tf.constant(rows, tf.int64)
     raw = {}
     for key, value in self.raw.items():
       if isinstance(value, tf.SparseTensor):
-        ragged = tf.ragged.boolean_mask(tf.RaggedTensor.from_sparse(value),
-                                        tf.constant(mask))
+        ragged = tf.gather(tf.RaggedTensor.from_sparse(value), rows)
         raw[key] = ragged.to_sparse()
       else:
-        raw[key] = tf.boolean_mask(value, mask)
+        raw[key] = tf.gather(value, rows)
     return Interactions(raw, self._row_of)
 
   def with_items_new(self, rows: np.ndarray, drop: bool) -> "Interactions":

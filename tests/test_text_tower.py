@@ -67,3 +67,16 @@ def test_item_text_builder():
                        tf.constant([["Animation", "Comedy"], ["unknown", ""]]))
   assert out.numpy().tolist() == [b"Toy Story (1995). Animation, Comedy",
                                   b"unkonwn. unknown"]
+
+
+def test_batch_encoding_matches_one_text_at_a_time(text_encoder_dir):
+  """encode_texts encodes each distinct text once, in length-sorted batches
+  cut to their longest: the same vectors, in the caller's order."""
+  from trainer import text_tower
+  encoder = text_tower.TextEncoder(text_encoder_dir)
+  texts = [b"Heat (1995). Action, Crime, Thriller", b"Drama", b"",
+           b"Drama", b"word " * 100, b"Toy Story (1995)"]
+  batched = text_tower.encode_texts(encoder, texts, batch_size=2)
+  alone = np.concatenate([encoder(tf.constant([t])).numpy() for t in texts])
+  np.testing.assert_allclose(batched, alone, atol=1e-6)
+  assert text_tower.encode_texts(encoder, []).shape == (0, encoder.dim)

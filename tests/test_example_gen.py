@@ -134,7 +134,20 @@ def test_original_ml100k_layout_end_to_end(tmp_path):
   assert {r[features.TITLE] for r in rows} == {t for _, t, _, _ in ITEMS}
 
 
-def test_two_worker_processes_give_the_same_examples(tmp_path):
+def _split_files(examples):
+  """{split: {file name: [records in file order]}}."""
+  out = {}
+  for split in ("train", "eval", "items"):
+    uri = artifact_utils.get_split_uri([examples], split)
+    out[split] = {os.path.basename(f): [r.numpy() for r in
+                                        tf.data.TFRecordDataset(f, "GZIP")]
+                  for f in sorted(glob.glob(os.path.join(uri, "*")))}
+  return out
+
+
+def test_two_worker_processes_write_the_same_files(tmp_path):
+  """Not just the same examples: the same files, each in the same order, so
+  the Trainer's seeded shuffle feeds the same batches on any runner."""
   from pipeline import beam
   rng = __import__("random").Random(3)
   users = [(u, 20 + u, "MF"[u % 2], "other", "00000") for u in range(1, 31)]
@@ -146,10 +159,38 @@ def test_two_worker_processes_give_the_same_examples(tmp_path):
     examples = run_example_gen(tmp_path / f"w{workers}", data_dir,
                                beam_args=beam.beam_pipeline_args(
                                    "direct", workers))
-    outputs.append({split: sorted(map(str, read_split(examples, split)))
-                    for split in ("train", "eval", "items")})
+    outputs.append(_split_files(examples))
   assert outputs[0] == outputs[1]
-  assert len(outputs[0]["train"]) + len(outputs[0]["eval"]) == len(inter)
+  assert list(outputs[0]["train"]) == ["data_tfrecord-00000-of-00001.gz"]
+  train, = outputs[0]["train"].values()
+  (evaluation,) = outputs[0]["eval"].values()
+  assert len(train) + len(evaluation) == len(inter)
+  assert train == sorted(train)
+
+
+def test_records_are_sharded_by_count_and_every_shard_is_written(tmp_path):
+  """Shards follow the record count (not the workers); a split with no
+  records is still one (empty) file."""
+  import apache_beam as beam
+  records = [f"record {i}".encode() for i in range(25)]
+  with beam.Pipeline() as p:
+    _ = (p | "Records" >> beam.Create(records)
+         | "Write" >> transforms.WriteInCanonicalOrder(
+             str(tmp_path / "full" / "data"), records_per_shard=10))
+    _ = (p | "None" >> beam.Create([], reshuffle=False).with_output_types(
+        bytes)
+         | "WriteEmpty" >> transforms.WriteInCanonicalOrder(
+             str(tmp_path / "empty" / "data")))
+  files = sorted(glob.glob(str(tmp_path / "full" / "*")))
+  assert [os.path.basename(f) for f in files] == [
+      f"data-0000{i}-of-00003.gz" for i in range(3)]
+  shards = [[r.numpy() for r in tf.data.TFRecordDataset(f, "GZIP")]
+            for f in files]
+  assert sorted(sum(shards, [])) == sorted(records)
+  assert all(shard == sorted(shard) for shard in shards)
+  empty = glob.glob(str(tmp_path / "empty" / "*"))
+  assert [os.path.basename(f) for f in empty] == ["data-00000-of-00001.gz"]
+  assert not list(tf.data.TFRecordDataset(empty, "GZIP"))
 
 
 # 1997-11-15 and on: inside the default plausible window.

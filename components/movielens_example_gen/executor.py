@@ -2,7 +2,9 @@
 
 Writes the standard ExampleGen layout (`Split-<name>/data_tfrecord-*.gz`) so
 StatisticsGen, Transform, Trainer and Evaluator read it like any ExampleGen
-output. Rows that cannot be used are written with their reason to
+output, in files whose contents and order depend on the data alone
+(transforms.WriteInCanonicalOrder), so a seeded Trainer repeats across
+pipeline runs and runners. Rows that cannot be used are written with their reason to
 `<examples uri>/rejects/rejects-*.tsv` and counted; above
 `max_reject_fraction` of any table the run stops with a report.
 """
@@ -234,10 +236,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                              "written"))
         _ = (pcoll
              | f"Serialize_{split}" >> beam.Map(transforms.to_example)
-             | f"Write_{split}" >> beam.io.WriteToTFRecord(
+             | f"Write_{split}" >> transforms.WriteInCanonicalOrder(
                  os.path.join(artifact_utils.get_split_uri([examples], split),
-                              "data_tfrecord"),
-                 file_name_suffix=".gz"))
+                              "data_tfrecord")))
 
       _ = (rejects
            | "FlattenRejects" >> beam.Flatten()

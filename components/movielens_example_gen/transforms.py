@@ -6,6 +6,8 @@ code runs on the DirectRunner or on Dataflow/Flink/Spark workers. The item and
 user tables are small and become side inputs; interactions are grouped by user
 so a user's history is built on one worker without a global sort.
 """
+import os
+import zlib
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
@@ -15,6 +17,9 @@ from components.movielens_example_gen import layouts
 from trainer import features
 
 REJECTS_TAG = "rejects"
+# WriteInCanonicalOrder: at most this many records per file (each file is
+# sorted in one worker's memory; ~300 bytes a MovieLens record).
+RECORDS_PER_SHARD = 500_000
 
 
 def _reject(table: str, where: str, reason: str, raw: str) -> Tuple:
@@ -119,8 +124,10 @@ def to_example(record: Dict) -> bytes:
       feats[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
     else:
       feats[key] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
-  return tf.train.Example(
-      features=tf.train.Features(feature=feats)).SerializeToString()
+  # deterministic: map entries (the features) in key order, so equal
+  # records are equal bytes in any process (WriteInCanonicalOrder sorts them).
+  return tf.train.Example(features=tf.train.Features(
+      feature=feats)).SerializeToString(deterministic=True)
 
 
 def time_partition(record: Dict, n: int, cut: int,
@@ -166,3 +173,56 @@ class MinMax(beam.CombineFn):
 
   def extract_output(self, acc):
     return acc
+
+
+class WriteInCanonicalOrder(beam.PTransform):
+  """Serialized records -> `<prefix>-SSSSS-of-NNNNN.gz` TFRecord files whose
+  number, contents and order depend on the records alone.
+
+  Beam's WriteToTFRecord writes records in whatever order the workers got to
+  them, so two runs over the same data wrote other files, and the Trainer's
+  seeded shuffle of another order trains another model. Here the shard of a
+  record is a hash of its bytes, the shard count follows from the record
+  count, and each shard is sorted before it is written: the same data gives
+  byte-identical files on one worker or many, and a seeded pipeline repeats.
+  """
+
+  def __init__(self, prefix: str,
+               records_per_shard: int = RECORDS_PER_SHARD):
+    super().__init__()
+    self._prefix, self._per_shard = prefix, records_per_shard
+
+  def expand(self, records):
+    per_shard = self._per_shard
+    shards = beam.pvalue.AsSingleton(
+        records
+        | "Count" >> beam.combiners.Count.Globally()
+        | "Shards" >> beam.Map(lambda n: max(1, -(-n // per_shard))))
+    keyed = records | "ShardOf" >> beam.Map(
+        lambda r, n: (zlib.crc32(r) % n, r), n=shards)
+    # One empty marker per shard, so a shard with no records is still a file
+    # (and an empty split still has one).
+    markers = (records.pipeline
+               | "One" >> beam.Create([None])
+               | "EveryShard" >> beam.FlatMap(
+                   lambda _, n: [(i, None) for i in range(n)], n=shards))
+    return ((keyed, markers)
+            | "WithMarkers" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.Map(_write_shard, prefix=self._prefix,
+                                       shards=shards))
+
+
+def _write_shard(shard_records: Tuple[int, Iterable[Optional[bytes]]],
+                 prefix: str, shards: int) -> str:
+  """Writes one shard's records, sorted, through a temporary name (a retried
+  worker rewrites the same bytes)."""
+  shard, records = shard_records
+  path = f"{prefix}-{shard:05d}-of-{shards:05d}.gz"
+  temporary = f"{path}.tmp"
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.TFRecordWriter(temporary, "GZIP") as writer:
+    for record in sorted(r for r in records if r is not None):
+      writer.write(record)
+  tf.io.gfile.rename(temporary, path, overwrite=True)
+  return path

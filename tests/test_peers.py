@@ -187,6 +187,26 @@ def test_text_that_misplaces_new_items_is_not_served():
   assert row[0.0, 0.85]["new_item_recall@100"] == 0.0  # 101st
 
 
+def test_text_that_keeps_new_items_placed_serves_them():
+  """bench-quality's validation rows for its chosen config (canonical
+  example order): text alone loses ground on new items, the 0.25 mix keeps
+  it (0.6056 against the unknown-id row's 0.5962) one interaction behind on
+  recall@10; it is served, not the unknown-id row."""
+  rows = [(1.0, 1.0, 0.1809, 0.5775), (1.0, 0.93, 0.1941, 0.4038),
+          (0.5, 1.0, 0.1927, 0.6150), (0.25, 1.0, 0.1938, 0.6056),
+          (0.25, 0.97, 0.1944, 0.5634), (0.0, 1.0, 0.1939, 0.5962),
+          (0.0, 0.97, 0.1944, 0.5352)]
+  table = [{"share": share, "scale": scale, "recall@10": r10,
+            "new_item_recall@100": new} for share, scale, r10, new in rows]
+  chosen = validation.pick_new_item_serving(table, "recall@10")
+  assert (chosen["share"], chosen["scale"]) == (0.25, 1.0)
+  # Where no mix keeps the floor, the unknown-id row serves new items.
+  losing = [{**row, "new_item_recall@100": 0.5} if row["share"] > 0 else row
+            for row in table]
+  chosen = validation.pick_new_item_serving(losing, "recall@10")
+  assert (chosen["share"], chosen["scale"]) == (0.0, 1.0)
+
+
 def test_bench_seeds_pairs_full_and_no_text_by_seed():
   from bench import seeds
   runs = []

@@ -4,8 +4,8 @@ Writes the standard ExampleGen layout (`Split-<name>/data_tfrecord-*.gz`) so
 StatisticsGen, Transform, Trainer and Evaluator read it like any ExampleGen
 output, in files whose contents and order depend on the data alone
 (transforms.WriteInCanonicalOrder), so a seeded Trainer repeats across
-pipeline runs and runners. Rows that cannot be used are written with their reason to
-`<examples uri>/rejects/rejects-*.tsv` and counted; above
+pipeline runs and runners. Rows that cannot be used are written with their
+reason to `<examples uri>/rejects/rejects-*.tsv` and counted; above
 `max_reject_fraction` of any table the run stops with a report.
 """
 import json

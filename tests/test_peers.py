@@ -240,24 +240,19 @@ def test_bench_seeds_third_model_is_the_full_config_with_its_changes():
     seeds.compared(full, ["no_such_field=1"])
 
 
-
 def _write_examples(path, rows):
-  """rows: (user, item, time, history) as ExampleGen writes them, the other
-  features left at neutral values."""
+  """rows: (user, item, time, history), serialised by ExampleGen's own
+  to_example, the other features at neutral values."""
+  from components.movielens_example_gen import transforms
+  neutral = {tf.string: "", tf.int64: 0, tf.float32: 0.0}
   with tf.io.TFRecordWriter(str(path), "GZIP") as writer:
     for user, item, time, history in rows:
-      values = {features.USER_ID: [user.encode()],
-                features.ITEM_ID: [item.encode()], features.TIMESTAMP: [time],
-                features.HISTORY: [h.encode() for h in history]}
-      example = tf.train.Example()
-      for key, spec in features.raw_feature_spec().items():
-        kind, neutral = {tf.string: ("bytes_list", b""),
-                         tf.int64: ("int64_list", 0),
-                         tf.float32: ("float_list", 0.0)}[spec.dtype]
-        value = values.get(key, [] if isinstance(spec, tf.io.VarLenFeature)
-                           else [neutral])
-        getattr(example.features.feature[key], kind).value.extend(value)
-      writer.write(example.SerializeToString())
+      record = {key: [] if isinstance(spec, tf.io.VarLenFeature)
+                else neutral[spec.dtype]
+                for key, spec in features.raw_feature_spec().items()}
+      record.update({features.USER_ID: user, features.ITEM_ID: item,
+                     features.TIMESTAMP: time, features.HISTORY: history})
+      writer.write(transforms.to_example(record))
 
 
 def test_examples_in_any_file_order_read_as_the_same_interactions(tmp_path):

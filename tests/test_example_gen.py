@@ -193,6 +193,21 @@ def test_records_are_sharded_by_count_and_every_shard_is_written(tmp_path):
   assert not list(tf.data.TFRecordDataset(empty, "GZIP"))
 
 
+def test_a_dead_writers_temporary_file_never_lands_in_the_output(tmp_path):
+  """Shards are written beside the output folder and renamed into it; what
+  a worker that died mid-write left there is removed after the write."""
+  import apache_beam as beam
+  staging = tmp_path / "split.staging"
+  staging.mkdir()
+  (staging / "data-00000-of-00001.gz.dead.tmp").write_bytes(b"half a shard")
+  with beam.Pipeline() as p:
+    _ = (p | "Records" >> beam.Create([b"a", b"b"])
+         | "Write" >> transforms.WriteInCanonicalOrder(
+             str(tmp_path / "split" / "data")))
+  assert os.listdir(tmp_path / "split") == ["data-00000-of-00001.gz"]
+  assert not staging.exists()
+
+
 # 1997-11-15 and on: inside the default plausible window.
 REAL_TIME = 879552000
 

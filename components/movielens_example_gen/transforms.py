@@ -7,6 +7,7 @@ user tables are small and become side inputs; interactions are grouped by user
 so a user's history is built on one worker without a global sort.
 """
 import os
+import uuid
 import zlib
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -194,6 +195,9 @@ class WriteInCanonicalOrder(beam.PTransform):
 
   def expand(self, records):
     per_shard = self._per_shard
+    # Temporary files live beside the output folder, never in it: a worker
+    # that dies mid-write leaves nothing a `Split-*/*` glob would read.
+    staging = f"{os.path.dirname(self._prefix)}.staging"
     shards = beam.pvalue.AsSingleton(
         records
         | "Count" >> beam.combiners.Count.Globally()
@@ -206,23 +210,38 @@ class WriteInCanonicalOrder(beam.PTransform):
                | "One" >> beam.Create([None])
                | "EveryShard" >> beam.FlatMap(
                    lambda _, n: [(i, None) for i in range(n)], n=shards))
-    return ((keyed, markers)
-            | "WithMarkers" >> beam.Flatten()
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.Map(_write_shard, prefix=self._prefix,
-                                       shards=shards))
+    written = ((keyed, markers)
+               | "WithMarkers" >> beam.Flatten()
+               | "GroupByShard" >> beam.GroupByKey()
+               | "WriteShard" >> beam.Map(_write_shard, prefix=self._prefix,
+                                          staging=staging, shards=shards))
+    # Once every shard is in place: what dead or retried workers left.
+    return (records.pipeline
+            | "AfterWrites" >> beam.Create([None])
+            | "RemoveStaging" >> beam.Map(
+                _remove_staging, staging=staging,
+                written=beam.pvalue.AsList(written)))
 
 
 def _write_shard(shard_records: Tuple[int, Iterable[Optional[bytes]]],
-                 prefix: str, shards: int) -> str:
-  """Writes one shard's records, sorted, through a temporary name (a retried
-  worker rewrites the same bytes)."""
+                 prefix: str, staging: str, shards: int) -> str:
+  """Writes one shard's records, sorted, to a temporary file of its own in
+  `staging`, then renames it into place (a retried worker rewrites the same
+  bytes)."""
   shard, records = shard_records
   path = f"{prefix}-{shard:05d}-of-{shards:05d}.gz"
-  temporary = f"{path}.tmp"
+  temporary = os.path.join(
+      staging, f"{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
   tf.io.gfile.makedirs(os.path.dirname(path))
+  tf.io.gfile.makedirs(staging)
   with tf.io.TFRecordWriter(temporary, "GZIP") as writer:
     for record in sorted(r for r in records if r is not None):
       writer.write(record)
   tf.io.gfile.rename(temporary, path, overwrite=True)
   return path
+
+
+def _remove_staging(_, staging: str, written: List[str]) -> List[str]:
+  if tf.io.gfile.exists(staging):
+    tf.io.gfile.rmtree(staging)
+  return written

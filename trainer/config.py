@@ -34,7 +34,12 @@ class TrainerConfig:
   embedding_dim: int = 64
   hidden_units: int = 128
   batch_size: int = 1024
-  learning_rate: float = 0.01
+  # The defaults of learning_rate, sampling_correction and history_length
+  # are bench-quality's validation choice among its candidates (README,
+  # "Hyperparameters"): validation recall@10 0.194 against 0.180 for the
+  # earlier defaults (0.01, 1.0, 20), with each one's new-item share and
+  # scale. The pipeline trains what the README's `full` row measures.
+  learning_rate: float = 0.005
   # Seeds TF, NumPy and Python before the model is built and seeds the input
   # shuffle: initial weights and the order of examples follow it.
   seed: int = 1
@@ -66,11 +71,11 @@ class TrainerConfig:
   # How much of the logQ correction the retrieval loss applies: each
   # in-batch candidate's logit is lowered by this times the log of its
   # sampling probability (1: the full correction; 0: none).
-  sampling_correction: float = 1.0
+  sampling_correction: float = 1.25
   retrieval_weight: float = 1.0
   ranking_weight: float = 0.5
   # How many of the most recent history items the user tower pools.
-  history_length: int = 20
+  history_length: int = 50
   # Short-term encoder over those items: "gru" or "attention" (a SASRec
   # block read at the newest item).
   history_encoder: str = "gru"

@@ -43,16 +43,20 @@ def search_space(max_history: int) -> kt.HyperParameters:
   every item lost to text for new items only in bench-quality and over
   five seeds in bench-seeds. The new-item share and scale are chosen for
   each trial's model after training.)"""
+  default = TrainerConfig()  # each knob starts where the Trainer's does
   hp = kt.HyperParameters()
-  hp.Choice("embedding_dim", [32, 64, 128], default=64)
-  hp.Choice("temperature", [0.03, 0.05, 0.1], default=0.05)
-  hp.Choice("learning_rate", [0.003, 0.005, 0.01, 0.02], default=0.01)
+  hp.Choice("embedding_dim", [32, 64, 128], default=default.embedding_dim)
+  hp.Choice("temperature", [0.03, 0.05, 0.1], default=default.temperature)
+  hp.Choice("learning_rate", [0.003, 0.005, 0.01, 0.02],
+            default=default.learning_rate)
   hp.Choice("history_length",
             sorted({min(n, max_history) for n in (10, 20, 50)}),
-            default=min(20, max_history))
-  hp.Choice("history_encoder", ["gru", "attention"], default="gru")
-  hp.Choice("ranking_weight", [0.1, 0.5, 1.0], default=0.5)
-  hp.Choice("sampling_correction", [0.75, 1.0, 1.25], default=1.0)
+            default=min(default.history_length, max_history))
+  hp.Choice("history_encoder", ["gru", "attention"],
+            default=default.history_encoder)
+  hp.Choice("ranking_weight", [0.1, 0.5, 1.0], default=default.ranking_weight)
+  hp.Choice("sampling_correction", [0.75, 1.0, 1.25],
+            default=default.sampling_correction)
   return hp
 
 

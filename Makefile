@@ -11,7 +11,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 .PHONY: env demo serve test lint browser lock data clean bench-quality bench-seeds bench-scenarios bench-serving \
   bench-soak bench-crash screenshots \
-  bench-scale bench-continuous
+  bench-scale bench-continuous bench-placement
 
 $(VENV)/.installed: requirements/lock.txt setup.py
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -67,6 +67,12 @@ bench-quality: env
 # and quality_seeds.png.
 bench-seeds: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.seeds
+
+# Where the full model's cold-start lead over no_text comes from: every
+# new-item placement (text share, boost, text only ordering no_text's
+# slots) scored from one model on validation and on eval (~6 min).
+bench-placement: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.placement
 
 # Explanation faithfulness and similar-item quality of the newest pushed
 # model, merged into bench/results/quality.json (bench-quality measures the

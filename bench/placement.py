@@ -1,0 +1,157 @@
+"""`make bench-placement`: where the full model's cold-start lead over its
+no-text ablation comes from.
+
+The full model and no_text rank every item with an id row alike; they
+differ only in where an item without one (new since training) goes. The
+full model puts it at a mix of where its text puts it and the unknown-id
+row's vector (TrainerConfig.new_item_text_share), times
+new_item_score_scale; no_text at the unknown-id row alone (share 0), scale
+1. This trains bench-quality's full config once on the fit window (scored
+on the validation window) and once on the training period (scored on
+eval), and scores every placement from that one model:
+  boosted: each share at scales from 1 (chosen on validation) up to 1.3;
+    share 0 above scale 1 is no_text's own placement, boosted.
+  slots: new items keep the positions no_text gives them and the text mix
+    only decides which new item fills which: text as an ordering of new
+    items and nothing else.
+Writes bench/results/placement.json and placement.png.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from typing import Dict, List
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+
+from bench import quality  # noqa: E402
+from bench import seeds  # noqa: E402
+from trainer import towers  # noqa: E402
+from trainer import validation  # noqa: E402
+
+SHARES = (0.0, 0.25, 1.0)
+SCALES = (1.0, 1.02, 1.05, 1.1, 1.2, 1.3)
+COLUMNS = ("recall@10", "recall@50", "recall@100", "ndcg@10")
+PATH = os.path.join(quality.RESULTS, "placement.json")
+
+
+def in_slots(query: np.ndarray, slotted: np.ndarray, ordered: np.ndarray,
+             new_rows: np.ndarray, seen) -> np.ndarray:
+  """[n, N] scores: warm columns query . slotted; among the new items a
+  user has not seen, the k-th best by `ordered` gets the k-th best score
+  any of them has by `slotted`, so the new items hold exactly the
+  positions `slotted` gives them."""
+  scores = query @ slotted.T
+  cols = np.flatnonzero(new_rows)
+  slots = scores[:, cols]
+  order = query @ ordered[cols].T
+  unseen = seen[:, cols].toarray() == 0
+  slots = np.where(unseen, slots, -np.inf)
+  order = np.where(unseen, order, -np.inf)
+  best_first = -np.sort(-slots, axis=1)
+  filled = np.empty_like(slots)
+  np.put_along_axis(filled, np.argsort(-order, axis=1, kind="stable"),
+                    best_first, 1)
+  scores[:, cols] = filled
+  return scores
+
+
+def score_placements(result: Dict, queries, seen) -> List[Dict]:
+  placements, new_rows = result["placements"], result["new_rows"]
+  cold = (queries.items >= 0) & new_rows[np.maximum(queries.items, 0)]
+  unknown = np.where(new_rows[:, None], placements[0.0], placements[1.0])
+  rows = []
+
+  def row(family, share, scale, scores):
+    every = validation.evaluate(scores, queries, seen)
+    new = validation.evaluate(scores, queries, seen, cold)
+    rows.append({"family": family, "share": share, "scale": scale,
+                 **{k: every[k] for k in COLUMNS},
+                 "cold_recall@50": new["recall@50"],
+                 "cold_recall@100": new["recall@100"],
+                 "cold_interactions": int(cold.sum())})
+
+  for share in SHARES:
+    mixed = np.where(new_rows[:, None], towers.mix_new_item_placements(
+        placements[1.0], placements[0.0], share).numpy(), placements[1.0])
+    for scale in SCALES:
+      candidates = np.where(new_rows[:, None], mixed * scale, mixed)
+      row("boosted", share, scale, result["query"] @ candidates.T)
+    if share > 0:
+      row("slots", share, 1.0, in_slots(result["query"], unknown, mixed,
+                                        new_rows, seen))
+  return rows
+
+
+def print_table(window: str, rows: List[Dict]) -> None:
+  print(f"\n{window}: {rows[0]['cold_interactions']} interactions with "
+        f"new items")
+  print(f"{'placement':<24}" + "".join(f"{k:>11}" for k in COLUMNS) +
+        f"{'cold r@50':>11}{'cold r@100':>11}")
+  for r in rows:
+    name = f"{r['family']} {r['share']:g} x{r['scale']:g}"
+    print(f"{name:<24}" + "".join(
+        f"{r[k]:>11.4f}" for k in (*COLUMNS, "cold_recall@50",
+                                   "cold_recall@100")))
+
+
+def plot(results: Dict[str, List[Dict]], path: str) -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(results), figsize=(11, 4.2))
+  for ax, (window, rows) in zip(axes, results.items()):
+    for share, colour in zip(SHARES, ("tab:grey", "tab:blue", "tab:orange")):
+      line = [r for r in rows if r["family"] == "boosted"
+              and r["share"] == share]
+      ax.plot([r["cold_recall@100"] for r in line],
+              [r["recall@10"] for r in line], "o-", color=colour,
+              markersize=4, label=f"share {share:g}, scale 1 … 1.3"
+              + (" (no_text's placement)" if share == 0 else ""))
+      for r in line[:1]:
+        ax.annotate("scale 1", (r["cold_recall@100"], r["recall@10"]),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+      for r in rows:
+        if r["family"] == "slots" and r["share"] == share:
+          ax.plot(r["cold_recall@100"], r["recall@10"], "x", color=colour,
+                  markersize=8, label=f"share {share:g} in no_text's slots")
+    ax.set_title(f"{window} (one model, seen excluded)", fontsize=9)
+    ax.set_xlabel("new items' recall@100")
+    ax.set_ylabel("recall@10, all interactions")
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  print(f"plot: {path}")
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--output-dir", default="outputs")
+  parser.add_argument("--steps", type=int, default=400)
+  parser.add_argument("--batch-size", type=int, default=1024)
+  args = parser.parse_args(argv)
+  config = seeds.chosen_config()
+  setup = quality.prepare(args.output_dir, args.steps, args.batch_size)
+  results = {}
+  for window, train, queries, seen in (
+      ("validation", setup.fit, setup.held_out, setup.seen_held_out),
+      ("eval", setup.train, setup.test, setup.seen_test)):
+    print(f"training on the {window} split's training interactions",
+          flush=True)
+    result = quality.run_ours(setup.bench, {"config": config}, train,
+                              queries, seen)
+    results[window] = score_placements(result, queries, seen)
+    print_table(window, results[window])
+  with open(PATH, "w") as f:
+    json.dump({"config": dataclasses.asdict(config), "steps": args.steps,
+               **results}, f, indent=1)
+  plot(results, PATH.replace(".json", ".png"))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -20,7 +20,8 @@ _xf = features.transformed_name
 
 def _hand_loss(query, candidate, rating, labels, items, probability, config):
   logits = query @ candidate.T / config.temperature
-  logits = logits - np.log(probability[items])[None, :]
+  logits = logits - config.sampling_correction * np.log(
+      probability[items])[None, :]
   for i in range(len(items)):
     for j in range(len(items)):
       if i != j and items[i] == items[j]:

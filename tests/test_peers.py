@@ -274,3 +274,28 @@ def test_examples_in_any_file_order_read_as_the_same_interactions(tmp_path):
     assert read.items.tolist() == [2, 1, 0, 0]
     assert [h.tolist() for h in read.histories] == [[1], [], [0, 0, 2],
                                                     [1, 2]]
+
+
+def test_in_slots_keeps_no_texts_new_item_positions_and_only_reorders():
+  """bench-placement's "slots": new items take exactly the scores no_text
+  gives the unseen new items, handed out in the text's order; warm items
+  and seen new items are untouched (seen ones excluded)."""
+  import scipy.sparse as sp
+  from bench import placement
+  query = np.array([[1.0, 0.0]], np.float32)
+  # Items 0 and 1 warm; 2, 3 and 4 new. By `slotted` the new items score
+  # 0.5, 0.3 and 0.2; by `ordered` item 4 is best, then 3, then 2.
+  slotted = np.array([[0.9, 0], [0.1, 0], [0.5, 0], [0.3, 0], [0.2, 0]],
+                     np.float32)
+  ordered = np.array([[0, 0], [0, 0], [0.1, 0], [0.2, 0], [0.3, 0]],
+                     np.float32)
+  new = np.array([False, False, True, True, True])
+  none_seen = sp.csr_matrix((1, 5))
+  scores = placement.in_slots(query, slotted, ordered, new, none_seen)
+  np.testing.assert_allclose(scores, [[0.9, 0.1, 0.2, 0.3, 0.5]])
+  # Item 4 already seen: the two unseen new items share the two best
+  # unseen slots (2's 0.5 and 3's 0.3) in the text's order.
+  seen = sp.csr_matrix(([1.0], ([0], [4])), shape=(1, 5))
+  scores = placement.in_slots(query, slotted, ordered, new, seen)
+  np.testing.assert_allclose(scores[:, :4], [[0.9, 0.1, 0.3, 0.5]])
+  assert scores[0, 4] == -np.inf

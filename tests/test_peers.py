@@ -281,6 +281,7 @@ def test_in_slots_keeps_no_texts_new_item_positions_and_only_reorders():
   gives the unseen new items, handed out in the text's order; warm items
   and seen new items are untouched (seen ones excluded)."""
   import scipy.sparse as sp
+
   from bench import placement
   query = np.array([[1.0, 0.0]], np.float32)
   # Items 0 and 1 warm; 2, 3 and 4 new. By `slotted` the new items score

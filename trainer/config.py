@@ -152,8 +152,9 @@ class TrainerConfig:
   # on top of its old self generalises worse than a fresh one; shrinking
   # keeps what it learned and lets it learn again), then it trains at its
   # own learning rate. Chosen on period 2 of `make bench-continuous`'s
-  # replay (one seed; 120 warm steps vs 400 from scratch, recall@100 0.3408,
-  # 120 from scratch 0.3119): shrink 1 at 0.002 0.3284, 1 at 0.01 with a
+  # replay under the earlier defaults (learning rate 0.01, logQ 1, 20
+  # recent items; one seed; 120 warm steps vs 400 from scratch, recall@100
+  # 0.3408, 120 from scratch 0.3119): shrink 1 at 0.002 0.3284, 1 at 0.01 with a
   # 30-step ramp 0.3189; at 0.005, shrink 0.8 0.3299, 0.6 0.3371, 0.4
   # 0.3452; shrink 0.6 at 0.002 0.3267, at 0.01 0.3283. Adam's first steps
   # move every weight by about the learning rate, so an unshrunk model wants

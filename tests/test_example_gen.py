@@ -250,3 +250,13 @@ def test_split_gate_stops_an_implausible_split_with_a_report(tmp_path):
     run_example_gen(tmp_path / "users", data_dir,
                     **{executor.TRAIN_UNTIL: 9030,
                        executor.MIN_TRAIN_USERS: 3})
+
+
+def test_the_examples_format_is_part_of_the_cache_key():
+  """TFX keys its cache on execution properties, not on code: the writer's
+  format version is one, so a run after the format changes does not reuse
+  examples an older writer laid out."""
+  from components.movielens_example_gen import component
+  example_gen = component.MovieLensExampleGen(data_dir="/data")
+  assert (example_gen.exec_properties[executor.EXAMPLES_FORMAT] ==
+          executor.EXAMPLES_FORMAT_VERSION)

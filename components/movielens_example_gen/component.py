@@ -24,6 +24,7 @@ class MovieLensExampleGenSpec(types.ComponentSpec):
       executor.MAX_TIMESTAMP: ExecutionParameter(type=int, optional=True),
       executor.MIN_TRAIN_USERS: ExecutionParameter(type=int, optional=True),
       executor.INPUT_FINGERPRINT: ExecutionParameter(type=str, optional=True),
+      executor.EXAMPLES_FORMAT: ExecutionParameter(type=str),
   }
   INPUTS = {}
   OUTPUTS = {
@@ -48,6 +49,10 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
     max_history: how many earlier items each example keeps.
     input_fingerprint: changes when the input files change, so a re-run over
       new data is not served from the cache.
+
+  The executor's output format (executor.EXAMPLES_FORMAT_VERSION) is an
+  execution property too, so examples an older writer laid out are not
+  served from the cache either.
   """
 
   SPEC_CLASS = MovieLensExampleGenSpec
@@ -72,4 +77,5 @@ class MovieLensExampleGen(base_beam_component.BaseBeamComponent):
         max_history=max_history, min_timestamp=min_timestamp,
         max_timestamp=max_timestamp, min_train_users=min_train_users,
         input_fingerprint=input_fingerprint,
+        examples_format=executor.EXAMPLES_FORMAT_VERSION,
         examples=types.Channel(type=standard_artifacts.Examples)))

@@ -38,6 +38,14 @@ MIN_TIMESTAMP = "min_timestamp"
 MAX_TIMESTAMP = "max_timestamp"
 MIN_TRAIN_USERS = "min_train_users"
 INPUT_FINGERPRINT = "input_fingerprint"
+# What this executor writes, as a version the component passes on as an
+# execution property. TFX's cache keys on inputs and properties, not on
+# code: without it, a run after an upgrade reused examples an older writer
+# had laid out (seen: worker-order files, not WriteInCanonicalOrder's, so
+# a seeded Trainer trained another model than on a fresh clone). Bump it
+# whenever the examples' content or layout changes.
+EXAMPLES_FORMAT = "examples_format"
+EXAMPLES_FORMAT_VERSION = "2: canonical order, staged writes"
 EXAMPLES = "examples"
 
 REJECTS_DIR = "rejects"

@@ -70,7 +70,8 @@ bench-seeds: env
 
 # Where the full model's cold-start lead over no_text comes from: every
 # new-item placement (text share, boost, text only ordering no_text's
-# slots) scored from one model on validation and on eval (~6 min).
+# slots) scored from one model on validation and on eval (~6 min once the
+# pipeline has run; bench-quality's split, cached after its first run).
 bench-placement: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.placement
 

@@ -29,7 +29,6 @@ import numpy as np  # noqa: E402
 
 from bench import quality  # noqa: E402
 from bench import seeds  # noqa: E402
-from trainer import towers  # noqa: E402
 from trainer import validation  # noqa: E402
 
 SHARES = (0.0, 0.25, 1.0)
@@ -62,7 +61,7 @@ def in_slots(query: np.ndarray, slotted: np.ndarray, ordered: np.ndarray,
 def score_placements(result: Dict, queries, seen) -> List[Dict]:
   placements, new_rows = result["placements"], result["new_rows"]
   cold = (queries.items >= 0) & new_rows[np.maximum(queries.items, 0)]
-  unknown = np.where(new_rows[:, None], placements[0.0], placements[1.0])
+  unknown = validation.new_item_candidates(placements, new_rows, 0.0, 1.0)
   rows = []
 
   def row(family, share, scale, scores):
@@ -75,12 +74,12 @@ def score_placements(result: Dict, queries, seen) -> List[Dict]:
                  "cold_interactions": int(cold.sum())})
 
   for share in SHARES:
-    mixed = np.where(new_rows[:, None], towers.mix_new_item_placements(
-        placements[1.0], placements[0.0], share).numpy(), placements[1.0])
     for scale in SCALES:
-      candidates = np.where(new_rows[:, None], mixed * scale, mixed)
+      candidates = validation.new_item_candidates(placements, new_rows,
+                                                  share, scale)
       row("boosted", share, scale, result["query"] @ candidates.T)
     if share > 0:
+      mixed = validation.new_item_candidates(placements, new_rows, share, 1.0)
       row("slots", share, 1.0, in_slots(result["query"], unknown, mixed,
                                         new_rows, seen))
   return rows
@@ -130,9 +129,7 @@ def plot(results: Dict[str, List[Dict]], path: str) -> None:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--output-dir", default="outputs")
-  parser.add_argument("--steps", type=int, default=400)
-  parser.add_argument("--batch-size", type=int, default=1024)
+  quality.add_setup_arguments(parser)
   args = parser.parse_args(argv)
   config = seeds.chosen_config()
   setup = quality.prepare(args.output_dir, args.steps, args.batch_size)

@@ -282,6 +282,19 @@ def new_item_placements(model, tft_layer, catalog: Dict[str, tf.Tensor],
   return out
 
 
+def new_item_candidates(placements: Dict[float, np.ndarray],
+                        new_rows: np.ndarray, share: float, scale: float
+                        ) -> np.ndarray:
+  """[N, d] candidate vectors with `new_rows` placed as the tower serves a
+  new item at text share `share` and scale `scale`, from
+  `new_item_placements` (the other rows are the same in every placement)."""
+  mixed = placements.get(share)
+  if mixed is None:
+    mixed = towers.mix_new_item_placements(placements[1.0],
+                                           placements[0.0], share).numpy()
+  return np.where(new_rows[:, None], mixed * scale, placements[1.0])
+
+
 def choose_new_item_serving(queries: np.ndarray,
                             placements: Dict[float, np.ndarray],
                             new_rows: np.ndarray, held_out: Interactions,
@@ -310,13 +323,8 @@ def choose_new_item_serving(queries: np.ndarray,
   shares = NEW_ITEM_SHARES if 0.0 in placements else (1.0,)
   table = []
   for share in shares:
-    mixed = placements.get(share)
-    if mixed is None:  # warm rows are the same in both placements
-      mixed = towers.mix_new_item_placements(placements[1.0],
-                                             placements[0.0], share).numpy()
     for scale in NEW_ITEM_SCALES:
-      candidates = np.where(new_rows[:, None], mixed * scale,
-                            placements[1.0])
+      candidates = new_item_candidates(placements, new_rows, share, scale)
       scores = queries @ candidates.T
       new_recall = (evaluate(scores, held_out, seen, new)["recall@100"]
                     if new.any() else 0.0)

@@ -350,6 +350,14 @@ class Setup:
   cold: np.ndarray  # [len(test)]: the item never occurs in training
 
 
+def add_setup_arguments(parser: argparse.ArgumentParser) -> None:
+  """The flags `prepare` takes, shared by the benchmarks on this split."""
+  parser.add_argument("--output-dir", default="outputs")
+  parser.add_argument("--steps", type=int, default=400,
+                      help="training steps for every learned row")
+  parser.add_argument("--batch-size", type=int, default=1024)
+
+
 def prepare(output_dir: str, steps: int, batch_size: int) -> Setup:
   """Runs the pipeline (cached after the first time) and reads its
   examples, Transform graph and catalogue into the benchmark's split."""
@@ -397,10 +405,7 @@ def prepare(output_dir: str, steps: int, batch_size: int) -> Setup:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--output-dir", default="outputs")
-  parser.add_argument("--steps", type=int, default=400,
-                      help="training steps for every learned row")
-  parser.add_argument("--batch-size", type=int, default=1024)
+  add_setup_arguments(parser)
   args = parser.parse_args(argv)
 
   setup = prepare(args.output_dir, args.steps, args.batch_size)

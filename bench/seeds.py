@@ -138,14 +138,12 @@ def plot(summary: Dict, path: str) -> None:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--output-dir", default="outputs")
+  quality.add_setup_arguments(parser)
   parser.add_argument("--seeds", type=int, default=5)
-  parser.add_argument("--steps", type=int, default=400)
   parser.add_argument("--compare", nargs="+", metavar="FIELD=VALUE",
                       default=["item_text_for=every_item",
                                "text_in_history=False"],
                       help="TrainerConfig changes that make the third model")
-  parser.add_argument("--batch-size", type=int, default=1024)
   args = parser.parse_args(argv)
   full = chosen_config()
   setup = quality.prepare(args.output_dir, args.steps, args.batch_size)

@@ -154,9 +154,9 @@ class TrainerConfig:
   # own learning rate. Chosen on period 2 of `make bench-continuous`'s
   # replay under the earlier defaults (learning rate 0.01, logQ 1, 20
   # recent items; one seed; 120 warm steps vs 400 from scratch, recall@100
-  # 0.3408, 120 from scratch 0.3119): shrink 1 at 0.002 0.3284, 1 at 0.01 with a
-  # 30-step ramp 0.3189; at 0.005, shrink 0.8 0.3299, 0.6 0.3371, 0.4
-  # 0.3452; shrink 0.6 at 0.002 0.3267, at 0.01 0.3283. Adam's first steps
+  # 0.3408, 120 from scratch 0.3119): shrink 1 at 0.002 0.3284, 1 at 0.01
+  # with a 30-step ramp 0.3189; at 0.005, shrink 0.8 0.3299, 0.6 0.3371,
+  # 0.4 0.3452; shrink 0.6 at 0.002 0.3267, at 0.01 0.3283. Adam's first steps
   # move every weight by about the learning rate, so an unshrunk model wants
   # a small one: on the test slice, 30 warm steps at 0.01 took recall@100
   # from 0.246 to 0.214, at 0.002 to 0.321.

@@ -36,6 +36,42 @@ def test_round_trip_and_checks(tmp_path):
                                    ["item_text", "title"])
 
 
+def test_an_artifact_in_another_row_order_loads_by_item_id(tmp_path):
+  """Artifacts written before the catalogue was sorted by id hold the same
+  items in ExampleGen's file order: their rows follow the ids."""
+  vectors = {"item_text": np.array([[3.0], [1.0], [2.0]], np.float32)}
+  uri = str(tmp_path / "emb")
+  item_embeddings.write(uri, ["3", "1", "2"], vectors, {"dim": 1})
+  loaded = item_embeddings.load_or_encode(uri, None, _catalog(["1", "2", "3"]),
+                                          ["item_text"])
+  np.testing.assert_array_equal(loaded["item_text"], [[1.0], [2.0], [3.0]])
+
+
+def test_the_catalogue_reads_in_item_id_order_whatever_the_file_order(
+    tmp_path):
+  from components.movielens_example_gen import transforms
+  neutral = {tf.string: "", tf.int64: 0, tf.float32: 0.0}
+  paths = []
+  for name, ids in (("one", ["2", "10", "1"]), ("other", ["1", "2", "10"])):
+    path = str(tmp_path / name)
+    with tf.io.TFRecordWriter(path, "GZIP") as writer:
+      for item in ids:
+        record = {key: [] if isinstance(spec, tf.io.VarLenFeature)
+                  else neutral[spec.dtype]
+                  for key, spec in features.raw_feature_spec().items()}
+        record.update({features.ITEM_ID: item, features.TITLE: f"Film {item}",
+                       features.GENRES: [f"g{item}"]})
+        writer.write(transforms.to_example(record))
+    paths.append(path)
+  one, other = (item_embeddings.read_catalog(p) for p in paths)
+  assert item_embeddings.catalog_ids(one) == ["1", "10", "2"]
+  for key in one:
+    dense = lambda t: tf.sparse.to_dense(t) if isinstance(  # noqa: E731
+        t, tf.SparseTensor) else t
+    np.testing.assert_array_equal(dense(one[key]), dense(other[key]))
+  assert item_embeddings.catalog_texts(one, "genres") == [b"g1", b"g10", b"g2"]
+
+
 def test_texts_per_kind_and_kind_parsing():
   catalog = _catalog(["1", "2"])
   assert item_embeddings.catalog_texts(catalog, "item_text")[0] == \

@@ -276,6 +276,20 @@ def test_examples_in_any_file_order_read_as_the_same_interactions(tmp_path):
                                                     [1, 2]]
 
 
+def test_ties_in_time_and_user_go_by_item_id_not_catalogue_row(tmp_path):
+  """A user who rated two films in the same second: which comes first must
+  not depend on the catalogue's row order, or every benchmark would move
+  with the layout of ExampleGen's `items` files."""
+  rows = [("u", "b", 1, []), ("u", "a", 1, []), ("u", "c", 1, [])]
+  _write_examples(tmp_path / "ex-0", rows)
+  orders = []
+  for row_of in ({"a": 0, "b": 1, "c": 2}, {"c": 0, "a": 1, "b": 2}):
+    read = validation.Interactions.read([str(tmp_path / "ex-0")], row_of)
+    by_row = {row: item for item, row in row_of.items()}
+    orders.append([by_row[r] for r in read.items])
+  assert orders == [["a", "b", "c"]] * 2
+
+
 def test_in_slots_keeps_no_texts_new_item_positions_and_only_reorders():
   """bench-placement's "slots": new items take exactly the scores no_text
   gives the unseen new items, handed out in the text's order; warm items

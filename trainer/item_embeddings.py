@@ -48,6 +48,24 @@ def read_catalog(pattern: str) -> Dict[str, np.ndarray]:
       out[k] = tf.sparse.concat(0, parts, expand_nonconcat_dims=True)
     else:
       out[k] = tf.concat(parts, 0)
+  return _by_item_id(out)
+
+
+def _by_item_id(catalog: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """The catalogue's rows sorted by item id. Everything indexed by
+  catalogue row (text vectors, the peers' matrices, top-k ties, the
+  benchmarks' sort) then depends on what the catalogue holds, not on how
+  ExampleGen happened to lay its files out."""
+  order = np.argsort(catalog[features.ITEM_ID].numpy().reshape(-1),
+                     kind="stable")
+  if (order == np.arange(len(order))).all():
+    return catalog
+  out = {}
+  for k, value in catalog.items():
+    if isinstance(value, tf.SparseTensor):
+      out[k] = tf.gather(tf.RaggedTensor.from_sparse(value), order).to_sparse()
+    else:
+      out[k] = tf.gather(value, order)
   return out
 
 
@@ -127,12 +145,17 @@ def load_or_encode(uri: str, encoder: TextEncoder,
   if not uri:
     return encode_catalog(encoder, catalog, kinds)
   ids, vectors = read(uri)
-  if ids != catalog_ids(catalog):
+  wanted = catalog_ids(catalog)
+  if sorted(ids) != sorted(wanted):
     raise ValueError(
         f"Item embeddings at {uri} were made from another catalogue "
-        f"({len(ids)} items) than the Trainer's ({len(catalog_ids(catalog))})")
+        f"({len(ids)} items) than the Trainer's ({len(wanted)})")
   missing = sorted(set(kinds) - set(vectors))
   if missing:
     raise ValueError(f"Item embeddings at {uri} lack kinds {missing}; set "
                      "ItemTextEmbedder's kinds to include them")
-  return {k: vectors[k] for k in kinds}
+  # An artifact written before the catalogue was sorted by id holds the
+  # same items in another order: its rows follow the ids, not positions.
+  row = {item: i for i, item in enumerate(ids)}
+  order = [row[item] for item in wanted]
+  return {k: vectors[k][order] for k in kinds}

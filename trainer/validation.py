@@ -58,12 +58,15 @@ class Interactions:
     return cls(raw, row_of).in_canonical_order()
 
   def in_canonical_order(self) -> "Interactions":
-    """These interactions sorted by (time, user, item, rating). ExampleGen's
-    files do not keep one order from run to run, and a seeded shuffle of a
-    different order is a different run: sorted, the same examples train the
-    same model wherever and whenever they were written."""
+    """These interactions sorted by (time, user, item id, rating).
+    ExampleGen's files do not keep one order from run to run, and a seeded
+    shuffle of a different order is a different run: sorted, the same
+    examples train the same model wherever and whenever they were written.
+    Ties go by the item's id, not its catalogue row, so the catalogue's
+    order cannot reach the training order either."""
     codes = lambda v: np.unique(v, return_inverse=True)[1]  # noqa: E731
-    order = np.lexsort((self.ratings, codes(self.items), codes(self.users),
+    item_ids = self.raw[features.ITEM_ID].numpy().reshape(-1)
+    order = np.lexsort((self.ratings, codes(item_ids), codes(self.users),
                         self.timestamps))
     return self._gathered(order)
 

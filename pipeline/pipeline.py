@@ -7,6 +7,8 @@ from tfx.orchestration import data_types
 
 from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher.component import AtomicPusher
+from components.curated_schema_gen.component import CuratedSchemaGen
+from components.curated_schema_gen.component import content_hash
 from components.item_text_embedder.component import ItemTextEmbedder
 from components.movielens_example_gen.component import MovieLensExampleGen
 from components.recommender_trainer.component import RecommenderTrainer
@@ -19,6 +21,7 @@ from trainer import preprocessing
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "schemas")
+SCHEMA_FILE = "schema.pbtxt"
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 TUNER_FN = "trainer.tuning.tuner_fn"
@@ -72,8 +75,13 @@ def create_pipeline(config: configs.PipelineConfig,
       input_fingerprint=input_fingerprint)
   statistics_gen = tfx.components.StatisticsGen(
       examples=example_gen.outputs["examples"], exclude_splits=not_eval)
-  schema_gen = tfx.components.ImportSchemaGen(schema_file=os.path.join(
-      schema_dir, "schema.pbtxt"))
+  # Kubeflow's schema_dir is the image's copy of this checkout's schemas/
+  # (Dockerfile), not readable here: its content hash is this checkout's.
+  schema_file = os.path.join(schema_dir, SCHEMA_FILE)
+  schema_gen = CuratedSchemaGen(
+      schema_file=schema_file, schema_sha256=content_hash(
+          schema_file if os.path.exists(schema_file)
+          else os.path.join(SCHEMA_DIR, SCHEMA_FILE)))
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs["statistics"],
       schema=schema_gen.outputs["schema"], exclude_splits=not_eval)

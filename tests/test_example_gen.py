@@ -56,7 +56,8 @@ def read_split(examples, split):
       v = tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
       values = [x.decode() if isinstance(x, bytes) else x
                 for x in v.numpy().tolist()]
-      row[k] = values if k in (features.GENRES, features.HISTORY) else values[0]
+      row[k] = (values if k in (features.GENRES, features.HISTORY,
+                                features.RATED_BEFORE) else values[0])
     rows.append(row)
   return rows
 
@@ -86,6 +87,26 @@ def test_time_split_and_history_without_leakage(tmp_path):
                                                  "Thriller"]
   assert len(read_split(examples, "items")) == len(ITEMS)
   assert examples.get_int_custom_property("train_until") == 900
+
+
+def test_eval_examples_list_every_earlier_item_beyond_the_history(tmp_path):
+  """The Evaluator excludes everything a user rated before (a user does not
+  re-rate a movie), so eval examples carry that whole list, not capped like
+  the model's history; train examples, never evaluated, do not."""
+  data_dir = write_recbole(str(tmp_path / "data"), INTERACTIONS, ITEMS, USERS)
+  examples = run_example_gen(tmp_path, data_dir, **{
+      executor.TRAIN_UNTIL: 900, executor.MAX_HISTORY: 1})
+  evaluation = {(r[features.USER_ID], r[features.ITEM_ID]): r
+                for r in read_split(examples, "eval")}
+  assert evaluation[("2", "3")][features.HISTORY] == ["1"]
+  assert evaluation[("2", "3")][features.RATED_BEFORE] == ["2", "1"]
+  assert evaluation[("2", "1")][features.RATED_BEFORE] == ["2"]
+  uri = artifact_utils.get_split_uri([examples], "train")
+  for record in tf.data.TFRecordDataset(glob.glob(os.path.join(uri, "*.gz")),
+                                        "GZIP"):
+    example = tf.train.Example.FromString(record.numpy())
+    assert features.RATED_BEFORE not in example.features.feature
+    assert features.HISTORY in example.features.feature
 
 
 def test_default_cutoff_holds_out_last_tenth_of_time():

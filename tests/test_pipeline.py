@@ -260,6 +260,63 @@ def test_cached_and_in_graph_text_paths_agree(first_run):
                     first_run.trainer.new_item_score_scale, atol=1e-4)
 
 
+def _eval_examples(config, count):
+  """The first `count` eval examples whose every-earlier-item list is longer
+  than their history (the ones the Evaluator's protocol is about)."""
+  files = tf.io.gfile.glob(os.path.join(_latest(
+      config, "MovieLensExampleGen", "examples"), "Split-eval", "*"))
+  out = []
+  for record in tf.data.TFRecordDataset(files, "GZIP"):
+    example = tf.train.Example.FromString(record.numpy())
+    feature = example.features.feature
+    if (len(feature[features.RATED_BEFORE].bytes_list.value) >
+        len(feature[features.HISTORY].bytes_list.value)):
+      out.append(example)
+    if len(out) == count:
+      return out
+  raise AssertionError(f"fewer than {count} eval examples outgrow history")
+
+
+def test_the_evaluator_leaves_out_every_item_rated_before(first_run, pushed):
+  """The evaluate signature (the Evaluator's and the Trainer's eval) asks,
+  per eval example, whether the rated item is in recommend_unseen's top 100
+  with every earlier rating excluded, not just the --max-history newest
+  the example's history holds."""
+  evaluate = pushed.signature(contract.EVALUATE)
+  strings = lambda f: [v.decode() for v in f.bytes_list.value]  # noqa: E731
+  for example in _eval_examples(first_run, 8):
+    feature = example.features.feature
+    user = {"user_id": strings(feature[features.USER_ID])[0],
+            "age": feature[features.AGE].int64_list.value[0],
+            "gender": strings(feature[features.GENDER])[0],
+            "occupation": strings(feature[features.OCCUPATION])[0],
+            "history": strings(feature[features.HISTORY])}
+    rated_before = strings(feature[features.RATED_BEFORE])
+    assert len(user["history"]) == MAX_HISTORY
+    assert rated_before[-MAX_HISTORY:] == user["history"]
+    top = pushed.recommend_batch([user], k=100, exclude_seen=True,
+                                 rules={"exclude": rated_before})[0]
+    assert not set(rated_before) & set(top["item_ids"])
+    out = evaluate(examples=tf.constant([example.SerializeToString()]))
+    item = strings(feature[features.ITEM_ID])[0]
+    assert bool(out[contract.EVAL_HIT].numpy()[0]) == (item in top["item_ids"])
+    # The best unseen item by history alone is the first hit; listed as
+    # rated before, it is no hit at all.
+    by_history = pushed.recommend_batch([user], k=1, exclude_seen=True)[0]
+    best = by_history["item_ids"][0]
+    asked = tf.train.Example()
+    asked.CopyFrom(example)
+    asked.features.feature[features.ITEM_ID].bytes_list.value[:] = [
+        best.encode()]
+    del asked.features.feature[features.RATED_BEFORE]
+    first = evaluate(examples=tf.constant([asked.SerializeToString()]))
+    assert first[contract.EVAL_HIT_AT_10].numpy()[0] == 1.0
+    asked.features.feature[features.RATED_BEFORE].bytes_list.value[:] = [
+        best.encode()]
+    excluded = evaluate(examples=tf.constant([asked.SerializeToString()]))
+    assert excluded[contract.EVAL_HIT].numpy()[0] == 0.0
+
+
 def test_pushed_model_over_grpc_matches_in_process(served, pushed):
   server, local = served, pushed
   remote = client_lib.RecommenderClient(f"127.0.0.1:{server.grpc_port}")

@@ -65,6 +65,29 @@ def _anomalies(schema, rows):
 
 def test_clean_data_has_no_anomalies(schema):
   assert gate.describe({"train": _anomalies(schema, [_row(), _row()])}) == []
+  # Eval examples also list every earlier item, however many; train ones
+  # (above) do not carry the feature at all.
+  rated_before = [str(i).encode() for i in range(300)]
+  assert gate.describe({"eval": _anomalies(schema, [
+      _row(**{features.RATED_BEFORE: rated_before}),
+      _row(**{features.RATED_BEFORE: [b"1"]})])}) == []
+
+
+def test_an_edited_schema_is_imported_again(tmp_path):
+  """TFX's cache keys on execution properties: ImportSchemaGen's is only
+  the file's path, so an edit used to be ignored by a pipeline root that had
+  run before. CuratedSchemaGen's content hash is a property too."""
+  from components.curated_schema_gen import component
+  path = tmp_path / "schema.pbtxt"
+  path.write_text(open(os.path.join(SCHEMA_DIR, "schema.pbtxt")).read())
+  before = component.CuratedSchemaGen(schema_file=str(path)).exec_properties
+  path.write_text(path.read_text() + "# reviewed\n")
+  after = component.CuratedSchemaGen(schema_file=str(path)).exec_properties
+  assert before["schema_file"] == after["schema_file"]
+  assert before[component.SCHEMA_SHA256] != after[component.SCHEMA_SHA256]
+  shipped = component.CuratedSchemaGen(schema_file="/app/schemas/x.pbtxt",
+                                       schema_sha256="abc").exec_properties
+  assert shipped[component.SCHEMA_SHA256] == "abc"
 
 
 def test_schema_violations_are_listed_readably(schema):

@@ -382,13 +382,18 @@ class RecommenderModule(tf.Module):
   def evaluate(self, examples):
     """For TFMA: predicted rating, and where the rated item lands in the
     top EVAL_TOP_K of what `recommend_unseen` returns for the example's user
-    (the items in its history excluded: a user does not re-rate a movie):
-    in the top 100, in the top 10, and its NDCG@10 gain."""
+    (every item the user rated before excluded: a user does not re-rate a
+    movie): in the top 100, in the top 10, and its NDCG@10 gain. Eval
+    examples list every earlier item (features.RATED_BEFORE); examples
+    without that list exclude their history only."""
     query, rating = self.towers.score_examples(examples)
     spec = features.raw_feature_spec()
     parsed = tf.io.parse_example(examples, {
-        key: spec[key] for key in (features.ITEM_ID, features.HISTORY)})
-    seen = tf.sparse.to_dense(parsed[features.HISTORY], default_value="")
+        key: spec[key] for key in (features.ITEM_ID, features.HISTORY,
+                                   features.RATED_BEFORE)})
+    seen = tf.sparse.to_dense(tf.sparse.concat(
+        1, [parsed[features.HISTORY], parsed[features.RATED_BEFORE]],
+        expand_nonconcat_dims=True), default_value="")
     batch = tf.shape(query)[0]
     _, candidates = self.index(query)
     top = self._pick(tf.constant(contract.EVAL_TOP_K), candidates,

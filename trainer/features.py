@@ -24,6 +24,12 @@ from trainer.contract import YEAR  # noqa: F401  # noqa: F401
 
 RATING = "rating"
 TIMESTAMP = "timestamp"
+# Every item the user rated strictly before this interaction, however many:
+# eval examples only (absent from train), so the Evaluator excludes all of
+# them from the top k as recommend_unseen would for a user who sends their
+# whole history. HISTORY, the model's input, keeps only the newest
+# MAX_HISTORY; two thirds of ML-100K's eval interactions have more.
+RATED_BEFORE = "rated_before_item_ids"
 
 LABEL_KEY = RATING
 USER_FEATURES = (USER_ID, AGE, GENDER, OCCUPATION, HISTORY)
@@ -64,7 +70,7 @@ def transformed_name(key: str) -> str:
 _STRING_SCALARS = (USER_ID, ITEM_ID, GENDER, OCCUPATION, TITLE)
 _INT_SCALARS = (TIMESTAMP, AGE, YEAR)
 _FLOAT_SCALARS = (RATING,)
-_STRING_LISTS = (GENRES, HISTORY)
+_STRING_LISTS = (GENRES, HISTORY, RATED_BEFORE)
 
 
 def raw_feature_spec() -> Dict[str, tf.io.FixedLenFeature]:

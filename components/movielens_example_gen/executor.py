@@ -45,7 +45,7 @@ INPUT_FINGERPRINT = "input_fingerprint"
 # a seeded Trainer trained another model than on a fresh clone). Bump it
 # whenever the examples' content or layout changes.
 EXAMPLES_FORMAT = "examples_format"
-EXAMPLES_FORMAT_VERSION = "2: canonical order, staged writes"
+EXAMPLES_FORMAT_VERSION = "3: eval examples carry rated_before_item_ids"
 EXAMPLES = "examples"
 
 REJECTS_DIR = "rejects"
@@ -208,20 +208,21 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       counts.append(_count(joined[transforms.REJECTS_TAG], "RejectedJoin",
                            "interactions", "join_rejected"))
 
-      records = (joined.rows
-                 | "KeyByUser" >> beam.Map(lambda r: (r[0].user_id, r))
-                 | "GroupByUser" >> beam.GroupByKey()
-                 | "History" >> beam.FlatMap(
-                     transforms.with_history,
-                     max_history=exec_properties[MAX_HISTORY]))
-      span = (records
-              | "Timestamps" >> beam.Map(lambda r: r[features.TIMESTAMP])
+      span = (joined.rows
+              | "Timestamps" >> beam.Map(lambda r: r[0].timestamp)
               | "MinMax" >> beam.CombineGlobally(transforms.MinMax()))
       cutoff = (span
                 | "Cutoff" >> beam.Map(
                     transforms.time_cutoff,
                     eval_fraction=exec_properties[EVAL_FRACTION],
                     train_until=exec_properties.get(TRAIN_UNTIL)))
+      records = (joined.rows
+                 | "KeyByUser" >> beam.Map(lambda r: (r[0].user_id, r))
+                 | "GroupByUser" >> beam.GroupByKey()
+                 | "History" >> beam.FlatMap(
+                     transforms.with_history,
+                     max_history=exec_properties[MAX_HISTORY],
+                     cut=beam.pvalue.AsSingleton(cutoff)))
       train, evaluation, _ = records | "SplitByTime" >> beam.Partition(
           transforms.time_partition, 3, cut=beam.pvalue.AsSingleton(cutoff),
           eval_until=exec_properties.get(EVAL_UNTIL))

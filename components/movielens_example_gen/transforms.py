@@ -71,12 +71,15 @@ def join_tables(inter: layouts.Interaction, items: Dict[str, layouts.Item],
   yield (inter, item, user)
 
 
-def with_history(user_rows: Tuple[str, Iterable[Tuple]], max_history: int):
+def with_history(user_rows: Tuple[str, Iterable[Tuple]], max_history: int,
+                 cut: Optional[int] = None):
   """Emits each of a user's interactions with the items rated strictly before.
 
   Ratings that share a timestamp do not see each other: neither happened
   "before" the other, and letting one see the other would leak the future into
   training. The history keeps the most recent `max_history` items, oldest first.
+  Interactions after `cut` (the eval split's) also carry every earlier item
+  (features.RATED_BEFORE), which the Evaluator leaves out of the top k.
   """
   _, rows = user_rows
   ordered = sorted(rows, key=lambda r: (r[0].timestamp, r[0].item_id))
@@ -89,7 +92,10 @@ def with_history(user_rows: Tuple[str, Iterable[Tuple]], max_history: int):
       j += 1
     history = tuple(earlier[-max_history:]) if max_history else ()
     for inter, item, user in ordered[i:j]:
-      yield interaction_record(inter, item, user, history)
+      record = interaction_record(inter, item, user, history)
+      if cut is not None and ts > cut:
+        record[features.RATED_BEFORE] = list(earlier)
+      yield record
     earlier.extend(r[0].item_id for r in ordered[i:j])
     i = j
 

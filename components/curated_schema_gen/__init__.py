@@ -1,0 +1,1 @@
+"""ImportSchemaGen whose cache key includes the schema file's content."""

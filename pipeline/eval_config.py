@@ -2,9 +2,11 @@
 
 The exported `evaluate` signature returns, per eval interaction, the predicted
 rating and whether the rated item is in the user's top 100 (and top 10, and
-its NDCG@10 gain) of the whole catalogue, the items in the user's history
-excluded (as `recommend_unseen` serves them). Averaged over the time-split
-eval set these are recall@100 (the blessing metric), recall@10 and NDCG@10.
+its NDCG@10 gain) of the whole catalogue, every item the user rated before
+excluded (eval examples list them all: features.RATED_BEFORE), as
+`recommend_unseen` serves them and bench-quality measures. Averaged over
+the time-split eval set these are recall@100 (the blessing metric),
+recall@10 and NDCG@10.
 A model is blessed only if recall@100 and rating RMSE clear their absolute
 floors and, when a model is already serving (the latest blessed one, the
 `baseline`), are no worse than that model's on the same eval data by more

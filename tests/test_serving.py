@@ -378,10 +378,10 @@ print("versions", version, "answers", len(answers), "errors", errors[:3])
 
 def test_swaps_under_load_fail_no_request_and_stop_cleanly(tmp_path):
   """Versions published back to back for 4 s (and at least 6 of them) while
-  four clients call: no request fails, and the process exits cleanly right after stop(). Before the
-  execution gate and the poller join, the swapped-out version's cache clear
-  could run beside a call, and a poll still under way at exit aborted the
-  process (2 of 2 runs)."""
+  four clients call: no request fails, and the process exits cleanly right
+  after stop(). Before the execution gate and the poller join, the
+  swapped-out version's cache clear could run beside a call, and a poll
+  still under way at exit aborted the process (2 of 2 runs)."""
   env = dict(os.environ, PYTHONPATH=os.pathsep.join(
       [os.path.dirname(__file__), os.path.dirname(os.path.dirname(
           os.path.abspath(__file__)))]))

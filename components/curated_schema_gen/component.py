@@ -49,4 +49,5 @@ class CuratedSchemaGen(component.ImportSchemaGen):
         schema_file=schema_file,
         schema_sha256=schema_sha256 or content_hash(schema_file),
         schema=types.Channel(type=standard_artifacts.Schema))
+    # BaseComponent's __init__: ImportSchemaGen's would build its own spec.
     super(component.ImportSchemaGen, self).__init__(spec=spec)

@@ -20,3 +20,21 @@ def write_recbole(folder, interactions, items, users):
         f.write(row if isinstance(row, bytes) else
                 ("\t".join(map(str, row)) + "\n").encode())
   return folder
+
+
+def write_examples(path, records):
+  """Writes `records` (dicts of raw features) as ExampleGen's gzipped
+  tf.Examples, through its own to_example; features a record leaves out
+  take neutral values ("" / 0 / an empty list)."""
+  import tensorflow as tf
+
+  from components.movielens_example_gen import transforms
+  from trainer import features
+  neutral = {tf.string: "", tf.int64: 0, tf.float32: 0.0}
+  with tf.io.TFRecordWriter(str(path), "GZIP") as writer:
+    for given in records:
+      record = {key: [] if isinstance(spec, tf.io.VarLenFeature)
+                else neutral[spec.dtype]
+                for key, spec in features.raw_feature_spec().items()}
+      record.update(given)
+      writer.write(transforms.to_example(record))

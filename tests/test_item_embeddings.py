@@ -49,19 +49,13 @@ def test_an_artifact_in_another_row_order_loads_by_item_id(tmp_path):
 
 def test_the_catalogue_reads_in_item_id_order_whatever_the_file_order(
     tmp_path):
-  from components.movielens_example_gen import transforms
-  neutral = {tf.string: "", tf.int64: 0, tf.float32: 0.0}
+  from movielens_fixtures import write_examples
   paths = []
   for name, ids in (("one", ["2", "10", "1"]), ("other", ["1", "2", "10"])):
     path = str(tmp_path / name)
-    with tf.io.TFRecordWriter(path, "GZIP") as writer:
-      for item in ids:
-        record = {key: [] if isinstance(spec, tf.io.VarLenFeature)
-                  else neutral[spec.dtype]
-                  for key, spec in features.raw_feature_spec().items()}
-        record.update({features.ITEM_ID: item, features.TITLE: f"Film {item}",
-                       features.GENRES: [f"g{item}"]})
-        writer.write(transforms.to_example(record))
+    write_examples(path, [{features.ITEM_ID: item,
+                           features.TITLE: f"Film {item}",
+                           features.GENRES: [f"g{item}"]} for item in ids])
     paths.append(path)
   one, other = (item_embeddings.read_catalog(p) for p in paths)
   assert item_embeddings.catalog_ids(one) == ["1", "10", "2"]

@@ -242,18 +242,11 @@ def test_bench_seeds_third_model_is_the_full_config_with_its_changes():
 
 
 def _write_examples(path, rows):
-  """rows: (user, item, time, history), serialised by ExampleGen's own
-  to_example, the other features at neutral values."""
-  from components.movielens_example_gen import transforms
-  neutral = {tf.string: "", tf.int64: 0, tf.float32: 0.0}
-  with tf.io.TFRecordWriter(str(path), "GZIP") as writer:
-    for user, item, time, history in rows:
-      record = {key: [] if isinstance(spec, tf.io.VarLenFeature)
-                else neutral[spec.dtype]
-                for key, spec in features.raw_feature_spec().items()}
-      record.update({features.USER_ID: user, features.ITEM_ID: item,
-                     features.TIMESTAMP: time, features.HISTORY: history})
-      writer.write(transforms.to_example(record))
+  """rows: (user, item, time, history), the other features neutral."""
+  from movielens_fixtures import write_examples
+  write_examples(path, [{features.USER_ID: user, features.ITEM_ID: item,
+                         features.TIMESTAMP: time, features.HISTORY: history}
+                        for user, item, time, history in rows])
 
 
 def test_examples_in_any_file_order_read_as_the_same_interactions(tmp_path):

@@ -326,8 +326,10 @@ def choose_new_item_serving(queries: np.ndarray,
   shares = NEW_ITEM_SHARES if 0.0 in placements else (1.0,)
   table = []
   for share in shares:
+    # Mixed once per share; each scale only shortens the new rows.
+    at_one = new_item_candidates(placements, new_rows, share, 1.0)
     for scale in NEW_ITEM_SCALES:
-      candidates = new_item_candidates(placements, new_rows, share, scale)
+      candidates = np.where(new_rows[:, None], at_one * scale, at_one)
       scores = queries @ candidates.T
       new_recall = (evaluate(scores, held_out, seen, new)["recall@100"]
                     if new.any() else 0.0)

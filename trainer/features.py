@@ -12,15 +12,15 @@ import tensorflow as tf
 # Raw interaction features (one tf.Example per rating), as ExampleGen writes
 # them. Those a caller sends are named by the wire contract; HISTORY holds the
 # user's earlier items, oldest first, strictly before this interaction's time.
-from trainer.contract import AGE  # noqa: F401  # noqa: F401
-from trainer.contract import GENDER  # noqa: F401  # noqa: F401
-from trainer.contract import GENRES  # noqa: F401  # noqa: F401
-from trainer.contract import HISTORY  # noqa: F401  # noqa: F401
-from trainer.contract import ITEM_ID  # noqa: F401  # noqa: F401
-from trainer.contract import OCCUPATION  # noqa: F401  # noqa: F401
-from trainer.contract import TITLE  # noqa: F401  # noqa: F401
-from trainer.contract import USER_ID  # noqa: F401  # noqa: F401
-from trainer.contract import YEAR  # noqa: F401  # noqa: F401
+from trainer.contract import AGE  # noqa: F401
+from trainer.contract import GENDER  # noqa: F401
+from trainer.contract import GENRES  # noqa: F401
+from trainer.contract import HISTORY  # noqa: F401
+from trainer.contract import ITEM_ID  # noqa: F401
+from trainer.contract import OCCUPATION  # noqa: F401
+from trainer.contract import TITLE  # noqa: F401
+from trainer.contract import USER_ID  # noqa: F401
+from trainer.contract import YEAR  # noqa: F401
 
 RATING = "rating"
 TIMESTAMP = "timestamp"
@@ -89,6 +89,22 @@ def raw_feature_spec() -> Dict[str, tf.io.FixedLenFeature]:
   for key in _STRING_LISTS:
     spec[key] = tf.io.VarLenFeature(tf.string)
   return spec
+
+
+def gather_rows(batch: Dict[str, tf.Tensor], rows) -> Dict[str, tf.Tensor]:
+  """The examples at `rows` of a batch of raw features, in that order.
+
+  Dense and sparse features alike: a sparse one is gathered as ragged rows,
+  so a list feature keeps each example's own values.
+  """
+  rows = tf.constant(rows, tf.int64)
+  out = {}
+  for key, value in batch.items():
+    if isinstance(value, tf.SparseTensor):
+      out[key] = tf.gather(tf.RaggedTensor.from_sparse(value), rows).to_sparse()
+    else:
+      out[key] = tf.gather(value, rows)
+  return out
 
 
 def complete_raw_features(partial: Dict[str, tf.Tensor],

@@ -60,13 +60,7 @@ def _by_item_id(catalog: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
                      kind="stable")
   if (order == np.arange(len(order))).all():
     return catalog
-  out = {}
-  for k, value in catalog.items():
-    if isinstance(value, tf.SparseTensor):
-      out[k] = tf.gather(tf.RaggedTensor.from_sparse(value), order).to_sparse()
-    else:
-      out[k] = tf.gather(value, order)
-  return out
+  return features.gather_rows(catalog, order)
 
 
 def dense_genres(catalog: Dict[str, tf.Tensor]) -> tf.Tensor:

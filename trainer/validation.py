@@ -74,15 +74,7 @@ class Interactions:
     return self._gathered(np.flatnonzero(mask))
 
   def _gathered(self, rows: np.ndarray) -> "Interactions":
-    rows = tf.constant(rows, tf.int64)
-    raw = {}
-    for key, value in self.raw.items():
-      if isinstance(value, tf.SparseTensor):
-        ragged = tf.gather(tf.RaggedTensor.from_sparse(value), rows)
-        raw[key] = ragged.to_sparse()
-      else:
-        raw[key] = tf.gather(value, rows)
-    return Interactions(raw, self._row_of)
+    return Interactions(features.gather_rows(self.raw, rows), self._row_of)
 
   def with_items_new(self, rows: np.ndarray, drop: bool) -> "Interactions":
     """These interactions as if the catalogue `rows` ([num_items] bool) had

@@ -65,7 +65,7 @@ RECALLS = ("recall@10", "recall@100")
 # the two measures differ).
 INTERACTION_RECALLS = tuple(replay.PER_INTERACTION + k for k in RECALLS)
 RUN_KEYS = ("steps", "train_seconds", *RECALLS, *INTERACTION_RECALLS,
-            "blessed", "pushed_version")
+            "blessed", "pushed_version", "encoded_texts", "embed_seconds")
 PERIOD_KEYS = ("period", "interactions", "new_users", "new_items")
 # Warm start's target: within this share of the from-scratch recall@100.
 TARGET_GAP = 0.01
@@ -77,13 +77,13 @@ def summarise(runs):
   machine only ever adds time), the first repeat's verdict and pushed
   version (one run's, so they agree), how many repeats were blessed, and
   every repeat as it was."""
-  entry = {k: runs[0][k] for k in RUN_KEYS}
+  entry = {k: runs[0].get(k) for k in RUN_KEYS}
   for k in RECALLS + INTERACTION_RECALLS:
     entry[k] = round(float(np.mean([r[k] for r in runs])), 5)
   entry["train_seconds"] = round(float(np.median(
       [r["train_seconds"] for r in runs])), 1)
   entry["blessed_repeats"] = sum(bool(r["blessed"]) for r in runs)
-  entry["repeats"] = [{k: r[k] for k in RUN_KEYS} for r in runs]
+  entry["repeats"] = [{k: r.get(k) for k in RUN_KEYS} for r in runs]
   return entry
 
 
@@ -147,6 +147,14 @@ def table(periods, refresh_seconds: float) -> str:
                  f"{gap:>7}")
       lines.append(f"{line} | {blessed(r):>7} {str(r['pushed_version']):>11}")
       lead = " " * len(lead)
+  embedded = [(p["period"], p["warm"]) for p in periods
+              if not p.get("skipped") and p["warm"].get("encoded_texts")
+              is not None]
+  if embedded:
+    lines.append("item text vectors, warm chain, first repeat (texts BERT "
+                 "ran on; the rest reused from the previous period): " +
+                 ", ".join(f"period {k} {r['encoded_texts']} texts in "
+                           f"{r['embed_seconds']}s" for k, r in embedded))
   lines.append(f"catalogue refresh (1,682 items, no training): "
                f"{refresh_seconds:.1f}s")
   return "\n".join(lines)

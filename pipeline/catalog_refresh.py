@@ -57,14 +57,20 @@ def _columns(items: List[layouts.Item]) -> Dict[str, tf.Tensor]:
 def embed(towers, items: List[layouts.Item]) -> Tuple[np.ndarray,
                                                        np.ndarray]:
   """([N, d] candidate vectors, [N, text_dim] frozen text vectors) from
-  the model's own towers, in batches."""
+  the model's own towers, in batches: BERT once per item, or twice with a
+  model exported before Towers had candidates_and_text."""
   vectors, texts = [], []
   for start in range(0, len(items), BATCH):
     columns = _columns(items[start:start + BATCH])
-    vectors.append(towers.candidates(**columns).numpy())
-    texts.append(towers.encode_text(text.item_text(
-        columns[contract.TITLE], columns[contract.YEAR],
-        columns[contract.GENRES])).numpy())
+    if hasattr(towers, "candidates_and_text"):
+      candidates, frozen = towers.candidates_and_text(**columns)
+    else:
+      candidates = towers.candidates(**columns)
+      frozen = towers.encode_text(text.item_text(
+          columns[contract.TITLE], columns[contract.YEAR],
+          columns[contract.GENRES]))
+    vectors.append(candidates.numpy())
+    texts.append(frozen.numpy())
   return np.concatenate(vectors), np.concatenate(texts)
 
 

@@ -9,6 +9,7 @@ from components.anomaly_gate.component import AnomalyGate
 from components.atomic_pusher.component import AtomicPusher
 from components.curated_schema_gen.component import CuratedSchemaGen
 from components.curated_schema_gen.component import content_hash
+from components.item_text_embedder.component import ItemEmbeddings
 from components.item_text_embedder.component import ItemTextEmbedder
 from components.movielens_example_gen.component import MovieLensExampleGen
 from components.recommender_trainer.component import RecommenderTrainer
@@ -27,6 +28,7 @@ RUN_FN = "trainer.task.run_fn"
 TUNER_FN = "trainer.tuning.tuner_fn"
 TrainArgs = Union[tfx.proto.TrainArgs, data_types.RuntimeParameter]
 LATEST_BLESSED_RESOLVER = "latest_blessed_model_resolver"
+LATEST_EMBEDDINGS_RESOLVER = "latest_item_embeddings_resolver"
 PushDestination = Union[tfx.proto.PushDestination,
                         data_types.RuntimeParameter]
 
@@ -98,14 +100,20 @@ def create_pipeline(config: configs.PipelineConfig,
   transform.add_upstream_node(anomaly_gate)
 
   # The catalogue's frozen text vectors, cached apart from training.
-  item_embedder = None
+  item_embedder = previous_embeddings = None
   if config.trainer.use_text:
+    previous_embeddings = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        item_embeddings=tfx.dsl.Channel(type=ItemEmbeddings),
+    ).with_id(LATEST_EMBEDDINGS_RESOLVER)
     item_embedder = ItemTextEmbedder(
         examples=example_gen.outputs["examples"],
         text_encoder_dir=config.text_encoder_dir,
         max_length=config.trainer.text_max_length,
         kinds=",".join(item_embeddings.needed_kinds(
-            config.trainer.search_queries)))
+            config.trainer.search_queries)),
+        previous_item_embeddings=previous_embeddings.outputs[
+            "item_embeddings"])
     item_embedder.add_upstream_node(anomaly_gate)
 
   # The model serving now: the Trainer warm-starts from it and the
@@ -175,7 +183,8 @@ def create_pipeline(config: configs.PipelineConfig,
       pipeline_root=config.pipeline_root,
       components=[c for c in (
           example_gen, statistics_gen, schema_gen, example_validator,
-          anomaly_gate, transform, item_embedder, tuner, latest_blessed,
+          anomaly_gate, transform, previous_embeddings, item_embedder, tuner,
+          latest_blessed,
           trainer,
           evaluator, pusher)
                   if c is not None],

@@ -32,6 +32,7 @@ from pipeline import configs
 from pipeline import lineage
 from pipeline import local_runner
 from trainer import contract
+from trainer import item_embeddings
 from trainer.config import RUN_METRICS_FILE
 
 
@@ -193,6 +194,8 @@ def run_row(run: lineage.Run, log: Log, period: Period) -> Dict:
       contract.RECOMMEND_UNSEEN]
   blessing = _properties(run, "Evaluator", "blessing")
   push = _properties(run, "AtomicPusher", "pushed_model")
+  embeddings = run.output("ItemTextEmbedder", "item_embeddings")
+  embedded = item_embeddings.read_metadata(embeddings) if embeddings else {}
   return dict(steps=trained["steps"],
               train_seconds=round(trained["train_seconds"], 1),
               warm_started=trained.get("warm_start") is not None,
@@ -200,7 +203,12 @@ def run_row(run: lineage.Run, log: Log, period: Period) -> Dict:
               **recall_per_interaction(recommend_unseen, log, period),
               blessed=bool(blessing.get("blessed")),
               pushed_version=(int(push["pushed_version"])
-                              if push.get("pushed") else None))
+                              if push.get("pushed") else None),
+              # Texts BERT ran on (the rest reused from the previous
+              # period's artifact) and the embedder's seconds; None
+              # without the text tower or before they were recorded.
+              encoded_texts=embedded.get("encoded_texts"),
+              embed_seconds=embedded.get("seconds"))
 
 
 def _properties(run: lineage.Run, component: str, key: str) -> Dict:

@@ -78,3 +78,62 @@ def test_texts_per_kind_and_kind_parsing():
       "item_text", "title", "genres"]
   with pytest.raises(ValueError, match="plot"):
     item_embeddings.parse_kinds("title,plot")
+
+
+class _CountingEncoder:
+  """The real encoder, counting the texts it is asked to tokenise."""
+
+  def __init__(self, encoder):
+    self.encoder, self.dim, self.texts = encoder.encoder, encoder.dim, []
+    self._tokenizer = encoder.tokenizer
+
+  def tokenizer(self, strings):
+    self.texts.extend(strings.numpy().tolist())
+    return self._tokenizer(strings)
+
+
+def test_the_next_catalogue_encodes_only_new_and_edited_texts(
+    text_encoder_dir, tmp_path):
+  from trainer.text_tower import TextEncoder
+  encoder = TextEncoder(text_encoder_dir, 32)
+  settings = {"text_encoder_dir": text_encoder_dir, "max_length": 32,
+              "dim": encoder.dim}
+  first = _catalog(["1", "2", "3"])
+  kinds = ["item_text", "title"]
+  uri = str(tmp_path / "first")
+  item_embeddings.write(
+      uri, item_embeddings.catalog_ids(first),
+      item_embeddings.encode_catalog(encoder, first, kinds), settings,
+      {k: item_embeddings.catalog_texts(first, k) for k in kinds})
+  # The next period: item 2 retitled, item 4 new.
+  second = _catalog(["1", "2", "3", "4"])
+  second[features.TITLE] = tf.constant(
+      [["Movie 1"], ["Movie 2: Director's Cut"], ["Movie 3"], ["Movie 4"]])
+
+  counting = _CountingEncoder(encoder)
+  known = item_embeddings.reusable_vectors(uri, counting, settings)
+  assert len(counting.texts) == item_embeddings.SPOT_CHECKS - 2  # 6 distinct
+  counting.texts.clear()
+  reused = item_embeddings.encode_catalog(counting, second, kinds, known)
+  assert sorted(counting.texts) == sorted([
+      b"Movie 2: Director's Cut (1995). Drama", b"Movie 4 (1995). Drama",
+      b"Movie 2: Director's Cut", b"Movie 4"])
+  fresh = item_embeddings.encode_catalog(encoder, second, kinds)
+  for kind in kinds:
+    np.testing.assert_allclose(reused[kind], fresh[kind], atol=1e-5)
+
+  # Another encoder setting, or vectors this encoder does not reproduce
+  # (new weights in the same folder): nothing is reused.
+  assert item_embeddings.reusable_vectors(
+      uri, encoder, dict(settings, max_length=64)) == {}
+  wrong = str(tmp_path / "wrong")
+  item_embeddings.write(
+      wrong, ["1", "2", "3"],
+      {k: -v for k, v in item_embeddings.read(uri)[1].items()}, settings,
+      {k: item_embeddings.catalog_texts(first, k) for k in kinds})
+  assert item_embeddings.reusable_vectors(wrong, encoder, settings) == {}
+  # An artifact from before texts were stored is read, never reused.
+  old = str(tmp_path / "old")
+  item_embeddings.write(old, ["1", "2", "3"], item_embeddings.read(uri)[1],
+                        settings)
+  assert item_embeddings.reusable_vectors(old, encoder, settings) == {}

@@ -45,6 +45,10 @@ def test_compiles_offline_to_the_same_graph(tmp_path):
     artifact = tasks[task].inputs.artifacts[key]
     assert node(artifact.task_output_artifact.producer_task) == resolver
   assert "latest_blessed_model_resolver-model-blessing-resolver" in tasks
+  # The next catalogue reuses the last one's text vectors.
+  previous = tasks["ItemTextEmbedder"].inputs.artifacts[
+      "previous_item_embeddings"].task_output_artifact.producer_task
+  assert previous == pipeline.LATEST_EMBEDDINGS_RESOLVER
 
   images = {e.container.image for e in
             job["pipelineSpec"]["deploymentSpec"]["executors"].values()

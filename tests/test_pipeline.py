@@ -490,6 +490,8 @@ def test_replay_reads_each_periods_row_from_its_own_run(first_run):
   assert 0 < row["recall@10"] <= row["recall@100"] <= 1
   assert (0 < row["interaction_recall@10"] <= row["interaction_recall@100"]
           <= 1)
+  # The first run in a store has no earlier text vectors: BERT ran on all.
+  assert row["encoded_texts"] > 0 and row["embed_seconds"] > 0
 
 
 def test_fuzzed_requests_get_status_codes_and_change_nothing(served):
@@ -964,6 +966,13 @@ def test_baseline_gate_keeps_a_worse_model_out_and_lets_a_better_one_in(
       warm = _metrics_json(good)["warm_start"]
       assert warm and warm["copied"] > 0
       assert warm["carried_rows"][features.ITEM_VOCAB] > 1000
+      # Same catalogue: every text vector came from the first run's
+      # artifact (the resolver's latest), none from BERT.
+      with open(os.path.join(_latest(good, "ItemTextEmbedder",
+                                     "item_embeddings"),
+                             "metadata.json")) as f:
+        embedded = json.load(f)
+      assert embedded["encoded_texts"] == 0 and embedded["reused_texts"] > 0
       after = contract.versions(first_run.serving_model_dir)
       assert len(after) == len(before) + 1 and after[-1] > before[-1]
       deadline = time.time() + 120
@@ -975,6 +984,27 @@ def test_baseline_gate_keeps_a_worse_model_out_and_lets_a_better_one_in(
   finally:
     server.stop()
   assert traffic.ok > 0 and not traffic.failures, traffic.failures[:3]
+
+
+class _TowersExportedBeforeCandidatesAndText:
+  """A loaded model's towers as a version exported before Towers had
+  candidates_and_text exposes them: the real functions, minus that one."""
+
+  def __init__(self, towers):
+    self.candidates = towers.candidates
+    self.encode_text = towers.encode_text
+
+
+def test_catalog_refresh_embeds_alike_with_one_bert_pass_or_two(
+    first_run, pushed):
+  items, _ = catalog_refresh.read_items(first_run.data_dir)
+  items = items[:20]
+  towers = pushed.loaded.towers
+  once = catalog_refresh.embed(towers, items)
+  twice = catalog_refresh.embed(
+      _TowersExportedBeforeCandidatesAndText(towers), items)
+  for new, old in zip(once, twice):
+    np.testing.assert_allclose(new, old, atol=1e-5)
 
 
 def test_catalog_refresh_serves_a_new_item_without_training(

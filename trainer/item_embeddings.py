@@ -3,7 +3,8 @@
 The ItemTextEmbedder component (components/item_text_embedder) runs this
 once per catalogue and writes an ItemEmbeddings artifact; the Trainer reads
 it instead of running BERT itself, so re-training with other hyperparameters
-(a cache hit upstream) never re-encodes the catalogue. Without the artifact
+never re-encodes the catalogue, and the next catalogue re-encodes only the
+texts that changed (`reusable_vectors`). Without the artifact
 (benchmarks, notebooks) the Trainer calls `encode_catalog` directly: one code
 path either way.
 
@@ -15,10 +16,11 @@ Kinds of text per item (rows in catalogue order):
 import io
 import json
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from trainer import features
 from trainer import text
@@ -28,6 +30,13 @@ from trainer.text_tower import encode_texts
 KINDS = ("item_text", "title", "genres")
 VECTORS_FILE = "vectors.npz"
 METADATA_FILE = "metadata.json"
+# The texts each kind's vectors were encoded from, stored beside them so the
+# next catalogue's run re-encodes only the texts that changed.
+_TEXTS = "texts:"
+# Settings that must match for an earlier artifact's vectors to be reused.
+ENCODER_SETTINGS = ("text_encoder_dir", "max_length", "dim")
+# Reused texts re-encoded to catch new weights behind the same settings.
+SPOT_CHECKS = 8
 
 
 def read_catalog(pattern: str) -> Dict[str, np.ndarray]:
@@ -101,10 +110,51 @@ def needed_kinds(search_queries: str) -> List[str]:
 
 
 def encode_catalog(encoder: TextEncoder, catalog: Dict[str, tf.Tensor],
-                   kinds: Sequence[str] = KINDS) -> Dict[str, np.ndarray]:
-  """{kind: [N, dim] vectors in catalogue order}."""
-  return {kind: encode_texts(encoder, catalog_texts(catalog, kind),
-                             label=f"item {kind} texts") for kind in kinds}
+                   kinds: Sequence[str] = KINDS,
+                   known: Optional[Dict[str, Dict[bytes, np.ndarray]]] = None
+                   ) -> Dict[str, np.ndarray]:
+  """{kind: [N, dim] vectors in catalogue order}. Texts in `known`
+  ({kind: {text: vector}}, from `reusable_vectors`) are not re-encoded."""
+  out = {}
+  for kind in kinds:
+    texts = catalog_texts(catalog, kind)
+    have = (known or {}).get(kind, {})
+    fresh = sorted({t for t in texts if t not in have})
+    encoded = dict(zip(fresh, encode_texts(encoder, fresh,
+                                           label=f"item {kind} texts")))
+    vectors = np.zeros([len(texts), encoder.dim], np.float32)
+    for row, t in enumerate(texts):
+      vectors[row] = have[t] if t in have else encoded[t]
+    out[kind] = vectors
+  return out
+
+
+def reusable_vectors(uri: Optional[str], encoder: TextEncoder,
+                     settings: Dict) -> Dict[str, Dict[bytes, np.ndarray]]:
+  """{kind: {text: vector}} from an earlier artifact at `uri`, or {} when
+  there is none, it predates stored texts, or its encoder differs: other
+  `settings` (ENCODER_SETTINGS), or vectors that a fresh encoding of a few
+  of its texts does not reproduce (new weights in the same folder)."""
+  if not uri:
+    return {}
+  metadata = read_metadata(uri)
+  differ = [k for k in ENCODER_SETTINGS if metadata.get(k) != settings.get(k)]
+  if differ:
+    logging.info("item embeddings: %s encoded with other %s; encoding all",
+                 uri, differ)
+    return {}
+  texts, vectors = _read_texts(uri), read(uri)[1]
+  known = {kind: dict(zip(texts[kind], vectors[kind]))
+           for kind in texts if kind in vectors}
+  sample = sorted({t for by_text in known.values() for t in by_text}
+                  )[:SPOT_CHECKS]
+  expected = [next(v[t] for v in known.values() if t in v) for t in sample]
+  if sample and not np.allclose(encode_texts(encoder, sample, label="spot "
+                                             "checks"), expected, atol=1e-4):
+    logging.warning("item embeddings: %s no longer matches the encoder in "
+                    "%s; encoding all", uri, settings.get("text_encoder_dir"))
+    return {}
+  return known
 
 
 def catalog_ids(catalog: Dict[str, tf.Tensor]) -> List[str]:
@@ -112,9 +162,16 @@ def catalog_ids(catalog: Dict[str, tf.Tensor]) -> List[str]:
 
 
 def write(uri: str, item_ids: Sequence[str], vectors: Dict[str, np.ndarray],
-          metadata: Dict) -> None:
+          metadata: Dict,
+          texts: Optional[Dict[str, Sequence[bytes]]] = None) -> None:
+  """Writes the artifact; `texts` ({kind: texts in row order}) lets a later
+  run reuse these vectors for unchanged texts."""
+  stored_texts = {_TEXTS + kind: np.array([t.decode() for t in kind_texts],
+                                          dtype=str)
+                  for kind, kind_texts in (texts or {}).items()}
   buffer = io.BytesIO()
-  np.savez(buffer, item_ids=np.array(item_ids, dtype=str), **vectors)
+  np.savez(buffer, item_ids=np.array(item_ids, dtype=str), **vectors,
+           **stored_texts)
   tf.io.gfile.makedirs(uri)
   with tf.io.gfile.GFile(os.path.join(uri, VECTORS_FILE), "wb") as f:
     f.write(buffer.getvalue())
@@ -128,7 +185,22 @@ def read(uri: str) -> Tuple[List[str], Dict[str, np.ndarray]]:
     data = np.load(io.BytesIO(f.read()))
     ids = data["item_ids"].tolist()
     return ids, {k: data[k].astype(np.float32) for k in data.files
-                 if k != "item_ids"}
+                 if k != "item_ids" and not k.startswith(_TEXTS)}
+
+
+def read_metadata(uri: str) -> Dict:
+  """The encoder settings, and what the run that wrote `uri` encoded and
+  reused (`encoded_texts`, `reused_texts`, `seconds`)."""
+  with tf.io.gfile.GFile(os.path.join(uri, METADATA_FILE)) as f:
+    return json.load(f)
+
+
+def _read_texts(uri: str) -> Dict[str, List[bytes]]:
+  """{kind: texts in row order}; {} for artifacts written without them."""
+  with tf.io.gfile.GFile(os.path.join(uri, VECTORS_FILE), "rb") as f:
+    data = np.load(io.BytesIO(f.read()))
+    return {k[len(_TEXTS):]: [t.encode() for t in data[k].tolist()]
+            for k in data.files if k.startswith(_TEXTS)}
 
 
 def load_or_encode(uri: str, encoder: TextEncoder,

@@ -48,6 +48,9 @@ class Towers(tf.Module):
       self.text_query = tf.function(
           self._text_query,
           input_signature=[tf.TensorSpec([None, None], tf.float32)])
+      self.candidates_and_text = tf.function(
+          self._candidates_and_text,
+          input_signature=[*contract.ITEM_INPUTS.values()])
 
   def _transform(self, raw: Dict[str, tf.Tensor], batch
                  ) -> Dict[str, tf.Tensor]:
@@ -75,14 +78,31 @@ class Towers(tf.Module):
   @tf.function(input_signature=[*contract.ITEM_INPUTS.values()])
   def candidates(self, item_id, title, year, genres):
     """Item fields -> [B, d] candidate vectors, text encoded in-graph."""
+    item_text = None
+    if self.item_text_encoder is not None:
+      item_text = self.item_text_encoder(text.item_text(title, year, genres))
+    return self._candidate_vectors(item_id, title, year, genres, item_text)
+
+  def _candidates_and_text(self, item_id, title, year, genres):
+    """Item fields -> ([B, d] candidate vectors, [B, text_dim] frozen text
+    vectors): what a catalogue refresh indexes. BERT runs once per item
+    unless the item side's top blocks were fine-tuned (then the candidate
+    needs its own encoding and search the frozen one)."""
+    strings = text.item_text(title, year, genres)
+    frozen = self.text_encoder(strings)
+    item_text = (frozen if self.item_text_encoder is self.text_encoder
+                 else self.item_text_encoder(strings))
+    return (self._candidate_vectors(item_id, title, year, genres, item_text),
+            frozen)
+
+  def _candidate_vectors(self, item_id, title, year, genres, item_text):
     column = lambda x: tf.expand_dims(x, -1)  # noqa: E731
     raw = {features.ITEM_ID: column(item_id), features.TITLE: column(title),
            features.YEAR: column(year),
            features.GENRES: dense_to_sparse_ids(genres)}
     transformed = dict(self._transform(raw, tf.shape(item_id)[0]))
-    if self.item_text_encoder is not None:
-      transformed[towers.TEXT_VECTOR] = self.item_text_encoder(
-          text.item_text(title, year, genres))
+    if item_text is not None:
+      transformed[towers.TEXT_VECTOR] = item_text
     return self.model.candidate_tower(transformed)
 
   @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float32),

@@ -99,7 +99,8 @@ def create_pipeline(config: configs.PipelineConfig,
       custom_config={preprocessing.MAX_HISTORY_KEY: config.max_history})
   transform.add_upstream_node(anomaly_gate)
 
-  # The catalogue's frozen text vectors, cached apart from training.
+  # The catalogue's frozen text vectors, apart from training; each run
+  # reuses the previous artifact's vectors for texts that did not change.
   item_embedder = previous_embeddings = None
   if config.trainer.use_text:
     previous_embeddings = tfx.dsl.Resolver(

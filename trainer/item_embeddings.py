@@ -143,14 +143,14 @@ def reusable_vectors(uri: Optional[str], encoder: TextEncoder,
     logging.info("item embeddings: %s encoded with other %s; encoding all",
                  uri, differ)
     return {}
-  texts, vectors = _read_texts(uri), read(uri)[1]
+  _, vectors, texts = _read_all(uri)
   known = {kind: dict(zip(texts[kind], vectors[kind]))
            for kind in texts if kind in vectors}
-  sample = sorted({t for by_text in known.values() for t in by_text}
-                  )[:SPOT_CHECKS]
-  expected = [next(v[t] for v in known.values() if t in v) for t in sample]
-  if sample and not np.allclose(encode_texts(encoder, sample, label="spot "
-                                             "checks"), expected, atol=1e-4):
+  every = {t: v for by_text in known.values() for t, v in by_text.items()}
+  sample = sorted(every)[:SPOT_CHECKS]
+  if sample and not np.allclose(
+      encode_texts(encoder, sample, label="spot checks"),
+      [every[t] for t in sample], atol=1e-4):
     logging.warning("item embeddings: %s no longer matches the encoder in "
                     "%s; encoding all", uri, settings.get("text_encoder_dir"))
     return {}
@@ -181,11 +181,8 @@ def write(uri: str, item_ids: Sequence[str], vectors: Dict[str, np.ndarray],
 
 
 def read(uri: str) -> Tuple[List[str], Dict[str, np.ndarray]]:
-  with tf.io.gfile.GFile(os.path.join(uri, VECTORS_FILE), "rb") as f:
-    data = np.load(io.BytesIO(f.read()))
-    ids = data["item_ids"].tolist()
-    return ids, {k: data[k].astype(np.float32) for k in data.files
-                 if k != "item_ids" and not k.startswith(_TEXTS)}
+  """(item ids, {kind: [N, dim] vectors}) in the artifact's row order."""
+  return _read_all(uri)[:2]
 
 
 def read_metadata(uri: str) -> Dict:
@@ -195,12 +192,18 @@ def read_metadata(uri: str) -> Dict:
     return json.load(f)
 
 
-def _read_texts(uri: str) -> Dict[str, List[bytes]]:
-  """{kind: texts in row order}; {} for artifacts written without them."""
+def _read_all(uri: str) -> Tuple[List[str], Dict[str, np.ndarray],
+                                  Dict[str, List[bytes]]]:
+  """read()'s ids and vectors, and {kind: texts in row order} ({} for
+  artifacts written without them), from one read of the file."""
   with tf.io.gfile.GFile(os.path.join(uri, VECTORS_FILE), "rb") as f:
     data = np.load(io.BytesIO(f.read()))
-    return {k[len(_TEXTS):]: [t.encode() for t in data[k].tolist()]
-            for k in data.files if k.startswith(_TEXTS)}
+    ids = data["item_ids"].tolist()
+    vectors = {k: data[k].astype(np.float32) for k in data.files
+               if k != "item_ids" and not k.startswith(_TEXTS)}
+    texts = {k[len(_TEXTS):]: [t.encode() for t in data[k].tolist()]
+             for k in data.files if k.startswith(_TEXTS)}
+    return ids, vectors, texts
 
 
 def load_or_encode(uri: str, encoder: TextEncoder,

@@ -283,11 +283,19 @@ def new_item_candidates(placements: Dict[float, np.ndarray],
   """[N, d] candidate vectors with `new_rows` placed as the tower serves a
   new item at text share `share` and scale `scale`, from
   `new_item_placements` (the other rows are the same in every placement)."""
+  return np.where(new_rows[:, None], _placement(placements, share) * scale,
+                  placements[1.0])
+
+
+def _placement(placements: Dict[float, np.ndarray], share: float
+               ) -> np.ndarray:
+  """The placement at text share `share`: given, or mixed from text alone
+  (1.0) and the unknown-id row (0.0)."""
   mixed = placements.get(share)
   if mixed is None:
     mixed = towers.mix_new_item_placements(placements[1.0],
                                            placements[0.0], share).numpy()
-  return np.where(new_rows[:, None], mixed * scale, placements[1.0])
+  return mixed
 
 
 def choose_new_item_serving(queries: np.ndarray,
@@ -316,12 +324,13 @@ def choose_new_item_serving(queries: np.ndarray,
   pair."""
   new = (held_out.items >= 0) & new_rows[np.maximum(held_out.items, 0)]
   shares = NEW_ITEM_SHARES if 0.0 in placements else (1.0,)
+  # Each share mixed once, not once per scale.
+  placements = {share: _placement(placements, share) for share in
+                {*placements, *shares}}
   table = []
   for share in shares:
-    # Mixed once per share; each scale only shortens the new rows.
-    at_one = new_item_candidates(placements, new_rows, share, 1.0)
     for scale in NEW_ITEM_SCALES:
-      candidates = np.where(new_rows[:, None], at_one * scale, at_one)
+      candidates = new_item_candidates(placements, new_rows, share, scale)
       scores = queries @ candidates.T
       new_recall = (evaluate(scores, held_out, seen, new)["recall@100"]
                     if new.any() else 0.0)

@@ -11,7 +11,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 .PHONY: env demo serve test lint browser lock data clean bench-quality bench-seeds bench-scenarios bench-serving \
   bench-soak bench-crash screenshots \
-  bench-scale bench-continuous bench-placement
+  bench-scale bench-continuous bench-placement bench-long-tests
 
 $(VENV)/.installed: requirements/lock.txt setup.py
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -56,7 +56,13 @@ browser:
 
 # No -v: absl (used by TFX and Beam) reads sys.argv and takes -v as its verbosity.
 test: env lint browser
-	$(PY) -m pytest tests --durations=15 -rfEs
+	$(PY) -m pytest tests -m "not long" --durations=15 -rfEs
+
+# The tests marked `long` (extra pipeline runs: the baseline gate and hot
+# swap, seeded repeatability, a stopped replay), kept out of make test's
+# 15-minute budget on 2 cores.
+bench-long-tests: env browser
+	$(PY) -m pytest tests -m long --durations=0 -rfEs
 
 # Side-by-side quality table: bench/results/quality.json and a PNG plot.
 bench-quality: env

@@ -741,6 +741,7 @@ def _trainer_inputs(config):
   }
 
 
+@pytest.mark.long
 def test_seeded_training_repeats_to_the_digit(first_run, tmp_path):
   """TrainerConfig.seed: the Trainer's own input path (seeded shuffle) and
   model, trained twice from the same artifacts with the default config,
@@ -916,6 +917,7 @@ def _metrics_json(config):
     return json.load(f)
 
 
+@pytest.mark.long
 def test_baseline_gate_keeps_a_worse_model_out_and_lets_a_better_one_in(
     first_run):
   """The Evaluator compares each candidate with the serving model (the

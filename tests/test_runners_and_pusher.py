@@ -63,6 +63,7 @@ def test_cli_help_explains_every_option(capsys):
     assert flag in text
 
 
+@pytest.mark.long
 def test_a_stopped_run_explains_itself_in_a_few_lines(tmp_path, capsys,
                                                       text_encoder_dir):
   """Too many malformed rows: a short report and exit status 2 on the

@@ -111,13 +111,16 @@ def needed_kinds(search_queries: str) -> List[str]:
 
 def encode_catalog(encoder: TextEncoder, catalog: Dict[str, tf.Tensor],
                    kinds: Sequence[str] = KINDS,
-                   known: Optional[Dict[str, Dict[bytes, np.ndarray]]] = None
+                   known: Optional[Dict[str, Dict[bytes, np.ndarray]]] = None,
+                   texts_by_kind: Optional[Dict[str, List[bytes]]] = None
                    ) -> Dict[str, np.ndarray]:
   """{kind: [N, dim] vectors in catalogue order}. Texts in `known`
-  ({kind: {text: vector}}, from `reusable_vectors`) are not re-encoded."""
+  ({kind: {text: vector}}, from `reusable_vectors`) are not re-encoded;
+  `texts_by_kind` are catalog_texts already computed by the caller."""
   out = {}
   for kind in kinds:
-    texts = catalog_texts(catalog, kind)
+    texts = (texts_by_kind[kind] if texts_by_kind
+             else catalog_texts(catalog, kind))
     have = (known or {}).get(kind, {})
     fresh = sorted({t for t in texts if t not in have})
     encoded = dict(zip(fresh, encode_texts(encoder, fresh,

@@ -60,7 +60,8 @@ def ItemTextEmbedder(
   kinds = embeddings_lib.parse_kinds(kinds)
   texts = {kind: embeddings_lib.catalog_texts(catalog, kind)
            for kind in kinds}
-  vectors = embeddings_lib.encode_catalog(encoder, catalog, kinds, known)
+  vectors = embeddings_lib.encode_catalog(encoder, catalog, kinds, known,
+                                          texts)
   reused = sum(t in known.get(kind, {}) for kind in kinds
                for t in set(texts[kind]))
   distinct = sum(len(set(texts[kind])) for kind in kinds)

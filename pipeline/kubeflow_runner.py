@@ -64,6 +64,6 @@ def compile_pipeline(config: configs.PipelineConfig, output_path: str,
       **knobs,
       beam_pipeline_args=beam.beam_pipeline_args(
           config.beam_runner, config.beam_workers, config.beam_extra_args),
-      schema_dir=IMAGE_SCHEMA_DIR),
+      schema_dir=IMAGE_SCHEMA_DIR, kubeflow=True),
              parameter_values={p.name: p.default for p in parameters})
   return output_path

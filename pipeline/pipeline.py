@@ -11,6 +11,7 @@ from components.curated_schema_gen.component import CuratedSchemaGen
 from components.curated_schema_gen.component import content_hash
 from components.item_text_embedder.component import ItemEmbeddings
 from components.item_text_embedder.component import ItemTextEmbedder
+from components.item_text_embedder.component import LatestOrNothing
 from components.movielens_example_gen.component import MovieLensExampleGen
 from components.recommender_trainer.component import RecommenderTrainer
 from components.recommender_tuner.component import RecommenderTuner
@@ -49,7 +50,8 @@ def create_pipeline(config: configs.PipelineConfig,
                     beam_pipeline_args: List[str],
                     input_fingerprint: Optional[str] = None,
                     metadata_connection_config=None,
-                    schema_dir: str = SCHEMA_DIR) -> tfx.dsl.Pipeline:
+                    schema_dir: str = SCHEMA_DIR,
+                    kubeflow: bool = False) -> tfx.dsl.Pipeline:
   """The recommender pipeline, identical for every runner.
 
   Args:
@@ -65,6 +67,8 @@ def create_pipeline(config: configs.PipelineConfig,
     metadata_connection_config: ML Metadata store; None lets the orchestrator
       (Kubeflow) provide its own.
     schema_dir: folder with the curated schema.pbtxt.
+    kubeflow: compiling for Kubeflow, whose v2 compiler takes only TFX's
+      own resolver strategies (see LatestOrNothing).
   """
   not_eval = [features.CATALOG_SPLIT]
   example_gen = MovieLensExampleGen(
@@ -104,7 +108,8 @@ def create_pipeline(config: configs.PipelineConfig,
   item_embedder = previous_embeddings = None
   if config.trainer.use_text:
     previous_embeddings = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestArtifactStrategy,
+        strategy_class=(tfx.dsl.experimental.LatestArtifactStrategy
+                        if kubeflow else LatestOrNothing),
         item_embeddings=tfx.dsl.Channel(type=ItemEmbeddings),
     ).with_id(LATEST_EMBEDDINGS_RESOLVER)
     item_embedder = ItemTextEmbedder(

@@ -137,3 +137,21 @@ def test_the_next_catalogue_encodes_only_new_and_edited_texts(
   item_embeddings.write(old, ["1", "2", "3"], item_embeddings.read(uri)[1],
                         settings)
   assert item_embeddings.reusable_vectors(old, encoder, settings) == {}
+
+
+def test_the_previous_embeddings_resolver_hands_the_newest_or_nothing():
+  """A store's first run has no earlier ItemEmbeddings: the resolver hands
+  the embedder nothing instead of failing (TFX's LatestArtifactStrategy
+  answers None there, which fails the node with an ERROR traceback)."""
+  from components.item_text_embedder.component import ItemEmbeddings
+  from components.item_text_embedder.component import LatestOrNothing
+  artifacts = []
+  for artifact_id in (7, 12, 9):
+    artifact = ItemEmbeddings()
+    artifact.id = artifact_id
+    artifacts.append(artifact)
+  strategy = LatestOrNothing()
+  assert strategy.resolve_artifacts(None, {"item_embeddings": []}) == {
+      "item_embeddings": []}
+  newest = strategy.resolve_artifacts(None, {"item_embeddings": artifacts})
+  assert [a.id for a in newest["item_embeddings"]] == [12]

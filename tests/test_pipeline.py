@@ -473,6 +473,19 @@ def test_every_run_writes_a_self_contained_report(first_run, capsys):
     assert external not in page, external
 
 
+def test_nothing_to_resolve_on_a_first_run_fails_no_step(first_run):
+  """A store's first run has no blessed model and no earlier text vectors;
+  both resolvers hand over nothing and complete (TFX's own
+  LatestArtifactStrategy would fail its node there)."""
+  store = lineage.open_store(first_run.metadata_path)
+  types = {t.id: t.name for t in store.get_execution_types()}
+  resolvers = [e for e in store.get_executions()
+               if types[e.type_id].endswith(".Resolver")]
+  assert len(resolvers) >= 2
+  assert {metadata_store_pb2.Execution.State.Name(e.last_known_state)
+          for e in resolvers} <= {"COMPLETE", "CACHED"}
+
+
 def test_replay_reads_each_periods_row_from_its_own_run(first_run):
   """replay's row for a run comes from that run's record in ML Metadata
   (how `bench-continuous --from-outputs` rebuilds an interrupted replay):

@@ -21,6 +21,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact
 from tfx.dsl.component.experimental.annotations import OutputArtifact
 from tfx.dsl.component.experimental.annotations import Parameter
 from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.input_resolution.strategies import latest_artifact_strategy
 from tfx.types import artifact
 from tfx.types import artifact_utils
 from tfx.types import standard_artifacts
@@ -33,6 +34,21 @@ class ItemEmbeddings(artifact.Artifact):
   """Per-item text vectors (trainer/item_embeddings.py's format)."""
   # "namespace.Name": the form Kubeflow Pipelines v2 needs for custom types.
   TYPE_NAME = "recsys.ItemEmbeddings"
+
+
+class LatestOrNothing(latest_artifact_strategy.LatestArtifactStrategy):
+  """The newest artifact of the channel, or none on a store's first run.
+
+  TFX's LatestArtifactStrategy answers None when there is nothing yet, which
+  fails its resolver node: an ERROR traceback on the console and a FAILED
+  execution in ML Metadata on every first run, although the embedder, whose
+  input is optional, runs fine without it. Kubeflow's v2 compiler accepts
+  only TFX's own class (the cluster runs the query), so create_pipeline uses
+  this one where the strategy runs in Python (LocalDagRunner)."""
+
+  def resolve_artifacts(self, store, input_dict):
+    return {key: sorted(artifacts, key=lambda a: a.id)[-1:]
+            for key, artifacts in input_dict.items()}
 
 
 @component

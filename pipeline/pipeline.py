@@ -52,7 +52,8 @@ def create_pipeline(config: configs.PipelineConfig,
                     metadata_connection_config=None,
                     schema_dir: str = SCHEMA_DIR,
                     kubeflow: bool = False) -> tfx.dsl.Pipeline:
-  """The recommender pipeline, identical for every runner.
+  """The recommender pipeline, identical for every runner but for one
+  resolver strategy that Kubeflow's compiler cannot take (`kubeflow`).
 
   Args:
     config: names, paths, thresholds and hyperparameters. Kubeflow passes

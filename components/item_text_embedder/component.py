@@ -47,8 +47,8 @@ class LatestOrNothing(latest_artifact_strategy.LatestArtifactStrategy):
   this one where the strategy runs in Python (LocalDagRunner)."""
 
   def resolve_artifacts(self, store, input_dict):
-    return {key: sorted(artifacts, key=lambda a: a.id)[-1:]
-            for key, artifacts in input_dict.items()}
+    # The parent's own newest-first selection, without its min-count check.
+    return self._resolve(input_dict)
 
 
 @component

@@ -13,6 +13,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 _RUN_CONTEXT = "pipeline_run"
+_NODE_CONTEXT = "node"  # named "<pipeline name>.<node id>"
 _INPUTS = (metadata_store_pb2.Event.INPUT,
            metadata_store_pb2.Event.DECLARED_INPUT)
 _OUTPUTS = (metadata_store_pb2.Event.OUTPUT,
@@ -23,7 +24,8 @@ _OUTPUTS = (metadata_store_pb2.Event.OUTPUT,
 class Step:
   """One component's execution in the run: its state and artifact URIs by
   input/output key (e.g. outputs["blessing"], inputs["baseline_model"])."""
-  component: str
+  component: str  # the component's type, e.g. Resolver
+  node_id: str  # its id in the pipeline, e.g. latest_blessed_model_resolver
   state: str
   inputs: Dict[str, List[str]]
   outputs: Dict[str, List[str]]
@@ -34,7 +36,8 @@ class Step:
 class Run:
   name: str  # the run id, e.g. 2026-11-24T11:05:02.123456
   started: float  # seconds since the epoch
-  steps: Dict[str, Step]
+  steps: Dict[str, Step]  # by node id: one pipeline may hold two nodes
+                          # of a type (our two Resolvers)
 
   def output(self, component: str, key: str) -> Optional[str]:
     step = self.steps.get(component)
@@ -85,6 +88,7 @@ def _run_contexts(store) -> list:
 
 def _read_run(store, context) -> Run:
   types = {t.id: t.name.split(".")[-1] for t in store.get_execution_types()}
+  node_type = store.get_context_type(_NODE_CONTEXT).id
   states = metadata_store_pb2.Execution.State.Name
   steps = {}
   for execution in sorted(store.get_executions_by_context(context.id),
@@ -92,7 +96,8 @@ def _read_run(store, context) -> Run:
     events = store.get_events_by_execution_ids([execution.id])
     artifacts = {a.id: a for a in store.get_artifacts_by_id(
         [e.artifact_id for e in events])}
-    step = Step(types[execution.type_id],
+    component = types[execution.type_id]
+    step = Step(component, _node_id(store, execution.id, node_type, component),
                 states(execution.last_known_state), {}, {}, {})
     for event in events:
       key = event.path.steps[0].key if event.path.steps else ""
@@ -103,8 +108,17 @@ def _read_run(store, context) -> Run:
         step.outputs.setdefault(key, []).append(artifact.uri)
         step.output_properties[key] = {
             k: _value(v) for k, v in artifact.custom_properties.items()}
-    steps[step.component] = step
+    steps[step.node_id] = step
   return Run(context.name, context.create_time_since_epoch / 1000.0, steps)
+
+
+def _node_id(store, execution_id: int, node_type: int, fallback: str) -> str:
+  """The execution's node id, from its node context; the component type for
+  an execution recorded without one."""
+  for context in store.get_contexts_by_execution(execution_id):
+    if context.type_id == node_type:
+      return context.name.split(".", 1)[-1]
+  return fallback
 
 
 def _value(value: metadata_store_pb2.Value):

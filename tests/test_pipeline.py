@@ -20,6 +20,7 @@ from pipeline import configs
 from pipeline import evaluation
 from pipeline import lineage
 from pipeline import local_runner
+from pipeline import pipeline as pipeline_lib
 from pipeline import replay
 from pipeline import report
 from serving import client as client_lib
@@ -484,6 +485,17 @@ def test_nothing_to_resolve_on_a_first_run_fails_no_step(first_run):
   assert len(resolvers) >= 2
   assert {metadata_store_pb2.Execution.State.Name(e.last_known_state)
           for e in resolvers} <= {"COMPLETE", "CACHED"}
+  # The run's record and report name each resolver by its node id (two
+  # executions of one component type, once read as one).
+  run = lineage.latest_run(first_run.metadata_path)
+  with open(report.path_for(first_run.output_dir, run.name),
+            encoding="utf-8") as f:
+    page = f.read()
+  for node in (pipeline_lib.LATEST_BLESSED_RESOLVER,
+               pipeline_lib.LATEST_EMBEDDINGS_RESOLVER):
+    assert run.steps[node].component == "Resolver", node
+    assert run.steps[node].state in ("COMPLETE", "CACHED"), node
+    assert node in page, node
 
 
 def test_replay_reads_each_periods_row_from_its_own_run(first_run):

@@ -58,6 +58,30 @@ def recent_history(item_idx: tf.SparseTensor, length: int) -> tf.Tensor:
   return tf.gather(padded, cols, batch_dims=1)
 
 
+def z_score(values: tf.Tensor, among: Optional[tf.Tensor] = None
+            ) -> tf.Tensor:
+  """Integer `values` z-scored by the mean and standard deviation of
+  `among` (default: `values`) over the whole dataset, as float32.
+
+  The moments come from exact int64 sums, not from tft.mean/tft.var: Beam
+  adds floats in whatever order its bundles arrive, so two runs over the
+  same data (two pipeline roots) gave constants one float apart, and every
+  model trained on them came out different, by seed-noise amounts. Integer
+  sums do not depend on order, so the same data gives the same Transform
+  graph bit for bit.
+  """
+  among = tf.cast(values if among is None else among, tf.int64)
+  count = tf.cast(tft.size(among), tf.float64)
+  mean = tf.cast(tft.sum(among), tf.float64) / tf.maximum(count, 1.0)
+  mean_square = (tf.cast(tft.sum(among * among), tf.float64)
+                 / tf.maximum(count, 1.0))
+  std = tf.sqrt(tf.maximum(mean_square - mean * mean, 0.0))
+  centred = tf.cast(values, tf.float64) - mean
+  # A constant column is centred only (as tft.scale_to_z_score does).
+  return tf.cast(tf.where(std > 0, centred / tf.where(std > 0, std, 1.0),
+                          centred), tf.float32)
+
+
 def preprocessing_fn(inputs: Dict[str, tf.Tensor],
                      custom_config: Optional[Dict[str, Any]] = None
                      ) -> Dict[str, tf.Tensor]:
@@ -93,20 +117,17 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor],
                                           features.MAX_HISTORY)
   out[_xf(features.HISTORY)] = recent_history(history_idx, max_history)
 
-  out[_xf(features.AGE)] = tft.scale_to_z_score(
-      tf.cast(_dense(inputs[features.AGE], 0), tf.float32))
+  out[_xf(features.AGE)] = z_score(_dense(inputs[features.AGE], 0))
   out[_xf(features.GENDER)] = tft.compute_and_apply_vocabulary(
       _dense(inputs[features.GENDER], ""), num_oov_buckets=OOV_BUCKETS)
   out[_xf(features.OCCUPATION)] = tft.compute_and_apply_vocabulary(
       _dense(inputs[features.OCCUPATION], ""), num_oov_buckets=OOV_BUCKETS,
       vocab_filename=features.OCCUPATION_VOCAB)
 
-  year = tf.cast(_dense(inputs[features.YEAR], features.UNKNOWN_YEAR),
-                 tf.float32)
+  year = _dense(inputs[features.YEAR], features.UNKNOWN_YEAR)
   known = tf.not_equal(year, features.UNKNOWN_YEAR)
-  mean = tft.mean(tf.boolean_mask(year, known))
-  std = tf.sqrt(tft.var(tf.boolean_mask(year, known)))
-  out[_xf(features.YEAR)] = tf.where(known, (year - mean) / (std + 1e-6), 0.0)
+  out[_xf(features.YEAR)] = tf.where(
+      known, z_score(year, among=tf.boolean_mask(year, known)), 0.0)
   out[_xf(features.GENRES)] = genre_multi_hot(inputs[features.GENRES])
 
   out[features.TITLE] = _dense(inputs[features.TITLE], "")

@@ -15,6 +15,7 @@ from components.item_text_embedder.component import LatestOrNothing
 from components.movielens_example_gen.component import MovieLensExampleGen
 from components.recommender_trainer.component import RecommenderTrainer
 from components.recommender_tuner.component import RecommenderTuner
+from pipeline import code_version
 from pipeline import configs
 from pipeline.eval_config import eval_config
 from trainer import features
@@ -43,6 +44,12 @@ def push_destination(base_directory: str) -> tfx.proto.PushDestination:
   return tfx.proto.PushDestination(
       filesystem=tfx.proto.PushDestination.Filesystem(
           base_directory=base_directory))
+
+
+def _code(sources) -> dict:
+  """The custom_config entry that makes TFX re-run a component whose code
+  changed (code_version.py)."""
+  return {code_version.CODE_FINGERPRINT_KEY: code_version.fingerprint(sources)}
 
 
 def create_pipeline(config: configs.PipelineConfig,
@@ -101,7 +108,8 @@ def create_pipeline(config: configs.PipelineConfig,
       splits_config=tfx.proto.SplitsConfig(
           analyze=[features.TRAIN_SPLIT], transform=[]),
       materialize=False,
-      custom_config={preprocessing.MAX_HISTORY_KEY: config.max_history})
+      custom_config={preprocessing.MAX_HISTORY_KEY: config.max_history,
+                     **_code(code_version.TRANSFORM_SOURCES)})
   transform.add_upstream_node(anomaly_gate)
 
   # The catalogue's frozen text vectors, apart from training; each run
@@ -146,7 +154,8 @@ def create_pipeline(config: configs.PipelineConfig,
         train_args=tfx.proto.TrainArgs(splits=[features.TRAIN_SPLIT],
                                        num_steps=config.tune_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=0),
-        custom_config=config.tuner_custom_config(),
+        custom_config={**config.tuner_custom_config(),
+                       **_code(code_version.TRAINER_SOURCES)},
         item_embeddings=embeddings)
 
   trainer = RecommenderTrainer(
@@ -156,7 +165,8 @@ def create_pipeline(config: configs.PipelineConfig,
       schema=schema_gen.outputs["schema"],
       train_args=train_args,
       eval_args=tfx.proto.EvalArgs(splits=[features.EVAL_SPLIT], num_steps=0),
-      custom_config=config.trainer_custom_config(),
+      custom_config={**config.trainer_custom_config(),
+                     **_code(code_version.TRAINER_SOURCES)},
       base_model=latest_blessed.outputs["model"],
       hyperparameters=(tuner.outputs["best_hyperparameters"] if tuner
                        else None),

@@ -12,12 +12,8 @@ SPEC = {"year": tf.io.FixedLenFeature([], tf.int64)}
 
 
 def _scaled_years(inputs):
-  """preprocessing_fn's year: z-scored among known years, 0 when unknown."""
-  year = inputs["year"]
-  known = tf.not_equal(year, 0)
-  return {"year": year, "z": tf.where(
-      known, preprocessing.z_score(year, among=tf.boolean_mask(year, known)),
-      0.0)}
+  """preprocessing_fn's year scaling (unknown years are 0)."""
+  return {"year": inputs["year"], "z": preprocessing.scale_year(inputs["year"])}
 
 
 def _transform(years, batch_size, temp_dir):

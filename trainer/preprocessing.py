@@ -82,6 +82,14 @@ def z_score(values: tf.Tensor, among: Optional[tf.Tensor] = None
                           centred), tf.float32)
 
 
+def scale_year(year: tf.Tensor) -> tf.Tensor:
+  """Release years z-scored among the known ones; an unknown year is 0,
+  the mean, rather than a pull towards year 0."""
+  known = tf.not_equal(year, features.UNKNOWN_YEAR)
+  return tf.where(known, z_score(year, among=tf.boolean_mask(year, known)),
+                  0.0)
+
+
 def preprocessing_fn(inputs: Dict[str, tf.Tensor],
                      custom_config: Optional[Dict[str, Any]] = None
                      ) -> Dict[str, tf.Tensor]:
@@ -124,10 +132,8 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor],
       _dense(inputs[features.OCCUPATION], ""), num_oov_buckets=OOV_BUCKETS,
       vocab_filename=features.OCCUPATION_VOCAB)
 
-  year = _dense(inputs[features.YEAR], features.UNKNOWN_YEAR)
-  known = tf.not_equal(year, features.UNKNOWN_YEAR)
-  out[_xf(features.YEAR)] = tf.where(
-      known, z_score(year, among=tf.boolean_mask(year, known)), 0.0)
+  out[_xf(features.YEAR)] = scale_year(
+      _dense(inputs[features.YEAR], features.UNKNOWN_YEAR))
   out[_xf(features.GENRES)] = genre_multi_hot(inputs[features.GENRES])
 
   out[features.TITLE] = _dense(inputs[features.TITLE], "")

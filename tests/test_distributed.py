@@ -23,7 +23,10 @@ def _ports(n):
   return ports
 
 
+@pytest.mark.long
 def test_two_workers_agree_on_the_final_weights(tmp_path):
+  """Two processes each import TensorFlow and form a collective group: about
+  a minute on 2 cores, so it runs in make bench-long-tests."""
   workers = [f"127.0.0.1:{p}" for p in _ports(2)]
   procs, outs = [], []
   for index in range(2):

@@ -166,9 +166,12 @@ def _split_files(examples):
   return out
 
 
+@pytest.mark.long
 def test_two_worker_processes_write_the_same_files(tmp_path):
   """Not just the same examples: the same files, each in the same order, so
-  the Trainer's seeded shuffle feeds the same batches on any runner."""
+  the Trainer's seeded shuffle feeds the same batches on any runner. Beam's
+  two-process runner starts its workers in about a minute on 2 cores, so
+  this runs in make bench-long-tests."""
   from pipeline import beam
   rng = __import__("random").Random(3)
   users = [(u, 20 + u, "MF"[u % 2], "other", "00000") for u in range(1, 31)]

@@ -5,6 +5,7 @@ time `tf.keras` is touched, so the switch is set before anything imports TF.
 """
 import os
 import sys
+import warnings
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -20,3 +21,22 @@ def _quiet_tf_shutdown(unraisable):
 
 
 sys.unraisablehook = _quiet_tf_shutdown
+
+
+# Google client libraries pulled in by TFX and Beam warn on import that
+# Python 3.10, grpcio and google-cloud-storage will not be supported in later
+# releases of theirs: versions the lock file pins, about nothing a user can
+# act on, a dozen per command (one more per Beam worker process). Ignored
+# here and, through PYTHONWARNINGS (a literal message prefix each), in the
+# processes this one starts.
+_PINNED_VERSION_NOTICES = (
+    "You are using a non-supported Python version",
+    "grpcio < 1.83.0 does not support Post-Quantum Cryptography",
+    "Support for google-cloud-storage < 3.0.0 will be removed",
+)
+for _notice in _PINNED_VERSION_NOTICES:
+  warnings.filterwarnings("ignore", message=_notice, category=FutureWarning)
+os.environ["PYTHONWARNINGS"] = ",".join(
+    filter(None, [os.environ.get("PYTHONWARNINGS", "")] + [
+        f"ignore:{notice}:FutureWarning" for notice in _PINNED_VERSION_NOTICES
+        if notice not in os.environ.get("PYTHONWARNINGS", "")]))

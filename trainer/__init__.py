@@ -27,8 +27,10 @@ sys.unraisablehook = _quiet_tf_shutdown
 # Python 3.10, grpcio and google-cloud-storage will not be supported in later
 # releases of theirs: versions the lock file pins, about nothing a user can
 # act on, a dozen per command (one more per Beam worker process). Ignored
-# here and, through PYTHONWARNINGS (a literal message prefix each), in the
-# processes this one starts.
+# here and, through PYTHONWARNINGS (a literal message prefix each; the
+# user's own setting is kept), in the processes this one starts. The
+# Makefile's targets already ignore every FutureWarning; this is for
+# `recsys` and `python -m bench...` run by hand.
 _PINNED_VERSION_NOTICES = (
     "You are using a non-supported Python version",
     "grpcio < 1.83.0 does not support Post-Quantum Cryptography",

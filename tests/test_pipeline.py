@@ -60,7 +60,8 @@ def config(sliced_data, text_encoder_dir, tmp_path_factory):
       trainer=TrainerConfig(batch_size=256, search_personalization=1.0),
       min_recall_at_100=0.05, max_rmse=2.0,
       # Beam in one process: 45 s less than two worker processes here;
-      # test_example_gen runs ExampleGen (our one Beam code) on two.
+      # test_example_gen runs ExampleGen (our one Beam code) on two, in
+      # make bench-long-tests.
       beam_workers=1)
 
 

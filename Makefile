@@ -59,8 +59,9 @@ test: env lint browser
 	$(PY) -m pytest tests -m "not long" --durations=15 -rfEs
 
 # The tests marked `long` (extra pipeline runs: the baseline gate and hot
-# swap, seeded repeatability, a stopped replay), kept out of make test's
-# 15-minute budget on 2 cores.
+# swap, seeded repeatability, a stopped replay; extra processes: two
+# training workers, ExampleGen on two Beam workers), kept out of make
+# test's 15-minute budget on 2 cores.
 bench-long-tests: env browser
 	$(PY) -m pytest tests -m long --durations=0 -rfEs
 

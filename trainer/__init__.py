@@ -38,7 +38,7 @@ _PINNED_VERSION_NOTICES = (
 )
 for _notice in _PINNED_VERSION_NOTICES:
   warnings.filterwarnings("ignore", message=_notice, category=FutureWarning)
-os.environ["PYTHONWARNINGS"] = ",".join(
-    filter(None, [os.environ.get("PYTHONWARNINGS", "")] + [
-        f"ignore:{notice}:FutureWarning" for notice in _PINNED_VERSION_NOTICES
-        if notice not in os.environ.get("PYTHONWARNINGS", "")]))
+_users_setting = os.environ.get("PYTHONWARNINGS", "")
+os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [_users_setting] + [
+    f"ignore:{notice}:FutureWarning" for notice in _PINNED_VERSION_NOTICES
+    if notice not in _users_setting]))

@@ -6,3 +6,5 @@ time `tf.keras` is touched, so the switch is set before anything imports TF.
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import trainer  # noqa: E402,F401  (quiets pinned-version notices first)

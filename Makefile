@@ -89,7 +89,8 @@ bench-scenarios: env
 	@test -d outputs/serving/recommender || TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys pipeline run
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.scenarios
 
-# Retrieval (ScaNN vs brute force vs NumPy), gRPC load and hot swap, over the
+# Retrieval (ScaNN vs brute force vs NumPy), gRPC load, what the reasons
+# cost (recommend_unseen vs recommend_unseen_fast) and hot swap, over the
 # pushed model (the pipeline runs first if none is pushed yet). Writes
 # bench/results/serving.json, PNGs and trainer/scann_tuning.json.
 bench-serving: env

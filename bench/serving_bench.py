@@ -9,7 +9,11 @@ bench/results/serving.json and serving_retrieval.png / serving_grpc.png.
    batch throughput, recall@100 against exact.
 2. grpc: `recommend` top-10 through the official PredictionService stub
    against `recsys serve`, at concurrency 1, 8, 32.
-3. hot_swap: a new version is pushed while the load runs.
+3. explain_cost: `recommend_unseen` (with reasons) against
+   `recommend_unseen_fast` (without), in-process and over gRPC.
+4. hot_swap: a new version is pushed while the load runs.
+
+`--only-explain-cost` runs 3 alone and updates only its part of the JSON.
 """
 import argparse
 import json
@@ -161,11 +165,15 @@ def write_tuning(rows) -> dict:
   return table
 
 
-def _load(address: str, requests_per_thread: int, concurrency: int, queue):
+def _load(address: str, requests_per_thread: int, concurrency: int, queue,
+          signature: str = contract.RECOMMEND, history_length: int = 1):
   """Load generator, run in its own process so that it does not share the
   server's GIL: `concurrency` threads, each with its own channel, send
-  `recommend` top-10 requests back to back; puts (latencies, errors, secs)."""
-  users = [{"user_id": str(u), "history": [str(u + 1)]} for u in range(1, 200)]
+  top-10 requests of `signature` back to back, each user with
+  `history_length` rated items; puts (latencies, errors, secs)."""
+  users = [{"user_id": str(u),
+            "history": [str(u + 1 + j) for j in range(history_length)]}
+           for u in range(1, 200)]
   clients = [client_lib.RecommenderClient(address) for _ in range(concurrency)]
   latencies, errors = [], [0]
   lock = threading.Lock()
@@ -177,15 +185,16 @@ def _load(address: str, requests_per_thread: int, concurrency: int, queue):
                      k=np.int32(10))
       start = time.perf_counter()
       try:
-        c.predict(contract.RECOMMEND, request)
+        c.predict(signature, request)
       except client_lib.ServingError:
         with lock:
           errors[0] += 1
       with lock:
         latencies.append((time.perf_counter() - start) * 1000)
 
-  for c in clients:  # Connect (and warm) outside the timed part.
+  for c in clients:  # Connect, and read the signature, outside the timing.
     c.status()
+    c._specs(signature)
   start = time.perf_counter()
   with futures.ThreadPoolExecutor(concurrency) as pool:
     list(pool.map(worker, range(concurrency)))
@@ -207,20 +216,101 @@ def bench_grpc(base_path: str, per_thread: int):
     address = f"127.0.0.1:{server.grpc_port}"
     try:
       for concurrency in (1, 8, 32):
-        queue = context.Queue()
-        proc = context.Process(target=_load, args=(
-            address, per_thread, concurrency, queue))
-        proc.start()
-        lat, errors, seconds = queue.get(timeout=900)
-        proc.join()
-        rows.append(dict(concurrency=concurrency, batching=batched,
-                         requests=len(lat), qps=round(len(lat) / seconds, 1),
-                         p50_ms=round(float(np.percentile(lat, 50)), 2),
-                         p99_ms=round(float(np.percentile(lat, 99)), 2),
-                         errors=errors))
+        rows.append(dict(batching=batched, **_measure(
+            context, address, per_thread, concurrency)))
         print(f"grpc: {rows[-1]}", flush=True)
     finally:
       server.stop()
+  return rows
+
+
+def _load_run(context, address: str, per_thread: int, concurrency: int,
+              signature: str = contract.RECOMMEND,
+              history_length: int = 1) -> tuple:
+  """(latencies in ms, errors, seconds) of one load from a separate
+  process."""
+  queue = context.Queue()
+  proc = context.Process(target=_load, args=(
+      address, per_thread, concurrency, queue, signature, history_length))
+  proc.start()
+  result = queue.get(timeout=900)
+  proc.join()
+  return result
+
+
+def _row(concurrency: int, runs) -> dict:
+  """Throughput and latencies of load runs, pooled."""
+  lat = [ms for run in runs for ms in run[0]]
+  seconds = sum(run[2] for run in runs)
+  return dict(concurrency=concurrency, requests=len(lat),
+              qps=round(len(lat) / seconds, 1),
+              p50_ms=round(float(np.percentile(lat, 50)), 2),
+              p99_ms=round(float(np.percentile(lat, 99)), 2),
+              errors=sum(run[1] for run in runs))
+
+
+def _measure(context, address: str, per_thread: int,
+             concurrency: int) -> dict:
+  return _row(concurrency, [_load_run(context, address, per_thread,
+                                      concurrency)])
+
+
+EXPLAIN_HISTORY = 50  # history items a user sends: what the model reads
+REASON_SIGNATURES = (contract.RECOMMEND_UNSEEN, contract.RECOMMEND_UNSEEN_FAST)
+
+
+def bench_explain_cost(model, base_path: str, repeats: int,
+                       per_thread: int):
+  """What the reasons cost: recommend_unseen against recommend_unseen_fast
+  on the pushed model, users with 50-item histories. In-process at batch 1
+  and 64, the two called alternately so that both see the same machine;
+  then over gRPC (unbatched `recsys serve`, load from another process) at
+  concurrency 1 and 8, each signature's load run twice, in the order
+  A B B A, and pooled."""
+  import multiprocessing
+  ids = [i.decode() for i in model.loaded.catalog_ids.numpy()]
+  rng = np.random.default_rng(0)
+  rows = []
+  for batch in (1, 64):
+    users = [{"user_id": str(u), "age": 30, "gender": "F",
+              "occupation": "writer",
+              "history": list(rng.choice(ids, EXPLAIN_HISTORY, False))}
+             for u in range(1, batch + 1)]
+    requests = {name: contract.recommend_request(
+        users, 10, exclude_seen=True,
+        explain=name == contract.RECOMMEND_UNSEEN)[1]
+                for name in REASON_SIGNATURES}
+    latencies = {name: [] for name in REASON_SIGNATURES}
+    for name in REASON_SIGNATURES:  # Warm both outside the timed part.
+      model.call(name, requests[name])
+    for r in range(repeats):
+      for name in REASON_SIGNATURES[::1 if r % 2 else -1]:
+        start = time.perf_counter()
+        model.call(name, requests[name])
+        latencies[name].append((time.perf_counter() - start) * 1000)
+    for name in REASON_SIGNATURES:
+      rows.append(dict(where="in_process", signature=name, batch=batch,
+                       p50_ms=round(float(np.percentile(latencies[name], 50)),
+                                    2),
+                       p99_ms=round(float(np.percentile(latencies[name], 99)),
+                                    2)))
+      print(f"explain cost: {rows[-1]}", flush=True)
+  context = multiprocessing.get_context("spawn")
+  server = server_lib.Server(contract.MODEL_NAME, base_path, grpc_port=0,
+                             rest_port=None, workers=32).start()
+  try:
+    for concurrency in (1, 8):
+      runs = {name: [] for name in REASON_SIGNATURES}
+      for name in REASON_SIGNATURES + REASON_SIGNATURES[::-1]:
+        runs[name].append(_load_run(
+            context, f"127.0.0.1:{server.grpc_port}", per_thread,
+            concurrency, name, EXPLAIN_HISTORY))
+      for name in REASON_SIGNATURES:
+        rows.append(dict(where="grpc", signature=name,
+                         **_row(concurrency, runs[name])))
+        print(f"explain cost: {rows[-1]}", flush=True)
+  finally:
+    server.stop()
   return rows
 
 
@@ -319,26 +409,36 @@ def main(argv=None) -> int:
   parser.add_argument("--queries", type=int, default=1000)
   parser.add_argument("--single-query-repeats", type=int, default=200)
   parser.add_argument("--requests-per-thread", type=int, default=100)
+  parser.add_argument("--explain-repeats", type=int, default=100)
+  parser.add_argument("--only-explain-cost", action="store_true",
+                      help="measure only what the reasons cost and update "
+                      "that part of serving.json")
   args = parser.parse_args(argv)
   base = os.path.join(os.path.abspath(args.output_dir), "serving",
                       contract.MODEL_NAME)
   model = local_model.load_latest(base)
-  real = model.loaded.item_vectors.numpy()[:-1]
-  retrieval, bandwidth = bench_retrieval(
-      real, [len(real) if s == "catalogue" else int(s)
-             for s in args.sizes.split(",")], args.queries,
-      args.single_query_repeats)
-  grpc_rows = bench_grpc(base, args.requests_per_thread)
-  hot = bench_hot_swap(base, os.path.join(os.path.abspath(args.output_dir),
-                                          "bench_hot_swap", "recommender"))
   os.makedirs(RESULTS, exist_ok=True)
-  tuning = write_tuning(retrieval)
-  result = {"retrieval": retrieval, "scann_tuning": tuning,
-            "grpc": grpc_rows, "hot_swap": hot,
-            "memory_bandwidth_gbps": round(bandwidth, 2)}
-  with open(os.path.join(RESULTS, "serving.json"), "w") as f:
+  path = os.path.join(RESULTS, "serving.json")
+  explain = bench_explain_cost(model, base, args.explain_repeats,
+                               args.requests_per_thread)
+  if args.only_explain_cost:
+    with open(path) as f:
+      result = dict(json.load(f), explain_cost=explain)
+  else:
+    real = model.loaded.item_vectors.numpy()[:-1]
+    retrieval, bandwidth = bench_retrieval(
+        real, [len(real) if s == "catalogue" else int(s)
+               for s in args.sizes.split(",")], args.queries,
+        args.single_query_repeats)
+    grpc_rows = bench_grpc(base, args.requests_per_thread)
+    hot = bench_hot_swap(base, os.path.join(os.path.abspath(args.output_dir),
+                                            "bench_hot_swap", "recommender"))
+    result = {"retrieval": retrieval, "scann_tuning": write_tuning(retrieval),
+              "grpc": grpc_rows, "explain_cost": explain, "hot_swap": hot,
+              "memory_bandwidth_gbps": round(bandwidth, 2)}
+    plot(retrieval, grpc_rows)
+  with open(path, "w") as f:
     json.dump(result, f, indent=1)
-  plot(retrieval, grpc_rows)
   print(json.dumps(result, indent=1))
   return 0
 

@@ -265,11 +265,13 @@ def cmd_recommend(args) -> int:
   from serving import local_model
   user, rules = _user(args), _rules(args)  # bad flags fail before loading
   model = _model(args)
+  # Without --explain nothing shows the reasons: the fast signature.
   if args.server:
-    result = model.recommend([user], args.k, args.exclude_seen, rules)[0]
+    result = model.recommend([user], args.k, args.exclude_seen, rules,
+                             explain=args.explain)[0]
   else:
     result = model.recommend(**user, k=args.k, exclude_seen=args.exclude_seen,
-                             rules=rules)
+                             rules=rules, explain=args.explain)
   show = (local_model.format_explained if args.explain
           else local_model.format_recommendations)
   print(show(args.user, result))

@@ -189,9 +189,10 @@ def run_row(run: lineage.Run, log: Log, period: Period) -> Dict:
     trained = json.loads(f.read())
   model_dir = os.path.join(run.output("RecommenderTrainer", "model"),
                            "Format-Serving")
-  # Loaded once for both measures.
-  recommend_unseen = tf.saved_model.load(model_dir).signatures[
-      contract.RECOMMEND_UNSEEN]
+  # Loaded once for both measures; recall needs no reasons.
+  signatures = tf.saved_model.load(model_dir).signatures
+  recommend_unseen = signatures[contract.recommend_signature(
+      exclude_seen=True, explain=False, served=signatures)]
   blessing = _properties(run, "Evaluator", "blessing")
   push = _properties(run, "AtomicPusher", "pushed_model")
   embeddings = run.output("ItemTextEmbedder", "item_embeddings")

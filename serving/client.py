@@ -73,6 +73,7 @@ class RecommenderClient:
     self.address, self.model_name, self.timeout = address, model_name, timeout
     self.version_label = version_label
     self._input_specs: Dict[str, Dict] = {}
+    self._signatures: Optional[frozenset] = None
     self._channel = grpc.insecure_channel(address, options=[
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes)])
@@ -115,12 +116,22 @@ class RecommenderClient:
 
   def recommend(self, users: Sequence[Mapping], k: int = 10,
                 exclude_seen: bool = False,
-                rules: Optional[Dict] = None) -> List[Dict]:
+                rules: Optional[Dict] = None,
+                explain: bool = True) -> List[Dict]:
     """Top k per user, each item with because_item_ids/because_titles/
     reason when the model explains. `rules`: contract.rule_inputs'
-    keyword arguments (exclude, genres, years), the same for every user."""
+    keyword arguments (exclude, genres, years), the same for every user.
+    `explain=False` asks the fast signature, which skips the reasons (a
+    model without it answers with them)."""
+    served = None if explain else self._served_signatures()
     return protocol.top_k_rows(self.predict(*contract.recommend_request(
-        users, k, exclude_seen, rules)))
+        users, k, exclude_seen, rules, explain, served)))
+
+  def _served_signatures(self) -> frozenset:
+    """The served model's signature names, asked once per client."""
+    if self._signatures is None:
+      self._signatures = frozenset(self._signature_defs().signature_def)
+    return self._signatures
 
   def search(self, queries: Sequence[str], k: int = 10,
              users: Optional[Sequence[Dict]] = None,

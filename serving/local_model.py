@@ -45,20 +45,23 @@ class PushedModel:
 
   def recommend_batch(self, users: Sequence[Dict], k: int = 10,
                       exclude_seen: bool = False,
-                      rules: Optional[Dict] = None) -> List[Dict]:
-    """Top k per user, with why; with exclude_seen, items in each history
-    are skipped. `rules`: contract.rule_inputs' keyword arguments."""
+                      rules: Optional[Dict] = None,
+                      explain: bool = True) -> List[Dict]:
+    """Top k per user, with why unless `explain=False` (the fast
+    signature, where the model has it); with exclude_seen, items in each
+    history are skipped. `rules`: contract.rule_inputs' keyword
+    arguments."""
     return protocol.top_k_rows(self.call(*contract.recommend_request(
-        users, k, exclude_seen, rules)))
+        users, k, exclude_seen, rules, explain, self.loaded.signatures)))
 
   def recommend(self, user_id: str = "", age: int = 0, gender: str = "",
                 occupation: str = "", history: Sequence[str] = (),
                 k: int = 10, exclude_seen: bool = False,
-                rules: Optional[Dict] = None) -> Dict:
+                rules: Optional[Dict] = None, explain: bool = True) -> Dict:
     return self.recommend_batch([dict(user_id=user_id, age=age, gender=gender,
                                       occupation=occupation,
                                       history=list(history))], k,
-                                exclude_seen, rules)[0]
+                                exclude_seen, rules, explain)[0]
 
   def search(self, queries: Sequence, k: int = 10,
              users: Optional[Sequence[Dict]] = None,

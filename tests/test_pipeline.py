@@ -335,6 +335,9 @@ def test_pushed_model_over_grpc_matches_in_process(served, pushed):
   assert remote.search(["Star Wars"], k=5, users=fan)[0]["item_ids"] == \
       local.search(["Star Wars"], k=5, users=fan)[0]["item_ids"]
   assert contract.SEARCH in remote.signatures()
+  fast = remote.recommend([user], k=10, explain=False)[0]
+  _assert_same_top_k(fast, over_grpc)
+  assert contract.BECAUSE_ITEM_IDS not in fast
   # Explanations, similar items and rules travel over gRPC unchanged.
   for key in (contract.BECAUSE_ITEM_IDS, contract.REASON):
     assert over_grpc[key] == in_process[key]
@@ -626,6 +629,32 @@ def test_recommendations_explain_themselves_faithfully(first_run, pushed):
   (personal,) = model.search(["space"], k=5, users=[user])
   assert personal["reason"] == ["text"] * 5
   assert set(personal["because_item_ids"]) <= set(history)
+
+
+def _assert_same_top_k(fast, explained):
+  for key in (contract.ITEM_IDS, contract.TITLES):
+    assert fast[key] == explained[key]
+  np.testing.assert_allclose(fast[contract.SCORES],
+                             explained[contract.SCORES], rtol=1e-6)
+
+
+def test_fast_signatures_give_the_same_top_k_without_reasons(pushed):
+  users = [{"user_id": "1", "age": 24, "gender": "M",
+            "occupation": "technician", "history": ["50", "181", "172"]},
+           {"user_id": "new", "age": 30}]
+  rules = {"genres": ["Comedy", "Drama"], "years": (1990, 0)}
+  for exclude_seen in (False, True):
+    for rule in (None, rules):
+      explained = pushed.recommend_batch(users, 10, exclude_seen, rule)
+      fast = pushed.recommend_batch(users, 10, exclude_seen, rule,
+                                    explain=False)
+      for with_reasons, without in zip(explained, fast):
+        assert set(without) == {contract.ITEM_IDS, contract.TITLES,
+                                contract.SCORES}
+        _assert_same_top_k(without, with_reasons)
+  # Seen items stay out of the fast top k too.
+  (unseen,) = pushed.recommend_batch(users[:1], 100, True, explain=False)
+  assert not set(unseen[contract.ITEM_IDS]) & {"50", "181", "172"}
 
 
 def test_similar_items_for_catalogue_and_new_items(first_run, pushed):

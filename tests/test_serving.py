@@ -98,6 +98,23 @@ def test_recommend_and_search(client):
     assert r["titles"] == [f"Movie {i}" for i in r["item_ids"]]
     assert r["scores"] == sorted(r["scores"], reverse=True)
   assert len(client.search(["space", ""], k=3)[1]["item_ids"]) == 3
+  # This model predates the fast signatures: asking for no reasons falls
+  # back to `recommend` instead of failing.
+  assert client.recommend(users, k=5, explain=False) == results
+
+
+def test_the_fast_signature_is_chosen_only_where_it_is_served():
+  both = {contract.RECOMMEND, contract.RECOMMEND_UNSEEN,
+          contract.RECOMMEND_FAST, contract.RECOMMEND_UNSEEN_FAST}
+  choose = contract.recommend_signature
+  assert choose(exclude_seen=True, explain=False, served=both) == \
+      contract.RECOMMEND_UNSEEN_FAST
+  assert choose(exclude_seen=False, explain=False) == contract.RECOMMEND_FAST
+  assert choose(exclude_seen=True, explain=True, served=both) == \
+      contract.RECOMMEND_UNSEEN
+  assert choose(exclude_seen=True, explain=False,
+                served={contract.RECOMMEND_UNSEEN}) == \
+      contract.RECOMMEND_UNSEEN
 
 
 def test_status_and_metadata(client):

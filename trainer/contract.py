@@ -9,7 +9,7 @@ It follows TF Serving's own contract: PredictRequest protos, the
 `serving_default` key and a model base path of integer-named versions.
 """
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -38,6 +38,11 @@ EXAMPLES = "examples"
 SERVING_DEFAULT = "serving_default"  # TF Serving's default key: recommend
 RECOMMEND = "recommend"
 RECOMMEND_UNSEEN = "recommend_unseen"
+# The same top k without the why outputs, for callers that show no reasons:
+# explaining re-runs the query tower once per history item the model reads
+# (B x H rows), which costs more than the recommendation itself.
+RECOMMEND_FAST = "recommend_fast"
+RECOMMEND_UNSEEN_FAST = "recommend_unseen_fast"
 RANK = "rank"
 SEARCH = "search"
 # search re-ordered for one user (the same user inputs as recommend).
@@ -242,13 +247,29 @@ def _with_rules(inputs: Dict[str, np.ndarray], rows: int,
   return inputs
 
 
+def recommend_signature(exclude_seen: bool = False, explain: bool = True,
+                        served: Optional[Iterable[str]] = None) -> str:
+  """The top-k signature for these options. Without `explain`, the fast
+  one, unless `served` (the model's signature names) lacks it: a model
+  exported before it existed answers with reasons, which callers may
+  ignore."""
+  explained = RECOMMEND_UNSEEN if exclude_seen else RECOMMEND
+  fast = RECOMMEND_UNSEEN_FAST if exclude_seen else RECOMMEND_FAST
+  if explain or (served is not None and fast not in served):
+    return explained
+  return fast
+
+
 def recommend_request(users: Sequence[Mapping], k: int,
                       exclude_seen: bool = False,
-                      rules: Optional[Mapping] = None
+                      rules: Optional[Mapping] = None,
+                      explain: bool = True,
+                      served: Optional[Iterable[str]] = None
                       ) -> Tuple[str, Dict[str, np.ndarray]]:
   """(signature, inputs) for top k per user; `rules`: rule_inputs'
-  keyword arguments, the same for every row."""
-  name = RECOMMEND_UNSEEN if exclude_seen else RECOMMEND
+  keyword arguments, the same for every row; `explain`, `served`: as
+  recommend_signature."""
+  name = recommend_signature(exclude_seen, explain, served)
   return name, _with_rules(dict(user_inputs(users), k=np.int32(k)),
                            len(users), rules)
 

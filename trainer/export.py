@@ -9,6 +9,8 @@ Signatures (all tensors batched on axis 0 unless noted):
             k [] int32, rules) -> item_ids [B, k], titles [B, k], scores
             [B, k], and why: because_item_ids, because_titles, reason [B, k]
   recommend_unseen(same inputs) -> the same, excluding history_item_ids
+  recommend_fast, recommend_unseen_fast(same inputs) -> item_ids, titles,
+            scores as the two above, without the why outputs (cheaper)
   similar_items(item_ids [B], title, year, genres (for new items), k, rules)
       -> item_ids, titles, scores [B, k]: nearest items, the item excluded
   rank(same user fields, item_ids [B, N]) -> scores [B, N] (predicted rating)
@@ -156,12 +158,13 @@ class RecommenderModule(tf.Module):
     return lambda ids, ok: tf.einsum("bd,bkd->bk", query,
                                      self.indexed_item_vectors(ids))
 
-  def _recommend(self, user, k, rules, exclude):
+  def _recommend(self, user, k, rules, exclude, explain=True):
     query = self._query(*user)
     _, candidates = self.index(query)
     eligible = self.rules.eligible(tf.shape(query)[0], exclude, *rules)
     out = self._pick(k, candidates, self._dot(query), eligible)
-    out.update(self._explain(user, out[contract.ITEM_IDS]))
+    if explain:
+      out.update(self._explain(user, out[contract.ITEM_IDS]))
     return out
 
   # Explanations.
@@ -226,6 +229,32 @@ class RecommenderModule(tf.Module):
         (user_id, age, gender, occupation, history_item_ids), k,
         (allowed_genres, min_year, max_year),
         tf.concat([history_item_ids, exclude_item_ids], axis=1))
+
+  @tf.function(input_signature=[*contract.USER_INPUTS.values(),
+                                contract.K_INPUT,
+                                *contract.RULE_INPUTS.values()])
+  def recommend_fast(self, user_id, age, gender, occupation,
+                     history_item_ids, k, exclude_item_ids, allowed_genres,
+                     min_year, max_year):
+    """`recommend` without the why outputs: no leave-one-out pass (B x
+    explain_window extra rows through the query tower)."""
+    return self._recommend(
+        (user_id, age, gender, occupation, history_item_ids), k,
+        (allowed_genres, min_year, max_year), exclude_item_ids,
+        explain=False)
+
+  @tf.function(input_signature=[*contract.USER_INPUTS.values(),
+                                contract.K_INPUT,
+                                *contract.RULE_INPUTS.values()])
+  def recommend_unseen_fast(self, user_id, age, gender, occupation,
+                            history_item_ids, k, exclude_item_ids,
+                            allowed_genres, min_year, max_year):
+    """`recommend_unseen` without the why outputs."""
+    return self._recommend(
+        (user_id, age, gender, occupation, history_item_ids), k,
+        (allowed_genres, min_year, max_year),
+        tf.concat([history_item_ids, exclude_item_ids], axis=1),
+        explain=False)
 
   @tf.function(input_signature=[contract.QUERY_INPUT, contract.K_INPUT,
                                 *contract.RULE_INPUTS.values()])
@@ -452,6 +481,8 @@ def save(module: RecommenderModule, export_dir: str,
   signatures = {
       contract.RECOMMEND: module.recommend,
       contract.RECOMMEND_UNSEEN: module.recommend_unseen,
+      contract.RECOMMEND_FAST: module.recommend_fast,
+      contract.RECOMMEND_UNSEEN_FAST: module.recommend_unseen_fast,
       contract.SERVING_DEFAULT: module.recommend,
       contract.RANK: module.rank,
       contract.EVALUATE: module.evaluate,

@@ -48,6 +48,8 @@ def warmup_inputs(item_id: str) -> Dict[str, Dict[str, np.ndarray]]:
       contract.RECOMMEND: top_k,
       contract.SERVING_DEFAULT: top_k,
       contract.RECOMMEND_UNSEEN: top_k,
+      contract.RECOMMEND_FAST: top_k,
+      contract.RECOMMEND_UNSEEN_FAST: top_k,
       contract.RANK: dict(users, **{contract.ITEM_IDS: np.array(
           [[item_id, "unknown-item"]] * 2, object)}),
       contract.SEARCH: dict(contract.search_inputs(queries, 10)[1], **rules),

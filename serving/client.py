@@ -216,9 +216,19 @@ class RestClient:
                                               else None)
                                 for key, v in out.items()})
 
-  def recommend(self, users: Sequence[Mapping], k: int = 10) -> List[Dict]:
-    return self._top_k(contract.RECOMMEND,
-                       dict(contract.user_inputs(users), k=k))
+  def recommend(self, users: Sequence[Mapping], k: int = 10,
+                exclude_seen: bool = False, rules: Optional[Dict] = None,
+                explain: bool = True) -> List[Dict]:
+    """As RecommenderClient.recommend, over REST (the server fills the
+    rule inputs left out)."""
+    served = None if explain else self.signatures()
+    return self._top_k(*contract.recommend_request(
+        users, k, exclude_seen, rules, explain, served))
+
+  def signatures(self) -> List[str]:
+    """The served model's signature names, from its metadata."""
+    defs = self._call("/metadata")["metadata"]["signature_def"]
+    return sorted(defs.get("signature_def", {}))
 
   def search(self, queries: Sequence[str], k: int = 10,
              users: Optional[Sequence[Dict]] = None) -> List[Dict]:

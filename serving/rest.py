@@ -17,6 +17,7 @@ from typing import Dict
 import grpc
 import numpy as np
 from absl import logging
+from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_status_pb2
 
 from serving import explorer
@@ -140,11 +141,15 @@ def handler_class(server):
       try:
         name, version, label, verb = self._route()
         if verb == "/metadata":
+          # GetModelMetadataResponse as JSON, as TF Serving's REST port
+          # writes it: proto field names, int64 as strings.
           model = server.model(name, version, label)
-          self._send(200, {"model_spec": {"name": name,
-                                          "version": str(model.version)},
-                           "metadata": {"signature_def": sorted(
-                               model.signature_defs)}})
+          self._send(200, {
+              "model_spec": {"name": name, "signature_name": "",
+                             "version": str(model.version)},
+              "metadata": {"signature_def": json_format.MessageToDict(
+                  model.signature_def_map(),
+                  preserving_proto_field_name=True)}})
           return
         manager = server.manager_for(name)
         if label:

@@ -62,6 +62,13 @@ class LoadedVersion:
     self.signature_defs = meta.meta_graphs[0].signature_def
     self.warmed_up = self._warm_up(path)
 
+  def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
+    """What GetModelMetadata answers for "signature_def", on both ports."""
+    defs = get_model_metadata_pb2.SignatureDefMap()
+    for name, sig in self.signature_defs.items():
+      defs.signature_def[name].CopyFrom(sig)
+    return defs
+
   def _warm_up(self, path: str) -> int:
     """Replays assets.extra/tf_serving_warmup_requests, as TF Serving does."""
     records = os.path.join(path, contract.WARMUP_PATH)
@@ -370,10 +377,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
       response = get_model_metadata_pb2.GetModelMetadataResponse()
       response.model_spec.name = request.model_spec.name
       response.model_spec.version.value = model.version
-      defs = get_model_metadata_pb2.SignatureDefMap()
-      for name, sig in model.signature_defs.items():
-        defs.signature_def[name].CopyFrom(sig)
-      response.metadata["signature_def"].Pack(defs)
+      response.metadata["signature_def"].Pack(model.signature_def_map())
       return response
     except protocol.ProtocolError as e:
       context.abort(e.code, e.message)

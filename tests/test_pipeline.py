@@ -361,6 +361,26 @@ def test_similar_items_over_rest_with_optional_inputs_left_out(served,
   assert old_style["reason"] == ["history"] * 3
 
 
+def test_rest_metadata_and_recommend_match_grpc(served):
+  """The REST port's metadata is GetModelMetadataResponse's JSON, as TF
+  Serving writes it, and the REST client takes the gRPC client's options."""
+  from google.protobuf import json_format
+  rest = client_lib.RestClient(f"http://127.0.0.1:{served.rest_port}")
+  remote = client_lib.RecommenderClient(f"127.0.0.1:{served.grpc_port}")
+  assert rest.signatures() == remote.signatures()
+  over_grpc = json_format.MessageToDict(
+      remote._signature_defs(), preserving_proto_field_name=True)
+  assert rest._call("/metadata")["metadata"]["signature_def"] == over_grpc
+  user = {"user_id": "1", "age": 24, "history": ["50", "181"]}
+  rules = {"genres": ["Comedy"], "years": (1990, 0), "exclude": ["1"]}
+  for options in ({}, {"exclude_seen": True, "rules": rules},
+                  {"exclude_seen": True, "rules": rules, "explain": False}):
+    (by_rest,), (by_grpc,) = (rest.recommend([user], 5, **options),
+                              remote.recommend([user], 5, **options))
+    assert set(by_rest) == set(by_grpc)
+    _assert_same_top_k(by_rest, by_grpc)
+
+
 def _random_input(rng, spec, rows, well_typed):
   """A random tensor for an input: right or wrong dtype and rank, sizes
   from empty to over the row cap, hostile strings."""

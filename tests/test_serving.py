@@ -177,6 +177,7 @@ def test_rest_api(local_server):
   assert rest.status()[0]["state"] == "AVAILABLE"
   result = rest.recommend([{"user_id": "12", "history": ["1"]}], k=4)[0]
   assert len(result["item_ids"]) == 4
+  assert {contract.RECOMMEND, contract.SEARCH} <= set(rest.signatures())
   grpc_client = client_lib.RecommenderClient(
       f"127.0.0.1:{local_server.grpc_port}")
   assert rest.search(["space", "x"], k=3) == grpc_client.search(["space", "x"],

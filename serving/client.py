@@ -231,15 +231,16 @@ class RestClient:
     return sorted(defs.get("signature_def", {}))
 
   def search(self, queries: Sequence[str], k: int = 10,
-             users: Optional[Sequence[Dict]] = None) -> List[Dict]:
+             users: Optional[Sequence[Dict]] = None,
+             rules: Optional[Dict] = None) -> List[Dict]:
     """As RecommenderClient.search, over REST."""
-    return self._top_k(*contract.search_inputs(queries, k, users))
+    return self._top_k(*contract.search_request(queries, k, users, rules))
 
-  def similar(self, items: Sequence, k: int = 10) -> List[Dict]:
+  def similar(self, items: Sequence, k: int = 10,
+              rules: Optional[Dict] = None) -> List[Dict]:
     """As RecommenderClient.similar, over REST (the server fills the
     optional inputs left out)."""
-    name, inputs = contract.similar_request(items, k)
-    return self._top_k(name, inputs)
+    return self._top_k(*contract.similar_request(items, k, rules))
 
   def status(self) -> List[Dict]:
     return self._call("")["model_version_status"]

@@ -363,7 +363,8 @@ def test_similar_items_over_rest_with_optional_inputs_left_out(served,
 
 def test_rest_metadata_and_recommend_match_grpc(served):
   """The REST port's metadata is GetModelMetadataResponse's JSON, as TF
-  Serving writes it, and the REST client takes the gRPC client's options."""
+  Serving writes it, and the REST client takes the gRPC client's options
+  (rules included)."""
   from google.protobuf import json_format
   rest = client_lib.RestClient(f"http://127.0.0.1:{served.rest_port}")
   remote = client_lib.RecommenderClient(f"127.0.0.1:{served.grpc_port}")
@@ -379,6 +380,13 @@ def test_rest_metadata_and_recommend_match_grpc(served):
                               remote.recommend([user], 5, **options))
     assert set(by_rest) == set(by_grpc)
     _assert_same_top_k(by_rest, by_grpc)
+  fan = [{"user_id": "1", "history": ["50"]}]
+  for call, args in (("search", (["space"], 5, fan, rules)),
+                     ("similar", (["50"], 5, rules))):
+    (by_rest,), (by_grpc,) = (getattr(rest, call)(*args),
+                              getattr(remote, call)(*args))
+    _assert_same_top_k(by_rest, by_grpc)
+    assert set(by_rest[contract.ITEM_IDS]).isdisjoint({"1"})
 
 
 def _random_input(rng, spec, rows, well_typed):

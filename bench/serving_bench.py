@@ -422,8 +422,11 @@ def main(argv=None) -> int:
   explain = bench_explain_cost(model, base, args.explain_repeats,
                                args.requests_per_thread)
   if args.only_explain_cost:
-    with open(path) as f:
-      result = dict(json.load(f), explain_cost=explain)
+    earlier = {}
+    if os.path.exists(path):
+      with open(path) as f:
+        earlier = json.load(f)
+    result = dict(earlier, explain_cost=explain)
   else:
     real = model.loaded.item_vectors.numpy()[:-1]
     retrieval, bandwidth = bench_retrieval(

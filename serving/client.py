@@ -184,6 +184,7 @@ class RestClient:
                model_name: str = "recommender", timeout: float = 10.0):
     self.base_url, self.model_name = base_url.rstrip("/"), model_name
     self.timeout = timeout
+    self._signatures: Optional[frozenset] = None
 
   def _call(self, path: str, body: Optional[Dict] = None) -> Dict:
     url = f"{self.base_url}/v1/models/{self.model_name}{path}"
@@ -221,9 +222,11 @@ class RestClient:
                 explain: bool = True) -> List[Dict]:
     """As RecommenderClient.recommend, over REST (the server fills the
     rule inputs left out)."""
-    served = None if explain else self.signatures()
+    if not explain and self._signatures is None:  # Asked once per client.
+      self._signatures = frozenset(self.signatures())
     return self._top_k(*contract.recommend_request(
-        users, k, exclude_seen, rules, explain, served))
+        users, k, exclude_seen, rules, explain,
+        None if explain else self._signatures))
 
   def signatures(self) -> List[str]:
     """The served model's signature names, from its metadata."""

@@ -2,11 +2,8 @@
 bench/results/.
 
 `python -m bench.<name>` runs this first, before a script's own imports
-reach TensorFlow: the Keras 2 switch TFRS needs, and `trainer`'s quieting
-of the notices about versions the lock file pins.
+reach TensorFlow: importing trainer sets the Keras 2 switch TFRS needs and
+quiets the notices about versions the lock file pins. (The scripts set the
+switch themselves too, for `python bench/<name>.py`.)
 """
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import trainer  # noqa: E402,F401
+import trainer  # noqa: F401

@@ -1,10 +1,6 @@
 """Builds the TFX pipeline graph and the thin runners and CLI around it.
 
-TensorFlow Recommenders needs Keras 2, and TensorFlow picks its Keras the first
-time `tf.keras` is touched, so the switch is set before anything imports TF.
+Importing trainer first sets the Keras 2 switch TFRS needs before anything
+imports TF, and quiets the notices about versions the lock file pins.
 """
-import os
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import trainer  # noqa: E402,F401  (quiets pinned-version notices first)
+import trainer  # noqa: F401

@@ -222,11 +222,15 @@ class RestClient:
                 explain: bool = True) -> List[Dict]:
     """As RecommenderClient.recommend, over REST (the server fills the
     rule inputs left out)."""
-    if not explain and self._signatures is None:  # Asked once per client.
-      self._signatures = frozenset(self.signatures())
+    served = None if explain else self._served_signatures()
     return self._top_k(*contract.recommend_request(
-        users, k, exclude_seen, rules, explain,
-        None if explain else self._signatures))
+        users, k, exclude_seen, rules, explain, served))
+
+  def _served_signatures(self) -> frozenset:
+    """The served model's signature names, asked once per client."""
+    if self._signatures is None:
+      self._signatures = frozenset(self.signatures())
+    return self._signatures
 
   def signatures(self) -> List[str]:
     """The served model's signature names, from its metadata."""

@@ -3,11 +3,17 @@
 Items arrive between trainings. The serving model already knows how to embed
 an item it has never seen (its candidate tower reads the item's text, genres
 and year), so a new catalogue needs no Trainer run: load the serving (latest
-blessed, pushed) version, embed every row of the catalogue file with that
+blessed, pushed) version, embed the catalogue file's items with that
 model's own towers, rebuild the index (brute force and, if the version has
 one, its ScaNN twin) with the settings it was exported with, and publish the
 result as the next version of the same model through AtomicPusher's atomic
 publish. TF Serving (or `recsys serve`) swaps to it like to any new version.
+
+Only rows that are new or changed go through the towers: a version keeps each
+row's id and item text (everything its vectors came from), and a row whose
+id and text are unchanged keeps its vectors. BERT is the refresh's largest
+cost after the save, and a catalogue mostly stays as it was between two
+refreshes.
 
 Item rows are parsed by ExampleGen's own parsers (layouts.py): a row without
 a title or genres is rejected with its reason, never silently dropped.
@@ -38,6 +44,7 @@ class RefreshResult:
   version_dir: str
   items: int
   new_items: int  # not in the base version's catalogue
+  embedded: int  # went through the towers: new or changed since the base
   rejected: List[Tuple[str, str]]  # (reason, raw row)
   seconds: float
 
@@ -74,6 +81,35 @@ def embed(towers, items: List[layouts.Item]) -> Tuple[np.ndarray,
   return np.concatenate(vectors), np.concatenate(texts)
 
 
+def unchanged_rows(loaded, items: List[layouts.Item]) -> np.ndarray:
+  """[N] the base version's row of each item whose id and item text are
+  the same there, else -1 (every row of a version exported before versions
+  kept their rows' text)."""
+  if not hasattr(loaded, "catalog_texts"):
+    return np.full([len(items)], -1)
+  columns = _columns(items)
+  texts = text.item_text(columns[contract.TITLE], columns[contract.YEAR],
+                         columns[contract.GENRES]).numpy()
+  old = {key: row for row, key in enumerate(zip(
+      loaded.catalog_ids.numpy(), loaded.catalog_texts.numpy()))}
+  return np.array([old.get((item.item_id.encode(), item_text), -1)
+                   for item, item_text in zip(items, texts)])
+
+
+def embed_changed(loaded, items: List[layouts.Item]
+                  ) -> Tuple[np.ndarray, np.ndarray, int]:
+  """embed()'s two arrays for every item, with the base version's vectors
+  for unchanged rows; and how many items went through the towers."""
+  rows = unchanged_rows(loaded, items)
+  vectors = loaded.item_vectors.numpy()[rows]
+  texts = loaded.item_text_vectors.numpy()[rows]
+  changed = np.flatnonzero(rows < 0)
+  if len(changed):
+    vectors[changed], texts[changed] = embed(
+        loaded.towers, [items[i] for i in changed])
+  return vectors, texts, len(changed)
+
+
 def refresh(data_dir: str, model_base_path: str,
             max_reject_fraction: float = 0.01) -> RefreshResult:
   """Re-indexes the catalogue in `data_dir` with the serving model at
@@ -103,9 +139,10 @@ def refresh(data_dir: str, model_base_path: str,
   if not hasattr(loaded.towers, "encode_text"):
     raise ValueError(f"{base} has no text tower: it cannot embed new items")
   known = {i.decode() for i in loaded.catalog_ids.numpy()}
-  logging.info("catalog refresh: embedding %d items with %s", len(items),
+  vectors, text_vectors, embedded = embed_changed(loaded, items)
+  logging.info("catalog refresh: embedded %d new or changed items of %d "
+               "with %s; the rest keep its vectors", embedded, len(items),
                base)
-  vectors, text_vectors = embed(loaded.towers, items)
   oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
   ids = np.array([i.item_id for i in items], object)
   titles = np.array([i.title for i in items], object)
@@ -127,4 +164,5 @@ def refresh(data_dir: str, model_base_path: str,
   logging.info("catalog refresh: %d items (%d new, %d rejected) published as "
                "%s in %.1fs", len(items), new, len(rejected), published,
                seconds)
-  return RefreshResult(published, len(items), new, rejected, seconds)
+  return RefreshResult(published, len(items), new, embedded, rejected,
+                       seconds)

@@ -210,8 +210,9 @@ def cmd_catalog_refresh(args) -> int:
       args.model_base_path or _model_base_path(args),
       args.max_reject_fraction)
   print(f"{result.items} items ({result.new_items} new, "
-        f"{len(result.rejected)} rejected) published as "
-        f"{result.version_dir} in {result.seconds:.1f}s")
+        f"{len(result.rejected)} rejected; {result.embedded} new or changed "
+        f"re-embedded) published as {result.version_dir} in "
+        f"{result.seconds:.1f}s")
   for reason, row in result.rejected:
     print(f"  rejected ({reason}): {row[:120]}")
   return 0

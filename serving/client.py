@@ -100,19 +100,27 @@ class RecommenderClient:
     return protocol.response_outputs(response)
 
   def _specs(self, signature: str) -> Dict:
-    """The served signature's inputs as TensorSpecs (one metadata call per
-    signature and client); {} where the server gives no metadata."""
-    if signature not in self._input_specs:
+    """The served signature's inputs as TensorSpecs; {} where the server
+    gives no metadata or does not serve the signature."""
+    name = signature or contract.SERVING_DEFAULT
+    if name not in self._input_specs:
       try:
-        defs = self._signature_defs()
+        self._read_metadata()
       except ServingError:
         return {}
-      found = defs.signature_def.get(signature or contract.SERVING_DEFAULT)
-      self._input_specs[signature] = {} if found is None else {
-          name: tf.TensorSpec(tf.TensorShape(info.tensor_shape),
-                              tf.as_dtype(info.dtype), name)
-          for name, info in found.inputs.items()}
-    return self._input_specs[signature]
+      self._input_specs.setdefault(name, {})
+    return self._input_specs[name]
+
+  def _read_metadata(self) -> None:
+    """One metadata call for every signature's name and inputs, made on the
+    first request and again only for a signature not seen in it."""
+    defs = self._signature_defs().signature_def
+    self._signatures = frozenset(defs)
+    for name, found in defs.items():
+      self._input_specs[name] = {
+          key: tf.TensorSpec(tf.TensorShape(info.tensor_shape),
+                             tf.as_dtype(info.dtype), key)
+          for key, info in found.inputs.items()}
 
   def recommend(self, users: Sequence[Mapping], k: int = 10,
                 exclude_seen: bool = False,
@@ -128,9 +136,10 @@ class RecommenderClient:
         users, k, exclude_seen, rules, explain, served)))
 
   def _served_signatures(self) -> frozenset:
-    """The served model's signature names, asked once per client."""
+    """The served model's signature names, as the first metadata call
+    gave them."""
     if self._signatures is None:
-      self._signatures = frozenset(self._signature_defs().signature_def)
+      self._read_metadata()
     return self._signatures
 
   def search(self, queries: Sequence[str], k: int = 10,

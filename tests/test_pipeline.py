@@ -322,6 +322,9 @@ def test_the_evaluator_leaves_out_every_item_rated_before(first_run, pushed):
 def test_pushed_model_over_grpc_matches_in_process(served, pushed):
   server, local = served, pushed
   remote = client_lib.RecommenderClient(f"127.0.0.1:{server.grpc_port}")
+  metadata_calls = []
+  read_metadata = remote._signature_defs
+  remote._signature_defs = lambda: metadata_calls.append(1) or read_metadata()
   user = {"user_id": "1", "age": 24, "gender": "M",
           "occupation": "technician", "history": ["50"]}
   over_grpc = remote.recommend([user], k=10)[0]
@@ -334,7 +337,6 @@ def test_pushed_model_over_grpc_matches_in_process(served, pushed):
   fan = [{"user_id": "1", "history": ["50"]}]
   assert remote.search(["Star Wars"], k=5, users=fan)[0]["item_ids"] == \
       local.search(["Star Wars"], k=5, users=fan)[0]["item_ids"]
-  assert contract.SEARCH in remote.signatures()
   fast = remote.recommend([user], k=10, explain=False)[0]
   _assert_same_top_k(fast, over_grpc)
   assert contract.BECAUSE_ITEM_IDS not in fast
@@ -348,6 +350,9 @@ def test_pushed_model_over_grpc_matches_in_process(served, pushed):
   with pytest.raises(client_lib.BadRequest,
                      match="INVALID_ARGUMENT: Unknown genre.*Western"):
     remote.recommend([user], k=5, rules={"genres": ["Polka"]})
+  # Every signature's inputs, and which are served, from one metadata call.
+  assert len(metadata_calls) == 1
+  assert contract.SEARCH in remote.signatures()
 
 
 def test_similar_items_over_rest_with_optional_inputs_left_out(served,
@@ -1090,6 +1095,14 @@ def test_catalog_refresh_embeds_alike_with_one_bert_pass_or_two(
       _TowersExportedBeforeCandidatesAndText(towers), items)
   for new, old in zip(once, twice):
     np.testing.assert_allclose(new, old, atol=1e-5)
+  # What a refresh keeps for an unchanged row is what it would compute.
+  kept, kept_text, embedded = catalog_refresh.embed_changed(pushed.loaded,
+                                                            items)
+  assert embedded == 0
+  # A version that predates stored row texts: every row is embedded.
+  assert (catalog_refresh.unchanged_rows(towers, items) == -1).all()
+  np.testing.assert_allclose(kept, once[0], atol=1e-5)
+  np.testing.assert_allclose(kept_text, once[1], atol=1e-5)
 
 
 def test_catalog_refresh_serves_a_new_item_without_training(
@@ -1100,6 +1113,9 @@ def test_catalog_refresh_serves_a_new_item_without_training(
     with open(os.path.join(first_run.data_dir, name), "rb") as f:
       content = f.read()
     if name.endswith(".item"):
+      # A re-titled item, a new one and a malformed one.
+      content = content.replace(b"1682\tScream of Stone",
+                                b"1682\tScream of Stone II")
       content += ("1683\tBrotherhood of the Lighthouse Keepers\t1998\t"
                   "Drama Mystery\n1684\t \t1998\tDrama\n").encode()
     (data_dir / name).write_bytes(content)
@@ -1112,6 +1128,8 @@ def test_catalog_refresh_serves_a_new_item_without_training(
   assert _executions(first_run, "RecommenderTrainer") == trainings
   assert [reason for reason, _ in result.rejected] == ["no title"]
   assert result.items == 1683 and result.new_items == 1
+  # Only the new and the re-titled item went through the towers.
+  assert result.embedded == 2
   after = contract.versions(first_run.serving_model_dir)
   assert after[:-1] == before and result.version_dir.endswith(str(after[-1]))
   model = local_model.load_latest(first_run.serving_model_dir)
@@ -1124,9 +1142,15 @@ def test_catalog_refresh_serves_a_new_item_without_training(
       model.embed_items([new_item])[0],
       model.loaded.indexed_item_vectors(tf.constant(["1683"])).numpy()[0],
       atol=1e-5)
-  # Items already served keep their vectors' meaning: same top 10.
   old = local_model.PushedModel(os.path.join(
       first_run.serving_model_dir, str(before[-1])))
+  kept = tf.constant(["1", "50", "1681"])
+  np.testing.assert_array_equal(
+      model.loaded.indexed_item_vectors(kept).numpy(),
+      old.loaded.indexed_item_vectors(kept).numpy())
+  assert "1682" in model.search(["Scream of Stone II (Schrei aus Stein)"],
+                                k=10)[0]["item_ids"]
+  # Items already served keep their vectors' meaning: same top 10.
   user = {"user_id": "1", "history": ["50"]}
   old_top = old.recommend_batch([user], k=10)[0]["item_ids"]
   new_top = model.recommend_batch([user], k=10)[0]["item_ids"]

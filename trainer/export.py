@@ -32,6 +32,7 @@ import tensorflow_recommenders as tfrs
 
 from trainer import contract
 from trainer import features
+from trainer import text
 from trainer.catalog_rules import CatalogRules
 from trainer.index import SCANN_SAVE_OPTIONS
 from trainer.index import IndexSettings
@@ -110,6 +111,12 @@ class RecommenderModule(tf.Module):
     # What was indexed, readable after loading (catalogue refresh reports
     # which items are new).
     self.catalog_ids = tf.Variable(ids, trainable=False)
+    # Each row's item text ("Title (year). Genres"): everything its vectors
+    # were computed from besides its id, so a refresh re-embeds only the
+    # rows whose id or text changed.
+    self.catalog_texts = tf.Variable(text.item_text(
+        tf.constant(titles), tf.constant(np.asarray(item_years, np.int64)),
+        tf.constant(item_genres)), trainable=False)
     self.index = index
     self.item_vectors = tf.Variable(item_vectors, trainable=False)
     self.titles = tf.lookup.StaticHashTable(

@@ -96,11 +96,14 @@ def unchanged_rows(loaded, items: List[layouts.Item]) -> np.ndarray:
                    for item, item_text in zip(items, texts)])
 
 
-def embed_changed(loaded, items: List[layouts.Item]
+def embed_changed(loaded, items: List[layouts.Item],
+                  reembed_all: bool = False
                   ) -> Tuple[np.ndarray, np.ndarray, int]:
   """embed()'s two arrays for every item, with the base version's vectors
-  for unchanged rows; and how many items went through the towers."""
-  rows = unchanged_rows(loaded, items)
+  for unchanged rows (none with `reembed_all`); and how many items went
+  through the towers."""
+  rows = (np.full([len(items)], -1) if reembed_all
+          else unchanged_rows(loaded, items))
   vectors = loaded.item_vectors.numpy()[rows]
   texts = loaded.item_text_vectors.numpy()[rows]
   changed = np.flatnonzero(rows < 0)
@@ -111,9 +114,12 @@ def embed_changed(loaded, items: List[layouts.Item]
 
 
 def refresh(data_dir: str, model_base_path: str,
-            max_reject_fraction: float = 0.01) -> RefreshResult:
+            max_reject_fraction: float = 0.01,
+            reembed_all: bool = False) -> RefreshResult:
   """Re-indexes the catalogue in `data_dir` with the serving model at
   `model_base_path` and publishes it as that model's next version.
+  `reembed_all` runs every row through the towers, unchanged or not (the
+  worst case's time, or to rebuild a version's vectors from its towers).
 
   Raises:
     FileNotFoundError: nothing is pushed there yet, or no catalogue file.
@@ -139,7 +145,8 @@ def refresh(data_dir: str, model_base_path: str,
   if not hasattr(loaded.towers, "encode_text"):
     raise ValueError(f"{base} has no text tower: it cannot embed new items")
   known = {i.decode() for i in loaded.catalog_ids.numpy()}
-  vectors, text_vectors, embedded = embed_changed(loaded, items)
+  vectors, text_vectors, embedded = embed_changed(loaded, items,
+                                                  reembed_all)
   logging.info("catalog refresh: embedded %d new or changed items of %d "
                "with %s; the rest keep its vectors", embedded, len(items),
                base)

@@ -208,7 +208,7 @@ def cmd_catalog_refresh(args) -> int:
   result = catalog_refresh.refresh(
       os.path.abspath(args.data_dir),
       args.model_base_path or _model_base_path(args),
-      args.max_reject_fraction)
+      args.max_reject_fraction, args.reembed_all)
   print(f"{result.items} items ({result.new_items} new, "
         f"{len(result.rejected)} rejected; {result.embedded} new or changed "
         f"re-embedded) published as {result.version_dir} in "
@@ -453,8 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "model")
   cat_sub = cat.add_subparsers(dest="catalog_command", required=True)
   refresh = cat_sub.add_parser(
-      "refresh", help="embed the catalogue file with the serving model, "
-      "rebuild its index and push it as a new version (no training)")
+      "refresh", help="embed the catalogue file's new or changed items with "
+      "the serving model, rebuild its index and push it as a new version "
+      "(no training)")
   refresh.add_argument("--data-dir", default=configs.PipelineConfig().data_dir,
                        help="folder with the catalogue file (its layout's "
                        "item table)")
@@ -466,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
   refresh.add_argument("--max-reject-fraction", type=float, default=0.01,
                        help="stop when more item rows than this are "
                        "malformed")
+  refresh.add_argument("--reembed-all", action="store_true",
+                       help="run every row through the model's towers, not "
+                       "only rows new or changed since the serving version")
   refresh.set_defaults(func=cmd_catalog_refresh)
 
   rec = sub.add_parser("recommend", help="top-k items for a user from the "

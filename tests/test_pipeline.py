@@ -1099,6 +1099,8 @@ def test_catalog_refresh_embeds_alike_with_one_bert_pass_or_two(
   kept, kept_text, embedded = catalog_refresh.embed_changed(pushed.loaded,
                                                             items)
   assert embedded == 0
+  assert catalog_refresh.embed_changed(pushed.loaded, items,
+                                       reembed_all=True)[2] == len(items)
   # A version that predates stored row texts: every row is embedded.
   assert (catalog_refresh.unchanged_rows(towers, items) == -1).all()
   np.testing.assert_allclose(kept, once[0], atol=1e-5)

@@ -148,7 +148,7 @@ def refresh(data_dir: str, model_base_path: str,
   vectors, text_vectors, embedded = embed_changed(loaded, items,
                                                   reembed_all)
   logging.info("catalog refresh: embedded %d new or changed items of %d "
-               "with %s; the rest keep its vectors", embedded, len(items),
+               "with %s; the rest keep their vectors", embedded, len(items),
                base)
   oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
   ids = np.array([i.item_id for i in items], object)

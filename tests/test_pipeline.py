@@ -608,13 +608,12 @@ def test_fuzzed_requests_get_status_codes_and_change_nothing(served):
       before[0]["item_ids"]
 
 
-def test_warmup_records_cover_every_signature(first_run):
+def test_warmup_records_cover_every_signature(pushed):
   from trainer import warmup
-  version_dir = contract.latest_version_dir(first_run.serving_model_dir)
+  version_dir = pushed.path
   logs = warmup.read_warmup(version_dir)
-  loaded = local_model.PushedModel(version_dir)
   assert {l.predict_log.request.model_spec.signature_name for l in logs} == \
-      set(loaded.loaded.signatures)
+      set(pushed.loaded.signatures)
   # The local server replays them on load, as TF Serving does.
   assert server_lib.LoadedVersion(version_dir, 1).warmed_up == len(logs)
 

@@ -23,6 +23,10 @@ def test_nearest_benchmarked_size_scales_leaves_with_sqrt_n():
 def test_committed_table_meets_the_recall_bar_and_knobs_override():
   table = scann_tuning.load_table()
   assert table["rows"] and all(r["recall@100"] >= 0.95 for r in table["rows"])
+  # Every size the benchmark sweeps found a setting: a missing one would
+  # hand its catalogues the nearest size's knobs, untested there.
+  assert {r["candidates"] for r in table["rows"]} >= {10_000, 100_000,
+                                                      1_000_000}
   chosen = scann_tuning.resolve(1682)
   assert chosen == scann_tuning.tuned(1682)
   assert scann_tuning.resolve(1682, num_leaves=7, reordering=9) == \

@@ -210,8 +210,8 @@ def cmd_catalog_refresh(args) -> int:
       args.model_base_path or _model_base_path(args),
       args.max_reject_fraction, args.reembed_all)
   print(f"{result.items} items ({result.new_items} new, "
-        f"{len(result.rejected)} rejected; {result.embedded} new or changed "
-        f"re-embedded) published as {result.version_dir} in "
+        f"{len(result.rejected)} rejected; {result.embedded} embedded, the "
+        f"rest unchanged) published as {result.version_dir} in "
         f"{result.seconds:.1f}s")
   for reason, row in result.rejected:
     print(f"  rejected ({reason}): {row[:120]}")

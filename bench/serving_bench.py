@@ -45,6 +45,9 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 K = 100
 MIN_RECALL = 0.95
 LEAVES_PER_SQRT_N = 2
+# Settings this close to the fastest p50 count as equally fast: one
+# setting's p50 moves more than that between runs.
+NEAR_FASTEST = 1.1
 SCANN_SEARCH_SHARES = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 # 2000 and 4000: with the current model's vectors no setting reached the
 # recall bar at 1M candidates with 1000 (0.89 at best, every leaf searched).
@@ -148,15 +151,29 @@ def bench_retrieval(real: np.ndarray, sizes, queries_n: int, repeats: int):
             f"{json.dumps(params) if params else ''}", flush=True)
       del fn
       gc.collect()
-    good = [r for r in rows if r["method"] == "scann" and r["candidates"] == n
-            and r["recall@100"] >= MIN_RECALL]
-    if good:
-      min(good, key=lambda r: (r["p50_ms"], -r["recall@100"]))["chosen"] = True
-    else:
-      print(f"WARNING: no ScaNN setting reached recall@100 {MIN_RECALL} at "
-            f"{n} candidates: scann_tuning.json gets no row for this size "
-            f"and the Trainer will use the nearest other size's", flush=True)
+    choose_scann(rows, n)
   return rows, bandwidth
+
+
+def choose_scann(rows, n: int) -> None:
+  """Marks the ScaNN row chosen at `n` candidates: among the settings with
+  recall@100 >= MIN_RECALL and a p50 within NEAR_FASTEST of the fastest of
+  them, the one with the highest recall. The fastest alone won by timing
+  noise and left little recall to spare: a setting with 0.988 on the bench
+  matched exact search's top 10 on only 80% for the test fixture's
+  briefly trained model."""
+  scann = [r for r in rows if r["method"] == "scann" and r["candidates"] == n]
+  for r in scann:
+    r.pop("chosen", None)
+  good = [r for r in scann if r["recall@100"] >= MIN_RECALL]
+  if not good:
+    print(f"WARNING: no ScaNN setting reached recall@100 {MIN_RECALL} at "
+          f"{n} candidates: scann_tuning.json gets no row for this size "
+          f"and the Trainer will use the nearest other size's", flush=True)
+    return
+  fastest = min(r["p50_ms"] for r in good)
+  near = [r for r in good if r["p50_ms"] <= fastest * NEAR_FASTEST]
+  max(near, key=lambda r: (r["recall@100"], -r["p50_ms"]))["chosen"] = True
 
 
 def write_tuning(rows) -> dict:
@@ -174,7 +191,9 @@ def write_tuning(rows) -> dict:
                   "recall@100": r["recall@100"], "p50_ms": r["p50_ms"],
                   "brute_force_p50_ms": brute["p50_ms"]})
   table = {"written_by": "bench/serving_bench.py (make bench-serving)",
-           "rule": f"fastest p50 with recall@100 >= {MIN_RECALL} vs exact",
+           "rule": f"highest recall@100 among settings with recall@100 >= "
+                   f"{MIN_RECALL} vs exact and p50 within {NEAR_FASTEST}x "
+                   f"the fastest of them",
            "rows": out}
   if out:
     with open(scann_tuning.TUNING_FILE, "w") as f:
@@ -427,15 +446,30 @@ def main(argv=None) -> int:
   parser.add_argument("--single-query-repeats", type=int, default=200)
   parser.add_argument("--requests-per-thread", type=int, default=100)
   parser.add_argument("--explain-repeats", type=int, default=100)
+  parser.add_argument("--rechoose", action="store_true",
+                      help="measure nothing: choose the ScaNN settings "
+                      "again from serving.json's rows (after the rule "
+                      "changed) and rewrite the tuning table and plots")
   parser.add_argument("--only-explain-cost", action="store_true",
                       help="measure only what the reasons cost and update "
                       "that part of serving.json")
   args = parser.parse_args(argv)
+  path = os.path.join(RESULTS, "serving.json")
+  if args.rechoose:
+    with open(path) as f:
+      result = json.load(f)
+    for n in sorted({r["candidates"] for r in result["retrieval"]}):
+      choose_scann(result["retrieval"], n)
+    result["scann_tuning"] = write_tuning(result["retrieval"])
+    plot(result["retrieval"], result["grpc"])
+    with open(path, "w") as f:
+      json.dump(result, f, indent=1)
+    print(json.dumps(result["scann_tuning"], indent=1))
+    return 0
   base = os.path.join(os.path.abspath(args.output_dir), "serving",
                       contract.MODEL_NAME)
   model = local_model.load_latest(base)
   os.makedirs(RESULTS, exist_ok=True)
-  path = os.path.join(RESULTS, "serving.json")
   explain = bench_explain_cost(model, base, args.explain_repeats,
                                args.requests_per_thread)
   if args.only_explain_cost:

@@ -31,3 +31,21 @@ def test_committed_table_meets_the_recall_bar_and_knobs_override():
   assert chosen == scann_tuning.tuned(1682)
   assert scann_tuning.resolve(1682, num_leaves=7, reordering=9) == \
       scann_tuning.ScannParams(7, chosen.leaves_to_search, 9)
+
+
+def _row(p50, recall, share):
+  return {"method": "scann", "candidates": 1000, "p50_ms": p50,
+          "recall@100": recall, "leaves_to_search_share": share}
+
+
+def test_bench_chooses_the_best_recall_among_the_about_fastest():
+  from bench import serving_bench
+  rows = [_row(1.00, 0.96, 0.1), _row(1.05, 0.999, 0.5),
+          _row(2.00, 1.0, 1.0), _row(0.50, 0.90, 0.05)]
+  serving_bench.choose_scann(rows, 1000)
+  assert [r["leaves_to_search_share"] for r in rows if r.get("chosen")] == \
+      [0.5]
+  # Below the recall bar everywhere: no row, rather than a poor one.
+  below = [_row(1.0, 0.9, 0.1), _row(2.0, 0.94, 1.0)]
+  serving_bench.choose_scann(below, 1000)
+  assert not any(r.get("chosen") for r in below)

@@ -1,8 +1,9 @@
 """ScaNN parameters for a catalogue size, from the serving benchmark's sweep.
 
 `make bench-serving` sweeps ScaNN's leaves-to-search share and reordering
-depth at several catalogue sizes, keeps the fastest setting that reaches
-recall@100 >= 0.95 against exact search, and writes them to
+depth at several catalogue sizes, keeps, among the settings that reach
+recall@100 >= 0.95 against exact search and are about as fast as the fastest
+of them, the one with the highest recall, and writes them to
 `scann_tuning.json` beside this module. The Trainer reads that table (nearest
 benchmarked size) unless the config sets a knob explicitly, so the exported
 index is tuned by measurement, not by guess.

@@ -95,18 +95,18 @@ bench-scenarios: env
 # bench/results/serving.json, PNGs and trainer/scann_tuning.json.
 bench-serving: env
 	@test -d outputs/serving/recommender || TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys pipeline run
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/serving_bench.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.serving_bench
 
 # Ten minutes of mixed traffic against `recsys serve` with a push every
 # minute: bench/results/soak.json and soak.png (errors, latency, memory).
 bench-soak: env
 	@test -d outputs/serving/recommender || TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/recsys pipeline run
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/soak.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.soak
 
 # kill -9 during the Trainer, re-run, a live server throughout:
 # bench/results/crash.json.
 bench-crash: env
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/crash.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.crash
 
 # The README's pictures of the explorer page and the latest run report, in
 # headless Chromium: bench/results/screenshot_*.png (after `make demo`).
@@ -115,13 +115,13 @@ screenshots: env browser
 
 # Stage cost at 10K/100K/1M synthetic interactions: bench/results/scale.json.
 bench-scale: env
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/scale.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.scale
 
 # Warm start vs from scratch over replayed periods (2 repeats of both chains,
 # ~45 min each on 2 cores, ~1.5 h in all), and the catalogue
 # refresh: bench/results/continuous.json and continuous.png.
 bench-continuous: env
-	TF_CPP_MIN_LOG_LEVEL=3 $(PY) bench/continuous.py
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.continuous
 
 clean:
 	rm -rf outputs

@@ -12,6 +12,7 @@ and watch a live server throughout.
 Writes bench/results/crash.json. (A kill during the push itself is in the
 test suite: test_a_push_killed_mid_way_leaves_nothing_a_server_would_load.)
 """
+import argparse
 import json
 import os
 import signal
@@ -48,7 +49,11 @@ def _wait_for(path: str, text: str, proc, timeout: float = 900) -> bool:
   return False
 
 
-def main() -> int:
+def main(argv=None) -> int:
+  # No options; --help says what it does instead of starting it.
+  argparse.ArgumentParser(
+      description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
   os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
   from pipeline import data as data_lib
   from serving import client as client_lib

@@ -4,6 +4,7 @@ ML Metadata store of `outputs/` (run `make demo` first).
 
 Writes bench/results/screenshot_explorer.png and screenshot_report.png.
 """
+import argparse
 import os
 import sys
 
@@ -61,7 +62,11 @@ def report_page(driver, config: configs.PipelineConfig) -> str:
   return path
 
 
-def main() -> int:
+def main(argv=None) -> int:
+  # No options; --help says what it does instead of starting it.
+  argparse.ArgumentParser(
+      description=__doc__,
+      formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
   config = configs.PipelineConfig()
   config = configs.PipelineConfig(
       output_dir=os.path.abspath(config.output_dir),

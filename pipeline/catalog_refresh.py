@@ -5,9 +5,10 @@ an item it has never seen (its candidate tower reads the item's text, genres
 and year), so a new catalogue needs no Trainer run: load the serving (latest
 blessed, pushed) version, embed the catalogue file's items with that
 model's own towers, rebuild the index (brute force and, if the version has
-one, its ScaNN twin) with the settings it was exported with, and publish the
-result as the next version of the same model through AtomicPusher's atomic
-publish. TF Serving (or `recsys serve`) swaps to it like to any new version.
+one, its ScaNN twin, whose recall is checked again on the new catalogue)
+with the settings it was exported with, and publish the result as the next
+version of the same model through AtomicPusher's atomic publish. TF Serving
+(or `recsys serve`) swaps to it like to any new version.
 
 Only rows that are new or changed go through the towers: a version keeps each
 row's id and item text (everything its vectors came from), and a row whose

@@ -137,6 +137,13 @@ def _training(model_run: str) -> str:
   rows.append(("warm start", "from the serving model: " + ", ".join(
       f"{k} {v}" for k, v in warm.get("carried_rows", {}).items()) +
       " rows carried" if warm else "no (trained from scratch)"))
+  scann = metrics.get("scann")
+  if scann:
+    rows.append(("ScaNN twin", (
+        f"{scann['leaves_searched']} of {scann['leaves']} leaves searched, "
+        f"reordering {scann['reordering']}: finds "
+        f"{scann['recall@10']:.4f} of exact search's top 10 and "
+        f"{scann['recall@100']:.4f} of its top 100")))
   out.append(table(["", "value"], rows))
   curve = _read_json(os.path.join(model_run, TRAINING_CURVE_FILE))
   if curve:

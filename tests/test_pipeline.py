@@ -29,6 +29,7 @@ from serving import local_model
 from serving import server as server_lib
 from trainer import contract
 from trainer import features
+from trainer import index
 from trainer import preprocessing
 from trainer import validation
 from trainer.config import TrainerConfig
@@ -506,6 +507,13 @@ def test_every_run_writes_a_self_contained_report(first_run, capsys):
   pushed_version = run.steps["AtomicPusher"].output_properties[
       "pushed_model"]["pushed_version"]
   assert f"pushed version <b>{pushed_version}</b>" in page
+  # The ScaNN twin's knobs and its measured recall (the stock model's copy).
+  index_settings = index.IndexSettings.read(
+      os.path.join(first_run.serving_model_dir, str(pushed_version)))
+  assert (f"{index_settings.scann_leaves_to_search} of "
+          f"{index_settings.scann_num_leaves} leaves searched" in page)
+  assert (f"{index_settings.scann_recall['recall@100']:.4f} of its top 100"
+          in page)
   assert page.count("data:image/png;base64,") >= 2  # curve and metrics
   for external in ("http://", "https://", "src='/", 'src="/', "<link"):
     assert external not in page, external
@@ -796,6 +804,11 @@ def test_scann_twin_has_scann_ops_and_stock_model_has_none(first_run):
   overlap = np.mean([len(set(a["item_ids"]) & set(e["item_ids"])) / 10
                      for a, e in zip(approx, exact)])
   assert overlap >= 0.9
+  # The export measured the twin it saved, and both models record the same
+  # knobs (a catalogue refresh rebuilds from the stock model's).
+  settings = index.IndexSettings.read(twin)
+  assert settings == index.IndexSettings.read(stock)
+  assert min(settings.scann_recall.values()) >= settings.scann_min_recall
 
 
 def _artifact(artifact_type, uri, **properties):

@@ -1,4 +1,5 @@
 """The exported ScaNN index takes its knobs from the benchmark's table."""
+import dataclasses
 import math
 
 from trainer import scann_tuning
@@ -49,3 +50,54 @@ def test_bench_chooses_the_best_recall_among_the_about_fastest():
   below = [_row(1.0, 0.9, 0.1), _row(2.0, 0.94, 1.0)]
   serving_bench.choose_scann(below, 1000)
   assert not any(r.get("chosen") for r in below)
+
+
+def _clustered(n=3000, d=16, clusters=60, seed=0):
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  centres = rng.normal(size=(clusters, d)) * 3
+  return (centres[rng.integers(clusters, size=n)] +
+          rng.normal(size=(n, d))).astype(np.float32)
+
+
+def test_export_searches_wider_until_the_twin_meets_the_recall_bar(tmp_path):
+  import numpy as np
+
+  from trainer import index
+  vectors = _clustered()
+  ids = np.array([f"item{i}" for i in range(len(vectors))], object)
+  # One leaf of 100 and a shallow reordering: far under the bar.
+  poor = index.IndexSettings(max_k=100, exclude_margin=20,
+                             scann_num_leaves=100, scann_leaves_to_search=1,
+                             scann_reordering=120)
+  kept, kept_settings = index.checked_scann(
+      vectors, ids, dataclasses.replace(poor, scann_min_recall=0.0))
+  assert kept_settings.scann_leaves_to_search == 1
+  assert kept_settings.scann_recall["recall@100"] < 0.95
+
+  scann, checked = index.checked_scann(vectors, ids, poor)
+  assert checked.scann_leaves_to_search > 1
+  assert checked.scann_leaves_to_search <= checked.scann_num_leaves == 100
+  assert min(checked.scann_recall.values()) >= 0.95
+  # The recorded recall is the returned index's, on fresh queries too.
+  queries = index.item_like_vectors(vectors, 300, np.random.default_rng(7))
+  truth = index.exact_top_k(queries, vectors, 100)
+  found = scann(queries)[1].numpy()
+  fresh = np.mean([len({f.decode() for f in row} & set(ids[t])) / 100
+                   for row, t in zip(found[:, :100], truth)])
+  assert fresh >= 0.93
+  checked.write(str(tmp_path))
+  assert index.IndexSettings.read(str(tmp_path)) == checked
+
+
+def test_exact_top_k_orders_by_dot_product_in_chunks():
+  import numpy as np
+
+  from trainer import index
+  vectors = _clustered(n=500)
+  queries = vectors[:7] * 2
+  top = index.exact_top_k(queries, vectors, 5, chunk=3)
+  scores = queries @ vectors.T
+  assert top.shape == (7, 5)
+  np.testing.assert_array_equal(
+      top, np.argsort(-scores, axis=1, kind="stable")[:, :5])

@@ -6,6 +6,8 @@ flags map onto them one to one, so no constant is threaded by hand.
 import dataclasses
 from typing import Any, Dict, Optional
 
+from trainer import scann_tuning
+
 # custom_config keys that are not hyperparameters: where the Trainer finds the
 # catalogue split (set by RecommenderTrainer) and the pretrained text encoder.
 CATALOG_PATTERN_KEY = "catalog_pattern"
@@ -177,6 +179,10 @@ class TrainerConfig:
   scann_num_leaves: int = 0
   scann_leaves_to_search: int = 0
   scann_reordering: int = 0
+  # The share of exact search's top 10 and top 100 the exported ScaNN twin
+  # must find on its own vectors; the export searches more of the index
+  # until it does (index.checked_scann). 0 keeps the knobs above as they are.
+  scann_min_recall: float = scann_tuning.MIN_RECALL
 
   @classmethod
   def from_custom_config(cls, custom_config: Dict[str, Any]) -> "TrainerConfig":

@@ -36,6 +36,7 @@ from trainer import text
 from trainer.catalog_rules import CatalogRules
 from trainer.index import SCANN_SAVE_OPTIONS
 from trainer.index import IndexSettings
+from trainer.index import checked_scann
 from trainer.index import make_index
 from trainer.serving_towers import Towers
 
@@ -456,28 +457,31 @@ def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,
                    scann: bool = True) -> RecommenderModule:
   """Indexes `item_vectors` ([N + 1, d], OOV last) and saves the stock
   (brute-force) SavedModel at `export_dir` and, with `scann`, its ScaNN twin
-  (contract.scann_twin); returns the stock module. item_years [N] and
+  (contract.scann_twin), its search widened until it finds
+  `settings.scann_min_recall` of exact search's top k (index.checked_scann);
+  returns the stock module. item_years [N] and
   item_genres [N, G] ("" pads) are what the request-time filters read. The
   Trainer and the catalogue refresh both export through here."""
-  def module(kind: str) -> RecommenderModule:
+  def module(index) -> RecommenderModule:
     return RecommenderModule(
         towers, item_ids=item_ids, titles=titles, item_vectors=item_vectors,
         max_k=settings.max_k, item_years=item_years, item_genres=item_genres,
         explain_window=settings.exclude_margin,
         item_text_vectors=item_text_vectors,
         text_match_weight=settings.text_match_weight,
-        personalization_weight=settings.personalization_weight,
-        index=make_index(kind, item_vectors[:-1], item_ids, settings.max_k,
-                         settings.exclude_margin, settings.scann_num_leaves,
-                         settings.scann_leaves_to_search,
-                         settings.scann_reordering))
+        personalization_weight=settings.personalization_weight, index=index)
 
-  stock = module("brute_force")
+  candidates = item_vectors[:-1]
+  if scann:
+    # Checked first: the stock model records the knobs the twin ends with.
+    scann_index, settings = checked_scann(candidates, item_ids, settings)
+  stock = module(make_index("brute_force", candidates, item_ids,
+                            settings.max_k, settings.exclude_margin))
   save(stock, export_dir)
   settings.write(export_dir)
   if scann:
     twin = contract.scann_twin(export_dir)
-    save(module("scann"), twin)
+    save(module(scann_index), twin)
     settings.write(twin)
   return stock
 

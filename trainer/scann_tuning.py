@@ -14,6 +14,10 @@ import math
 import os
 from typing import Optional
 
+# The share of exact search's top k a ScaNN index must find: the bench
+# chooses its table's knobs by it (recall@100), and the export checks each
+# ScaNN twin against it on the twin's own vectors (index.checked_scann).
+MIN_RECALL = 0.95
 TUNING_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            "scann_tuning.json")
 

@@ -267,7 +267,8 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
       personalization_weight=config.search_personalization,
       scann_num_leaves=scann.num_leaves,
       scann_leaves_to_search=scann.leaves_to_search,
-      scann_reordering=scann.reordering)
+      scann_reordering=scann.reordering,
+      scann_min_recall=config.scann_min_recall)
   stock = export.export_catalog(
       serving_towers.Towers(model, tft_layer, encoder, item_text_encoder),
       catalog.ids, catalog.titles, catalog.years, catalog.genres, vectors,
@@ -275,6 +276,17 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
       settings, serving_model_dir, scann=config.export_scann)
   logging.info("exported to %s", serving_model_dir)
   return stock
+
+
+def _scann_summary(serving_model_dir: str) -> Optional[dict]:
+  """The exported twin's knobs and measured recall, for the run report."""
+  settings = index.IndexSettings.read(serving_model_dir)
+  if settings.scann_recall is None:
+    return None
+  return dict(settings.scann_recall,
+              leaves_searched=settings.scann_leaves_to_search,
+              leaves=settings.scann_num_leaves,
+              reordering=settings.scann_reordering)
 
 
 @dataclasses.dataclass
@@ -350,4 +362,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                       RUN_METRICS_FILE), "w") as f:
     f.write(json.dumps(dict(metrics, train_seconds=run.seconds,
                             steps=fn_args.train_steps,
-                            warm_start=run.warm_start)))
+                            warm_start=run.warm_start,
+                            scann=_scann_summary(fn_args.serving_model_dir))))

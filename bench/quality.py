@@ -275,8 +275,8 @@ def run_ours(bench, params, train, queries, seen):
                                 queries.ratings) ** 2)))
   query = np.concatenate(query)
   return {"scores": query @ candidates.T, "rmse": rmse, "model": model,
-          "query": query, "placements": placements, "new_rows": new_rows,
-          **timing}
+          "query": query, "candidates": candidates, "placements": placements,
+          "new_rows": new_rows, **timing}
 
 
 def choose_new_item_serving(result: Dict, held_out, seen, log: List[Dict]

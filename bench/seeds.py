@@ -12,7 +12,16 @@ difference full - no_text per seed. A third model changes the full one's
 config (--compare FIELD=VALUE ...; by default bench-quality's
 full_text_every_item ablation, text added to every item's id row, whose
 one-run lead over no_text on warm columns only several seeds can confirm
-or not). Writes bench/results/quality_seeds.json and quality_seeds.png.
+or not).
+
+A fourth row, `full_history_text`, scores the full model of each seed a
+second way, without training again: an item in a user's history that has
+no id row (new since training) is read from its text (the text map's
+vector, where the candidate side already places such an item) instead of
+the one unknown-id row every new item shares. The exported model does not
+do this yet; the row measures whether it should.
+
+Writes bench/results/quality_seeds.json and quality_seeds.png.
 """
 import argparse
 import dataclasses
@@ -24,8 +33,12 @@ from typing import Dict, List, Tuple
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from bench import quality  # noqa: E402
+from trainer import features  # noqa: E402
+from trainer import preprocessing  # noqa: E402
+from trainer import towers  # noqa: E402
 from trainer import validation  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 
@@ -59,14 +72,39 @@ def compared(full: TrainerConfig, changes: List[str]
   return name, dataclasses.replace(full, **values)
 
 
-def measure(setup: quality.Setup, config: TrainerConfig, seed: int) -> Dict:
-  result = quality.run_ours(setup.bench, {"config": config, "seed": seed},
-                            setup.train, setup.test, setup.seen_test)
-  warm = validation.evaluate(result["scores"], setup.test, setup.seen_test)
-  cold = validation.evaluate(result["scores"], setup.test, setup.seen_test,
-                             setup.cold)
+def train(setup: quality.Setup, config: TrainerConfig, seed: int) -> Dict:
+  return quality.run_ours(setup.bench, {"config": config, "seed": seed},
+                          setup.train, setup.test, setup.seen_test)
+
+
+def measure(setup: quality.Setup, scores: np.ndarray) -> Dict:
+  warm = validation.evaluate(scores, setup.test, setup.seen_test)
+  cold = validation.evaluate(scores, setup.test, setup.seen_test, setup.cold)
   return {**{c: warm[c] for c in COLUMNS},
           **{f"cold_{c}": cold[c] for c in COLD_COLUMNS}}
+
+
+def history_text_scores(setup: quality.Setup, result: Dict) -> np.ndarray:
+  """The eval scores of run_ours' `result` with every history item that
+  has no id row read from its text (see the module docstring)."""
+  bench, model = setup.bench, result["model"]
+  tft_layer = bench.tft_output.transform_features_layer()
+  history_key = features.transformed_name(features.HISTORY)
+  query = []
+  for batch in setup.test.raw_batches():
+    inputs = dict(tft_layer(batch))
+    # Catalogue rows, aligned with Transform's history the way its
+    # vocabulary indices are (the newest `width` items, right-aligned).
+    ids = batch[features.HISTORY]
+    rows = tf.SparseTensor(ids.indices, tf.constant(
+        [setup.row_of.get(i.decode(), -1) for i in ids.values.numpy()],
+        tf.int64), ids.dense_shape)
+    rows = preprocessing.recent_history(
+        rows, inputs[history_key].shape[1]).numpy()
+    inputs[towers.HISTORY_TEXT_VECTORS] = tf.constant(
+        bench.text_vectors[np.maximum(rows, 0)])
+    query.append(model(model.with_text(inputs))[0].numpy())
+  return np.concatenate(query) @ result["candidates"].T
 
 
 def summarise(runs: List[Dict]) -> Dict:
@@ -114,15 +152,15 @@ def plot(summary: Dict, path: str) -> None:
   fig, ax = plt.subplots(figsize=(8.5, 4))
   models = list(summary["minus_no_text"].items())
   width = 0.6 / len(models)
-  colours = ("tab:blue", "tab:orange", "tab:green")
+  colours = ("tab:blue", "tab:purple", "tab:orange", "tab:green")
   for j, (name, diff) in enumerate(models):
     for i, k in enumerate(KEYS):
       x = i - 0.3 + width * (j + 0.5)
       seeds = diff[k]["per_seed"]
-      ax.scatter([x] * len(seeds), seeds, color=colours[j % 3], s=14,
+      ax.scatter([x] * len(seeds), seeds, color=colours[j % len(colours)], s=14,
                  zorder=3, label=f"{name}: one seed" if i == 0 else None)
       ax.plot([x - width / 2, x + width / 2], [diff[k]["mean"]] * 2,
-              color=colours[j % 3], linewidth=2.5)
+              color=colours[j % len(colours)], linewidth=2.5)
   ax.axhline(0.0, color="grey", linewidth=1)
   ax.set_xticks(range(len(KEYS)))
   ax.set_xticklabels(KEYS, fontsize=8)
@@ -153,11 +191,17 @@ def main(argv=None) -> int:
         ("full", full),
         ("no_text", dataclasses.replace(full, use_text=False)),
         compared(full, args.compare)):
-      row = {"name": name, "seed": seed, **measure(setup, config, seed)}
-      runs.append(row)
-      print(f"seed {seed} {name:<8} " + "  ".join(
-          f"{k} {v:.4f}" for k, v in row.items()
-          if isinstance(v, float)), flush=True)
+      result = train(setup, config, seed)
+      scored = [(name, result["scores"])]
+      if name == "full":
+        scored.append(("full_history_text",
+                       history_text_scores(setup, result)))
+      for scored_name, scores in scored:
+        row = {"name": scored_name, "seed": seed, **measure(setup, scores)}
+        runs.append(row)
+        print(f"seed {seed} {scored_name:<8} " + "  ".join(
+            f"{k} {v:.4f}" for k, v in row.items()
+            if isinstance(v, float)), flush=True)
   summary = summarise(runs)
   with open(PATH, "w") as f:
     json.dump({"config": quality._changed(full), "steps": args.steps,

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 from model_fixtures import toy_batch
 
+from trainer import features
 from trainer import towers
 from trainer.config import TrainerConfig
 from trainer.model import RecommenderModel
@@ -44,3 +45,26 @@ def test_an_unknown_encoder_is_refused():
     RecommenderModel(TrainerConfig(history_encoder="lstm", use_text=False),
                      num_users=2, num_occupations=2,
                      item_probability=np.array([0.5, 0.4, 0.1], np.float32))
+
+
+def test_history_text_stands_in_only_for_items_without_an_id_row():
+  """HISTORY_TEXT_VECTORS (bench-seeds' full_history_text row): a history
+  item new since training (the OOV row, 2 here) is read from its text;
+  items with an id row, and every item without the input, are unchanged."""
+  tf.keras.utils.set_random_seed(0)
+  config = TrainerConfig(history_length=2, embedding_dim=8, hidden_units=8)
+  model = RecommenderModel(config, num_users=2, num_occupations=2,
+                           item_probability=np.array([0.5, 0.4, 0.1],
+                                                     np.float32),
+                           text_table=np.random.default_rng(0).normal(
+                               size=(3, 5)).astype(np.float32))
+  batch = toy_batch()
+  batch[features.transformed_name(features.HISTORY)] = tf.constant(
+      [[-1, 2], [-1, -1], [0, 1]], tf.int64)
+  plain = model.query_tower(batch).numpy()
+  texts = np.random.default_rng(1).normal(size=(3, 2, 5)).astype(np.float32)
+  with_text = model.query_tower(
+      {**batch, towers.HISTORY_TEXT_VECTORS: tf.constant(texts)}).numpy()
+  # Only the first user's history holds the new item.
+  assert not np.allclose(with_text[0], plain[0])
+  np.testing.assert_allclose(with_text[1:], plain[1:], atol=1e-6)

@@ -6,7 +6,9 @@ recall@100 >= 0.95 against exact search and are about as fast as the fastest
 of them, the one with the highest recall, and writes them to
 `scann_tuning.json` beside this module. The Trainer reads that table (nearest
 benchmarked size) unless the config sets a knob explicitly, so the exported
-index is tuned by measurement, not by guess.
+index is tuned by measurement, not by guess; the export then checks the
+twin on its own vectors and searches wider if they need it
+(index.checked_scann).
 """
 import dataclasses
 import json

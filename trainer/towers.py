@@ -21,6 +21,9 @@ _xf = features.transformed_name
 # Inputs the model adds next to Transform's outputs.
 TEXT_VECTOR = "item_text_vector"  # [B, text_dim] float: the item's own text
 TEXT_INDEX = "item_text_index"    # [B] int: table row of the item's text
+# [B, H, text_dim] float: the text of each history item, aligned with
+# Transform's history; read only where the item has no id row (new items).
+HISTORY_TEXT_VECTORS = "history_text_vectors"
 
 
 def masked_mean(vectors: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -210,6 +213,7 @@ class QueryTower(tf.keras.Model):
       history = inputs[_xf(features.HISTORY)]
       mask = history >= 0
       vectors = self.items(tf.maximum(history, 0),
+                           inputs.get(HISTORY_TEXT_VECTORS),
                            with_text=self._config.text_in_history)
       long_term = masked_mean(vectors, mask)
       n = self._config.history_length

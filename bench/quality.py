@@ -266,35 +266,82 @@ def run_ours(bench, params, train, queries, seen):
   placements = (validation.new_item_placements(
       model, tft_layer, bench.catalog, new_rows, bench.text_vectors)
                 if config.use_text else None)
-  query, ratings = [], []
-  for b in queries.raw_batches():
-    q, _, r = model(model.with_text(tft_layer(b)))
-    query.append(q.numpy())
-    ratings.append(r.numpy())
-  rmse = float(np.sqrt(np.mean((np.concatenate(ratings) -
-                                queries.ratings) ** 2)))
-  query = np.concatenate(query)
+  query, ratings = user_queries(
+      model, tft_layer, queries, bench.text_vectors,
+      config.new_item_history_text and reads_history_text(config))
+  rmse = float(np.sqrt(np.mean((ratings - queries.ratings) ** 2)))
   return {"scores": query @ candidates.T, "rmse": rmse, "model": model,
           "query": query, "candidates": candidates, "placements": placements,
           "new_rows": new_rows, **timing}
 
 
-def choose_new_item_serving(result: Dict, held_out, seen, log: List[Dict]
-                            ) -> Dict:
+def user_queries(model, tft_layer, queries: validation.Interactions,
+                 text_vectors: np.ndarray, history_text: bool):
+  """[n, d] query vectors and [n] predicted ratings for `queries`; with
+  `history_text`, each history item without an id row read from its
+  catalogue text, as the exported model does with
+  TrainerConfig.new_item_history_text (the same with_history_text)."""
+  query, ratings = [], []
+  for batch in queries.raw_batches():
+    inputs = tft_layer(batch)
+    if history_text:
+      history = batch[features.HISTORY]
+      rows = np.array([validation.text_row(v, queries.row_of)
+                       for v in history.values.numpy()], np.int64)
+      inputs = serving_towers.with_history_text(
+          inputs, history, tf.constant(text_vectors[np.maximum(rows, 0)]),
+          tf.constant(rows >= 0))
+    q, _, r = model(model.with_text(inputs))
+    query.append(q.numpy())
+    ratings.append(r.numpy())
+  return np.concatenate(query), np.concatenate(ratings)
+
+
+def choose_new_item_serving(result: Dict, held_out, seen, log: List[Dict],
+                            history_text: bool = False) -> Dict:
   """The new-item text share and scale for a config of ours, from its
-  validation run (trainer/validation.py), with the validation metrics."""
+  validation run (trainer/validation.py), with the validation metrics;
+  `history_text`: result["query"] read new items in histories from text."""
   chosen, table = validation.choose_new_item_serving(
       result["query"], result["placements"], result["new_rows"], held_out,
       seen, SELECT_BY)
   for row in table:
-    log.append({"family": "new_item_serving", **row})
-    print(f"  validation new items: share {row['share']}, scale "
-          f"{row['scale']}: {SELECT_BY} {row[SELECT_BY]:.4f}, new items' "
-          f"recall@100 {row['new_item_recall@100']:.4f} "
+    log.append({"family": "new_item_serving", "history_text": history_text,
+                **row})
+    print(f"  validation new items (history text {history_text}): share "
+          f"{row['share']}, scale {row['scale']}: {SELECT_BY} "
+          f"{row[SELECT_BY]:.4f}, new items' recall@100 "
+          f"{row['new_item_recall@100']:.4f} "
           f"({row['new_item_interactions']} interactions)", flush=True)
   print(f"  chosen: share {chosen['share']}, scale {chosen['scale']}",
         flush=True)
-  return chosen
+  return dict(chosen, history_text=history_text)
+
+
+def reads_history_text(config: TrainerConfig) -> bool:
+  """Whether new_item_history_text can apply to `config`'s model."""
+  return (config.use_text and config.item_text_for == "new_items" and
+          not config.text_finetune_layers)
+
+
+def choose_serving(bench, result: Dict, config: TrainerConfig, held_out,
+                   seen, log: List[Dict]) -> Dict:
+  """How a config of ours serves what its training never saw, chosen on
+  its validation run: new items' share and scale, for queries with and
+  without new items inside histories read from their text; the text only
+  where it wins on SELECT_BY (a tie keeps the simpler model)."""
+  tft_layer = bench.tft_output.transform_features_layer()
+  best = None
+  for history_text in ((False, True) if reads_history_text(config)
+                       else (False,)):
+    query, _ = user_queries(result["model"], tft_layer, held_out,
+                            bench.text_vectors, history_text)
+    metrics = choose_new_item_serving(dict(result, query=query), held_out,
+                                      seen, log, history_text)
+    if best is None or metrics[SELECT_BY] > best[SELECT_BY]:
+      best = metrics
+  print(f"  chosen: history text {best['history_text']}", flush=True)
+  return best
 
 
 def choose(bench, run: Callable, grid: List[Dict], fit, held_out,
@@ -308,12 +355,14 @@ def choose(bench, run: Callable, grid: List[Dict], fit, held_out,
   for params in grid:
     result = run(bench, params, fit, held_out, seen)
     if result.get("placements"):
-      # Each of our configs is judged with its own new-item share and
-      # scale: the three are what would be served.
-      metrics = choose_new_item_serving(result, held_out, seen, log)
+      # Each of our configs is judged with its own new-item share, scale
+      # and history text: what would be served.
+      metrics = choose_serving(bench, result, params["config"], held_out,
+                               seen, log)
       params = {"config": dataclasses.replace(
           params["config"], new_item_text_share=metrics["share"],
-          new_item_score_scale=metrics["scale"])}
+          new_item_score_scale=metrics["scale"],
+          new_item_history_text=metrics["history_text"])}
     else:
       metrics = validation.evaluate(result["scores"], held_out, seen)
     shown = {k: (_changed(v) if isinstance(v, TrainerConfig) else v)
@@ -467,12 +516,26 @@ def main(argv=None) -> int:
   # full_text_every_item: the earlier design, every item its id row plus
   # its projected text, trained jointly (history items by id only, as
   # validation chose for it).
-  for name, change in (("no_text", {"use_text": False}),
+  # The full model of the chosen config, its new items inside histories
+  # served the other way (the same weights; only those queries change).
+  flag = chosen["new_item_history_text"]
+  name = "full_without_history_text" if flag else "full_history_text"
+  query, _ = user_queries(full_model, tft_output.transform_features_layer(),
+                          test, bench.text_vectors, not flag)
+  rescored = dict(results["full"],
+                  scores=query @ results["full"]["candidates"].T)
+  other_way = {"config": dataclasses.replace(
+      TrainerConfig(**chosen), new_item_history_text=not flag)}
+  record(name, rescored, other_way)
+  record(name + "_cold_start", rescored, other_way, mask=cold)
+  for name, change in (("no_text", {"use_text": False,
+                                    "new_item_history_text": False}),
                        ("no_history", {"use_history": False}),
                        (f"full_{other}", {"history_encoder": other}),
                        ("full_text_every_item", {
                            "item_text_for": "every_item",
-                           "text_in_history": False})):
+                           "text_in_history": False,
+                           "new_item_history_text": False})):
     params = {"config": dataclasses.replace(TrainerConfig(**chosen),
                                             **change)}
     results[name] = run_ours(bench, params, train, test, seen_test)

@@ -14,12 +14,13 @@ full_text_every_item ablation, text added to every item's id row, whose
 one-run lead over no_text on warm columns only several seeds can confirm
 or not).
 
-A fourth row, `full_history_text`, scores the full model of each seed a
-second way, without training again: an item in a user's history that has
-no id row (new since training) is read from its text (the text map's
-vector, where the candidate side already places such an item) instead of
-the one unknown-id row every new item shares. The exported model does not
-do this yet; the row measures whether it should.
+A fourth row scores the full model of each seed a second way, without
+training again: `full_history_text` reads an item in a user's history that
+has no id row (new since training) from its text (the text map's vector,
+where the candidate side already places such an item) instead of the one
+unknown-id row every new item shares, as the exported model does with
+TrainerConfig.new_item_history_text; `full_without_history_text` is the
+reverse, for a full config that has it on.
 
 Writes bench/results/quality_seeds.json and quality_seeds.png.
 """
@@ -33,12 +34,8 @@ from typing import Dict, List, Tuple
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from bench import quality  # noqa: E402
-from trainer import features  # noqa: E402
-from trainer import preprocessing  # noqa: E402
-from trainer import towers  # noqa: E402
 from trainer import validation  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 
@@ -84,27 +81,17 @@ def measure(setup: quality.Setup, scores: np.ndarray) -> Dict:
           **{f"cold_{c}": cold[c] for c in COLD_COLUMNS}}
 
 
-def history_text_scores(setup: quality.Setup, result: Dict) -> np.ndarray:
-  """The eval scores of run_ours' `result` with every history item that
-  has no id row read from its text (see the module docstring)."""
-  bench, model = setup.bench, result["model"]
-  tft_layer = bench.tft_output.transform_features_layer()
-  history_key = features.transformed_name(features.HISTORY)
-  query = []
-  for batch in setup.test.raw_batches():
-    inputs = dict(tft_layer(batch))
-    # Catalogue rows, aligned with Transform's history the way its
-    # vocabulary indices are (the newest `width` items, right-aligned).
-    ids = batch[features.HISTORY]
-    rows = tf.SparseTensor(ids.indices, tf.constant(
-        [setup.row_of.get(i.decode(), -1) for i in ids.values.numpy()],
-        tf.int64), ids.dense_shape)
-    rows = preprocessing.recent_history(
-        rows, inputs[history_key].shape[1]).numpy()
-    inputs[towers.HISTORY_TEXT_VECTORS] = tf.constant(
-        bench.text_vectors[np.maximum(rows, 0)])
-    query.append(model(model.with_text(inputs))[0].numpy())
-  return np.concatenate(query) @ result["candidates"].T
+def rescored(setup: quality.Setup, config: TrainerConfig, result: Dict
+             ) -> Tuple[str, np.ndarray]:
+  """The name and eval scores of run_ours' `result` for `config`, its
+  history items without an id row served the other way (see the module
+  docstring)."""
+  flag = not config.new_item_history_text
+  query, _ = quality.user_queries(
+      result["model"], setup.bench.tft_output.transform_features_layer(),
+      setup.test, setup.bench.text_vectors, history_text=flag)
+  return (("full_history_text" if flag else "full_without_history_text"),
+          query @ result["candidates"].T)
 
 
 def summarise(runs: List[Dict]) -> Dict:
@@ -189,13 +176,13 @@ def main(argv=None) -> int:
   for seed in range(1, args.seeds + 1):
     for name, config in (
         ("full", full),
-        ("no_text", dataclasses.replace(full, use_text=False)),
+        ("no_text", dataclasses.replace(full, use_text=False,
+                                        new_item_history_text=False)),
         compared(full, args.compare)):
       result = train(setup, config, seed)
       scored = [(name, result["scores"])]
-      if name == "full":
-        scored.append(("full_history_text",
-                       history_text_scores(setup, result)))
+      if name == "full" and quality.reads_history_text(config):
+        scored.append(rescored(setup, config, result))
       for scored_name, scores in scored:
         row = {"name": scored_name, "seed": seed, **measure(setup, scores)}
         runs.append(row)

@@ -871,6 +871,64 @@ def test_seeded_training_repeats_to_the_digit(first_run, tmp_path):
              for a, b in zip(first, other))
 
 
+def test_new_items_in_histories_are_read_from_their_text_when_asked(
+    first_run, tmp_path):
+  """TrainerConfig.new_item_history_text: the Trainer's export reads a
+  history item that has no id row from its catalogue text, in recommend
+  and in the Evaluator's evaluate; off, every such item is the one
+  unknown-id row."""
+  from tfx.components.trainer import fn_args_utils
+
+  from components.recommender_trainer import executor as trainer_executor
+  from trainer import catalog as catalog_lib
+  from trainer import task
+  inputs = _trainer_inputs(first_run)
+  custom = dict(first_run.trainer_custom_config(), export_scann=False,
+                new_item_history_text=True)
+  fn_args = fn_args_utils.get_common_fn_args(inputs, {
+      "custom_config": json.dumps(custom),
+      "train_args": '{"num_steps": 5}', "eval_args": '{"num_steps": 0}'})
+  fn_args.custom_config.update(trainer_executor.catalog_locations(inputs))
+  fn_args.model_run_dir = str(tmp_path / "run")
+  run = task.train(fn_args)
+  export_dir = str(tmp_path / "model")
+  task.export_models(run.model, run.tft_output, run.catalog, run.config,
+                     run.encoder, run.fine_tuned, export_dir)
+  model = local_model.PushedModel(export_dir)
+  vocabulary = set(catalog_lib.item_vocabulary(run.tft_output))
+  new = [i for i in run.catalog.ids if i not in vocabulary][:2]
+  assert len(new) == 2  # first rated in the eval period
+  users = [dict(user_id="1", history=[item]) for item in
+           (new[0], new[1], "no-such-item", "another-unknown-id")]
+  scores = [r["scores"] for r in model.recommend_batch(users, k=20,
+                                                       explain=False)]
+  # Two new items with their own text: two different users.
+  assert not np.allclose(scores[0], scores[1])
+  # Ids the catalogue does not know have no text: the unknown-id row.
+  np.testing.assert_allclose(scores[2], scores[3], atol=1e-6)
+  towers = model.loaded.towers
+  assert hasattr(towers, "query_with_history_text")
+  # The Evaluator's path reads the same text: an eval example whose
+  # history is the first new item.
+  record = next(iter(tf.data.TFRecordDataset(tf.io.gfile.glob(os.path.join(
+      _latest(first_run, "MovieLensExampleGen", "examples"),
+      f"Split-{features.EVAL_SPLIT}", "*")), "GZIP")))
+  example = tf.train.Example.FromString(record.numpy())
+  history = example.features.feature[features.HISTORY].bytes_list.value
+  del history[:]
+  history.append(new[0].encode())
+  serialized = tf.constant([example.SerializeToString()])
+  ids = [i.decode() for i in model.loaded.catalog_ids.numpy()]
+  text = model.loaded.item_text_vectors.numpy()[[ids.index(new[0])]]
+  with_text = towers.score_examples_with_history_text(
+      serialized, tf.constant(text), tf.constant([True]))
+  plain = towers.score_examples(serialized)
+  assert not np.allclose(with_text[0], plain[0])
+  evaluated = model.loaded.evaluate(serialized)
+  np.testing.assert_allclose(evaluated[contract.EVAL_RATING], with_text[1],
+                             atol=1e-5)
+
+
 def test_validation_holds_the_newest_release_wave_out_of_its_fit_window(
     first_run):
   """validation.split on the pipeline's own examples: the newest release
@@ -882,9 +940,9 @@ def test_validation_holds_the_newest_release_wave_out_of_its_fit_window(
       os.path.join(examples, "Split-items", "*"))
   ids = [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
   years = catalog[features.YEAR].numpy().reshape(-1)
+  row_of = dict(zip(ids, range(len(ids))))
   train = validation.Interactions.read(tf.io.gfile.glob(
-      os.path.join(examples, "Split-train", "*")), dict(zip(ids, range(len(
-          ids)))))
+      os.path.join(examples, "Split-train", "*")), row_of)
   held = validation.split(train, years)
   before = train.timestamps < held.cut
   newest = years[train.items[before]].max()
@@ -902,7 +960,12 @@ def test_validation_holds_the_newest_release_wave_out_of_its_fit_window(
   # Unknown in every history, raw strings and rows alike.
   for part in (held.fit, held.held_out):
     raw = set(part.raw[features.HISTORY].values.numpy())
-    assert not raw & wave_ids and validation.UNKNOWN_ID in raw
+    assert not raw & wave_ids
+    hidden = {v for v in raw if v.startswith(validation.UNKNOWN_ID)}
+    # Unknown ids, each still naming its item's catalogue row (the served
+    # model would find a new item's text in its catalogue).
+    assert hidden and all(held.wave[validation.text_row(v, row_of)]
+                          for v in hidden)
     assert not any(in_wave(h).any() for h in part.histories)
   # A user who rated a wave item before the cut is not offered it again.
   rated = np.flatnonzero(before & in_wave(train.items))[0]

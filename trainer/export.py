@@ -127,7 +127,25 @@ class RecommenderModule(tf.Module):
             ids, tf.range(len(item_ids), dtype=tf.int64)), len(item_ids))
     self.rules = CatalogRules(self.rows, item_years, item_genres)
 
+  @property
+  def reads_history_text(self) -> bool:
+    """Whether new items inside histories are read from this catalogue's
+    text (towers exported with history_text; the text tower on)."""
+    return self.has_text and hasattr(self.towers, "query_with_history_text")
+
+  def _history_text(self, item_ids):
+    """[n] history ids -> their catalogue rows' frozen text [n, text_dim],
+    and whether the catalogue has the item [n]."""
+    rows = self.rows.lookup(item_ids)
+    return (tf.gather(self.item_text_vectors, rows),
+            rows < tf.shape(self.catalog_ids, out_type=tf.int64)[0])
+
   def _query(self, user_id, age, gender, occupation, history_item_ids):
+    if self.reads_history_text:
+      return self.towers.query_with_history_text(
+          user_id, age, gender, occupation, history_item_ids,
+          *self._history_text(tf.boolean_mask(history_item_ids,
+                                               history_item_ids != "")))
     return self.towers.query(user_id, age, gender, occupation,
                              history_item_ids)
 
@@ -423,11 +441,15 @@ class RecommenderModule(tf.Module):
     movie): in the top 100, in the top 10, and its NDCG@10 gain. Eval
     examples list every earlier item (features.RATED_BEFORE); examples
     without that list exclude their history only."""
-    query, rating = self.towers.score_examples(examples)
     spec = features.raw_feature_spec()
     parsed = tf.io.parse_example(examples, {
         key: spec[key] for key in (features.ITEM_ID, features.HISTORY,
                                    features.RATED_BEFORE)})
+    if self.reads_history_text:
+      query, rating = self.towers.score_examples_with_history_text(
+          examples, *self._history_text(parsed[features.HISTORY].values))
+    else:
+      query, rating = self.towers.score_examples(examples)
     seen = tf.sparse.to_dense(tf.sparse.concat(
         1, [parsed[features.HISTORY], parsed[features.RATED_BEFORE]],
         expand_nonconcat_dims=True), default_value="")

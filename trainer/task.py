@@ -270,7 +270,8 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
       scann_reordering=scann.reordering,
       scann_min_recall=config.scann_min_recall)
   stock = export.export_catalog(
-      serving_towers.Towers(model, tft_layer, encoder, item_text_encoder),
+      serving_towers.Towers(model, tft_layer, encoder, item_text_encoder,
+                            history_text=config.new_item_history_text),
       catalog.ids, catalog.titles, catalog.years, catalog.genres, vectors,
       catalog.text.get("item_text"),
       settings, serving_model_dir, scann=config.export_scann)
@@ -308,6 +309,7 @@ def train(fn_args: tfx.components.FnArgs) -> TrainedRun:
   base is handed over) and fit it."""
   config = TrainerConfig.from_custom_config(
       fn_args.custom_config).with_hyperparameters(fn_args.hyperparameters)
+  config.check()
   logging.info("Trainer config: %s", json.dumps(config.to_dict()))
   tf.keras.utils.set_random_seed(config.seed)
   if config.deterministic:

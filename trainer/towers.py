@@ -22,8 +22,11 @@ _xf = features.transformed_name
 TEXT_VECTOR = "item_text_vector"  # [B, text_dim] float: the item's own text
 TEXT_INDEX = "item_text_index"    # [B] int: table row of the item's text
 # [B, H, text_dim] float: the text of each history item, aligned with
-# Transform's history; read only where the item has no id row (new items).
+# Transform's history; read only where the item has no id row (new items)
+# and, if HISTORY_HAS_TEXT [B, H] bool is given, where that is True (an id
+# the catalogue does not know has no text either).
 HISTORY_TEXT_VECTORS = "history_text_vectors"
+HISTORY_HAS_TEXT = "history_has_text"
 
 
 def masked_mean(vectors: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -83,17 +86,22 @@ class ItemRepresentation(tf.keras.layers.Layer):
       return self.top(self.text_states, self.text_mask)
     return self.text_table
 
-  def call(self, ids, text_vectors=None, text_ids=None, with_text=True):
+  def call(self, ids, text_vectors=None, text_ids=None, with_text=True,
+           has_text=None):
     """ids: id-embedding rows; text from `text_vectors` if given, else from
-    the table at `text_ids` (default: `ids`); none without `with_text`."""
+    the table at `text_ids` (default: `ids`); none without `with_text`.
+    has_text (shaped like ids): where `text_vectors` holds a text at all."""
     x = self.id_embedding(ids)
     if self.use_text and with_text and self.text_for_new_items_only:
       # Only an item's own text (catalogue rows, new items) can stand in for
       # a missing id row; the vocabulary table has none for unknown ids.
       if text_vectors is None:
         return x
-      unknown = tf.equal(ids, self.oov_row)[..., tf.newaxis]
-      return tf.where(unknown, self.text_projection(text_vectors), x)
+      unknown = tf.equal(ids, self.oov_row)
+      if has_text is not None:
+        unknown &= has_text
+      return tf.where(unknown[..., tf.newaxis],
+                      self.text_projection(text_vectors), x)
     if self.use_text and with_text:
       if text_vectors is not None:
         text = self.text_projection(text_vectors)
@@ -214,7 +222,8 @@ class QueryTower(tf.keras.Model):
       mask = history >= 0
       vectors = self.items(tf.maximum(history, 0),
                            inputs.get(HISTORY_TEXT_VECTORS),
-                           with_text=self._config.text_in_history)
+                           with_text=self._config.text_in_history,
+                           has_text=inputs.get(HISTORY_HAS_TEXT))
       long_term = masked_mean(vectors, mask)
       n = self._config.history_length
       # The state after the newest item (history is newest last).

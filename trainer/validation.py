@@ -44,6 +44,11 @@ class Interactions:
   def __len__(self):
     return len(self.items)
 
+  @property
+  def row_of(self) -> Dict[str, int]:
+    """Item id -> catalogue row."""
+    return self._row_of
+
   @classmethod
   def read(cls, files, row_of: Dict[str, int]) -> "Interactions":
     parts = [tf.io.parse_example(b, features.raw_feature_spec())
@@ -84,8 +89,8 @@ class Interactions:
     hidden = {item.encode() for item, row in self._row_of.items()
               if rows[row]}
     history = self.raw[features.HISTORY]
-    values = history.values.numpy()
-    values = np.where([v in hidden for v in values], UNKNOWN_ID, values)
+    values = np.array([hidden_id(v) if v in hidden else v
+                       for v in history.values.numpy()], object)
     raw = {**self.raw, features.HISTORY: tf.SparseTensor(
         history.indices, tf.constant(values), history.dense_shape)}
     out = Interactions(raw, self._row_of)
@@ -108,8 +113,24 @@ class Interactions:
 
 
 # The id new items carry when a setting scores them as brand new: no
-# vocabulary holds it, so it maps to the OOV row.
+# vocabulary holds it, so it maps to the OOV row. Inside histories it is
+# followed by the item's own id (hidden_id): the served model would still
+# find a new item's text in its catalogue.
 UNKNOWN_ID = b"<new since training>"
+
+
+def hidden_id(item_id: bytes) -> bytes:
+  """`item_id` as with_items_new hides it in histories: unknown to every
+  vocabulary, its catalogue row still recoverable (text_row)."""
+  return UNKNOWN_ID + b":" + item_id
+
+
+def text_row(item_id: bytes, row_of: Dict[str, int]) -> int:
+  """The catalogue row whose text a history id stands for (hidden ids
+  included), or -1."""
+  if item_id.startswith(UNKNOWN_ID + b":"):
+    item_id = item_id[len(UNKNOWN_ID) + 1:]
+  return row_of.get(item_id.decode(), -1)
 
 
 def validation_cut(train: Interactions) -> int:

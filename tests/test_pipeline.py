@@ -896,7 +896,8 @@ def test_new_items_in_histories_are_read_from_their_text_when_asked(
                      run.encoder, run.fine_tuned, export_dir)
   model = local_model.PushedModel(export_dir)
   vocabulary = set(catalog_lib.item_vocabulary(run.tft_output))
-  new = [i for i in run.catalog.ids if i not in vocabulary][:2]
+  new = [i.decode() for i in run.catalog.ids
+         if i.decode() not in vocabulary][:2]
   assert len(new) == 2  # first rated in the eval period
   users = [dict(user_id="1", history=[item]) for item in
            (new[0], new[1], "no-such-item", "another-unknown-id")]

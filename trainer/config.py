@@ -171,11 +171,12 @@ class TrainerConfig:
   # Read an item in a user's history that has no id row (new since
   # training) from its catalogue text, where the candidate side already
   # places it, instead of the one unknown-id row every new item shares.
-  # Serving only: training histories hold no such item. bench-seeds (5
-  # seeds, eval period, 2026-12-03, its full_history_text row): ahead of
-  # no_text on recall@50, recall@100 and both cold columns in 5 of 5
-  # seeds, 0.0002 behind on recall@10 and NDCG@10. Off until chosen on the
-  # validation window like every other setting.
+  # Serving only: training histories hold no such item. Off, as the
+  # validation window chose (bench-quality's choose_serving, seeds 1-3,
+  # 2026-12-03): recall@10 -0.0012 / -0.0020 / -0.0011 with it, new items'
+  # recall@100 up. On the eval period (bench-seeds' full_history_text row,
+  # 5 seeds) it was ahead of no_text on recall@50, recall@100 and both
+  # cold columns in every seed, 0.0002 behind on recall@10.
   new_item_history_text: bool = False
   # tf.distribute strategy: default, mirrored, multi_worker_mirrored.
   distribution: str = "default"

@@ -268,7 +268,7 @@ def run_ours(bench, params, train, queries, seen):
                 if config.use_text else None)
   query, ratings = user_queries(
       model, tft_layer, queries, bench.text_vectors,
-      config.new_item_history_text and reads_history_text(config))
+      config.new_item_history_text and config.can_read_history_text())
   rmse = float(np.sqrt(np.mean((ratings - queries.ratings) ** 2)))
   return {"scores": query @ candidates.T, "rmse": rmse, "model": model,
           "query": query, "candidates": candidates, "placements": placements,
@@ -318,12 +318,6 @@ def choose_new_item_serving(result: Dict, held_out, seen, log: List[Dict],
   return dict(chosen, history_text=history_text)
 
 
-def reads_history_text(config: TrainerConfig) -> bool:
-  """Whether new_item_history_text can apply to `config`'s model."""
-  return (config.use_text and config.item_text_for == "new_items" and
-          not config.text_finetune_layers)
-
-
 def choose_serving(bench, result: Dict, config: TrainerConfig, held_out,
                    seen, log: List[Dict]) -> Dict:
   """How a config of ours serves what its training never saw, chosen on
@@ -332,7 +326,7 @@ def choose_serving(bench, result: Dict, config: TrainerConfig, held_out,
   where it wins on SELECT_BY (a tie keeps the simpler model)."""
   tft_layer = bench.tft_output.transform_features_layer()
   best = None
-  for history_text in ((False, True) if reads_history_text(config)
+  for history_text in ((False, True) if config.can_read_history_text()
                        else (False,)):
     query, _ = user_queries(result["model"], tft_layer, held_out,
                             bench.text_vectors, history_text)

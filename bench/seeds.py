@@ -181,7 +181,7 @@ def main(argv=None) -> int:
         compared(full, args.compare)):
       result = train(setup, config, seed)
       scored = [(name, result["scores"])]
-      if name == "full" and quality.reads_history_text(config):
+      if name == "full" and config.can_read_history_text():
         scored.append(rescored(setup, config, result))
       for scored_name, scores in scored:
         row = {"name": scored_name, "seed": seed, **measure(setup, scores)}

@@ -68,3 +68,13 @@ def test_history_text_stands_in_only_for_items_without_an_id_row():
   # Only the first user's history holds the new item.
   assert not np.allclose(with_text[0], plain[0])
   np.testing.assert_allclose(with_text[1:], plain[1:], atol=1e-6)
+
+
+def test_history_text_is_refused_where_it_cannot_apply():
+  """Checked before training, not after it at export."""
+  TrainerConfig(new_item_history_text=True).check()
+  for change in (dict(use_text=False), dict(item_text_for="every_item"),
+                 dict(text_finetune_layers=1)):
+    with pytest.raises(ValueError, match="new_item_history_text"):
+      TrainerConfig(new_item_history_text=True, **change).check()
+    TrainerConfig(**change).check()  # off, nothing to refuse

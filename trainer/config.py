@@ -200,11 +200,15 @@ class TrainerConfig:
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in (custom_config or {}).items() if k in names})
 
+  def can_read_history_text(self) -> bool:
+    """Whether new_item_history_text can apply to this model: text places
+    new items (item_text_for "new_items") from the frozen encoder."""
+    return (self.use_text and self.item_text_for == "new_items" and
+            not self.text_finetune_layers)
+
   def check(self) -> None:
     """Refuses combinations that would train and then fail to export."""
-    if self.new_item_history_text and not (
-        self.use_text and self.item_text_for == "new_items" and
-        not self.text_finetune_layers):
+    if self.new_item_history_text and not self.can_read_history_text():
       raise ValueError(
           "new_item_history_text reads the frozen text of new items: it "
           "needs use_text, item_text_for='new_items' and no "

@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -297,6 +297,21 @@ def user_queries(model, tft_layer, queries: validation.Interactions,
   return np.concatenate(query), np.concatenate(ratings)
 
 
+def history_text_other_way(bench: Bench, config: TrainerConfig,
+                           result: Dict, queries: validation.Interactions
+                           ) -> Tuple[str, np.ndarray]:
+  """The row name and scores on `queries` of run_ours' `result` (trained
+  with `config`), its history items without an id row served the other way
+  (new_item_history_text flipped: the same weights, only those queries
+  change)."""
+  flag = not config.new_item_history_text
+  query, _ = user_queries(result["model"],
+                          bench.tft_output.transform_features_layer(),
+                          queries, bench.text_vectors, flag)
+  return (("full_history_text" if flag else "full_without_history_text"),
+          query @ result["candidates"].T)
+
+
 def choose_new_item_serving(result: Dict, held_out, seen, log: List[Dict],
                             history_text: bool = False) -> Dict:
   """The new-item text share and scale for a config of ours, from its
@@ -507,21 +522,20 @@ def main(argv=None) -> int:
   chosen = next(r for r in rows if r["name"] == "full")["params"]["config"]
   full_model = results["full"]["model"]
   other = [e for e in HISTORY_ENCODERS if e != chosen["history_encoder"]][0]
+  # The full model of the chosen config, its new items inside histories
+  # served the other way (the same weights; only those queries change).
+  full_config = TrainerConfig(**chosen)
+  name, scores = history_text_other_way(bench, full_config, results["full"],
+                                        test)
+  rescored = dict(results["full"], scores=scores)
+  other_way = {"config": dataclasses.replace(
+      full_config,
+      new_item_history_text=not full_config.new_item_history_text)}
+  record(name, rescored, other_way)
+  record(name + "_cold_start", rescored, other_way, mask=cold)
   # full_text_every_item: the earlier design, every item its id row plus
   # its projected text, trained jointly (history items by id only, as
   # validation chose for it).
-  # The full model of the chosen config, its new items inside histories
-  # served the other way (the same weights; only those queries change).
-  flag = chosen["new_item_history_text"]
-  name = "full_without_history_text" if flag else "full_history_text"
-  query, _ = user_queries(full_model, tft_output.transform_features_layer(),
-                          test, bench.text_vectors, not flag)
-  rescored = dict(results["full"],
-                  scores=query @ results["full"]["candidates"].T)
-  other_way = {"config": dataclasses.replace(
-      TrainerConfig(**chosen), new_item_history_text=not flag)}
-  record(name, rescored, other_way)
-  record(name + "_cold_start", rescored, other_way, mask=cold)
   for name, change in (("no_text", {"use_text": False,
                                     "new_item_history_text": False}),
                        ("no_history", {"use_history": False}),

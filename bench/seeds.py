@@ -81,19 +81,6 @@ def measure(setup: quality.Setup, scores: np.ndarray) -> Dict:
           **{f"cold_{c}": cold[c] for c in COLD_COLUMNS}}
 
 
-def rescored(setup: quality.Setup, config: TrainerConfig, result: Dict
-             ) -> Tuple[str, np.ndarray]:
-  """The name and eval scores of run_ours' `result` for `config`, its
-  history items without an id row served the other way (see the module
-  docstring)."""
-  flag = not config.new_item_history_text
-  query, _ = quality.user_queries(
-      result["model"], setup.bench.tft_output.transform_features_layer(),
-      setup.test, setup.bench.text_vectors, history_text=flag)
-  return (("full_history_text" if flag else "full_without_history_text"),
-          query @ result["candidates"].T)
-
-
 def summarise(runs: List[Dict]) -> Dict:
   """Per model and column: mean and sample sd over seeds; per model other
   than no_text and column, the paired differences model - no_text."""
@@ -182,7 +169,8 @@ def main(argv=None) -> int:
       result = train(setup, config, seed)
       scored = [(name, result["scores"])]
       if name == "full" and config.can_read_history_text():
-        scored.append(rescored(setup, config, result))
+        scored.append(quality.history_text_other_way(
+            setup.bench, config, result, setup.test))
       for scored_name, scores in scored:
         row = {"name": scored_name, "seed": seed, **measure(setup, scores)}
         runs.append(row)

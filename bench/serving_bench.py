@@ -132,8 +132,7 @@ def bench_retrieval(real: np.ndarray, sizes, queries_n: int, repeats: int):
       qps = len(queries) / (time.perf_counter() - start)
       if found.dtype.kind not in "iu":  # TF returns identifiers as bytes
         found = np.vectorize(int)(found)
-      recall = float(np.mean([len(set(f) & set(t)) / k
-                              for f, t in zip(found, truth)]))
+      recall = index.recall_at_k(found, truth, k)
       row = dict(method=name, candidates=n, p50_ms=round(p50, 3),
                  p99_ms=round(p99, 3), qps=round(qps, 1),
                  **{"recall@100": round(recall, 4)},

@@ -117,18 +117,21 @@ class IndexSettings:
       return cls(**json.loads(f.read()))
 
 
+def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
+  """Mean share of each row's exact top k (truth [Q, >= k]) that the
+  approximate top k (found [Q, >= k]) holds, order aside."""
+  return float(np.mean([len(set(f[:k]) & set(t[:k])) / k
+                        for f, t in zip(found, truth)]))
+
+
 def scann_recall(scann: tfrs.layers.factorized_top_k.ScaNN,
                  queries: np.ndarray, truth_ids: np.ndarray) -> dict:
   """Share of exact search's top k (truth_ids [Q, >= 100]) that `scann`
   returns in its own top k, for k in RECALL_CHECK_KS (capped at its depth)."""
   found = scann(tf.constant(queries))[1].numpy()
-  recall = {}
-  for k in RECALL_CHECK_KS:
-    k_ = min(k, found.shape[1], truth_ids.shape[1])
-    recall[f"recall@{k}"] = round(float(np.mean([
-        len(set(f[:k_]) & set(t[:k_])) / k_
-        for f, t in zip(found, truth_ids)])), 4)
-  return recall
+  return {f"recall@{k}": round(recall_at_k(
+      found, truth_ids, min(k, found.shape[1], truth_ids.shape[1])), 4)
+          for k in RECALL_CHECK_KS}
 
 
 def checked_scann(item_vectors: np.ndarray, item_ids: np.ndarray,
@@ -154,8 +157,7 @@ def checked_scann(item_vectors: np.ndarray, item_ids: np.ndarray,
   truth = np.vectorize(lambda v: v.encode() if isinstance(v, str) else v,
                        otypes=[object])(truth)
   leaves = min(settings.scann_num_leaves, n)
-  start = dataclasses.replace(settings, scann_num_leaves=leaves)
-  current = start
+  current = dataclasses.replace(settings, scann_num_leaves=leaves)
   while True:
     scann = make_index("scann", item_vectors, item_ids, settings.max_k,
                        settings.exclude_margin, leaves,

@@ -46,12 +46,13 @@ KEYS = COLUMNS + tuple(f"cold_{c}" for c in COLD_COLUMNS)
 PATH = os.path.join(quality.RESULTS, "quality_seeds.json")
 
 
-def chosen_config() -> TrainerConfig:
-  """bench-quality's full model, new-item share and scale included."""
+def chosen_config(name: str = "full") -> TrainerConfig:
+  """bench-quality's config of row `name` (full: new-item share and scale
+  included; no_text: its own history_id_dropout)."""
   with open(os.path.join(quality.RESULTS, "quality.json")) as f:
     rows = json.load(f)
-  full = next(r for r in rows if r["name"] == "full")
-  return TrainerConfig(**full["params"]["config"])
+  row = next(r for r in rows if r["name"] == name)
+  return TrainerConfig(**row["params"]["config"])
 
 
 def compared(full: TrainerConfig, changes: List[str]
@@ -163,8 +164,7 @@ def main(argv=None) -> int:
   for seed in range(1, args.seeds + 1):
     for name, config in (
         ("full", full),
-        ("no_text", dataclasses.replace(full, use_text=False,
-                                        new_item_history_text=False)),
+        ("no_text", chosen_config("no_text")),
         compared(full, args.compare)):
       result = train(setup, config, seed)
       scored = [(name, result["scores"])]

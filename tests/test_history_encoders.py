@@ -78,3 +78,57 @@ def test_history_text_is_refused_where_it_cannot_apply():
     with pytest.raises(ValueError, match="new_item_history_text"):
       TrainerConfig(new_item_history_text=True, **change).check()
     TrainerConfig(**change).check()  # off, nothing to refuse
+
+
+def _text_model(**config):
+  tf.keras.utils.set_random_seed(0)
+  return RecommenderModel(
+      TrainerConfig(history_length=2, embedding_dim=8, hidden_units=8,
+                    **config),
+      num_users=2, num_occupations=2,
+      item_probability=np.array([0.5, 0.4, 0.1], np.float32),
+      text_table=np.random.default_rng(0).normal(size=(3, 5)).astype(
+          np.float32))
+
+
+def test_history_id_dropout_reads_hidden_items_from_their_text():
+  """config.history_id_dropout, training only: a hidden history item is
+  the unknown-id row, read from its own text as a new item in a served
+  history would be with HISTORY_TEXT_VECTORS; padding stays padding; the
+  text map gets no gradient through it (only its regression moves it)."""
+  model = _text_model(history_id_dropout=1.0)  # hide every item
+  batch = toy_batch()
+  key = features.transformed_name(features.HISTORY)
+  dropped = model._drop_history_ids(batch)
+  history = batch[key].numpy()
+  np.testing.assert_array_equal(dropped[key].numpy(),
+                                np.where(history >= 0, 2, -1))
+  texts = model.items.text_table.numpy()[np.maximum(history, 0)]
+  served = model.query_tower({**batch, key: dropped[key],
+                              towers.HISTORY_TEXT_VECTORS: texts})
+  with tf.GradientTape() as tape:
+    trained = model.query_tower(dropped)
+    total = tf.reduce_sum(trained)
+  np.testing.assert_allclose(trained.numpy(), served.numpy(), atol=1e-6)
+  assert not np.allclose(trained.numpy()[2], model.query_tower(
+      {**batch, key: dropped[key]}).numpy()[2])  # not the bare unknown row
+  assert tape.gradient(total, model.items.text_projection.kernel) is None
+
+
+def test_history_id_dropout_hides_its_share_and_only_in_training():
+  model = _text_model(history_id_dropout=0.3)
+  key = features.transformed_name(features.HISTORY)
+  many = {key: tf.zeros([2000, 10], tf.int64)}
+  hidden = np.mean(model._drop_history_ids(many)[key].numpy() == 2)
+  assert 0.27 < hidden < 0.33
+  batch = toy_batch()
+  # Out of training the history is read as given.
+  np.testing.assert_allclose(model(batch)[0].numpy(),
+                             model.query_tower(model.with_text(batch)).numpy(),
+                             atol=1e-6)
+  # Without text a hidden item is the unknown-id row alone.
+  no_text = RecommenderModel(
+      TrainerConfig(history_length=2, use_text=False, history_id_dropout=1.0),
+      num_users=2, num_occupations=2,
+      item_probability=np.array([0.5, 0.4, 0.1], np.float32))
+  assert towers.HISTORY_TEXT_ROWS not in no_text._drop_history_ids(batch)

@@ -1013,6 +1013,10 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
   # Chosen for the trial's model after training, on the same window.
   assert tuned.new_item_score_scale in validation.NEW_ITEM_SCALES
   assert tuned.new_item_text_share in validation.NEW_ITEM_SHARES
+  # and whether new items inside histories are read from their text; the
+  # Trainer accepts whichever it is.
+  assert isinstance(hyperparameters["values"]["new_item_history_text"], bool)
+  tuned.check()
   with pytest.raises(ValueError, match="not TrainerConfig fields"):
     first_run.trainer.with_hyperparameters({"values": {"no_such_knob": 1}})
 

@@ -104,6 +104,29 @@ class RecommenderModel(tfrs.models.Model):
         hide, tf.cast(self.oov_item, ids.dtype), ids)
     return out
 
+  def _drop_history_ids(self, inputs: Dict[str, tf.Tensor]
+                        ) -> Dict[str, tf.Tensor]:
+    """Hides a random share of history items behind the unknown id in
+    training (config.history_id_dropout).
+
+    A model that places items without an id row by their text
+    (config.can_read_history_text) reads each hidden item from its text
+    through the text map, a noisy copy of its id row: the history encoder
+    learns to read such vectors (new items in served histories, with
+    new_item_history_text) and not to lean on any one item's exact row.
+    Without text, a hidden item is the unknown-id row.
+    """
+    key = _xf(features.HISTORY)
+    history = inputs[key]
+    hide = ((tf.random.uniform(tf.shape(history)) <
+             self.config.history_id_dropout) & (history >= 0))
+    out = dict(inputs)
+    out[key] = tf.where(hide, tf.cast(self.oov_item, history.dtype), history)
+    if self.config.can_read_history_text():
+      out[towers.HISTORY_TEXT_ROWS] = tf.maximum(history, 0)
+      out[towers.HISTORY_HAS_TEXT] = hide
+    return out
+
   def build_variables(self, batch: Dict[str, tf.Tensor]) -> None:
     """Creates every variable a training step uses. A forward call is not
     enough: only the loss reads the search tower and the text map, and
@@ -112,7 +135,9 @@ class RecommenderModel(tfrs.models.Model):
 
   def call(self, inputs: Dict[str, tf.Tensor], training=False):
     inputs = self.with_text(inputs)
-    query = self.query_tower(inputs)
+    query = self.query_tower(
+        self._drop_history_ids(inputs)
+        if training and self.config.history_id_dropout else inputs)
     candidate = self.candidate_tower(
         self._drop_item_ids(inputs) if training else inputs,
         training=training)

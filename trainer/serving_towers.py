@@ -30,6 +30,9 @@ def with_history_text(transformed: Dict[str, tf.Tensor],
   newest items, right-aligned): `text_values` [n, text_dim] and `has_text`
   [n] belong to the n values of the compact `history`, in order."""
   width = transformed[features.transformed_name(features.HISTORY)].shape[1]
+  if width is None:  # our Transform writes a FixedLenFeature (history_width)
+    raise ValueError("with_history_text needs Transform's history as a "
+                     "fixed-width [batch, width] feature")
   count = tf.shape(history.values, out_type=tf.int64)[0]
   positions = preprocessing.recent_history(
       tf.SparseTensor(history.indices, tf.range(count), history.dense_shape),

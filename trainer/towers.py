@@ -27,6 +27,9 @@ TEXT_INDEX = "item_text_index"    # [B] int: table row of the item's text
 # the catalogue does not know has no text either).
 HISTORY_TEXT_VECTORS = "history_text_vectors"
 HISTORY_HAS_TEXT = "history_has_text"
+# In training only, instead of HISTORY_TEXT_VECTORS: each history position's
+# row of the catalogue text table.
+HISTORY_TEXT_ROWS = "history_text_rows"
 
 
 def masked_mean(vectors: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -95,13 +98,19 @@ class ItemRepresentation(tf.keras.layers.Layer):
     if self.use_text and with_text and self.text_for_new_items_only:
       # Only an item's own text (catalogue rows, new items) can stand in for
       # a missing id row; the vocabulary table has none for unknown ids.
-      if text_vectors is None:
+      if text_vectors is not None:
+        mapped = self.text_projection(text_vectors)
+      elif text_ids is not None and has_text is not None:
+        # Training's hidden history items (history_id_dropout): their own
+        # text through the map, which only its regression moves.
+        mapped = tf.gather(tf.stop_gradient(
+            self.text_projection(self.text_vectors())), text_ids)
+      else:
         return x
       unknown = tf.equal(ids, self.oov_row)
       if has_text is not None:
         unknown &= has_text
-      return tf.where(unknown[..., tf.newaxis],
-                      self.text_projection(text_vectors), x)
+      return tf.where(unknown[..., tf.newaxis], mapped, x)
     if self.use_text and with_text:
       if text_vectors is not None:
         text = self.text_projection(text_vectors)
@@ -222,6 +231,7 @@ class QueryTower(tf.keras.Model):
       mask = history >= 0
       vectors = self.items(tf.maximum(history, 0),
                            inputs.get(HISTORY_TEXT_VECTORS),
+                           inputs.get(HISTORY_TEXT_ROWS),
                            with_text=self._config.text_in_history,
                            has_text=inputs.get(HISTORY_HAS_TEXT))
       long_term = masked_mean(vectors, mask)

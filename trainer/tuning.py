@@ -33,16 +33,19 @@ OBJECTIVE = "val_recall_at_10"
 # Chosen for each trial's model after training: TrainerConfig field ->
 # validation.choose_new_item_serving's key.
 NEW_ITEM_SERVING = {"new_item_text_share": "share",
-                    "new_item_score_scale": "scale"}
+                    "new_item_score_scale": "scale",
+                    "new_item_history_text": "history_text"}
 
 
 def search_space(max_history: int) -> kt.HyperParameters:
   """Embedding size, temperature, learning rate, history length and encoder,
-  the rating loss's weight against retrieval's, and how much of the logQ
-  correction to apply. (How text enters items is not searched: text on
-  every item lost to text for new items only in bench-quality and over
-  five seeds in bench-seeds. The new-item share and scale are chosen for
-  each trial's model after training.)"""
+  the rating loss's weight against retrieval's, how much of the logQ
+  correction to apply, and the share of history items hidden in training.
+  (How text enters items is not searched: text on every item lost to text
+  for new items only in bench-quality and over five seeds in bench-seeds.
+  The new-item share and scale, and whether new items inside histories are
+  read from their text, are chosen for each trial's model after
+  training.)"""
   default = TrainerConfig()  # each knob starts where the Trainer's does
   hp = kt.HyperParameters()
   hp.Choice("embedding_dim", [32, 64, 128], default=default.embedding_dim)
@@ -57,6 +60,8 @@ def search_space(max_history: int) -> kt.HyperParameters:
   hp.Choice("ranking_weight", [0.1, 0.5, 1.0], default=default.ranking_weight)
   hp.Choice("sampling_correction", [0.75, 1.0, 1.25],
             default=default.sampling_correction)
+  hp.Choice("history_id_dropout", [0.0, 0.1, 0.2],
+            default=default.history_id_dropout)
   return hp
 
 
@@ -87,21 +92,17 @@ class ValidationWindowTuner(kt.RandomSearch):
     # Items nobody rated in the fit window are scored as new items, as
     # the served model would score them (validation.new_item_rows).
     new_rows = validation.new_item_rows(self._fit, len(self._catalog))
-    queries = np.concatenate([
-        model.query_tower(model.with_text(tft_layer(b))).numpy()
-        for b in self._held_out.raw_batches()])
     if config.use_text:
-      # How new items are served is chosen after training, for this
-      # trial's model, and saved with its hyperparameters for the Trainer.
-      metrics, _ = validation.choose_new_item_serving(
-          queries, validation.new_item_placements(
-              model, tft_layer, self._catalog.raw, new_rows, text),
-          new_rows, self._held_out, self._seen)
+      metrics = self._choose_new_item_serving(config, model, tft_layer,
+                                              new_rows, text)
+      # Saved with this trial's hyperparameters for the Trainer.
       hyperparameters = trial.hyperparameters
       for name, key in NEW_ITEM_SERVING.items():
         hyperparameters.Fixed(name, metrics[key])
         hyperparameters.values[name] = metrics[key]  # Fixed keeps the first
     else:
+      queries, _ = validation.user_queries(model, tft_layer, self._held_out,
+                                           text, history_text=False)
       catalog = validation.ids_unknown(self._catalog.raw, new_rows)
       candidates = task.candidate_vectors(model, tft_layer, catalog, text)[:-1]
       metrics = validation.evaluate(queries @ candidates.T, self._held_out,
@@ -112,6 +113,31 @@ class ValidationWindowTuner(kt.RandomSearch):
     return {OBJECTIVE: metrics["recall@10"],
             "val_recall_at_100": metrics["recall@100"],
             "val_ndcg_at_10": metrics["ndcg@10"]}
+
+  def _choose_new_item_serving(self, config: TrainerConfig, model,
+                               tft_layer, new_rows: np.ndarray,
+                               text: np.ndarray) -> Dict:
+    """How this trial's model serves items new to it, chosen on the
+    validation window as bench-quality chooses it (bench/quality.py's
+    choose_serving): the new-item share and scale, for queries with and
+    without new items inside histories read from their text; history text
+    only where it wins (a tie keeps the plainer model)."""
+    placements = validation.new_item_placements(
+        model, tft_layer, self._catalog.raw, new_rows, text)
+    best = None
+    for history_text in ((False, True) if config.can_read_history_text()
+                         else (False,)):
+      queries, _ = validation.user_queries(model, tft_layer, self._held_out,
+                                           text, history_text)
+      metrics, _ = validation.choose_new_item_serving(
+          queries, placements, new_rows, self._held_out, self._seen)
+      logging.info("  new items in histories %s: share %s, scale %s, "
+                   "validation recall@10 %.4f",
+                   "from text" if history_text else "as the unknown id",
+                   metrics["share"], metrics["scale"], metrics["recall@10"])
+      if best is None or metrics["recall@10"] > best["recall@10"]:
+        best = dict(metrics, history_text=history_text)
+    return best
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:

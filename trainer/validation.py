@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from trainer import features
+from trainer import serving_towers
 from trainer import towers
 
 KS = (10, 50, 100)
@@ -131,6 +132,28 @@ def text_row(item_id: bytes, row_of: Dict[str, int]) -> int:
   if item_id.startswith(UNKNOWN_ID + b":"):
     item_id = item_id[len(UNKNOWN_ID) + 1:]
   return row_of.get(item_id.decode(), -1)
+
+
+def user_queries(model, tft_layer, queries: Interactions,
+                 text_vectors: np.ndarray, history_text: bool):
+  """[n, d] query vectors and [n] predicted ratings for `queries`; with
+  `history_text`, each history item without an id row read from its
+  catalogue text, as the exported model does with
+  TrainerConfig.new_item_history_text (the same with_history_text)."""
+  query, ratings = [], []
+  for batch in queries.raw_batches():
+    inputs = tft_layer(batch)
+    if history_text:
+      history = batch[features.HISTORY]
+      rows = np.array([text_row(v, queries.row_of)
+                       for v in history.values.numpy()], np.int64)
+      inputs = serving_towers.with_history_text(
+          inputs, history, tf.constant(text_vectors[np.maximum(rows, 0)]),
+          tf.constant(rows >= 0))
+    q, _, r = model(model.with_text(inputs))
+    query.append(q.numpy())
+    ratings.append(r.numpy())
+  return np.concatenate(query), np.concatenate(ratings)
 
 
 def validation_cut(train: Interactions) -> int:

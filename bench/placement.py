@@ -1,14 +1,18 @@
 """`make bench-placement`: where the full model's cold-start lead over its
 no-text ablation comes from.
 
-The full model and no_text rank every item with an id row alike; they
-differ only in where an item without one (new since training) goes. The
-full model puts it at a mix of where its text puts it and the unknown-id
-row's vector (TrainerConfig.new_item_text_share), times
-new_item_score_scale; no_text at the unknown-id row alone (share 0), scale
-1. This trains bench-quality's full config once on the fit window (scored
-on the validation window) and once on the training period (scored on
-eval), and scores every placement from that one model:
+Where an item without an id row (new since training) goes is one of two
+things text changes (the other: history_id_dropout reads hidden history
+items from their text in training, so the two models no longer rank warm
+items alike). This bench isolates placement: every placement is scored
+from one trained model, share 0 at scale 1 standing for no_text's way of
+placing new items. The full model puts a new item at a mix of where its
+text puts it and the unknown-id row's vector
+(TrainerConfig.new_item_text_share), times new_item_score_scale; no_text
+at the unknown-id row alone (share 0), scale 1. This trains
+bench-quality's full config once on the fit window (scored on the
+validation window) and once on the training period (scored on eval), and
+scores every placement from that one model:
   boosted: each share at scales from 1 (chosen on validation) up to 1.3;
     share 0 above scale 1 is no_text's own placement, boosted.
   slots: new items keep the positions no_text gives them and the text mix

@@ -172,7 +172,8 @@ def main(argv=None) -> int:
         scored.append(quality.history_text_other_way(
             setup.bench, config, result, setup.test))
       for scored_name, scores in scored:
-        row = {"name": scored_name, "seed": seed, **measure(setup, scores)}
+        row = {"name": scored_name, "seed": seed, **measure(setup, scores),
+               "examples_per_second": result["examples_per_second"]}
         runs.append(row)
         print(f"seed {seed} {scored_name:<8} " + "  ".join(
             f"{k} {v:.4f}" for k, v in row.items()

@@ -286,50 +286,34 @@ def history_text_other_way(bench: Bench, config: TrainerConfig,
   (new_item_history_text flipped: the same weights, only those queries
   change)."""
   flag = not config.new_item_history_text
-  query, _ = validation.user_queries(result["model"],
-                          bench.tft_output.transform_features_layer(),
-                          queries, bench.text_vectors, flag)
+  query, _ = validation.user_queries(
+      result["model"], bench.tft_output.transform_features_layer(), queries,
+      bench.text_vectors, flag)
   return (("full_history_text" if flag else "full_without_history_text"),
           query @ result["candidates"].T)
-
-
-def choose_new_item_serving(result: Dict, held_out, seen, log: List[Dict],
-                            history_text: bool = False) -> Dict:
-  """The new-item text share and scale for a config of ours, from its
-  validation run (trainer/validation.py), with the validation metrics;
-  `history_text`: result["query"] read new items in histories from text."""
-  chosen, table = validation.choose_new_item_serving(
-      result["query"], result["placements"], result["new_rows"], held_out,
-      seen, SELECT_BY)
-  for row in table:
-    log.append({"family": "new_item_serving", "history_text": history_text,
-                **row})
-    print(f"  validation new items (history text {history_text}): share "
-          f"{row['share']}, scale {row['scale']}: {SELECT_BY} "
-          f"{row[SELECT_BY]:.4f}, new items' recall@100 "
-          f"{row['new_item_recall@100']:.4f} "
-          f"({row['new_item_interactions']} interactions)", flush=True)
-  print(f"  chosen: share {chosen['share']}, scale {chosen['scale']}",
-        flush=True)
-  return dict(chosen, history_text=history_text)
 
 
 def choose_serving(bench, result: Dict, config: TrainerConfig, held_out,
                    seen, log: List[Dict]) -> Dict:
   """How a config of ours serves what its training never saw, chosen on
-  its validation run: new items' share and scale, for queries with and
-  without new items inside histories read from their text; the text only
-  where it wins on SELECT_BY (a tie keeps the simpler model)."""
-  tft_layer = bench.tft_output.transform_features_layer()
-  best = None
-  for history_text in ((False, True) if config.can_read_history_text()
-                       else (False,)):
-    query, _ = validation.user_queries(result["model"], tft_layer, held_out,
-                            bench.text_vectors, history_text)
-    metrics = choose_new_item_serving(dict(result, query=query), held_out,
-                                      seen, log, history_text)
-    if best is None or metrics[SELECT_BY] > best[SELECT_BY]:
-      best = metrics
+  its validation run (validation.choose_serving: new items' share and
+  scale, and history text), each option's share-and-scale table logged."""
+  best, tried = validation.choose_serving(
+      result["model"], bench.tft_output.transform_features_layer(), held_out,
+      seen, bench.text_vectors, result["placements"], result["new_rows"],
+      SELECT_BY, config.can_read_history_text())
+  for chosen, table in tried:
+    history_text = chosen["history_text"]
+    for row in table:
+      log.append({"family": "new_item_serving", "history_text": history_text,
+                  **row})
+      print(f"  validation new items (history text {history_text}): share "
+            f"{row['share']}, scale {row['scale']}: {SELECT_BY} "
+            f"{row[SELECT_BY]:.4f}, new items' recall@100 "
+            f"{row['new_item_recall@100']:.4f} "
+            f"({row['new_item_interactions']} interactions)", flush=True)
+    print(f"  chosen: share {chosen['share']}, scale {chosen['scale']}",
+          flush=True)
   print(f"  chosen: history text {best['history_text']}", flush=True)
   return best
 

@@ -118,27 +118,20 @@ class ValidationWindowTuner(kt.RandomSearch):
                                tft_layer, new_rows: np.ndarray,
                                text: np.ndarray) -> Dict:
     """How this trial's model serves items new to it, chosen on the
-    validation window as bench-quality chooses it (bench/quality.py's
-    choose_serving): the new-item share and scale, for queries with and
-    without new items inside histories read from their text; history text
-    only where it wins (a tie keeps the plainer model)."""
-    placements = validation.new_item_placements(
-        model, tft_layer, self._catalog.raw, new_rows, text)
-    best = None
-    for history_text in ((False, True) if config.can_read_history_text()
-                         else (False,)):
-      queries, _ = validation.user_queries(model, tft_layer, self._held_out,
-                                           text, history_text)
-      metrics, _ = validation.choose_new_item_serving(
-          queries, placements, new_rows, self._held_out, self._seen)
+    validation window as bench-quality chooses it
+    (validation.choose_serving: share, scale and history text)."""
+    best, tried = validation.choose_serving(
+        model, tft_layer, self._held_out, self._seen, text,
+        validation.new_item_placements(model, tft_layer, self._catalog.raw,
+                                       new_rows, text),
+        new_rows, try_history_text=config.can_read_history_text())
+    for chosen, _ in tried:
       logging.info("  new items in histories %s: share %s, scale %s, "
                    "validation recall@10 %.4f",
-                   "from text" if history_text else "as the unknown id",
-                   metrics["share"], metrics["scale"], metrics["recall@10"])
-      if best is None or metrics["recall@10"] > best["recall@10"]:
-        best = dict(metrics, history_text=history_text)
+                   "from text" if chosen["history_text"]
+                   else "as the unknown id",
+                   chosen["share"], chosen["scale"], chosen["recall@10"])
     return best
-
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   """Splits the training period into fit and validation windows and returns

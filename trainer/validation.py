@@ -385,6 +385,32 @@ def choose_new_item_serving(queries: np.ndarray,
   return pick_new_item_serving(table, select_by), table
 
 
+def choose_serving(model, tft_layer, held_out: Interactions,
+                   seen: sp.csr_matrix, text_vectors: np.ndarray,
+                   placements: Dict[float, np.ndarray], new_rows: np.ndarray,
+                   select_by: str = "recall@10",
+                   try_history_text: bool = False
+                   ) -> Tuple[Dict, List[Tuple[Dict, List[Dict]]]]:
+  """How a model trained on the fit window serves what it never saw, as
+  bench-quality and the Tuner choose it: choose_new_item_serving's share
+  and scale, for queries without and (`try_history_text`: the config can
+  read them, TrainerConfig.can_read_history_text) with new items inside
+  histories read from their text; the text only where it wins on
+  `select_by` (a tie keeps the plainer model). Returns the chosen row, with
+  "history_text", and each option's (chosen row, table) in order."""
+  best, tried = None, []
+  for history_text in (False, True) if try_history_text else (False,):
+    queries, _ = user_queries(model, tft_layer, held_out, text_vectors,
+                              history_text)
+    chosen, table = choose_new_item_serving(queries, placements, new_rows,
+                                            held_out, seen, select_by)
+    chosen = dict(chosen, history_text=history_text)
+    tried.append((chosen, table))
+    if best is None or chosen[select_by] > best[select_by]:
+      best = chosen
+  return best, tried
+
+
 def pick_new_item_serving(table: List[Dict], select_by: str) -> Dict:
   """choose_new_item_serving's rule over its rows ("share", "scale",
   "new_item_recall@100", `select_by`), ordered by share, then scale, both

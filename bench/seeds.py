@@ -22,7 +22,17 @@ unknown-id row every new item shares, as the exported model does with
 TrainerConfig.new_item_history_text; `full_without_history_text` is the
 reverse, for a full config that has it on.
 
-Writes bench/results/quality_seeds.json and quality_seeds.png.
+Each model is measured on two windows (--windows): the eval period
+(trained on the whole training period) and the validation window
+bench-quality chooses on (trained on its fit window), so that a gap that
+goes one way on one and the other way on the other can be told from noise.
+Seeds do not measure which users happen to be in a window; per window,
+a paired user-level bootstrap (bench/bootstrap.py) gives each gap to
+no_text a 95% interval over user resamples and the share of resamples in
+which the model is level or ahead.
+
+Writes bench/results/quality_seeds.json, quality_seeds.png and each run's
+per-interaction ranks (quality_seeds_ranks.npz, for other bootstraps).
 """
 import argparse
 import dataclasses
@@ -35,6 +45,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 
+from bench import bootstrap  # noqa: E402
 from bench import quality  # noqa: E402
 from trainer import validation  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
@@ -44,6 +55,26 @@ COLD_COLUMNS = ("recall@50", "recall@100")  # recall@10 is 0 for all
 # Every key a run row reports, in table order.
 KEYS = COLUMNS + tuple(f"cold_{c}" for c in COLD_COLUMNS)
 PATH = os.path.join(quality.RESULTS, "quality_seeds.json")
+WINDOWS = ("eval", "validation")
+
+
+@dataclasses.dataclass
+class Window:
+  """Where a model is trained and what it is measured on."""
+  name: str
+  train: object           # validation.Interactions
+  queries: object         # validation.Interactions
+  seen: object            # csr [len(queries), num_items]
+  cold: np.ndarray        # [len(queries)] the item is new to `train`
+
+
+def window(setup: quality.Setup, name: str) -> Window:
+  if name == "eval":
+    return Window(name, setup.train, setup.test, setup.seen_test, setup.cold)
+  new = validation.new_item_rows(setup.fit, setup.bench.num_items)
+  items = setup.held_out.items
+  return Window(name, setup.fit, setup.held_out, setup.seen_held_out,
+                (items >= 0) & new[np.maximum(items, 0)])
 
 
 def chosen_config(name: str = "full") -> TrainerConfig:
@@ -70,16 +101,46 @@ def compared(full: TrainerConfig, changes: List[str]
   return name, dataclasses.replace(full, **values)
 
 
-def train(setup: quality.Setup, config: TrainerConfig, seed: int) -> Dict:
+def train(setup: quality.Setup, at: Window, config: TrainerConfig,
+          seed: int) -> Dict:
   return quality.run_ours(setup.bench, {"config": config, "seed": seed},
-                          setup.train, setup.test, setup.seen_test)
+                          at.train, at.queries, at.seen)
 
 
-def measure(setup: quality.Setup, scores: np.ndarray) -> Dict:
-  warm = validation.evaluate(scores, setup.test, setup.seen_test)
-  cold = validation.evaluate(scores, setup.test, setup.seen_test, setup.cold)
+def seen_excluded_ranks(at: Window, scores: np.ndarray) -> np.ndarray:
+  """[len(at.queries)] each interaction's rank, seen items excluded."""
+  return validation.ranks(validation.top_k(scores, at.seen),
+                          at.queries.items)
+
+
+def measure(at: Window, scores: np.ndarray) -> Dict:
+  warm = validation.evaluate(scores, at.queries, at.seen)
+  cold = validation.evaluate(scores, at.queries, at.seen, at.cold)
   return {**{c: warm[c] for c in COLUMNS},
           **{f"cold_{c}": cold[c] for c in COLD_COLUMNS}}
+
+
+def user_bootstrap(ranks: Dict[Tuple[str, int], np.ndarray], at: Window
+                   ) -> Dict:
+  """Per model other than no_text: bootstrap.paired_gap against no_text
+  over the window's users, seeds paired, for every KEYS column (the cold_
+  ones on the cold interactions' users)."""
+  names = list(dict.fromkeys(name for name, _ in ranks))
+  seeds = sorted({seed for _, seed in ranks})
+  out = {}
+  for name in names:
+    if name == "no_text":
+      continue
+    out[name] = {}
+    for prefix, mask, columns in (("", np.ones(len(at.cold), bool), COLUMNS),
+                                  ("cold_", at.cold, COLD_COLUMNS)):
+      per_seed = lambda n: [  # noqa: E731
+          {c: validation.per_interaction(ranks[(n, s)][mask])[c]
+           for c in columns} for s in seeds]
+      gaps = bootstrap.paired_gap(per_seed(name), per_seed("no_text"),
+                                  at.queries.users[mask])
+      out[name].update({prefix + c: g for c, g in gaps.items()})
+  return out
 
 
 def summarise(runs: List[Dict]) -> Dict:
@@ -107,8 +168,8 @@ def summarise(runs: List[Dict]) -> Dict:
   return out
 
 
-def print_table(summary: Dict) -> None:
-  print(f"\n{'':<26}" + "".join(f"{k:>20}" for k in KEYS))
+def print_table(title: str, summary: Dict) -> None:
+  print(f"\n{title}\n{'':<26}" + "".join(f"{k:>20}" for k in KEYS))
   for name, cols in summary["models"].items():
     print(f"{name:<26}" + "".join(
         f"{cols[k]['mean']:>12.4f} ±{cols[k]['sd']:.4f}" for k in KEYS))
@@ -118,32 +179,46 @@ def print_table(summary: Dict) -> None:
     print(f"{'  seeds ahead or equal':<26}" + "".join(
         f"{diff[k]['ahead_or_equal']:>14} of {diff[k]['seeds']}"
         for k in KEYS))
+    gaps = summary["bootstrap"][name]
+    print(f"{'  95% over users':<26}" + "".join(
+        f"{gaps[k]['low']:>+11.4f} ..{gaps[k]['high']:+.4f}" for k in KEYS))
+    print(f"{'  resamples ahead or equal':<26}" + "".join(
+        f"{gaps[k]['share_ahead_or_equal']:>20.0%}" for k in KEYS))
 
 
-def plot(summary: Dict, path: str) -> None:
+def plot(summaries: Dict[str, Dict], path: str) -> None:
+  """Per window: each model's gap to no_text, seed by seed (dots), the
+  seed mean (bar) and its 95% interval over user resamples (line)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(8.5, 4))
-  models = list(summary["minus_no_text"].items())
-  width = 0.6 / len(models)
+  fig, axes = plt.subplots(1, len(summaries), figsize=(8.5 * len(summaries), 4),
+                           squeeze=False, sharey=True)
   colours = ("tab:blue", "tab:purple", "tab:orange", "tab:green")
-  for j, (name, diff) in enumerate(models):
-    for i, k in enumerate(KEYS):
-      x = i - 0.3 + width * (j + 0.5)
-      seeds = diff[k]["per_seed"]
-      ax.scatter([x] * len(seeds), seeds, color=colours[j % len(colours)], s=14,
-                 zorder=3, label=f"{name}: one seed" if i == 0 else None)
-      ax.plot([x - width / 2, x + width / 2], [diff[k]["mean"]] * 2,
-              color=colours[j % len(colours)], linewidth=2.5)
-  ax.axhline(0.0, color="grey", linewidth=1)
-  ax.set_xticks(range(len(KEYS)))
-  ax.set_xticklabels(KEYS, fontsize=8)
-  ax.set_ylabel("model - no_text (paired by seed)")
-  ax.set_title("eval period, seen excluded; bars: means; cold_: the "
-               "interactions with items new since training", fontsize=9)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  for ax, (window_name, summary) in zip(axes[0], summaries.items()):
+    models = list(summary["minus_no_text"].items())
+    width = 0.6 / len(models)
+    for j, (name, diff) in enumerate(models):
+      colour = colours[j % len(colours)]
+      for i, k in enumerate(KEYS):
+        x = i - 0.3 + width * (j + 0.5)
+        seeds = diff[k]["per_seed"]
+        ax.scatter([x] * len(seeds), seeds, color=colour, s=14, zorder=3,
+                   label=f"{name}: one seed" if i == 0 else None)
+        ax.plot([x - width / 2, x + width / 2], [diff[k]["mean"]] * 2,
+                color=colour, linewidth=2.5)
+        gap = summary["bootstrap"][name][k]
+        ax.plot([x, x], [gap["low"], gap["high"]], color=colour, alpha=0.5,
+                linewidth=1.2, label="95% over users" if i == 0 and j == 0
+                else None)
+    ax.axhline(0.0, color="grey", linewidth=1)
+    ax.set_xticks(range(len(KEYS)))
+    ax.set_xticklabels(KEYS, fontsize=8)
+    ax.set_title(f"{window_name} window, seen excluded; bars: seed means; "
+                 "cold_: items new to training", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  axes[0][0].set_ylabel("model - no_text (paired by seed)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   print(f"plot: {path}")
@@ -153,37 +228,56 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   quality.add_setup_arguments(parser)
   parser.add_argument("--seeds", type=int, default=5)
-  parser.add_argument("--compare", nargs="+", metavar="FIELD=VALUE",
+  parser.add_argument("--windows", nargs="+", choices=WINDOWS,
+                      default=list(WINDOWS))
+  parser.add_argument("--compare", nargs="*", metavar="FIELD=VALUE",
                       default=["item_text_for=every_item",
                                "text_in_history=False"],
-                      help="TrainerConfig changes that make the third model")
+                      help="TrainerConfig changes that make the third model "
+                      "(none: no third model)")
   args = parser.parse_args(argv)
   full = chosen_config()
+  models = [("full", full), ("no_text", chosen_config("no_text"))]
+  if args.compare:
+    models.append(compared(full, args.compare))
   setup = quality.prepare(args.output_dir, args.steps, args.batch_size)
-  runs = []
-  for seed in range(1, args.seeds + 1):
-    for name, config in (
-        ("full", full),
-        ("no_text", chosen_config("no_text")),
-        compared(full, args.compare)):
-      result = train(setup, config, seed)
-      scored = [(name, result["scores"])]
-      if name == "full" and config.can_read_history_text():
-        scored.append(quality.history_text_other_way(
-            setup.bench, config, result, setup.test))
-      for scored_name, scores in scored:
-        row = {"name": scored_name, "seed": seed, **measure(setup, scores),
-               "examples_per_second": result["examples_per_second"]}
-        runs.append(row)
-        print(f"seed {seed} {scored_name:<8} " + "  ".join(
-            f"{k} {v:.4f}" for k, v in row.items()
-            if isinstance(v, float)), flush=True)
-  summary = summarise(runs)
+  runs, summaries, ranks = [], {}, {}
+  for window_name in args.windows:
+    at = window(setup, window_name)
+    window_ranks = {}
+    for seed in range(1, args.seeds + 1):
+      for name, config in models:
+        result = train(setup, at, config, seed)
+        scored = [(name, result["scores"])]
+        if name == "full" and config.can_read_history_text():
+          scored.append(quality.history_text_other_way(
+              setup.bench, config, result, at.queries))
+        for scored_name, scores in scored:
+          row = {"window": window_name, "name": scored_name, "seed": seed,
+                 **measure(at, scores),
+                 "examples_per_second": result["examples_per_second"]}
+          runs.append(row)
+          window_ranks[(scored_name, seed)] = seen_excluded_ranks(at, scores)
+          print(f"{window_name} seed {seed} {scored_name:<8} " + "  ".join(
+              f"{k} {v:.4f}" for k, v in row.items()
+              if isinstance(v, float)), flush=True)
+    summaries[window_name] = {
+        **summarise([r for r in runs if r["window"] == window_name]),
+        "bootstrap": user_bootstrap(window_ranks, at),
+        "users": int(len(np.unique(at.queries.users))),
+        "interactions": int(len(at.queries))}
+    ranks.update({f"{window_name}/{n}/{s}": r
+                  for (n, s), r in window_ranks.items()})
+    ranks[f"{window_name}/users"] = at.queries.users.astype("S")
+    print_table(f"{window_name} window ({summaries[window_name]['users']} "
+                f"users, {len(at.queries)} interactions)",
+                summaries[window_name])
   with open(PATH, "w") as f:
     json.dump({"config": quality._changed(full), "steps": args.steps,
-               "runs": runs, **summary}, f, indent=1)
-  print_table(summary)
-  plot(summary, PATH.replace(".json", ".png"))
+               "bootstrap_resamples": bootstrap.RESAMPLES, "runs": runs,
+               "windows": summaries}, f, indent=1)
+  np.savez_compressed(PATH.replace(".json", "_ranks.npz"), **ranks)
+  plot(summaries, PATH.replace(".json", ".png"))
   return 0
 
 

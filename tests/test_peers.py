@@ -308,3 +308,45 @@ def test_in_slots_keeps_no_texts_new_item_positions_and_only_reorders():
   scores = placement.in_slots(query, slotted, ordered, new, seen)
   np.testing.assert_allclose(scores[:, :4], [[0.9, 0.1, 0.3, 0.5]])
   assert scores[0, 4] == -np.inf
+
+
+def test_user_bootstrap_resamples_users_not_interactions():
+  """Two users whose gaps cancel: resampling users swings the gap between
+  -1 and +1 (both drawn twice a quarter of the time each), where
+  resampling 200 interactions one by one would give a narrow interval."""
+  from bench import bootstrap
+  users = np.repeat([b"a", b"b"], 100)
+  model = {"recall@10": np.repeat([1.0, 0.0], 100)}
+  base = {"recall@10": np.repeat([0.0, 1.0], 100)}
+  gap = bootstrap.paired_gap([model], [base], users, resamples=2000)
+  gap = gap["recall@10"]
+  assert gap["gap"] == 0.0 and gap["users"] == 2
+  assert (gap["low"], gap["high"]) == (-1.0, 1.0)
+  assert 0.7 < gap["share_ahead_or_equal"] < 0.8
+
+
+def test_user_bootstrap_averages_paired_seeds():
+  from bench import bootstrap
+  users = np.array([1, 1, 2, 3])
+  ones, zeros = np.ones(4), np.zeros(4)
+  # Seed 1: model ahead on every interaction; seed 2: level.
+  gap = bootstrap.paired_gap([{"m": ones}, {"m": zeros}],
+                             [{"m": zeros}, {"m": zeros}], users)["m"]
+  assert gap["gap"] == 0.5
+  # Every resample keeps the seed-mean gap, whichever users it draws.
+  assert gap["low"] == gap["high"] == 0.5
+  assert gap["share_ahead_or_equal"] == 1.0
+  with pytest.raises(ValueError, match="same number of seeds"):
+    bootstrap.paired_gap([{"m": ones}], [], users)
+
+
+def test_per_interaction_metrics_average_to_the_window_metrics():
+  top = np.array([[3, 1, 2], [0, 2, 1], [4, 3, 0]])
+  truth = np.array([1, 4, 4])  # rank 2, absent, rank 1
+  rank = validation.ranks(top, truth)
+  np.testing.assert_array_equal(rank, [2, 0, 1])
+  each = validation.per_interaction(rank)
+  whole = validation.ranking_metrics(top, truth, 5)
+  for metric, values in each.items():
+    assert values.mean() == pytest.approx(whole[metric])
+  np.testing.assert_allclose(each["ndcg@10"], [1 / np.log2(3), 0, 1])

@@ -246,15 +246,30 @@ def top_k(scores: np.ndarray, exclude: sp.csr_matrix = None,
   return np.take_along_axis(top, order, 1)
 
 
+def ranks(top: np.ndarray, truth: np.ndarray) -> np.ndarray:
+  """top [n, 100] catalogue rows, truth [n] row of the rated item (-1 none)
+  -> [n] the rated item's rank in `top`, from 1; 0 where it is not there."""
+  hits = top == truth[:, None]
+  return np.where(hits.any(1), hits.argmax(1) + 1, 0)
+
+
+def per_interaction(rank: np.ndarray) -> Dict[str, np.ndarray]:
+  """The protocol's metrics for each interaction, from its rank: each
+  metric is the mean of its column (what a user-level bootstrap
+  resamples)."""
+  found = rank > 0
+  out = {f"recall@{k}": (found & (rank <= k)).astype(np.float64) for k in KS}
+  gain = 1.0 / np.log2(np.maximum(rank, 1) + 1)
+  out["ndcg@10"] = np.where(found & (rank <= 10), gain, 0.0)
+  out["mrr"] = np.where(found, 1.0 / np.maximum(rank, 1), 0.0)
+  return out
+
+
 def ranking_metrics(top: np.ndarray, truth: np.ndarray, n_items: int
                     ) -> Dict[str, float]:
   """top [n, 100] catalogue rows, truth [n] row of the rated item (-1 none)."""
-  hits = top == truth[:, None]
-  rank = np.where(hits.any(1), hits.argmax(1) + 1, 0)
-  out = {f"recall@{k}": float(((rank > 0) & (rank <= k)).mean()) for k in KS}
-  gain = 1.0 / np.log2(np.maximum(rank, 1) + 1)
-  out["ndcg@10"] = float(np.where((rank > 0) & (rank <= 10), gain, 0.0).mean())
-  out["mrr"] = float(np.where(rank > 0, 1.0 / np.maximum(rank, 1), 0).mean())
+  out = {k: float(v.mean())
+         for k, v in per_interaction(ranks(top, truth)).items()}
   out["coverage@10"] = float(len(np.unique(top[:, :10])) / n_items)
   out["examples"] = int(len(truth))
   return out

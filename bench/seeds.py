@@ -192,10 +192,10 @@ def plot(summaries: Dict[str, Dict], path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, len(summaries), figsize=(8.5 * len(summaries), 4),
+  fig, axes = plt.subplots(len(summaries), 1, figsize=(8.5, 4 * len(summaries)),
                            squeeze=False, sharey=True)
   colours = ("tab:blue", "tab:purple", "tab:orange", "tab:green")
-  for ax, (window_name, summary) in zip(axes[0], summaries.items()):
+  for ax, (window_name, summary) in zip(axes[:, 0], summaries.items()):
     models = list(summary["minus_no_text"].items())
     width = 0.6 / len(models)
     for j, (name, diff) in enumerate(models):
@@ -216,9 +216,9 @@ def plot(summaries: Dict[str, Dict], path: str) -> None:
     ax.set_xticklabels(KEYS, fontsize=8)
     ax.set_title(f"{window_name} window, seen excluded; bars: seed means; "
                  "cold_: items new to training", fontsize=9)
+    ax.set_ylabel("model - no_text (paired by seed)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-  axes[0][0].set_ylabel("model - no_text (paired by seed)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   print(f"plot: {path}")

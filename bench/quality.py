@@ -29,6 +29,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_recommenders as tfrs  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
+from bench import bootstrap  # noqa: E402
 from bench import peers  # noqa: E402
 from bench import scenarios  # noqa: E402
 from pipeline import configs  # noqa: E402
@@ -528,6 +529,8 @@ def main(argv=None) -> int:
                "vs_tfrs_tutorial": round(speed["tfrs_tutorial"] /
                                          speed["full"], 2),
                "measure": "steady-state time per epoch, ratio"})
+  rows.append(user_gaps(results, test, seen_test, "full",
+                        ("no_text", "sasrec", "ease")))
   rows.extend(search_rows(bench, full_model, encoder, row_of, train, test))
 
   os.makedirs(RESULTS, exist_ok=True)
@@ -536,8 +539,32 @@ def main(argv=None) -> int:
                        "window_start": cut, "runs": validation_log}],
               f, indent=1)
   print_table(rows)
+  print_gaps(rows)
   plot(rows, os.path.join(RESULTS, "quality_recall.png"))
   return 0
+
+
+def user_gaps(results: Dict[str, Dict], queries: validation.Interactions,
+              seen, model: str, bases: Tuple[str, ...]) -> Dict:
+  """This run's gaps `model` - base on the eval period, each with its 95%
+  interval over user resamples (bench/bootstrap.py): whether a gap of a
+  few interactions is more than which users the window happens to hold."""
+  def each(name):
+    return validation.per_interaction(validation.ranks(
+        validation.top_k(results[name]["scores"], seen), queries.items))
+  return {"name": f"{model}_gaps", "measure": "one run, eval period, seen "
+          "excluded; 95% interval over user resamples",
+          "gaps": {base: bootstrap.paired_gap([each(model)], [each(base)],
+                                              queries.users)
+                   for base in bases}}
+
+
+def print_gaps(rows: List[Dict]) -> None:
+  for r in rows:
+    for base, gaps in r.get("gaps", {}).items():
+      print(f"{r['name'].replace('_gaps', '')} - {base:<14}" + "  ".join(
+          f"{metric} {g['gap']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]"
+          for metric, g in gaps.items() if metric != "mrr"))
 
 
 def search_rows(bench, full_model, encoder, row_of, train, test
@@ -618,7 +645,7 @@ def print_table(rows: List[Dict]) -> None:
     print(f"{r['name']:<26}" + "".join(f"{c:>{w}}"
                                        for c, w in zip(cells, widths)))
   for r in rows:
-    if "recall@10" not in r:
+    if "recall@10" not in r and "gaps" not in r:
       print(f"{r['name']:<26} " + ", ".join(
           f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
           for k, v in r.items() if k not in ("name", "params")))

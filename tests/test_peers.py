@@ -350,3 +350,30 @@ def test_per_interaction_metrics_average_to_the_window_metrics():
   for metric, values in each.items():
     assert values.mean() == pytest.approx(whole[metric])
   np.testing.assert_allclose(each["ndcg@10"], [1 / np.log2(3), 0, 1])
+
+
+def test_bench_quality_gaps_are_the_table_differences():
+  import types
+
+  import scipy.sparse as sp
+
+  from bench import quality
+  rng = np.random.default_rng(0)
+  n, items = 60, 300
+  queries = types.SimpleNamespace(items=rng.integers(0, items, n),
+                                  users=rng.integers(0, 12, n))
+  seen = sp.csr_matrix((n, items))
+  results = {name: {"scores": rng.normal(size=(n, items))}
+             for name in ("full", "no_text")}
+  # The full model ranks a third of the interactions' items first.
+  results["full"]["scores"][np.arange(0, n, 3), queries.items[::3]] = 10.0
+  row = quality.user_gaps(results, queries, seen, "full", ("no_text",))
+  gaps = row["gaps"]["no_text"]
+  table = {name: validation.ranking_metrics(
+      validation.top_k(r["scores"], seen), queries.items, items)
+      for name, r in results.items()}
+  for metric in ("recall@10", "recall@100", "ndcg@10"):
+    assert gaps[metric]["gap"] == pytest.approx(
+        table["full"][metric] - table["no_text"][metric])
+    assert gaps[metric]["low"] <= gaps[metric]["gap"] <= gaps[metric]["high"]
+  assert gaps["recall@10"]["low"] > 0  # a third more hits: no resample hides it

@@ -70,8 +70,9 @@ bench-quality: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.quality
 
 # Full model vs its no-text ablation and one other design (--compare) over
-# 5 seeds (bench-quality's chosen config): bench/results/quality_seeds.json
-# and quality_seeds.png.
+# 5 seeds (bench-quality's chosen config), on the eval period and on the
+# validation window, each gap with a 95% interval over user resamples:
+# bench/results/quality_seeds.json and quality_seeds.png.
 bench-seeds: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.seeds
 

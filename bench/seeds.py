@@ -27,9 +27,9 @@ Each model is measured on two windows (--windows): the eval period
 bench-quality chooses on (trained on its fit window), so that a gap that
 goes one way on one and the other way on the other can be told from noise.
 Seeds do not measure which users happen to be in a window; per window,
-a paired user-level bootstrap (bench/bootstrap.py) gives each gap to
-no_text a 95% interval over user resamples and the share of resamples in
-which the model is level or ahead.
+a paired bootstrap over users and seeds (bench/bootstrap.py) gives each
+gap to no_text a 95% interval and the share of resamples in which the
+model is level or ahead.
 
 Writes bench/results/quality_seeds.json, quality_seeds.png and each run's
 per-interaction ranks (quality_seeds_ranks.npz, for other bootstraps).
@@ -123,7 +123,7 @@ def measure(at: Window, scores: np.ndarray) -> Dict:
 def user_bootstrap(ranks: Dict[Tuple[str, int], np.ndarray], at: Window
                    ) -> Dict:
   """Per model other than no_text: bootstrap.paired_gap against no_text
-  over the window's users, seeds paired, for every KEYS column (the cold_
+  over the window's users and the seeds, for every KEYS column (the cold_
   ones on the cold interactions' users)."""
   names = list(dict.fromkeys(name for name, _ in ranks))
   seeds = sorted({seed for _, seed in ranks})
@@ -180,45 +180,51 @@ def print_table(title: str, summary: Dict) -> None:
         f"{diff[k]['ahead_or_equal']:>14} of {diff[k]['seeds']}"
         for k in KEYS))
     gaps = summary["bootstrap"][name]
-    print(f"{'  95% over users':<26}" + "".join(
+    print(f"{'  95% users and seeds':<26}" + "".join(
         f"{gaps[k]['low']:>+11.4f} ..{gaps[k]['high']:+.4f}" for k in KEYS))
     print(f"{'  resamples ahead or equal':<26}" + "".join(
         f"{gaps[k]['share_ahead_or_equal']:>20.0%}" for k in KEYS))
 
 
 def plot(summaries: Dict[str, Dict], path: str) -> None:
-  """Per window: each model's gap to no_text, seed by seed (dots), the
-  seed mean (bar) and its 95% interval over user resamples (line)."""
+  """Per window (a row of panels): each model's gap to no_text, seed by seed
+  (dots), the seed mean (bar) and its 95% interval over resamples of
+  users and seeds (line); warm and cold columns on their own scales (cold
+  gaps rest on ~130-210 interactions and are ten times wider)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(len(summaries), 1, figsize=(8.5, 4 * len(summaries)),
-                           squeeze=False, sharey=True)
+  groups = (COLUMNS, tuple(f"cold_{c}" for c in COLD_COLUMNS))
+  fig, axes = plt.subplots(
+      len(summaries), 2, figsize=(10, 3.8 * len(summaries)), squeeze=False,
+      sharey="col", gridspec_kw={"width_ratios": [2, 1]})
   colours = ("tab:blue", "tab:purple", "tab:orange", "tab:green")
-  for ax, (window_name, summary) in zip(axes[:, 0], summaries.items()):
+  for row, (window_name, summary) in zip(axes, summaries.items()):
     models = list(summary["minus_no_text"].items())
     width = 0.6 / len(models)
-    for j, (name, diff) in enumerate(models):
-      colour = colours[j % len(colours)]
-      for i, k in enumerate(KEYS):
-        x = i - 0.3 + width * (j + 0.5)
-        seeds = diff[k]["per_seed"]
-        ax.scatter([x] * len(seeds), seeds, color=colour, s=14, zorder=3,
-                   label=f"{name}: one seed" if i == 0 else None)
-        ax.plot([x - width / 2, x + width / 2], [diff[k]["mean"]] * 2,
-                color=colour, linewidth=2.5)
-        gap = summary["bootstrap"][name][k]
-        ax.plot([x, x], [gap["low"], gap["high"]], color=colour, alpha=0.5,
-                linewidth=1.2, label="95% over users" if i == 0 and j == 0
-                else None)
-    ax.axhline(0.0, color="grey", linewidth=1)
-    ax.set_xticks(range(len(KEYS)))
-    ax.set_xticklabels(KEYS, fontsize=8)
-    ax.set_title(f"{window_name} window, seen excluded; bars: seed means; "
-                 "cold_: items new to training", fontsize=9)
-    ax.set_ylabel("model - no_text (paired by seed)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax, keys in zip(row, groups):
+      for j, (name, diff) in enumerate(models):
+        colour = colours[j % len(colours)]
+        for i, k in enumerate(keys):
+          x = i - 0.3 + width * (j + 0.5)
+          seeds = diff[k]["per_seed"]
+          ax.scatter([x] * len(seeds), seeds, color=colour, s=14, zorder=3,
+                     label=f"{name}: one seed" if i == 0 else None)
+          ax.plot([x - width / 2, x + width / 2], [diff[k]["mean"]] * 2,
+                  color=colour, linewidth=2.5)
+          gap = summary["bootstrap"][name][k]
+          ax.plot([x, x], [gap["low"], gap["high"]], color=colour, alpha=0.5,
+                  linewidth=1.2, label="95% over users and seeds"
+                  if i == 0 and j == 0 else None)
+      ax.axhline(0.0, color="grey", linewidth=1)
+      ax.set_xticks(range(len(keys)))
+      ax.set_xticklabels(keys, fontsize=8)
+      ax.grid(alpha=0.3)
+    row[0].set_title(f"{window_name} window ({summary['users']} users), seen "
+                     "excluded; bars: seed means", fontsize=9)
+    row[1].set_title("items new to training", fontsize=9)
+    row[0].set_ylabel("model - no_text (paired by seed)")
+    row[0].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   print(f"plot: {path}")
@@ -269,6 +275,7 @@ def main(argv=None) -> int:
     ranks.update({f"{window_name}/{n}/{s}": r
                   for (n, s), r in window_ranks.items()})
     ranks[f"{window_name}/users"] = at.queries.users.astype("S")
+    ranks[f"{window_name}/cold"] = at.cold
     print_table(f"{window_name} window ({summaries[window_name]['users']} "
                 f"users, {len(at.queries)} interactions)",
                 summaries[window_name])

@@ -332,10 +332,13 @@ def test_user_bootstrap_averages_paired_seeds():
   # Seed 1: model ahead on every interaction; seed 2: level.
   gap = bootstrap.paired_gap([{"m": ones}, {"m": zeros}],
                              [{"m": zeros}, {"m": zeros}], users)["m"]
-  assert gap["gap"] == 0.5
-  # Every resample keeps the seed-mean gap, whichever users it draws.
-  assert gap["low"] == gap["high"] == 0.5
+  assert gap["gap"] == 0.5 and gap["seeds"] == 2
+  # Whichever users a resample draws, its gap is the share of seed 1 in
+  # its seed draw: 0, 0.5 or 1 (a quarter, half and a quarter of draws).
+  assert (gap["low"], gap["high"]) == (0.0, 1.0)
   assert gap["share_ahead_or_equal"] == 1.0
+  single = bootstrap.paired_gap([{"m": ones}], [{"m": zeros}], users)["m"]
+  assert single["low"] == single["high"] == 1.0
   with pytest.raises(ValueError, match="same number of seeds"):
     bootstrap.paired_gap([{"m": ones}], [], users)
 

@@ -54,7 +54,7 @@ COLUMNS = ("recall@10", "recall@50", "recall@100", "ndcg@10")
 COLD_COLUMNS = ("recall@50", "recall@100")  # recall@10 is 0 for all
 # Every key a run row reports, in table order.
 KEYS = COLUMNS + tuple(f"cold_{c}" for c in COLD_COLUMNS)
-PATH = os.path.join(quality.RESULTS, "quality_seeds.json")
+NAME = "quality_seeds"
 WINDOWS = ("eval", "validation")
 
 
@@ -236,6 +236,9 @@ def main(argv=None) -> int:
   parser.add_argument("--seeds", type=int, default=5)
   parser.add_argument("--windows", nargs="+", choices=WINDOWS,
                       default=list(WINDOWS))
+  parser.add_argument("--name", default=NAME,
+                      help="results file names: NAME.json, NAME.png, "
+                      "NAME_ranks.npz under bench/results")
   parser.add_argument("--compare", nargs="*", metavar="FIELD=VALUE",
                       default=["item_text_for=every_item",
                                "text_in_history=False"],
@@ -279,12 +282,13 @@ def main(argv=None) -> int:
     print_table(f"{window_name} window ({summaries[window_name]['users']} "
                 f"users, {len(at.queries)} interactions)",
                 summaries[window_name])
-  with open(PATH, "w") as f:
+  path = os.path.join(quality.RESULTS, args.name + ".json")
+  with open(path, "w") as f:
     json.dump({"config": quality._changed(full), "steps": args.steps,
                "bootstrap_resamples": bootstrap.RESAMPLES, "runs": runs,
                "windows": summaries}, f, indent=1)
-  np.savez_compressed(PATH.replace(".json", "_ranks.npz"), **ranks)
-  plot(summaries, PATH.replace(".json", ".png"))
+  np.savez_compressed(path.replace(".json", "_ranks.npz"), **ranks)
+  plot(summaries, path.replace(".json", ".png"))
   return 0
 
 

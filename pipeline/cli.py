@@ -72,6 +72,9 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                  help="random-search trials with --tune")
   p.add_argument("--tune-steps", type=int, default=d.tune_steps,
                  help="training steps per trial with --tune")
+  p.add_argument("--tune-seeds", type=int, default=d.tune_seeds,
+                 help="training runs (seeds 1..N) per trial with --tune, "
+                 "their validation metrics averaged")
   p.add_argument("--min-recall-at-100", type=float, default=d.min_recall_at_100,
                  help="Evaluator threshold: no push below this eval recall@100")
   p.add_argument("--max-rmse", type=float, default=d.max_rmse,
@@ -122,7 +125,7 @@ def pipeline_config(args: argparse.Namespace) -> configs.PipelineConfig:
       max_history=args.max_history, min_timestamp=args.min_timestamp,
       max_timestamp=args.max_timestamp, train_steps=args.train_steps,
       tune=args.tune, tune_trials=args.tune_trials,
-      tune_steps=args.tune_steps,
+      tune_steps=args.tune_steps, tune_seeds=args.tune_seeds,
       trainer=trainer, min_recall_at_100=args.min_recall_at_100,
       max_rmse=args.max_rmse, max_recall_drop=args.max_recall_drop,
       max_rmse_increase=args.max_rmse_increase, beam_runner=args.beam_runner,

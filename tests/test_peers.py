@@ -208,6 +208,37 @@ def test_text_that_keeps_new_items_placed_serves_them():
   assert (chosen["share"], chosen["scale"]) == (0.0, 1.0)
 
 
+def test_serving_is_chosen_on_the_seed_mean_of_each_table():
+  """Two seeds disagree on the best scale; the choice follows their mean,
+  and history text is kept only where the mean says it wins."""
+  def table(r10_at_1, r10_at_09):
+    return [{"share": 0.25, "scale": 1.0, "recall@10": r10_at_1,
+             "new_item_recall@100": 0.5},
+            {"share": 0.25, "scale": 0.9, "recall@10": r10_at_09,
+             "new_item_recall@100": 0.5},
+            {"share": 0.0, "scale": 1.0, "recall@10": 0.1,
+             "new_item_recall@100": 0.4}]
+  seed_1 = [(False, table(0.20, 0.19)), (True, table(0.21, 0.18))]
+  seed_2 = [(False, table(0.18, 0.20)), (True, table(0.17, 0.18))]
+  one, _ = validation.pick_serving(seed_1)
+  assert (one["scale"], one["history_text"]) == (1.0, True)
+  mean = validation.mean_options([seed_1, seed_2])
+  assert mean[0][1][1]["recall@10"] == pytest.approx(0.195)
+  assert mean[0][1][1]["scale"] == 0.9
+  chosen, tried = validation.pick_serving(mean)
+  assert (chosen["scale"], chosen["history_text"]) == (0.9, False)
+  assert chosen["recall@10"] == pytest.approx(0.195)
+  assert [c["history_text"] for c, _ in tried] == [False, True]
+  with pytest.raises(ValueError, match="history text"):
+    validation.mean_options([seed_1, seed_2[::-1]])
+
+
+def test_the_tuner_refuses_fewer_than_one_seed():
+  from trainer import tuning
+  with pytest.raises(ValueError, match="tune_seeds"):
+    tuning.ValidationWindowTuner(None, None, None, None, None, None, seeds=0)
+
+
 def test_bench_seeds_pairs_full_and_no_text_by_seed():
   from bench import seeds
   runs = []

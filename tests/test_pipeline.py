@@ -977,9 +977,10 @@ def test_validation_holds_the_newest_release_wave_out_of_its_fit_window(
 
 def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
     first_run, tmp_path):
-  """A tiny search (2 trials, 5 steps) through RecommenderTuner's executor
-  over the pipeline's own artifacts; the best values are TrainerConfig
-  fields and the pipeline wires them into the Trainer."""
+  """A tiny search (2 trials of 2 seeds, 5 steps) through
+  RecommenderTuner's executor over the pipeline's own artifacts; the best
+  values are TrainerConfig fields and the pipeline wires them into the
+  Trainer."""
   from tfx.dsl.components.base import base_executor
   from tfx.types import standard_artifacts
 
@@ -992,7 +993,8 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
                                          str(tmp_path / "results"))]}
   os.makedirs(best.uri)
   os.makedirs(outputs["tuner_results"][0].uri)
-  custom = dict(first_run.tuner_custom_config(), tune_trials=2)
+  custom = dict(first_run.tuner_custom_config(), tune_trials=2,
+                tune_seeds=2)
   tuner_executor.Executor(base_executor.BaseExecutor.Context(
       tmp_dir=str(tmp_path / "tmp"), unique_id="1")).Do(inputs, outputs, {
           "tuner_fn": pipeline_lib.TUNER_FN,

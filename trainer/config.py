@@ -17,6 +17,8 @@ TEXT_ENCODER_DIR_KEY = "text_encoder_dir"
 ITEM_EMBEDDINGS_KEY = "item_embeddings_uri"
 # How many trials the Tuner's random search runs (trainer/tuning.py).
 TUNE_TRIALS_KEY = "tune_trials"
+# How many seeds train each trial, their validation metrics averaged.
+TUNE_SEEDS_KEY = "tune_seeds"
 # What the Trainer writes to its ModelRun folder beside TensorBoard's logs:
 # the in-process eval, steps and warm-start report; about 100 points of loss
 # and examples/s. The replay table and the run report read them.

@@ -25,11 +25,13 @@ from trainer import validation
 from trainer.config import CATALOG_PATTERN_KEY
 from trainer.config import ITEM_EMBEDDINGS_KEY
 from trainer.config import TEXT_ENCODER_DIR_KEY
+from trainer.config import TUNE_SEEDS_KEY
 from trainer.config import TUNE_TRIALS_KEY
 from trainer.config import TrainerConfig
 from trainer.text_tower import TextEncoder
 
 OBJECTIVE = "val_recall_at_10"
+SELECT_BY = "recall@10"  # the validation metric behind OBJECTIVE
 # Chosen for each trial's model after training: TrainerConfig field ->
 # validation.choose_new_item_serving's key.
 NEW_ITEM_SERVING = {"new_item_text_share": "share",
@@ -71,72 +73,88 @@ class ValidationWindowTuner(kt.RandomSearch):
   objective is a retrieval metric over the catalogue, not a Keras metric)."""
 
   def __init__(self, config: TrainerConfig, tft_output, catalog, fit,
-               held_out, seen, **kwargs):
+               held_out, seen, seeds: int = 1, **kwargs):
+    if seeds < 1:
+      raise ValueError(f"tune_seeds must be at least 1, got {seeds}")
     super().__init__(**kwargs)
     self._config, self._tft_output, self._catalog = config, tft_output, catalog
     self._fit, self._held_out, self._seen = fit, held_out, seen
+    self._seeds = seeds
 
   def run_trial(self, trial, steps: int) -> Dict[str, float]:
     # How new items are served is chosen after training.
     config = dataclasses.replace(self._config.with_hyperparameters(
         trial.hyperparameters.get_config()), new_item_score_scale=1.0,
         new_item_text_share=1.0)
-    tf.keras.utils.set_random_seed(1)
     tft_layer = self._tft_output.transform_features_layer()
-    model = task.build_model(config, self._tft_output, self._catalog)
-    model.compile(optimizer=task.make_optimizer(config, steps))
-    model.fit(self._fit.training_dataset(tft_layer, config.batch_size),
-              steps_per_epoch=steps, epochs=1, verbose=0)
     text = self._catalog.text.get(
         "item_text", np.zeros([len(self._catalog), 1], np.float32))
     # Items nobody rated in the fit window are scored as new items, as
     # the served model would score them (validation.new_item_rows).
     new_rows = validation.new_item_rows(self._fit, len(self._catalog))
+    runs = [self._validate(config, tft_layer, steps, seed, new_rows, text)
+            for seed in range(1, self._seeds + 1)]
     if config.use_text:
-      metrics = self._choose_new_item_serving(config, model, tft_layer,
-                                              new_rows, text)
+      # Each seed's tables of new-item shares and scales, averaged, then
+      # one choice for the trial: what the Trainer will serve.
+      metrics, tried = validation.pick_serving(
+          validation.mean_options(runs), SELECT_BY)
+      self._log_serving(tried)
       # Saved with this trial's hyperparameters for the Trainer.
       hyperparameters = trial.hyperparameters
       for name, key in NEW_ITEM_SERVING.items():
         hyperparameters.Fixed(name, metrics[key])
         hyperparameters.values[name] = metrics[key]  # Fixed keeps the first
     else:
-      queries, _ = validation.user_queries(model, tft_layer, self._held_out,
-                                           text, history_text=False)
-      catalog = validation.ids_unknown(self._catalog.raw, new_rows)
-      candidates = task.candidate_vectors(model, tft_layer, catalog, text)[:-1]
-      metrics = validation.evaluate(queries @ candidates.T, self._held_out,
-                                    self._seen)
-    logging.info("trial %s %s: validation recall@10 %.4f recall@100 %.4f",
-                 trial.trial_id, trial.hyperparameters.values,
-                 metrics["recall@10"], metrics["recall@100"])
+      metrics = {k: float(np.mean([run[k] for run in runs]))
+                 for k in runs[0]}
+    logging.info("trial %s %s: validation recall@10 %.4f recall@100 %.4f "
+                 "(mean of %d seeds)", trial.trial_id,
+                 trial.hyperparameters.values, metrics["recall@10"],
+                 metrics["recall@100"], self._seeds)
     return {OBJECTIVE: metrics["recall@10"],
             "val_recall_at_100": metrics["recall@100"],
             "val_ndcg_at_10": metrics["ndcg@10"]}
 
-  def _choose_new_item_serving(self, config: TrainerConfig, model,
-                               tft_layer, new_rows: np.ndarray,
-                               text: np.ndarray) -> Dict:
-    """How this trial's model serves items new to it, chosen on the
-    validation window as bench-quality chooses it
-    (validation.choose_serving: share, scale and history text)."""
-    best, tried = validation.choose_serving(
-        model, tft_layer, self._held_out, self._seen, text,
-        validation.new_item_placements(model, tft_layer, self._catalog.raw,
-                                       new_rows, text),
-        new_rows, try_history_text=config.can_read_history_text())
+  def _validate(self, config: TrainerConfig, tft_layer, steps: int,
+                seed: int, new_rows: np.ndarray, text: np.ndarray):
+    """Trains `config` on the fit window with `seed` (weights and data
+    order). With text: its validation.serving_options (how it could serve
+    items new to it); without: its validation metrics."""
+    tf.keras.utils.set_random_seed(seed)
+    model = task.build_model(config, self._tft_output, self._catalog)
+    model.compile(optimizer=task.make_optimizer(config, steps))
+    model.fit(self._fit.training_dataset(tft_layer, config.batch_size,
+                                         seed=seed),
+              steps_per_epoch=steps, epochs=1, verbose=0)
+    if config.use_text:
+      return validation.serving_options(
+          model, tft_layer, self._held_out, self._seen, text,
+          validation.new_item_placements(model, tft_layer, self._catalog.raw,
+                                         new_rows, text),
+          new_rows, SELECT_BY, config.can_read_history_text())
+    queries, _ = validation.user_queries(model, tft_layer, self._held_out,
+                                         text, history_text=False)
+    catalog = validation.ids_unknown(self._catalog.raw, new_rows)
+    candidates = task.candidate_vectors(model, tft_layer, catalog, text)[:-1]
+    return validation.evaluate(queries @ candidates.T, self._held_out,
+                               self._seen)
+
+  @staticmethod
+  def _log_serving(tried) -> None:
     for chosen, _ in tried:
       logging.info("  new items in histories %s: share %s, scale %s, "
                    "validation recall@10 %.4f",
                    "from text" if chosen["history_text"]
                    else "as the unknown id",
                    chosen["share"], chosen["scale"], chosen["recall@10"])
-    return best
+
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   """Splits the training period into fit and validation windows and returns
   the tuner; fn_args.custom_config carries TrainerConfig fields plus
-  `tune_trials`, and (set by RecommenderTuner) where the catalogue is."""
+  `tune_trials` and `tune_seeds`, and (set by RecommenderTuner) where the
+  catalogue is."""
   custom = fn_args.custom_config
   config = TrainerConfig.from_custom_config(custom)
   tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
@@ -155,6 +173,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
                len(held.fit), len(held.held_out), int(held.wave.sum()))
   tuner = ValidationWindowTuner(
       config, tft_output, catalog, held.fit, held.held_out, held.seen,
+      seeds=int(custom.get(TUNE_SEEDS_KEY, 1)),
       hyperparameters=search_space(task.history_width(tft_output)),
       objective=kt.Objective(OBJECTIVE, direction="max"),
       max_trials=int(custom.get(TUNE_TRIALS_KEY, 8)), seed=1,

@@ -411,3 +411,49 @@ def test_bench_quality_gaps_are_the_table_differences():
         table["full"][metric] - table["no_text"][metric])
     assert gaps[metric]["low"] <= gaps[metric]["gap"] <= gaps[metric]["high"]
   assert gaps["recall@10"]["low"] > 0  # a third more hits: no resample hides it
+
+
+class _Queries:
+  def __init__(self, items):
+    self.items = items
+
+  def __len__(self):
+    return len(self.items)
+
+
+def test_bench_quality_settles_close_calls_over_seeds():
+  """A leads B on seed 1 by one hit in 400 (within CLOSE_CALL), B leads on
+  seed 2 by nine: one seed picks A, two seeds pick B; C, far behind on
+  seed 1, is not run again."""
+  import scipy.sparse as sp
+
+  from bench import quality
+  n, items = 400, 500
+  queries = _Queries(np.arange(n))
+  seen = sp.csr_matrix((n, items))
+  hits = {("A", 1): 200, ("B", 1): 199, ("C", 1): 40,
+          ("A", 2): 190, ("B", 2): 199, ("C", 2): 40}
+  calls = []
+
+  def run(bench, params, fit, held_out, seen_):
+    calls.append((params["name"], params["seed"]))
+    scores = np.zeros((n, items))
+    # The first `hits` queries find their item first; the rest never do.
+    hit = hits[params["name"], params["seed"]]
+    scores[np.arange(hit), queries.items[:hit]] = 1.0
+    scores[np.arange(hit, n), :] = np.where(
+        np.arange(items) == queries.items[hit:, None], -1.0, 0.0)
+    return {"scores": scores}
+
+  grid = [{"name": name} for name in "ABC"]
+  log = []
+  one = quality.choose(None, run, grid, None, queries, seen, log, "x")
+  assert one["name"] == "A" and calls == [("A", 1), ("B", 1), ("C", 1)]
+  calls.clear()
+  two = quality.choose(None, run, grid, None, queries, seen, log, "x",
+                       close_call_seeds=2)
+  assert two["name"] == "B"
+  assert calls == [("A", 1), ("B", 1), ("C", 1), ("A", 2), ("B", 2)]
+  assert log[-1]["seeds"] == 2
+  assert log[-1]["recall@10"] == pytest.approx(199 / 400)
+  assert 1 / 400 < quality.CLOSE_CALL

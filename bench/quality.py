@@ -308,12 +308,10 @@ def serving_options(bench, result: Dict, config: TrainerConfig, held_out,
       SELECT_BY, config.can_read_history_text())
 
 
-def choose_serving(options: List, log: List[Dict]) -> Dict:
-  """How a config of ours serves what its training never saw, chosen on its
-  validation runs' (mean) serving_options (validation.pick_serving: new
-  items' share and scale, and history text), each option's share-and-scale
-  table logged."""
-  best, tried = validation.pick_serving(options, SELECT_BY)
+def log_serving(best: Dict, tried: List, log: List[Dict]) -> None:
+  """How a config of ours serves what its training never saw, as
+  validation.over_seeds chose it (new items' share and scale, and history
+  text), each option's share-and-scale table logged."""
   for chosen, table in tried:
     history_text = chosen["history_text"]
     for row in table:
@@ -327,7 +325,6 @@ def choose_serving(options: List, log: List[Dict]) -> Dict:
     print(f"  chosen: share {chosen['share']}, scale {chosen['scale']}",
           flush=True)
   print(f"  chosen: history text {best['history_text']}", flush=True)
-  return best
 
 
 class Validated:
@@ -349,12 +346,12 @@ class Validated:
 
   def chosen(self, log: List[Dict]) -> Tuple[Dict, Dict]:
     """(params as they would be served, their validation metrics)."""
-    if isinstance(self.runs[0], dict):
-      return self.params, {k: float(np.mean([r[k] for r in self.runs]))
-                           for k in self.runs[0]}
+    metrics, tried = validation.over_seeds(self.runs, SELECT_BY)
+    if not tried:
+      return self.params, metrics
     # Each of our configs is judged with its own new-item share, scale and
     # history text: what would be served.
-    metrics = choose_serving(validation.mean_options(self.runs), log)
+    log_serving(metrics, tried, log)
     return {"config": dataclasses.replace(
         self.params["config"], new_item_text_share=metrics["share"],
         new_item_score_scale=metrics["scale"],
@@ -610,9 +607,10 @@ def user_gaps(results: Dict[str, Dict], queries: validation.Interactions,
   def each(name):
     return validation.per_interaction(validation.ranks(
         validation.top_k(results[name]["scores"], seen), queries.items))
+  ours = each(model)
   return {"name": f"{model}_gaps", "measure": "one run, eval period, seen "
           "excluded; 95% interval over user resamples",
-          "gaps": {base: bootstrap.paired_gap([each(model)], [each(base)],
+          "gaps": {base: bootstrap.paired_gap([ours], [each(base)],
                                               queries.users)
                    for base in bases}}
 

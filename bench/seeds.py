@@ -113,11 +113,13 @@ def seen_excluded_ranks(at: Window, scores: np.ndarray) -> np.ndarray:
                           at.queries.items)
 
 
-def measure(at: Window, scores: np.ndarray) -> Dict:
-  warm = validation.evaluate(scores, at.queries, at.seen)
-  cold = validation.evaluate(scores, at.queries, at.seen, at.cold)
-  return {**{c: warm[c] for c in COLUMNS},
-          **{f"cold_{c}": cold[c] for c in COLD_COLUMNS}}
+def measure(at: Window, rank: np.ndarray) -> Dict:
+  """The row's columns from seen_excluded_ranks: on all interactions and
+  (cold_) on those with items new to training."""
+  warm = validation.per_interaction(rank)
+  cold = validation.per_interaction(rank[at.cold])
+  return {**{c: float(warm[c].mean()) for c in COLUMNS},
+          **{f"cold_{c}": float(cold[c].mean()) for c in COLD_COLUMNS}}
 
 
 def user_bootstrap(ranks: Dict[Tuple[str, int], np.ndarray], at: Window
@@ -262,11 +264,12 @@ def main(argv=None) -> int:
           scored.append(quality.history_text_other_way(
               setup.bench, config, result, at.queries))
         for scored_name, scores in scored:
+          rank = seen_excluded_ranks(at, scores)
+          window_ranks[(scored_name, seed)] = rank
           row = {"window": window_name, "name": scored_name, "seed": seed,
-                 **measure(at, scores),
+                 **measure(at, rank),
                  "examples_per_second": result["examples_per_second"]}
           runs.append(row)
-          window_ranks[(scored_name, seed)] = seen_excluded_ranks(at, scores)
           print(f"{window_name} seed {seed} {scored_name:<8} " + "  ".join(
               f"{k} {v:.4f}" for k, v in row.items()
               if isinstance(v, float)), flush=True)

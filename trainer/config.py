@@ -174,7 +174,7 @@ class TrainerConfig:
   # training) from its catalogue text, where the candidate side already
   # places it, instead of the one unknown-id row every new item shares.
   # Serving only: training histories hold no such item. Off, as the
-  # validation window chose (bench-quality's choose_serving, seeds 1-3,
+  # validation window chose (bench-quality's serving choice, seeds 1-3,
   # 2026-12-03): recall@10 -0.0012 / -0.0020 / -0.0011 with it, new items'
   # recall@100 up. On the eval period (bench-seeds' full_history_text row,
   # 5 seeds) it was ahead of no_text on recall@50, recall@100 and both

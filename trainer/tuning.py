@@ -94,20 +94,16 @@ class ValidationWindowTuner(kt.RandomSearch):
     new_rows = validation.new_item_rows(self._fit, len(self._catalog))
     runs = [self._validate(config, tft_layer, steps, seed, new_rows, text)
             for seed in range(1, self._seeds + 1)]
+    # With text: each seed's tables of new-item shares and scales, averaged,
+    # then one choice for the trial (what the Trainer will serve).
+    metrics, tried = validation.over_seeds(runs, SELECT_BY)
     if config.use_text:
-      # Each seed's tables of new-item shares and scales, averaged, then
-      # one choice for the trial: what the Trainer will serve.
-      metrics, tried = validation.pick_serving(
-          validation.mean_options(runs), SELECT_BY)
       self._log_serving(tried)
       # Saved with this trial's hyperparameters for the Trainer.
       hyperparameters = trial.hyperparameters
       for name, key in NEW_ITEM_SERVING.items():
         hyperparameters.Fixed(name, metrics[key])
         hyperparameters.values[name] = metrics[key]  # Fixed keeps the first
-    else:
-      metrics = {k: float(np.mean([run[k] for run in runs]))
-                 for k in runs[0]}
     logging.info("trial %s %s: validation recall@10 %.4f recall@100 %.4f "
                  "(mean of %d seeds)", trial.trial_id,
                  trial.hyperparameters.values, metrics["recall@10"],

@@ -457,17 +457,15 @@ def pick_serving(options: List[Tuple[bool, List[Dict]]],
   return best, tried
 
 
-def choose_serving(model, tft_layer, held_out: Interactions,
-                   seen: sp.csr_matrix, text_vectors: np.ndarray,
-                   placements: Dict[float, np.ndarray], new_rows: np.ndarray,
-                   select_by: str = "recall@10",
-                   try_history_text: bool = False
-                   ) -> Tuple[Dict, List[Tuple[Dict, List[Dict]]]]:
-  """How one model trained on the fit window serves what it never saw, as
-  bench-quality chooses it: pick_serving over its serving_options."""
-  return pick_serving(serving_options(
-      model, tft_layer, held_out, seen, text_vectors, placements, new_rows,
-      select_by, try_history_text), select_by)
+def over_seeds(runs: List, select_by: str = "recall@10"
+               ) -> Tuple[Dict, List[Tuple[Dict, List[Dict]]]]:
+  """A config's validation runs (one per seed), judged as what it would
+  serve: for a model with text, runs of serving_options -> pick_serving
+  over their mean_options; otherwise runs of `evaluate`'s metrics -> their
+  means, with no serving options tried."""
+  if isinstance(runs[0], dict):
+    return {k: float(np.mean([run[k] for run in runs])) for k in runs[0]}, []
+  return pick_serving(mean_options(runs), select_by)
 
 
 def pick_new_item_serving(table: List[Dict], select_by: str) -> Dict:

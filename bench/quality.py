@@ -483,6 +483,10 @@ def main(argv=None) -> int:
       "--close-call-seeds", type=int, default=1,
       help="our grid points within CLOSE_CALL of the best on seed 1 are run "
       "with seeds 2..N too and chosen by their mean (1: one seed decides)")
+  parser.add_argument(
+      "--name", default="quality",
+      help="results file names under bench/results: NAME.json and "
+      "NAME_recall.png (bench-seeds and bench-placement read quality.json)")
   args = parser.parse_args(argv)
 
   setup = prepare(args.output_dir, args.steps, args.batch_size)
@@ -589,13 +593,13 @@ def main(argv=None) -> int:
   rows.extend(search_rows(bench, full_model, encoder, row_of, train, test))
 
   os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, "quality.json"), "w") as f:
+  with open(os.path.join(RESULTS, args.name + ".json"), "w") as f:
     json.dump(rows + [{"name": "validation", "select_by": SELECT_BY,
                        "window_start": cut, "runs": validation_log}],
               f, indent=1)
   print_table(rows)
   print_gaps(rows)
-  plot(rows, os.path.join(RESULTS, "quality_recall.png"))
+  plot(rows, os.path.join(RESULTS, args.name + "_recall.png"))
   return 0
 
 

@@ -13,8 +13,9 @@ at the unknown-id row alone (share 0), scale 1. This trains
 bench-quality's full config once on the fit window (scored on the
 validation window) and once on the training period (scored on eval), and
 scores every placement from that one model:
-  boosted: each share at scales from 1 (chosen on validation) up to 1.3;
-    share 0 above scale 1 is no_text's own placement, boosted.
+  boosted: each share at the config's served scale (chosen on
+    validation) and at scales from 1 up to 1.3; share 0 above scale 1 is
+    no_text's own placement, boosted.
   slots: new items keep the positions no_text gives them and the text mix
     only decides which new item fills which: text as an ordering of new
     items and nothing else.
@@ -37,6 +38,12 @@ from trainer import validation  # noqa: E402
 
 SHARES = (0.0, 0.25, 1.0)
 SCALES = (1.0, 1.02, 1.05, 1.1, 1.2, 1.3)
+
+
+def scales_for(config) -> List[float]:
+  """SCALES, plus the config's own (served) new-item scale when it is
+  below them: the table then holds the placement the Trainer serves."""
+  return sorted({config.new_item_score_scale, *SCALES})
 COLUMNS = ("recall@10", "recall@50", "recall@100", "ndcg@10")
 PATH = os.path.join(quality.RESULTS, "placement.json")
 
@@ -62,7 +69,8 @@ def in_slots(query: np.ndarray, slotted: np.ndarray, ordered: np.ndarray,
   return scores
 
 
-def score_placements(result: Dict, queries, seen) -> List[Dict]:
+def score_placements(result: Dict, queries, seen,
+                     scales=SCALES) -> List[Dict]:
   placements, new_rows = result["placements"], result["new_rows"]
   cold = (queries.items >= 0) & new_rows[np.maximum(queries.items, 0)]
   unknown = validation.new_item_candidates(placements, new_rows, 0.0, 1.0)
@@ -78,7 +86,7 @@ def score_placements(result: Dict, queries, seen) -> List[Dict]:
                  "cold_interactions": int(cold.sum())})
 
   for share in SHARES:
-    for scale in SCALES:
+    for scale in scales:
       candidates = validation.new_item_candidates(placements, new_rows,
                                                   share, scale)
       row("boosted", share, scale, result["query"] @ candidates.T)
@@ -112,10 +120,12 @@ def plot(results: Dict[str, List[Dict]], path: str) -> None:
               and r["share"] == share]
       ax.plot([r["cold_recall@100"] for r in line],
               [r["recall@10"] for r in line], "o-", color=colour,
-              markersize=4, label=f"share {share:g}, scale 1 … 1.3"
+              markersize=4,
+              label=f"share {share:g}, scale {line[0]['scale']:g} … 1.3"
               + (" (no_text's placement)" if share == 0 else ""))
       for r in line[:1]:
-        ax.annotate("scale 1", (r["cold_recall@100"], r["recall@10"]),
+        ax.annotate(f"scale {r['scale']:g}",
+                    (r["cold_recall@100"], r["recall@10"]),
                     fontsize=7, xytext=(3, 3), textcoords="offset points")
       for r in rows:
         if r["family"] == "slots" and r["share"] == share:
@@ -145,7 +155,8 @@ def main(argv=None) -> int:
           flush=True)
     result = quality.run_ours(setup.bench, {"config": config}, train,
                               queries, seen)
-    results[window] = score_placements(result, queries, seen)
+    results[window] = score_placements(result, queries, seen,
+                                       scales_for(config))
     print_table(window, results[window])
   with open(PATH, "w") as f:
     json.dump({"config": dataclasses.asdict(config), "steps": args.steps,

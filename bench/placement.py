@@ -109,7 +109,8 @@ def print_table(window: str, rows: List[Dict]) -> None:
                                    "cold_recall@100")))
 
 
-def plot(results: Dict[str, List[Dict]], path: str) -> None:
+def plot(results: Dict[str, List[Dict]], path: str, served) -> None:
+  """served: the config's (share, scale), marked on each panel."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -122,15 +123,17 @@ def plot(results: Dict[str, List[Dict]], path: str) -> None:
               [r["recall@10"] for r in line], "o-", color=colour,
               markersize=4,
               label=f"share {share:g}, scale {line[0]['scale']:g} … 1.3"
-              + (" (no_text's placement)" if share == 0 else ""))
-      for r in line[:1]:
-        ax.annotate(f"scale {r['scale']:g}",
-                    (r["cold_recall@100"], r["recall@10"]),
-                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+              + (" (the unknown-id row)" if share == 0 else ""))
+      for r in line:
+        if (r["share"], r["scale"]) == tuple(served):
+          ax.annotate(f"served ({r['share']:g}, x{r['scale']:g})",
+                      (r["cold_recall@100"], r["recall@10"]),
+                      fontsize=7, xytext=(3, 5), textcoords="offset points")
       for r in rows:
         if r["family"] == "slots" and r["share"] == share:
           ax.plot(r["cold_recall@100"], r["recall@10"], "x", color=colour,
-                  markersize=8, label=f"share {share:g} in no_text's slots")
+                  markersize=8,
+                  label=f"share {share:g} in the unknown-id row's slots")
     ax.set_title(f"{window} (one model, seen excluded)", fontsize=9)
     ax.set_xlabel("new items' recall@100")
     ax.set_ylabel("recall@10, all interactions")
@@ -161,7 +164,8 @@ def main(argv=None) -> int:
   with open(PATH, "w") as f:
     json.dump({"config": dataclasses.asdict(config), "steps": args.steps,
                **results}, f, indent=1)
-  plot(results, PATH.replace(".json", ".png"))
+  plot(results, PATH.replace(".json", ".png"),
+       (config.new_item_text_share, config.new_item_score_scale))
   return 0
 
 

@@ -341,6 +341,17 @@ def test_in_slots_keeps_no_texts_new_item_positions_and_only_reorders():
   assert scores[0, 4] == -np.inf
 
 
+def test_placement_grid_holds_the_served_scale():
+  """bench-placement scores the placement the Trainer serves, even when
+  its scale lies below the boost grid (0.97 today), once and in order."""
+  from bench import placement
+  from trainer.config import TrainerConfig
+  scales = placement.scales_for(TrainerConfig(new_item_score_scale=0.97))
+  assert scales == [0.97, *placement.SCALES]
+  assert placement.scales_for(TrainerConfig(new_item_score_scale=1.0)) == \
+      list(placement.SCALES)
+
+
 def test_user_bootstrap_resamples_users_not_interactions():
   """Two users whose gaps cancel: resampling users swings the gap between
   -1 and +1 (both drawn twice a quarter of the time each), where

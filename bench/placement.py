@@ -38,14 +38,15 @@ from trainer import validation  # noqa: E402
 
 SHARES = (0.0, 0.25, 1.0)
 SCALES = (1.0, 1.02, 1.05, 1.1, 1.2, 1.3)
+COLUMNS = ("recall@10", "recall@50", "recall@100", "ndcg@10")
+PATH = os.path.join(quality.RESULTS, "placement.json")
 
 
 def scales_for(config) -> List[float]:
-  """SCALES, plus the config's own (served) new-item scale when it is
-  below them: the table then holds the placement the Trainer serves."""
+  """SCALES plus the config's own (served) new-item scale, in order: the
+  table then holds the placement the Trainer serves (0.97 today, below
+  the boosts)."""
   return sorted({config.new_item_score_scale, *SCALES})
-COLUMNS = ("recall@10", "recall@50", "recall@100", "ndcg@10")
-PATH = os.path.join(quality.RESULTS, "placement.json")
 
 
 def in_slots(query: np.ndarray, slotted: np.ndarray, ordered: np.ndarray,

@@ -71,7 +71,7 @@ def in_slots(query: np.ndarray, slotted: np.ndarray, ordered: np.ndarray,
 
 
 def score_placements(result: Dict, queries, seen,
-                     scales=SCALES) -> List[Dict]:
+                     scales: List[float]) -> List[Dict]:
   placements, new_rows = result["placements"], result["new_rows"]
   cold = (queries.items >= 0) & new_rows[np.maximum(queries.items, 0)]
   unknown = validation.new_item_candidates(placements, new_rows, 0.0, 1.0)

@@ -12,7 +12,8 @@ this one process and on the same split, trains and evaluates:
 plus search, personalised-search and explanation rows. Every metric follows
 trainer/validation.py: seen items excluded, hyperparameters chosen on a
 validation window at the end of the training period. Prints a table, writes
-bench/results/quality.json and bench/results/quality_recall.png.
+bench/results/quality.json and bench/results/quality_recall.png (--name
+NAME: NAME.json and NAME_recall.png).
 """
 import argparse
 import dataclasses

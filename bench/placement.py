@@ -19,7 +19,15 @@ scores every placement from that one model:
   slots: new items keep the positions no_text gives them and the text mix
     only decides which new item fills which: text as an ordering of new
     items and nothing else.
-Writes bench/results/placement.json and placement.png.
+  no_text (--no-text): the no-text model trained on the same window with
+    the same seed, and how far its query vectors and its known items'
+    vectors lie from the full model's. Where text cannot reach the user
+    tower (history_id_dropout 0), both are 0: the two models differ only
+    in where they put new items, and the share-0 row at scale 1 is
+    no_text's row to the digit.
+--set FIELD=VALUE trains the full config with those changes (e.g.
+history_id_dropout=0.0, the five-seed choice); --name names the files.
+Writes bench/results/placement.json and placement.png (by default).
 """
 import argparse
 import dataclasses
@@ -39,7 +47,7 @@ from trainer import validation  # noqa: E402
 SHARES = (0.0, 0.25, 1.0)
 SCALES = (1.0, 1.02, 1.05, 1.1, 1.2, 1.3)
 COLUMNS = ("recall@10", "recall@50", "recall@100", "ndcg@10")
-PATH = os.path.join(quality.RESULTS, "placement.json")
+NAME = "placement"
 
 
 def scales_for(config) -> List[float]:
@@ -70,21 +78,34 @@ def in_slots(query: np.ndarray, slotted: np.ndarray, ordered: np.ndarray,
   return scores
 
 
+def measured(family: str, share: float, scale: float, scores: np.ndarray,
+             queries, seen, cold: np.ndarray) -> Dict:
+  """One table row: the warm columns over all interactions, new items'
+  recall over the `cold` ones."""
+  every = validation.evaluate(scores, queries, seen)
+  new = validation.evaluate(scores, queries, seen, cold)
+  return {"family": family, "share": share, "scale": scale,
+          **{k: every[k] for k in COLUMNS},
+          "cold_recall@50": new["recall@50"],
+          "cold_recall@100": new["recall@100"],
+          "cold_interactions": int(cold.sum())}
+
+
+def cold_interactions(result: Dict, queries) -> np.ndarray:
+  """[n] whether each interaction's item is new to `result`'s model."""
+  return ((queries.items >= 0) &
+          result["new_rows"][np.maximum(queries.items, 0)])
+
+
 def score_placements(result: Dict, queries, seen,
                      scales: List[float]) -> List[Dict]:
   placements, new_rows = result["placements"], result["new_rows"]
-  cold = (queries.items >= 0) & new_rows[np.maximum(queries.items, 0)]
+  cold = cold_interactions(result, queries)
   unknown = validation.new_item_candidates(placements, new_rows, 0.0, 1.0)
   rows = []
 
   def row(family, share, scale, scores):
-    every = validation.evaluate(scores, queries, seen)
-    new = validation.evaluate(scores, queries, seen, cold)
-    rows.append({"family": family, "share": share, "scale": scale,
-                 **{k: every[k] for k in COLUMNS},
-                 "cold_recall@50": new["recall@50"],
-                 "cold_recall@100": new["recall@100"],
-                 "cold_interactions": int(cold.sum())})
+    rows.append(measured(family, share, scale, scores, queries, seen, cold))
 
   for share in SHARES:
     for scale in scales:
@@ -98,16 +119,35 @@ def score_placements(result: Dict, queries, seen,
   return rows
 
 
+def against_no_text(full: Dict, no_text: Dict, queries, seen) -> Dict:
+  """no_text's row (share 0, scale 1: how it serves new items) and the
+  largest gaps between its vectors and the full model's: of the users'
+  query vectors and of the known items' candidate vectors."""
+  known = ~full["new_rows"]
+  return {**measured("no_text", 0.0, 1.0, no_text["scores"], queries, seen,
+                     cold_interactions(full, queries)),
+          "query_max_abs_gap": float(np.abs(full["query"] -
+                                            no_text["query"]).max()),
+          "known_item_max_abs_gap": float(np.abs(
+              full["candidates"][known] -
+              no_text["candidates"][known]).max())}
+
+
 def print_table(window: str, rows: List[Dict]) -> None:
   print(f"\n{window}: {rows[0]['cold_interactions']} interactions with "
         f"new items")
   print(f"{'placement':<24}" + "".join(f"{k:>11}" for k in COLUMNS) +
         f"{'cold r@50':>11}{'cold r@100':>11}")
   for r in rows:
-    name = f"{r['family']} {r['share']:g} x{r['scale']:g}"
+    name = ("no_text" if r["family"] == "no_text" else
+            f"{r['family']} {r['share']:g} x{r['scale']:g}")
     print(f"{name:<24}" + "".join(
         f"{r[k]:>11.4f}" for k in (*COLUMNS, "cold_recall@50",
                                    "cold_recall@100")))
+    if r["family"] == "no_text":
+      print(f"  no_text vs full: query vectors differ by at most "
+            f"{r['query_max_abs_gap']:.2e}, known items' vectors by "
+            f"{r['known_item_max_abs_gap']:.2e}")
 
 
 def plot(results: Dict[str, List[Dict]], path: str, served) -> None:
@@ -131,6 +171,9 @@ def plot(results: Dict[str, List[Dict]], path: str, served) -> None:
                       (r["cold_recall@100"], r["recall@10"]),
                       fontsize=7, xytext=(3, 5), textcoords="offset points")
       for r in rows:
+        if r["family"] == "no_text" and share == 0:
+          ax.plot(r["cold_recall@100"], r["recall@10"], "s", color="black",
+                  markerfacecolor="none", markersize=9, label="no_text")
         if r["family"] == "slots" and r["share"] == share:
           ax.plot(r["cold_recall@100"], r["recall@10"], "x", color=colour,
                   markersize=8,
@@ -148,8 +191,17 @@ def plot(results: Dict[str, List[Dict]], path: str, served) -> None:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   quality.add_setup_arguments(parser)
+  parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                      help="train the full config with these changes")
+  parser.add_argument("--no-text", action="store_true",
+                      help="also train no_text and compare its vectors")
+  parser.add_argument("--name", default=NAME,
+                      help="bench/results/NAME.json and NAME.png")
   args = parser.parse_args(argv)
   config = seeds.chosen_config()
+  if args.set:
+    _, config = seeds.compared(config, args.set)
+  path = os.path.join(quality.RESULTS, f"{args.name}.json")
   setup = quality.prepare(args.output_dir, args.steps, args.batch_size)
   results = {}
   for window, train, queries, seen in (
@@ -161,11 +213,18 @@ def main(argv=None) -> int:
                               queries, seen)
     results[window] = score_placements(result, queries, seen,
                                        scales_for(config))
+    if args.no_text:
+      print(f"training no_text on the {window} split's training "
+            "interactions", flush=True)
+      no_text = quality.run_ours(
+          setup.bench, {"config": seeds.chosen_config("no_text")}, train,
+          queries, seen)
+      results[window].append(against_no_text(result, no_text, queries, seen))
     print_table(window, results[window])
-  with open(PATH, "w") as f:
+  with open(path, "w") as f:
     json.dump({"config": dataclasses.asdict(config), "steps": args.steps,
-               **results}, f, indent=1)
-  plot(results, PATH.replace(".json", ".png"),
+               "changes": args.set, **results}, f, indent=1)
+  plot(results, path.replace(".json", ".png"),
        (config.new_item_text_share, config.new_item_score_scale))
   return 0
 

@@ -352,6 +352,27 @@ def test_placement_grid_holds_the_served_scale():
       list(placement.SCALES)
 
 
+def test_placement_against_no_text_measures_the_vector_gaps():
+  """bench-placement --no-text: no_text's row is scored on the full
+  model's new items, and the gaps are over users and known items only (a
+  new item's vector differs by design)."""
+  from bench import placement
+  queries, placements, held_out, seen = _two_placements((0.0, 1.0))
+  new_rows = np.arange(150) == 0
+  full = {"query": queries, "candidates": placements[1.0],
+          "new_rows": new_rows}
+  no_text = {"query": queries.copy(), "candidates": placements[0.0],
+             "scores": queries @ placements[0.0].T}
+  row = placement.against_no_text(full, no_text, held_out, seen)
+  assert row["family"] == "no_text" and row["cold_interactions"] == 1
+  assert row["query_max_abs_gap"] == 0.0
+  assert row["known_item_max_abs_gap"] == 0.0  # row 0 differs, but is new
+  assert row["recall@10"] == 0.25  # the new item crowds row 10 out
+  no_text["query"] = queries + 0.01
+  assert placement.against_no_text(full, no_text, held_out, seen)[
+      "query_max_abs_gap"] == pytest.approx(0.01)
+
+
 def test_user_bootstrap_resamples_users_not_interactions():
   """Two users whose gaps cancel: resampling users swings the gap between
   -1 and +1 (both drawn twice a quarter of the time each), where

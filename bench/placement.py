@@ -91,16 +91,10 @@ def measured(family: str, share: float, scale: float, scores: np.ndarray,
           "cold_interactions": int(cold.sum())}
 
 
-def cold_interactions(result: Dict, queries) -> np.ndarray:
-  """[n] whether each interaction's item is new to `result`'s model."""
-  return ((queries.items >= 0) &
-          result["new_rows"][np.maximum(queries.items, 0)])
-
-
 def score_placements(result: Dict, queries, seen,
                      scales: List[float]) -> List[Dict]:
   placements, new_rows = result["placements"], result["new_rows"]
-  cold = cold_interactions(result, queries)
+  cold = queries.on_items(new_rows)
   unknown = validation.new_item_candidates(placements, new_rows, 0.0, 1.0)
   rows = []
 
@@ -125,7 +119,7 @@ def against_no_text(full: Dict, no_text: Dict, queries, seen) -> Dict:
   query vectors and of the known items' candidate vectors."""
   known = ~full["new_rows"]
   return {**measured("no_text", 0.0, 1.0, no_text["scores"], queries, seen,
-                     cold_interactions(full, queries)),
+                     queries.on_items(full["new_rows"])),
           "query_max_abs_gap": float(np.abs(full["query"] -
                                             no_text["query"]).max()),
           "known_item_max_abs_gap": float(np.abs(

@@ -72,9 +72,8 @@ def window(setup: quality.Setup, name: str) -> Window:
   if name == "eval":
     return Window(name, setup.train, setup.test, setup.seen_test, setup.cold)
   new = validation.new_item_rows(setup.fit, setup.bench.num_items)
-  items = setup.held_out.items
   return Window(name, setup.fit, setup.held_out, setup.seen_held_out,
-                (items >= 0) & new[np.maximum(items, 0)])
+                setup.held_out.on_items(new))
 
 
 def chosen_config(name: str = "full") -> TrainerConfig:

@@ -78,6 +78,8 @@ class _Split:
   def __len__(self):
     return len(self.items)
 
+  on_items = validation.Interactions.on_items
+
 
 def test_seen_items_are_everything_rated_strictly_before():
   history = _Split(["a", "a", "b"], [0, 1, 2], [1, 2, 1])

@@ -82,6 +82,11 @@ class Interactions:
   def _gathered(self, rows: np.ndarray) -> "Interactions":
     return Interactions(features.gather_rows(self.raw, rows), self._row_of)
 
+  def on_items(self, rows: np.ndarray) -> np.ndarray:
+    """[len(self)] whether each interaction's item is one of the catalogue
+    `rows` ([num_items] bool; an unknown item is in none)."""
+    return (self.items >= 0) & rows[np.maximum(self.items, 0)]
+
   def with_items_new(self, rows: np.ndarray, drop: bool) -> "Interactions":
     """These interactions as if the catalogue `rows` ([num_items] bool) had
     been released after them: their ids are unknown in every history (as a
@@ -96,7 +101,7 @@ class Interactions:
         history.indices, tf.constant(values), history.dense_shape)}
     out = Interactions(raw, self._row_of)
     if drop:
-      out = out.subset(~((self.items >= 0) & rows[np.maximum(self.items, 0)]))
+      out = out.subset(~self.on_items(rows))
     return out
 
   def raw_batches(self, size: int = 4096) -> Iterator[Dict[str, tf.Tensor]]:
@@ -381,7 +386,7 @@ def choose_new_item_serving(queries: np.ndarray,
   placement, the floor is text alone at scale 1. Returns the chosen pair's
   row (its "share", "scale" and validation metrics) and the rows of every
   pair."""
-  new = (held_out.items >= 0) & new_rows[np.maximum(held_out.items, 0)]
+  new = held_out.on_items(new_rows)
   shares = NEW_ITEM_SHARES if 0.0 in placements else (1.0,)
   # Each share mixed once, not once per scale.
   placements = {share: _placement(placements, share) for share in

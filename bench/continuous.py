@@ -213,6 +213,13 @@ def main(argv=None) -> int:
                       "replays already under --output-dir (e.g. after an "
                       "interrupted run); a repeat counts if both of its "
                       "chains ran every period")
+  parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                      help="train both chains with these TrainerConfig "
+                      "changes from today's defaults (e.g. "
+                      "history_id_dropout=0.0), to replay a candidate "
+                      "default before adopting it")
+  parser.add_argument("--name", default="continuous",
+                      help="results file name (bench/results/NAME.json/png)")
   parser.add_argument("--resume", action="store_true",
                       help="read repeats whose replays already finished "
                       "under --output-dir from their stores and run the "
@@ -227,6 +234,7 @@ def main(argv=None) -> int:
       # about a third of the time they take on two worker processes here,
       # and nothing the table reports depends on it.
       beam_workers=1)
+  base = dataclasses.replace(base, trainer=base.trainer.with_changes(args.set))
   data.fetch_movielens(base.data_dir)
   data.fetch_text_encoder(base.text_encoder_dir)
   os.makedirs(out, exist_ok=True)
@@ -283,6 +291,7 @@ def main(argv=None) -> int:
       "catalog_refresh_seconds": round(refreshed.seconds, 1),
       "warm_start_target": target,
       "settings": {"steps": args.steps, "warm_steps": args.warm_steps,
+                   "changes": args.set,
                    "repeats": len(warm_chains),
                    "initial_fraction": 0.5, "max_rmse": base.max_rmse,
                    "min_recall_at_100": base.min_recall_at_100,
@@ -292,9 +301,9 @@ def main(argv=None) -> int:
                    "wall_seconds": round(time.time() - start)},
   }
   os.makedirs(RESULTS, exist_ok=True)
-  with open(os.path.join(RESULTS, "continuous.json"), "w") as f:
+  with open(os.path.join(RESULTS, f"{args.name}.json"), "w") as f:
     json.dump(result, f, indent=1)
-  plot(periods, os.path.join(RESULTS, "continuous.png"))
+  plot(periods, os.path.join(RESULTS, f"{args.name}.png"))
   print(table(periods, refreshed.seconds))
   return 0
 

@@ -87,17 +87,13 @@ def chosen_config(name: str = "full") -> TrainerConfig:
 
 def compared(full: TrainerConfig, changes: List[str]
              ) -> Tuple[str, TrainerConfig]:
-  """The third model's name and config: `full` with FIELD=VALUE changes
-  (values parsed as the field's current value's type)."""
-  values = {}
-  for change in changes:
-    field, _, text = change.partition("=")
-    current = getattr(full, field)  # AttributeError names a bad field
-    values[field] = (text == "True" if isinstance(current, bool)
-                     else type(current)(text))
-  name = "full_" + "_".join(f"{k}_{v}" for k, v in values.items()
-                            if not isinstance(v, bool) or v)
-  return name, dataclasses.replace(full, **values)
+  """The third model's name and config: `full` with FIELD=VALUE changes."""
+  config = full.with_changes(changes)
+  changed = [change.partition("=")[0] for change in changes]
+  name = "full_" + "_".join(
+      f"{k}_{getattr(config, k)}" for k in changed
+      if not isinstance(getattr(config, k), bool) or getattr(config, k))
+  return name, config
 
 
 def train(setup: quality.Setup, at: Window, config: TrainerConfig,

@@ -270,8 +270,9 @@ def test_bench_seeds_third_model_is_the_full_config_with_its_changes():
   assert (config.item_text_for, config.text_in_history,
           config.new_item_score_scale) == ("every_item", False, 0.9)
   assert config.new_item_text_share == 0.25  # the rest is full's
-  with pytest.raises(AttributeError):
-    seeds.compared(full, ["no_such_field=1"])
+  for bad in ("no_such_field=1", "seed"):
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+      seeds.compared(full, [bad])
 
 
 def _write_examples(path, rows):

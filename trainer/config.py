@@ -4,7 +4,7 @@ The pipeline passes these through the Trainer's `custom_config`, and the CLI
 flags map onto them one to one, so no constant is threaded by hand.
 """
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from trainer import scann_tuning
 
@@ -231,6 +231,20 @@ class TrainerConfig:
     """The fields that decide what the weights mean (not just their
     shapes): a model of another design is no base to warm-start from."""
     return {name: getattr(self, name) for name in DESIGN_FIELDS}
+
+  def with_changes(self, changes: List[str]) -> "TrainerConfig":
+    """This config with "FIELD=VALUE" changes, as benchmarks take them on
+    the command line (each value parsed as its field's default's type)."""
+    values = {}
+    for change in changes:
+      field, sep, text = change.partition("=")
+      if not sep or field not in {f.name for f in dataclasses.fields(self)}:
+        raise ValueError(f"{change!r}: expected FIELD=VALUE with a "
+                         f"TrainerConfig field")
+      current = getattr(self, field)
+      values[field] = (text.lower() in ("1", "true", "yes")
+                       if isinstance(current, bool) else type(current)(text))
+    return dataclasses.replace(self, **values)
 
   def with_hyperparameters(self, hyperparameters: Optional[Dict[str, Any]]
                            ) -> "TrainerConfig":

@@ -65,7 +65,8 @@ test: env lint browser
 bench-long-tests: env browser
 	$(PY) -m pytest tests -m long --durations=0 -rfEs
 
-# Side-by-side quality table: bench/results/quality.json and a PNG plot.
+# Side-by-side quality table: bench/results/quality.json and a PNG plot
+# (~65 min on 2 cores: our close calls on validation run five seeds).
 bench-quality: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.quality
 

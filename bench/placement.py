@@ -26,7 +26,7 @@ scores every placement from that one model:
     in where they put new items, and the share-0 row at scale 1 is
     no_text's row to the digit.
 --set FIELD=VALUE trains the full config with those changes (e.g.
-history_id_dropout=0.0, the five-seed choice); --name names the files.
+history_id_dropout=0.1, the one-seed choice); --name names the files.
 Writes bench/results/placement.json and placement.png (by default).
 """
 import argparse
@@ -52,7 +52,7 @@ NAME = "placement"
 
 def scales_for(config) -> List[float]:
   """SCALES plus the config's own (served) new-item scale, in order: the
-  table then holds the placement the Trainer serves (0.97 today, below
+  table then holds the placement the Trainer serves (e.g. 0.97, below
   the boosts)."""
   return sorted({config.new_item_score_scale, *SCALES})
 

@@ -346,7 +346,7 @@ def test_in_slots_keeps_no_texts_new_item_positions_and_only_reorders():
 
 def test_placement_grid_holds_the_served_scale():
   """bench-placement scores the placement the Trainer serves, even when
-  its scale lies below the boost grid (0.97 under the one-seed choice), once and in order."""
+  its scale lies below the boost grid (e.g. 0.97), once and in order."""
   from bench import placement
   from trainer.config import TrainerConfig
   scales = placement.scales_for(TrainerConfig(new_item_score_scale=0.97))

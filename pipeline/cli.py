@@ -28,6 +28,7 @@ from pipeline import beam
 from pipeline import configs
 from trainer import contract
 from trainer.config import TrainerConfig
+from trainer.config import value_parser
 
 
 def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
@@ -99,12 +100,8 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
   t = p.add_argument_group("trainer (trainer/config.py)")
   for f in dataclasses.fields(TrainerConfig):
     flag = "--" + f.name.replace("_", "-")
-    if f.type in (bool, "bool"):
-      t.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
-                     default=f.default, help=f"(default {f.default})")
-    else:
-      t.add_argument(flag, type=type(f.default), default=f.default,
-                     help=f"(default {f.default})")
+    t.add_argument(flag, type=value_parser(f.default),
+                   default=f.default, help=f"(default {f.default})")
 
 
 def _local_abspath(path: str) -> str:

@@ -4,7 +4,7 @@ The pipeline passes these through the Trainer's `custom_config`, and the CLI
 flags map onto them one to one, so no constant is threaded by hand.
 """
 import dataclasses
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from trainer import scann_tuning
 
@@ -31,6 +31,14 @@ TRAINING_CURVE_FILE = "training_curve.json"
 DESIGN_FIELDS = ("use_text", "item_text_for", "text_in_history", "use_history",
                  "history_encoder", "history_length", "embedding_dim",
                  "hidden_units", "text_finetune_layers")
+
+
+def value_parser(default: Any) -> Callable[[str], Any]:
+  """How a field with this default reads its value from text (CLI flags,
+  benchmarks' FIELD=VALUE): booleans from 1/true/yes, the rest by type."""
+  if isinstance(default, bool):
+    return lambda text: text.lower() in ("1", "true", "yes")
+  return type(default)
 
 
 @dataclasses.dataclass
@@ -241,15 +249,14 @@ class TrainerConfig:
   def with_changes(self, changes: List[str]) -> "TrainerConfig":
     """This config with "FIELD=VALUE" changes, as benchmarks take them on
     the command line (each value parsed as its field's default's type)."""
+    names = {f.name for f in dataclasses.fields(self)}
     values = {}
     for change in changes:
       field, sep, text = change.partition("=")
-      if not sep or field not in {f.name for f in dataclasses.fields(self)}:
+      if not sep or field not in names:
         raise ValueError(f"{change!r}: expected FIELD=VALUE with a "
                          f"TrainerConfig field")
-      current = getattr(self, field)
-      values[field] = (text.lower() in ("1", "true", "yes")
-                       if isinstance(current, bool) else type(current)(text))
+      values[field] = value_parser(getattr(self, field))(text)
     return dataclasses.replace(self, **values)
 
   def with_hyperparameters(self, hyperparameters: Optional[Dict[str, Any]]

@@ -178,10 +178,6 @@ class TrainerConfig:
   # a small one: on the test slice, 30 warm steps at 0.01 took recall@100
   # from 0.246 to 0.214, at 0.002 to 0.321.
   warm_start_shrink: float = 0.4
-  # The same for the id embedding tables (users, items), whose rows are
-  # per-id memory rather than shared function: shrinking them toward fresh
-  # noise every period erases what returning users' rows learned.
-  warm_start_table_shrink: float = 0.4
   warm_start_learning_rate: float = 0.005
   # Read an item in a user's history that has no id row (new since
   # training) from its catalogue text, where the candidate side already

@@ -191,8 +191,7 @@ def start_from_base(model: RecommenderModel, train: tf.data.Dataset,
   report = warm_start.maybe_warm_start(
       model, base_model, {features.USER_VOCAB: users,
                           features.ITEM_VOCAB: catalog.vocabulary},
-      model.config.design(), model.config.warm_start_shrink,
-      model.config.warm_start_table_shrink)
+      model.config.design(), model.config.warm_start_shrink)
   return dataclasses.asdict(report) if report else None
 
 

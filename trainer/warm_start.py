@@ -52,7 +52,6 @@ class Report:
   carried_rows: Dict[str, int] = dataclasses.field(default_factory=dict)
   new_rows: Dict[str, int] = dataclasses.field(default_factory=dict)
   shrink: float = 1.0  # copied weights = shrink * base + (1 - shrink) * fresh
-  table_shrink: Optional[float] = None  # the same for ROW_KEYED tables
 
 
 class BaseModelUnreadable(ValueError):
@@ -146,16 +145,13 @@ def remap_rows(old: np.ndarray, old_ids: List[str], new: np.ndarray,
 
 def warm_start(model: tf.keras.Model, base_model_dir: str,
                vocabularies: Dict[str, List[str]],
-               shrink: float = 1.0,
-               table_shrink: Optional[float] = None) -> Report:
+               shrink: float = 1.0) -> Report:
   """Copies the base model's weights into `model` (built, untrained).
 
   Args:
     model: a RecommenderModel whose variables exist (called once).
     base_model_dir: the base model's SavedModel (Trainer's Format-Serving).
     vocabularies: {vocabulary name: ids} of this run, for ROW_KEYED tables.
-    shrink: copied weights become shrink * base + (1 - shrink) * fresh.
-    table_shrink: the same for ROW_KEYED tables (default: `shrink`).
 
   Raises:
     BaseModelUnreadable: no checkpoint, object graph or vocabulary there.
@@ -167,8 +163,7 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
     raise BaseModelUnreadable(str(e).split("\n")[0]) from None
   keys = checkpoint_keys(reader)
   shapes = reader.get_variable_to_shape_map()
-  report = Report(base_model=base_model_dir, shrink=shrink,
-                  table_shrink=table_shrink)
+  report = Report(base_model=base_model_dir, shrink=shrink)
   done = set()
   new_items = []
   for path, variable in sorted(model_variables(model).items()):
@@ -193,10 +188,8 @@ def warm_start(model: tf.keras.Model, base_model_dir: str,
       value = old
     else:
       continue
-    factor = (shrink if vocabulary is None or table_shrink is None
-              else table_shrink)
-    if factor != 1.0:  # shrink and perturb (Ash & Adams 2020)
-      value = factor * value + (1.0 - factor) * variable.numpy()
+    if shrink != 1.0:  # shrink and perturb (Ash & Adams 2020)
+      value = shrink * value + (1.0 - shrink) * variable.numpy()
     variable.assign(value)
     report.copied += 1
   # After the text map has been copied: new items start where it puts them.
@@ -232,9 +225,7 @@ def design_change(base_model_dir: str, design: Dict) -> Optional[str]:
 def maybe_warm_start(model: tf.keras.Model, base_model_dir: Optional[str],
                      vocabularies: Dict[str, List[str]],
                      design: Optional[Dict] = None,
-                     shrink: float = 1.0,
-                     table_shrink: Optional[float] = None
-                     ) -> Optional[Report]:
+                     shrink: float = 1.0) -> Optional[Report]:
   """warm_start, or None (train from scratch) when there is no base model,
   it cannot be read, or (given `design`) it was trained with another design:
   same-shaped weights of another design mean other things (an additive text
@@ -249,8 +240,7 @@ def maybe_warm_start(model: tf.keras.Model, base_model_dir: Optional[str],
                     "training from scratch", base_model_dir, change)
     return None
   try:
-    report = warm_start(model, base_model_dir, vocabularies, shrink,
-                        table_shrink)
+    report = warm_start(model, base_model_dir, vocabularies, shrink)
   except (BaseModelUnreadable, tf.errors.OpError, KeyError, ValueError) as e:
     logging.warning("warm start: cannot read base model %s (%s); training "
                     "from scratch", base_model_dir, e)

@@ -65,8 +65,13 @@ RECALLS = ("recall@10", "recall@100")
 # The same recalls over each interaction of the period (replay.py says how
 # the two measures differ).
 INTERACTION_RECALLS = tuple(replay.PER_INTERACTION + k for k in RECALLS)
+# Per-user recall over the period's new and returning users apart.
+GROUPS = (("new users", replay.NEW_USERS),
+          ("returning users", replay.RETURNING_USERS))
+GROUP_RECALLS = tuple(k + suffix for k in RECALLS for _, suffix in GROUPS)
 RUN_KEYS = ("steps", "train_seconds", *RECALLS, *INTERACTION_RECALLS,
-            "blessed", "pushed_version", "encoded_texts", "embed_seconds")
+            *GROUP_RECALLS, "blessed", "pushed_version", "encoded_texts",
+            "embed_seconds")
 PERIOD_KEYS = ("period", "interactions", "new_users", "new_items")
 # Warm start's target: within this share of the from-scratch recall@100.
 TARGET_GAP = 0.01
@@ -79,8 +84,12 @@ def summarise(runs):
   version (one run's, so they agree), how many repeats were blessed, and
   every repeat as it was."""
   entry = {k: runs[0].get(k) for k in RUN_KEYS}
-  for k in RECALLS + INTERACTION_RECALLS:
-    entry[k] = round(float(np.mean([r[k] for r in runs])), 5)
+  for k in RECALLS + INTERACTION_RECALLS + GROUP_RECALLS:
+    values = [r.get(k) for r in runs]
+    # A group can be empty in a period, and runs recorded before the
+    # groups were reported lack them.
+    entry[k] = (round(float(np.mean(values)), 5)
+                if None not in values else None)
   entry["train_seconds"] = round(float(np.median(
       [r["train_seconds"] for r in runs])), 1)
   entry["blessed_repeats"] = sum(bool(r["blessed"]) for r in runs)
@@ -99,9 +108,12 @@ def combine(warm_chains, scratch_chains):
     else:
       entry["warm"] = summarise([rows[k] for rows in warm_chains])
       entry["scratch"] = summarise([rows[k] for rows in scratch_chains])
-      for k in ("recall@100", INTERACTION_RECALLS[1]):
-        entry[f"warm_vs_scratch_{k}"] = round(
-            entry["warm"][k] / entry["scratch"][k] - 1, 4)
+      for k in ("recall@100", INTERACTION_RECALLS[1],
+                *(f"recall@100{suffix}" for _, suffix in GROUPS)):
+        warm_k, scratch_k = entry["warm"][k], entry["scratch"][k]
+        entry[f"warm_vs_scratch_{k}"] = (
+            round(warm_k / scratch_k - 1, 4) if warm_k and scratch_k
+            else None)
     periods.append(entry)
   return periods
 
@@ -148,6 +160,7 @@ def table(periods, refresh_seconds: float) -> str:
                  f"{gap:>7}")
       lines.append(f"{line} | {blessed(r):>7} {str(r['pushed_version']):>11}")
       lead = " " * len(lead)
+  lines += group_lines(periods)
   embedded = [(p["period"], p["warm"]) for p in periods
               if not p.get("skipped") and p["warm"].get("encoded_texts")
               is not None]
@@ -160,6 +173,26 @@ def table(periods, refresh_seconds: float) -> str:
                f"training): "
                f"{refresh_seconds:.1f}s")
   return "\n".join(lines)
+
+
+def group_lines(periods) -> list:
+  """Per-user recall@100 of new and returning users, warm vs scratch."""
+  lines = []
+  for p in periods:
+    if p.get("skipped"):
+      continue
+    parts = []
+    for name, suffix in GROUPS:
+      key = "recall@100" + suffix
+      warm, scratch = p["warm"].get(key), p["scratch"].get(key)
+      if warm is None or scratch is None:
+        continue
+      parts.append(f"{name} {warm:.4f} vs {scratch:.4f} "
+                   f"({p['warm_vs_scratch_' + key]:+.1%})")
+    if parts:
+      lines.append(f"period {p['period']} per-user recall@100, warm vs "
+                   f"scratch: " + ", ".join(parts))
+  return lines
 
 
 def plot(periods, path: str) -> None:
@@ -298,7 +331,9 @@ def main(argv=None) -> int:
                    "max_recall_drop":
                    base.max_recall_drop, "max_rmse_increase":
                    base.max_rmse_increase,
-                   "wall_seconds": round(time.time() - start)},
+                   "wall_seconds": round(time.time() - start),
+                   # True: wall_seconds timed the rebuild, not training.
+                   "rebuilt_from_outputs": args.from_outputs},
   }
   os.makedirs(RESULTS, exist_ok=True)
   with open(os.path.join(RESULTS, f"{args.name}.json"), "w") as f:

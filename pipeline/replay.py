@@ -101,13 +101,23 @@ def periods(log: Log, count: int, initial_fraction: float = 0.5
 
 # Prefix of the per-interaction columns (see `recall_per_interaction`).
 PER_INTERACTION = "interaction_"
+# Suffixes of the per-user columns over new and returning users apart.
+NEW_USERS = "_new_users"
+RETURNING_USERS = "_returning_users"
 
 
 def recall_unseen(recommend_unseen, log: Log, period: Period,
                   ks=(10, 100), batch: int = 256) -> Dict[str, float]:
   """recall@k of each eval user's period-k items in `recommend_unseen`
   (everything the user rated up to train_until excluded), averaged over the
-  period's users: one top-k per user, as a nightly batch job would send."""
+  period's users: one top-k per user, as a nightly batch job would send.
+
+  Also averaged over the period's new users (nothing rated before it: the
+  list comes from the profile and the unknown-user row) and over returning
+  ones (their history and id row) apart, under `USER_GROUPS` suffixes: the
+  two are different models of the user and move apart (a warm start that
+  is level overall can be ahead on one and behind on the other).
+  """
   order = np.argsort(log.timestamps, kind="stable")
   seen: Dict[str, List[str]] = {}
   targets: Dict[str, set] = {}
@@ -118,13 +128,21 @@ def recall_unseen(recommend_unseen, log: Log, period: Period,
     elif t <= period.eval_until:
       targets.setdefault(user, set()).add(item)
   users = sorted(targets)
+  groups = {"": np.ones(len(users), bool),
+            NEW_USERS: np.array([u not in seen for u in users], bool)}
+  groups[RETURNING_USERS] = ~groups[NEW_USERS]
   if not users:
-    return {f"recall@{k}": None for k in ks}
+    return {f"recall@{k}{group}": None for k in ks for group in groups}
   ranked = _top_unseen(recommend_unseen, log,
                        [(u, seen.get(u, [])) for u in users], max(ks), batch)
-  return {f"recall@{k}": float(np.mean([
-      len(set(row[:k]) & targets[u]) / len(targets[u])
-      for u, row in zip(users, ranked)])) for k in ks}
+  out = {}
+  for k in ks:
+    recalls = np.array([len(set(row[:k]) & targets[u]) / len(targets[u])
+                        for u, row in zip(users, ranked)])
+    for group, members in groups.items():
+      out[f"recall@{k}{group}"] = (float(recalls[members].mean())
+                                   if members.any() else None)
+  return out
 
 
 def recall_per_interaction(recommend_unseen, log: Log, period: Period,
@@ -333,21 +351,29 @@ def rows_from_store(config: configs.PipelineConfig, count: int,
 
 
 def format_rows(rows: List[Dict]) -> str:
-  """The replay's table; recall per user, then per interaction."""
+  """The replay's table; recall per user (all, then new / returning users'
+  recall@100), then per interaction."""
   head = (f"{'period':>6} {'interact.':>9} {'new users':>9} {'new items':>9}"
           f" {'steps':>6} {'train s':>8} {'recall@10':>9} {'recall@100':>10}"
-          f" {'per interaction':>17} {'blessed':>7} {'pushed':>11}")
+          f" {'r@100 new/ret.':>15} {'per interaction':>17} {'blessed':>7}"
+          f" {'pushed':>11}")
   lines = [head, "-" * len(head)]
   for r in rows:
     if r.get("skipped"):
       lines.append(f"{r['period']:>6} {0:>9} (no interactions: skipped)")
       continue
+    groups = "/".join(_four_places(r.get("recall@100" + group))
+                      for group in (NEW_USERS, RETURNING_USERS))
     per_interaction = (f"{r[PER_INTERACTION + 'recall@10']:.4f} "
                        f"{r[PER_INTERACTION + 'recall@100']:.4f}")
     lines.append(
         f"{r['period']:>6} {r['interactions']:>9} {r['new_users']:>9} "
         f"{r['new_items']:>9} {r['steps']:>6} {r['train_seconds']:>8} "
-        f"{r['recall@10']:>9.4f} {r['recall@100']:>10.4f} "
+        f"{r['recall@10']:>9.4f} {r['recall@100']:>10.4f} {groups:>15} "
         f"{per_interaction:>17} "
         f"{str(r['blessed']):>7} {str(r['pushed_version']):>11}")
   return "\n".join(lines)
+
+
+def _four_places(value: Optional[float]) -> str:
+  return "-" if value is None else f"{value:.4f}"

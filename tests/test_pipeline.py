@@ -560,6 +560,18 @@ def test_replay_reads_each_periods_row_from_its_own_run(first_run):
   assert 0 < row["recall@10"] <= row["recall@100"] <= 1
   assert (0 < row["interaction_recall@10"] <= row["interaction_recall@100"]
           <= 1)
+  # Per user, new and returning users apart: their mean weighted by head
+  # count is the all-users figure.
+  during = (log.timestamps > period.train_until) & (
+      log.timestamps <= period.eval_until)
+  users = len(set(log.users[during]))
+  assert 0 < period.new_users < users
+  for k in (10, 100):
+    new, returning = (row[f"recall@{k}{replay.NEW_USERS}"],
+                      row[f"recall@{k}{replay.RETURNING_USERS}"])
+    assert row[f"recall@{k}"] == pytest.approx(
+        (period.new_users * new + (users - period.new_users) * returning)
+        / users)
   # The first run in a store has no earlier text vectors: BERT ran on all.
   assert row["encoded_texts"] > 0 and row["embed_seconds"] > 0
 

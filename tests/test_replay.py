@@ -77,3 +77,37 @@ def test_catalogue_rows_without_title_or_genres_are_rejected(tmp_path):
   parsed, rejected = catalog_refresh.read_items(folder)
   assert [i.item_id for i in parsed] == ["1", "2", "3"]
   assert [reason for reason, _ in rejected] == ["no title", "no genre"]
+
+
+def test_continuous_table_reports_new_and_returning_users_apart():
+  """bench-continuous averages each user group over repeats and compares
+  warm with scratch per group; a group a period lacks is left out."""
+  from bench import continuous
+
+  def row(period, new, returning, scale=1.0):
+    return {"period": period, "interactions": 10, "new_users": 1,
+            "new_items": 0, "steps": 40, "train_seconds": 1.0,
+            "blessed": True, "pushed_version": 7,
+            "recall@10": 0.1 * scale, "recall@100": 0.5 * scale,
+            "interaction_recall@10": 0.2, "interaction_recall@100": 0.6,
+            "recall@10_new_users": None if new is None else new / 2,
+            "recall@100_new_users": new,
+            "recall@10_returning_users": returning / 2,
+            "recall@100_returning_users": returning}
+
+  warm = [[row(1, 0.4, 0.6), row(2, None, 0.3)],
+          [row(1, 0.6, 0.6), row(2, None, 0.5)]]
+  scratch = [[row(1, 0.5, 0.5), row(2, None, 0.5)]] * 2
+  periods = continuous.combine(warm, scratch)
+  assert periods[0]["warm"]["recall@100_new_users"] == 0.5
+  assert periods[0]["warm_vs_scratch_recall@100_returning_users"] == 0.2
+  assert periods[1]["warm"]["recall@100_new_users"] is None
+  assert periods[1]["warm_vs_scratch_recall@100_new_users"] is None
+  assert periods[1]["warm_vs_scratch_recall@100_returning_users"] == -0.2
+  lines = continuous.group_lines(periods)
+  assert lines == [
+      "period 1 per-user recall@100, warm vs scratch: new users 0.5000 vs "
+      "0.5000 (+0.0%), returning users 0.6000 vs 0.5000 (+20.0%)",
+      "period 2 per-user recall@100, warm vs scratch: returning users "
+      "0.4000 vs 0.5000 (-20.0%)"]
+  assert "0.4000/0.6000" in replay.format_rows(warm[0][:1])

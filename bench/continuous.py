@@ -254,9 +254,11 @@ def main(argv=None) -> int:
   parser.add_argument("--name", default="continuous",
                       help="results file name (bench/results/NAME.json/png)")
   parser.add_argument("--resume", action="store_true",
-                      help="read repeats whose replays already finished "
+                      help="read chains whose replays already finished "
                       "under --output-dir from their stores and run the "
-                      "others (e.g. --repeats 2 after a --repeats 1 run)")
+                      "others (e.g. --repeats 2 after a --repeats 1 run, "
+                      "or new warm chains against finished scratch ones "
+                      "linked in as repeatN/scratch)")
   args = parser.parse_args(argv)
   out = os.path.abspath(args.output_dir)
   base = configs.PipelineConfig(
@@ -284,24 +286,28 @@ def main(argv=None) -> int:
     scratch = dataclasses.replace(
         base, output_dir=os.path.join(folder, "scratch"),
         trainer=dataclasses.replace(seeded, warm_start=False))
-    chains = None
-    if args.from_outputs or args.resume:
-      recorded = (replay.rows_from_store(warm, args.periods),
-                  replay.rows_from_store(scratch, args.periods))
-      if min(len(rows) for rows in recorded) >= args.periods:
-        chains = recorded
-      elif args.from_outputs:
-        print(f"repeat {repeat}: not every period ran; left out", flush=True)
-        continue
-      elif os.path.exists(folder):
-        print(f"{folder} holds an unfinished replay: delete it to run "
-              f"repeat {repeat} again", file=sys.stderr)
-        return 1
-    if chains is None:
-      print(f"repeat {repeat}/{args.repeats}: warm chain, then scratch "
-            f"chain", flush=True)
-      chains = (replay.replay(warm, args.periods, args.warm_steps),
-                replay.replay(scratch, args.periods))
+    chains = []
+    for chain in (warm, scratch):
+      rows = None
+      if args.from_outputs or args.resume:
+        recorded = replay.rows_from_store(chain, args.periods)
+        if len(recorded) >= args.periods:
+          rows = recorded
+        elif args.from_outputs:
+          break
+        elif os.path.exists(chain.output_dir):
+          print(f"{chain.output_dir} holds an unfinished replay: delete it "
+                f"to run it again", file=sys.stderr)
+          return 1
+      if rows is None:
+        name = os.path.basename(chain.output_dir)
+        print(f"repeat {repeat}/{args.repeats}: {name} chain", flush=True)
+        rows = replay.replay(chain, args.periods,
+                             args.warm_steps if chain is warm else None)
+      chains.append(rows)
+    if len(chains) < 2:
+      print(f"repeat {repeat}: not every period ran; left out", flush=True)
+      continue
     if not warm_chains:
       refreshed = catalog_refresh.refresh(base.data_dir,
                                           warm.serving_model_dir,

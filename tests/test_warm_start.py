@@ -189,6 +189,13 @@ def test_weight_averaging_forgets_the_start_in_short_runs():
       TrainerConfig(weight_averaging=0.0), 400).use_ema
   with pytest.raises(ValueError, match="weight_averaging"):
     task.make_optimizer(TrainerConfig(weight_averaging=1.0), 10)
+  # A warm-started run averages with its own momentum, capped the same way.
+  config = TrainerConfig(weight_averaging=0.98,
+                         warm_start_weight_averaging=0.9)
+  assert task.make_optimizer(config, 120, warm_started=True
+                             ).ema_momentum == pytest.approx(0.9)
+  assert task.make_optimizer(config, 120).ema_momentum ** 120 == (
+      pytest.approx(0.02))
 
 
 def test_fit_ends_holding_the_averaged_weights():

@@ -179,6 +179,14 @@ class TrainerConfig:
   # from 0.246 to 0.214, at 0.002 to 0.321.
   warm_start_shrink: float = 0.4
   warm_start_learning_rate: float = 0.005
+  # weight_averaging of a warm-started run (its momentum is capped the same
+  # way). Averaging a short run's weights pulls them toward what suits
+  # every user, which new users' lists want and returning users' do not:
+  # in period 4 of the replay (three seeds, from the stored period-3
+  # models) 0.9 took returning users' per-user recall@100 from 0.333 to
+  # 0.372 (from scratch 0.376) at -0.6% per interaction (bench/RESULTS.md
+  # "Period 4 per user").
+  warm_start_weight_averaging: float = 0.98
   # Read an item in a user's history that has no id row (new since
   # training) from its catalogue text, where the candidate side already
   # places it, instead of the one unknown-id row every new item shares.

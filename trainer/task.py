@@ -212,7 +212,8 @@ def make_optimizer(config: TrainerConfig, steps: int,
   """Adam at this run's learning rate, averaging the weights if configured
   (fit then leaves the model holding the average); the momentum is lowered
   for short runs so the start weighs at most 2% at the end."""
-  averaging = config.weight_averaging
+  averaging = (config.warm_start_weight_averaging if warm_started
+               else config.weight_averaging)
   if not 0.0 <= averaging < 1.0:
     raise ValueError(f"weight_averaging must be in [0, 1), not {averaging}")
   momentum = min(averaging, _START_WEIGHT_LEFT ** (1.0 / max(steps, 1)))

@@ -184,7 +184,10 @@ class TrainerConfig:
   # every user, which new users' lists want and returning users' do not:
   # in period 4 of the replay (three seeds, from the stored period-3
   # models) 0.9 took returning users' per-user recall@100 from 0.333 to
-  # 0.372 (from scratch 0.376) at -0.6% per interaction (bench/RESULTS.md
+  # 0.372 (from scratch 0.376) at -0.6% per interaction; over whole
+  # chains (three seeds) it halved their period-4 gap (-5.0% against
+  # -11.3%) without closing it and cost per-interaction recall@10 in every
+  # period, so warm runs average as the others do (bench/RESULTS.md
   # "Period 4 per user").
   warm_start_weight_averaging: float = 0.98
   # Read an item in a user's history that has no id row (new since

@@ -86,8 +86,7 @@ def summarise(runs):
   entry = {k: runs[0].get(k) for k in RUN_KEYS}
   for k in RECALLS + INTERACTION_RECALLS + GROUP_RECALLS:
     values = [r.get(k) for r in runs]
-    # A group can be empty in a period, and runs recorded before the
-    # groups were reported lack them.
+    # A user group can be empty in a period: its recall is None.
     entry[k] = (round(float(np.mean(values)), 5)
                 if None not in values else None)
   entry["train_seconds"] = round(float(np.median(
@@ -112,8 +111,8 @@ def combine(warm_chains, scratch_chains):
                 *(f"recall@100{suffix}" for _, suffix in GROUPS)):
         warm_k, scratch_k = entry["warm"][k], entry["scratch"][k]
         entry[f"warm_vs_scratch_{k}"] = (
-            round(warm_k / scratch_k - 1, 4) if warm_k and scratch_k
-            else None)
+            round(warm_k / scratch_k - 1, 4)
+            if warm_k is not None and scratch_k else None)
     periods.append(entry)
   return periods
 
@@ -184,11 +183,11 @@ def group_lines(periods) -> list:
     parts = []
     for name, suffix in GROUPS:
       key = "recall@100" + suffix
-      warm, scratch = p["warm"].get(key), p["scratch"].get(key)
-      if warm is None or scratch is None:
+      gap = p.get("warm_vs_scratch_" + key)
+      if gap is None:  # the group is empty in this period
         continue
-      parts.append(f"{name} {warm:.4f} vs {scratch:.4f} "
-                   f"({p['warm_vs_scratch_' + key]:+.1%})")
+      parts.append(f"{name} {p['warm'][key]:.4f} vs {p['scratch'][key]:.4f} "
+                   f"({gap:+.1%})")
     if parts:
       lines.append(f"period {p['period']} per-user recall@100, warm vs "
                    f"scratch: " + ", ".join(parts))

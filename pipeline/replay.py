@@ -115,9 +115,9 @@ def recall_unseen(recommend_unseen, log: Log, period: Period,
   Also averaged over the period's new users (nothing rated before it: the
   list comes from the profile and the unknown-user row) and over returning
   ones (their history and id row) apart, under the NEW_USERS and
-  RETURNING_USERS suffixes: the
-  two are different models of the user and move apart (a warm start that
-  is level overall can be ahead on one and behind on the other).
+  RETURNING_USERS suffixes: the two are different models of the user and
+  move apart (a warm start that is level overall can be ahead on one and
+  behind on the other).
   """
   order = np.argsort(log.timestamps, kind="stable")
   seen: Dict[str, List[str]] = {}

@@ -180,9 +180,9 @@ class TrainerConfig:
   warm_start_shrink: float = 0.4
   warm_start_learning_rate: float = 0.005
   # weight_averaging of a warm-started run (its momentum is capped the same
-  # way). Averaging a short run's weights seems to pull them toward what suits
-  # every user, which new users' lists want and returning users' do not:
-  # in period 4 of the replay (three seeds, from the stored period-3
+  # way). Averaging a short run's weights seems to pull them toward what
+  # suits every user, which new users' lists want and returning users' do
+  # not: in period 4 of the replay (three seeds, from the stored period-3
   # models) 0.9 took returning users' per-user recall@100 from 0.333 to
   # 0.372 (from scratch 0.376) at -0.6% per interaction; over whole
   # chains (three seeds) it halved their period-4 gap (-5.0% against

@@ -54,6 +54,7 @@ import numpy as np  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bench import bootstrap  # noqa: E402
 from pipeline import catalog_refresh  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline import data  # noqa: E402
@@ -73,6 +74,10 @@ RUN_KEYS = ("steps", "train_seconds", *RECALLS, *INTERACTION_RECALLS,
             *GROUP_RECALLS, "blessed", "pushed_version", "encoded_texts",
             "embed_seconds")
 PERIOD_KEYS = ("period", "interactions", "new_users", "new_items")
+# Warm-vs-scratch gaps given a 95% interval: per user (all, new, returning
+# users) and per interaction.
+INTERVAL_RECALLS = ("recall@100", *(f"recall@100{s}" for _, s in GROUPS),
+                    INTERACTION_RECALLS[1])
 # Warm start's target: within this share of the from-scratch recall@100.
 TARGET_GAP = 0.01
 
@@ -105,8 +110,11 @@ def combine(warm_chains, scratch_chains):
     if warm.get("skipped"):
       entry.update(skipped=True, warm=None, scratch=None)
     else:
-      entry["warm"] = summarise([rows[k] for rows in warm_chains])
-      entry["scratch"] = summarise([rows[k] for rows in scratch_chains])
+      warm_runs = [rows[k] for rows in warm_chains]
+      scratch_runs = [rows[k] for rows in scratch_chains]
+      entry["warm"] = summarise(warm_runs)
+      entry["scratch"] = summarise(scratch_runs)
+      entry["intervals"] = intervals(warm_runs, scratch_runs)
       for k in ("recall@100", INTERACTION_RECALLS[1],
                 *(f"recall@100{suffix}" for _, suffix in GROUPS)):
         warm_k, scratch_k = entry["warm"][k], entry["scratch"][k]
@@ -115,6 +123,64 @@ def combine(warm_chains, scratch_chains):
             if warm_k is not None and scratch_k else None)
     periods.append(entry)
   return periods
+
+
+def intervals(warm_runs, scratch_runs):
+  """{column of INTERVAL_RECALLS: warm vs scratch's relative gap, with its
+  95% interval} for one period, from the runs' per-unit values
+  (replay.UNITS; repeat r of one chain paired with repeat r of the other):
+  a paired bootstrap over the period's users, each drawn user keeping all
+  their values, and over the repeats (bench/bootstrap.py). Shares of
+  scratch's mean: a gap whose interval lies below -TARGET_GAP misses the
+  target beyond which users and seeds happened to be drawn; one that
+  straddles it cannot tell. None where the runs carry no per-unit values
+  (rows recorded before they existed); a group the period lacks is None.
+  """
+  runs = warm_runs + scratch_runs
+  if any(replay.UNITS not in r for r in runs):
+    return None
+  out = {}
+  for key in INTERVAL_RECALLS:
+    group = next((s for _, s in GROUPS if key.endswith(s)), "")
+    column = key[:len(key) - len(group)]
+    users_key = (replay.PER_INTERACTION if column.startswith(
+        replay.PER_INTERACTION) else "") + replay.USERS
+    users = runs[0][replay.UNITS][users_key]
+    if any(not np.array_equal(r[replay.UNITS][users_key], users)
+           for r in runs):
+      raise ValueError(f"the runs scored different users for {key}: "
+                       f"not the same period")
+    members = np.ones(len(users), bool)
+    if group:
+      new = runs[0][replay.UNITS][replay.NEW_USERS]
+      members = new if group == replay.NEW_USERS else ~new
+    if not members.any():
+      out[key] = None
+      continue
+    values = [{key: r[replay.UNITS][column][members]} for r in runs]
+    gap = bootstrap.paired_gap(values[:len(warm_runs)],
+                               values[len(warm_runs):], users[members])[key]
+    base = float(np.mean([v[key].mean() for v in values[len(warm_runs):]]))
+    out[key] = {name: (round(gap[name] / base, 4) if base else None)
+                for name in ("gap", "low", "high")}
+    out[key]["users"] = gap["users"]
+  return out
+
+
+def interval_lines(periods) -> list:
+  """Each period's warm-vs-scratch gaps with their 95% intervals."""
+  lines = []
+  names = dict(zip(INTERVAL_RECALLS, ("per user", *(n for n, _ in GROUPS),
+                                      "per interaction")))
+  for p in periods:
+    found = p.get("intervals") or {}
+    parts = [f"{names[key]} {v['gap']:+.1%} ({v['low']:+.1%} … "
+             f"{v['high']:+.1%})" for key, v in found.items()
+             if v is not None and v["gap"] is not None]
+    if parts:
+      lines.append(f"period {p['period']} warm vs scratch recall@100, 95% "
+                   f"interval over users and repeats: " + ", ".join(parts))
+  return lines
 
 
 def spread(run, key) -> str:
@@ -160,6 +226,7 @@ def table(periods, refresh_seconds: float) -> str:
       lines.append(f"{line} | {blessed(r):>7} {str(r['pushed_version']):>11}")
       lead = " " * len(lead)
   lines += group_lines(periods)
+  lines += interval_lines(periods)
   embedded = [(p["period"], p["warm"]) for p in periods
               if not p.get("skipped") and p["warm"].get("encoded_texts")
               is not None]

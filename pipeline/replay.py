@@ -104,6 +104,13 @@ PER_INTERACTION = "interaction_"
 # Suffixes of the per-user columns over new and returning users apart.
 NEW_USERS = "_new_users"
 RETURNING_USERS = "_returning_users"
+# Key of a row's per-unit values, each recall column's mean taken apart:
+# {column: [n] one value per user (per-user columns) or per interaction
+# (PER_INTERACTION columns), plus USERS / PER_INTERACTION + USERS, whose
+# user each value belongs to}. What a bootstrap over users resamples;
+# not a table column (bench-continuous keeps it out of its JSON).
+UNITS = "units"
+USERS = "users"
 
 
 def recall_unseen(recommend_unseen, log: Log, period: Period,
@@ -136,13 +143,16 @@ def recall_unseen(recommend_unseen, log: Log, period: Period,
     return {f"recall@{k}{group}": None for k in ks for group in groups}
   ranked = _top_unseen(recommend_unseen, log,
                        [(u, seen.get(u, [])) for u in users], max(ks), batch)
-  out = {}
+  out, units = {}, {USERS: np.array(users, object),
+                    NEW_USERS: groups[NEW_USERS]}
   for k in ks:
     recalls = np.array([len(set(row[:k]) & targets[u]) / len(targets[u])
                         for u, row in zip(users, ranked)])
+    units[f"recall@{k}"] = recalls
     for group, members in groups.items():
       out[f"recall@{k}{group}"] = (float(recalls[members].mean())
                                    if members.any() else None)
+  out[UNITS] = units
   return out
 
 
@@ -169,8 +179,13 @@ def recall_per_interaction(recommend_unseen, log: Log, period: Period,
   if not queries:
     return {f"{PER_INTERACTION}recall@{k}": None for k in ks}
   ranked = _top_unseen(recommend_unseen, log, queries, max(ks), batch)
-  return {f"{PER_INTERACTION}recall@{k}": float(np.mean(
-      [item in row[:k] for item, row in zip(targets, ranked)])) for k in ks}
+  units = {PER_INTERACTION + USERS: np.array([u for u, _ in queries], object)}
+  for k in ks:
+    units[f"{PER_INTERACTION}recall@{k}"] = np.array(
+        [item in row[:k] for item, row in zip(targets, ranked)], np.float64)
+  return {**{key: float(hits.mean()) for key, hits in units.items()
+             if key.startswith(PER_INTERACTION + "recall@")},
+          UNITS: units}
 
 
 def _top_unseen(signature, log: Log, queries, k: int,
@@ -216,11 +231,13 @@ def run_row(run: lineage.Run, log: Log, period: Period) -> Dict:
   push = _properties(run, "AtomicPusher", "pushed_model")
   embeddings = run.output("ItemTextEmbedder", "item_embeddings")
   embedded = item_embeddings.read_metadata(embeddings) if embeddings else {}
+  per_user = recall_unseen(recommend_unseen, log, period)
+  per_interaction = recall_per_interaction(recommend_unseen, log, period)
+  units = {**per_user.pop(UNITS, {}), **per_interaction.pop(UNITS, {})}
   return dict(steps=trained["steps"],
               train_seconds=round(trained["train_seconds"], 1),
               warm_started=trained.get("warm_start") is not None,
-              **recall_unseen(recommend_unseen, log, period),
-              **recall_per_interaction(recommend_unseen, log, period),
+              **per_user, **per_interaction,
               blessed=bool(blessing.get("blessed")),
               pushed_version=(int(push["pushed_version"])
                               if push.get("pushed") else None),
@@ -228,7 +245,7 @@ def run_row(run: lineage.Run, log: Log, period: Period) -> Dict:
               # period's artifact) and the embedder's seconds; None
               # without the text tower or before they were recorded.
               encoded_texts=embedded.get("encoded_texts"),
-              embed_seconds=embedded.get("seconds"))
+              embed_seconds=embedded.get("seconds"), **{UNITS: units})
 
 
 def _properties(run: lineage.Run, component: str, key: str) -> Dict:

@@ -572,6 +572,16 @@ def test_replay_reads_each_periods_row_from_its_own_run(first_run):
     assert row[f"recall@{k}"] == pytest.approx(
         (period.new_users * new + (users - period.new_users) * returning)
         / users)
+  # The per-unit values bench-continuous resamples are the columns' own:
+  # one per user, one per interaction of the period.
+  units = row[replay.UNITS]
+  assert len(units[replay.USERS]) == users
+  assert units[replay.NEW_USERS].sum() == period.new_users
+  assert units["recall@100"].mean() == pytest.approx(row["recall@100"])
+  hits = units[replay.PER_INTERACTION + "recall@100"]
+  assert len(hits) == len(units[replay.PER_INTERACTION + replay.USERS]) == (
+      during.sum())
+  assert hits.mean() == pytest.approx(row["interaction_recall@100"])
   # The first run in a store has no earlier text vectors: BERT ran on all.
   assert row["encoded_texts"] > 0 and row["embed_seconds"] > 0
 

@@ -3,6 +3,7 @@ pipeline test runs the real thing on MovieLens; bench/continuous.py replays
 it whole)."""
 import dataclasses
 
+import numpy as np
 import pytest
 from movielens_fixtures import write_recbole
 
@@ -111,3 +112,50 @@ def test_continuous_table_reports_new_and_returning_users_apart():
       "period 2 per-user recall@100, warm vs scratch: returning users "
       "0.4000 vs 0.5000 (-20.0%)"]
   assert "0.4000/0.6000" in replay.format_rows(warm[0][:1])
+
+
+def _units(per_user, new, per_interaction, users=("a", "b", "c", "d")):
+  """A run's replay.UNITS: per-user recall@100 of `users` (`new` marks the
+  new ones) and per-interaction hits, two interactions per user."""
+  return {replay.USERS: np.array(users, object),
+          replay.NEW_USERS: np.array(new, bool),
+          "recall@100": np.array(per_user, float),
+          replay.PER_INTERACTION + replay.USERS: np.repeat(
+              np.array(users, object), 2),
+          replay.PER_INTERACTION + "recall@100": np.array(per_interaction,
+                                                          float)}
+
+
+def test_warm_vs_scratch_intervals_resample_users_and_repeats():
+  """bench-continuous's intervals: a warm chain ahead for every user is
+  ahead over the whole interval; identical chains have a zero-width one at
+  0; a group the period lacks is None; runs of other users are refused."""
+  from bench import continuous
+  new = [True, True, False, False]
+  hits = [1, 0, 1, 1, 0, 0, 1, 0]
+  scratch = [{replay.UNITS: _units([0.2, 0.4, 0.2, 0.4], new, hits)},
+             {replay.UNITS: _units([0.25, 0.35, 0.15, 0.45], new, hits)}]
+  ahead = [{replay.UNITS: _units([0.3, 0.5, 0.4, 0.5], new,
+                                 [1, 1, 1, 1, 0, 1, 1, 0])}] * 2
+  found = continuous.intervals(ahead, scratch)
+  assert found["recall@100"]["gap"] == pytest.approx(0.125 / 0.3, abs=1e-4)
+  assert found["recall@100"]["low"] > 0 and found["recall@100"]["users"] == 4
+  # New users: 0.4 vs 0.3; returning users: 0.45 vs 0.3.
+  assert found["recall@100_new_users"]["gap"] == pytest.approx(1 / 3,
+                                                               abs=1e-4)
+  assert found["recall@100_returning_users"]["users"] == 2
+  assert found["interaction_recall@100"]["gap"] == pytest.approx(2 / 4)
+  level = continuous.intervals(scratch, scratch)["recall@100"]
+  assert level["gap"] == level["low"] == level["high"] == 0
+  everyone_new = [{replay.UNITS: _units([0.2] * 4, [True] * 4, hits)}]
+  assert continuous.intervals(everyone_new, everyone_new)[
+      "recall@100_returning_users"] is None
+  # Rows recorded without per-unit values have no intervals.
+  assert continuous.intervals([{}], [{}]) is None
+  others = [{replay.UNITS: _units([0.2] * 4, new, hits, "wxyz")}]
+  with pytest.raises(ValueError, match="different users"):
+    continuous.intervals(others, scratch[:1])
+  lines = continuous.interval_lines([{"period": 2, "intervals": found}])
+  assert lines[0].startswith("period 2 warm vs scratch recall@100, 95% "
+                             "interval over users and repeats: per user "
+                             "+41.7% (")

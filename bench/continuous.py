@@ -31,6 +31,9 @@ up to the period's start; moves by several percent with any perturbation
 of training) and per interaction (each of the period's interactions asks
 for its item with the history just before it, bench-quality's protocol;
 three seeds of one period spread 0.8%). The target is checked on both.
+Each period's warm-vs-scratch gaps (per user, new and returning users,
+per interaction) also get a 95% interval from a paired bootstrap over the
+period's users and the repeats (`intervals`).
 `--from-outputs` trains nothing and rebuilds the table from the stores of
 replays already run (each row from its run's own ML Metadata record).
 

@@ -267,7 +267,8 @@ def group_lines(periods) -> list:
 def plot(periods, path: str) -> None:
   runs = [p for p in periods if not p.get("skipped")]
   x = [p["period"] for p in runs]
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  fig, axes = plt.subplots(2, 2, figsize=(13, 8))
+  axes = axes.ravel()
   for name, color in (("warm", "tab:blue"), ("scratch", "tab:orange")):
     for axis, keys in zip(axes, (RECALLS, INTERACTION_RECALLS)):
       for k, style in zip(reversed(keys), ("-o", "--s")):
@@ -292,8 +293,36 @@ def plot(periods, path: str) -> None:
     axis.legend(fontsize=8)
   axes[0].set_ylabel("recall, seen items excluded (mean, min-max)")
   axes[2].set_ylabel("train seconds")
+  plot_intervals(axes[3], runs)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
+
+
+def plot_intervals(axis, runs) -> None:
+  """Warm vs scratch recall@100 per period, each measure with its 95%
+  interval (`intervals`), against the target's -1% line."""
+  names = ("per user", *(n for n, _ in GROUPS), "per interaction")
+  for i, (key, name) in enumerate(zip(INTERVAL_RECALLS, names)):
+    found = [(p["period"], (p.get("intervals") or {}).get(key))
+             for p in runs]
+    found = [(k, v) for k, v in found if v and v["gap"] is not None]
+    if not found:
+      continue
+    shift = (i - (len(names) - 1) / 2) * 0.12
+    gaps = np.array([v["gap"] for _, v in found]) * 100
+    axis.errorbar([k + shift for k, _ in found], gaps,
+                  yerr=[gaps - [v["low"] * 100 for _, v in found],
+                        [v["high"] * 100 for _, v in found] - gaps],
+                  fmt="o", capsize=3, label=name)
+  axis.axhline(0, color="grey", linewidth=0.8)
+  axis.axhline(-TARGET_GAP * 100, color="tab:red", linestyle="--",
+               linewidth=0.8, label=f"target: -{TARGET_GAP:.0%}")
+  axis.set_xticks([p["period"] for p in runs])
+  axis.set_title("Warm vs scratch recall@100 (95% interval over users "
+                 "and seeds)", fontsize=10)
+  axis.set_xlabel("period")
+  axis.set_ylabel("% of scratch's recall@100")
+  axis.legend(fontsize=8)
 
 
 def main(argv=None) -> int:

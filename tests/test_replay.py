@@ -159,3 +159,26 @@ def test_warm_vs_scratch_intervals_resample_users_and_repeats():
   assert lines[0].startswith("period 2 warm vs scratch recall@100, 95% "
                              "interval over users and repeats: per user "
                              "+41.7% (")
+
+
+def test_bench_continuous_attaches_and_plots_each_periods_intervals(tmp_path):
+  from bench import continuous
+  new, hits = [True, True, False, False], [1, 0, 1, 1, 0, 0, 1, 0]
+
+  def row(period, per_user):
+    return {"period": period, "interactions": 8, "new_users": 2,
+            "new_items": 0, "steps": 40, "train_seconds": 1.0,
+            "blessed": True, "pushed_version": 7, "recall@10": 0.1,
+            "recall@100": float(np.mean(per_user)),
+            "interaction_recall@10": 0.2, "interaction_recall@100": 0.5,
+            replay.UNITS: _units(per_user, new, hits)}
+
+  warm = [[row(1, [0.2] * 4), row(2, [0.4] * 4)]]
+  scratch = [[row(1, [0.2] * 4), row(2, [0.2] * 4)]]
+  periods = continuous.combine(warm, scratch)
+  assert periods[0]["intervals"]["recall@100"]["gap"] == 0
+  assert periods[1]["intervals"]["recall@100"] == {
+      "gap": 1.0, "low": 1.0, "high": 1.0, "users": 4}
+  path = tmp_path / "continuous.png"
+  continuous.plot(periods, str(path))
+  assert path.stat().st_size > 0

@@ -140,7 +140,7 @@ def intervals(warm_runs, scratch_runs):
   (rows recorded before they existed); a group the period lacks is None.
   """
   runs = warm_runs + scratch_runs
-  if any(replay.UNITS not in r for r in runs):
+  if not all(r.get(replay.UNITS) for r in runs):
     return None
   out = {}
   for key in INTERVAL_RECALLS:

@@ -124,7 +124,7 @@ def recall_unseen(recommend_unseen, log: Log, period: Period,
   ones (their history and id row) apart, under the NEW_USERS and
   RETURNING_USERS suffixes: the two are different models of the user and
   move apart (a warm start that is level overall can be ahead on one and
-  behind on the other).
+  behind on the other). Each user's own recall is under UNITS.
   """
   order = np.argsort(log.timestamps, kind="stable")
   seen: Dict[str, List[str]] = {}
@@ -164,7 +164,8 @@ def recall_per_interaction(recommend_unseen, log: Log, period: Period,
   interactions included, as a live request would carry them), a hit if the
   item is in the top k. The protocol of bench-quality and the Evaluator;
   it averages over every interaction rather than a few hundred users, so
-  it moves far less with training noise than `recall_unseen`."""
+  it moves far less with training noise than `recall_unseen`. Each
+  interaction's hit (1 or 0) is under UNITS."""
   order = np.argsort(log.timestamps, kind="stable")
   history: Dict[str, List[str]] = {}
   queries, targets = [], []

@@ -81,6 +81,8 @@ PERIOD_KEYS = ("period", "interactions", "new_users", "new_items")
 # users) and per interaction.
 INTERVAL_RECALLS = ("recall@100", *(f"recall@100{s}" for _, s in GROUPS),
                     INTERACTION_RECALLS[1])
+INTERVAL_NAMES = ("per user", *(name for name, _ in GROUPS),
+                  "per interaction")
 # Warm start's target: within this share of the from-scratch recall@100.
 TARGET_GAP = 0.01
 
@@ -118,8 +120,7 @@ def combine(warm_chains, scratch_chains):
       entry["warm"] = summarise(warm_runs)
       entry["scratch"] = summarise(scratch_runs)
       entry["intervals"] = intervals(warm_runs, scratch_runs)
-      for k in ("recall@100", INTERACTION_RECALLS[1],
-                *(f"recall@100{suffix}" for _, suffix in GROUPS)):
+      for k in INTERVAL_RECALLS:
         warm_k, scratch_k = entry["warm"][k], entry["scratch"][k]
         entry[f"warm_vs_scratch_{k}"] = (
             round(warm_k / scratch_k - 1, 4)
@@ -173,8 +174,7 @@ def intervals(warm_runs, scratch_runs):
 def interval_lines(periods) -> list:
   """Each period's warm-vs-scratch gaps with their 95% intervals."""
   lines = []
-  names = dict(zip(INTERVAL_RECALLS, ("per user", *(n for n, _ in GROUPS),
-                                      "per interaction")))
+  names = dict(zip(INTERVAL_RECALLS, INTERVAL_NAMES))
   for p in periods:
     found = p.get("intervals") or {}
     parts = [f"{names[key]} {v['gap']:+.1%} ({v['low']:+.1%} … "
@@ -301,14 +301,13 @@ def plot(periods, path: str) -> None:
 def plot_intervals(axis, runs) -> None:
   """Warm vs scratch recall@100 per period, each measure with its 95%
   interval (`intervals`), against the target's -1% line."""
-  names = ("per user", *(n for n, _ in GROUPS), "per interaction")
-  for i, (key, name) in enumerate(zip(INTERVAL_RECALLS, names)):
+  for i, (key, name) in enumerate(zip(INTERVAL_RECALLS, INTERVAL_NAMES)):
     found = [(p["period"], (p.get("intervals") or {}).get(key))
              for p in runs]
     found = [(k, v) for k, v in found if v and v["gap"] is not None]
     if not found:
       continue
-    shift = (i - (len(names) - 1) / 2) * 0.12
+    shift = (i - (len(INTERVAL_NAMES) - 1) / 2) * 0.12
     gaps = np.array([v["gap"] for _, v in found]) * 100
     axis.errorbar([k + shift for k, _ in found], gaps,
                   yerr=[gaps - [v["low"] * 100 for _, v in found],

@@ -180,13 +180,15 @@ def recall_per_interaction(recommend_unseen, log: Log, period: Period,
   if not queries:
     return {f"{PER_INTERACTION}recall@{k}": None for k in ks}
   ranked = _top_unseen(recommend_unseen, log, queries, max(ks), batch)
+  out = {}
   units = {PER_INTERACTION + USERS: np.array([u for u, _ in queries], object)}
   for k in ks:
-    units[f"{PER_INTERACTION}recall@{k}"] = np.array(
-        [item in row[:k] for item, row in zip(targets, ranked)], np.float64)
-  return {**{key: float(hits.mean()) for key, hits in units.items()
-             if key.startswith(PER_INTERACTION + "recall@")},
-          UNITS: units}
+    hits = np.array([item in row[:k] for item, row in zip(targets, ranked)],
+                    np.float64)
+    units[f"{PER_INTERACTION}recall@{k}"] = hits
+    out[f"{PER_INTERACTION}recall@{k}"] = float(hits.mean())
+  out[UNITS] = units
+  return out
 
 
 def _top_unseen(signature, log: Log, queries, k: int,

@@ -656,7 +656,8 @@ def search_rows(bench, full_model, encoder, row_of, train, test
         item_years=catalog[features.YEAR].numpy().reshape(-1),
         item_genres=genres, explain_window=window,
         item_text_vectors=bench.text_vectors, text_match_weight=match,
-        personalization_weight=default.search_personalization)
+        personalization_weight=default.search_personalization,
+        explanation_min_share=default.explanation_min_share)
     if not suffix:
       default_module = module
     found = np.concatenate([

@@ -1,16 +1,21 @@
 """Explanation faithfulness and similar-item quality, through the exported
 signatures themselves.
 
-bench-quality calls `rows` on its full model; `python -m bench.scenarios`
-(`make bench-scenarios`) measures the pipeline's newest pushed model the
-same way and merges its rows into bench/results/quality.json.
+bench-quality calls `rows` on its full model (quality.json); `python -m
+bench.scenarios` (`make bench-scenarios`) measures the pipeline's newest
+pushed model the same way and writes bench/results/scenarios.json, so
+quality.json stays one bench-quality run.
 
 explanations: for eval users, `recommend_unseen`'s top 10 with their
   `because` item. A case is faithful when removing the because item from
   the history lowers that recommended item's score more than removing a
   random other history item (of those the model reads). For comparison,
   the same share for the explanation most systems show: the history item
-  nearest to the recommended item in the candidate space.
+  nearest to the recommended item in the candidate space. How varied the
+  reasons are: distinct because items per list and the share of lists
+  with a single one, for the model's explanations and for always naming
+  the history item whose removal lowers the score most (1 faithful by
+  construction; the model's with explanation_min_share 1).
 similar_items: for every catalogue item, `similar_items`' top 10. Genre
   overlap@10 (share of neighbours sharing a genre with the item) against 10
   random items; co-watch@10 (share of neighbours that the item's training
@@ -64,6 +69,7 @@ def explanation_row(module, users: Sequence[Dict], window: int,
                     seed: int = 0) -> Dict:
   rng = np.random.default_rng(seed)
   faithful = nearest_faithful = cases = 0
+  reasons = {"model": [], "strongest": []}  # distinct because per list
   for start in range(0, len(users), 50):
     chunk = users[start:start + 50]
     out = module.recommend_unseen(
@@ -84,6 +90,9 @@ def explanation_row(module, users: Sequence[Dict], window: int,
       history_vectors = module.indexed_item_vectors(
           tf.constant(recent)).numpy()
       nearest = np.argmax(vectors @ history_vectors.T, axis=1)
+      if items:
+        reasons["model"].append(len(set(because)))
+        reasons["strongest"].append(len(set(np.argmax(drop, axis=1))))
       for r in range(len(items)):
         chosen = recent.index(because[r])
         for pick, count in ((chosen, "model"), (nearest[r], "nearest")):
@@ -96,6 +105,13 @@ def explanation_row(module, users: Sequence[Dict], window: int,
         cases += 1
   return {"name": "explanations", "faithful_share": faithful / cases,
           "nearest_item_faithful_share": nearest_faithful / cases,
+          "reasons_per_list": float(np.mean(reasons["model"])),
+          "single_reason_share": float(np.mean(
+              np.equal(reasons["model"], 1))),
+          "strongest_item_reasons_per_list": float(np.mean(
+              reasons["strongest"])),
+          "strongest_item_single_reason_share": float(np.mean(
+              np.equal(reasons["strongest"], 1))),
           "cases": cases, "users": len(users), "history_window": window}
 
 
@@ -191,7 +207,7 @@ def main(argv=None) -> int:
                       help="default: <output-dir>/serving/recommender")
   parser.add_argument("--results", default=os.path.join(
       os.path.dirname(os.path.abspath(__file__)), "results",
-      "quality.json"))
+      "scenarios.json"))
   args = parser.parse_args(argv)
   config = configs.PipelineConfig(output_dir=os.path.abspath(args.output_dir))
   version = contract.latest_version_dir(args.model_base_path or

@@ -663,19 +663,25 @@ def test_recommendations_explain_themselves_faithfully(first_run, pushed):
   assert set(result["because_item_ids"]) <= set(history)
   assert result["reason"] == ["history"] * 10
   # The explanation is what drove the score: removing the `because` item
-  # lowers each item's retrieval score more than removing any other.
+  # lowers each item's retrieval score by at least explanation_min_share of
+  # what removing the strongest history item does, and the top item is
+  # explained by its strongest.
   towers, loaded = model.loaded.towers, model.loaded
   fields = contract.user_inputs([dict(user, history=[h for h in history
                                                      if h != left])
-                                 for left in history])
-  left_out = towers.query(**{k: tf.constant(v) for k, v in fields.items()})
+                                 for left in history] + [user])
+  queries = towers.query(**{k: tf.constant(v) for k, v in fields.items()})
   vectors = loaded.indexed_item_vectors(tf.constant(result["item_ids"]))
-  without = tf.matmul(vectors, left_out, transpose_b=True).numpy()
+  scores = tf.matmul(vectors, queries, transpose_b=True).numpy()
+  drop = scores[:, -1:] - scores[:, :-1]
   because = [history.index(i) for i in result["because_item_ids"]]
+  chosen = drop[np.arange(len(because)), because]
+  share = index.IndexSettings.read(model.path).explanation_min_share
+  assert share == TrainerConfig().explanation_min_share < 1
   # Up to float rounding: the graph scores all left-out queries in one
   # batch, this test in another, so a near-tie may resolve either way.
-  np.testing.assert_allclose(without[np.arange(len(because)), because],
-                             without.min(axis=1), atol=1e-5)
+  assert np.all(chosen >= share * drop.max(axis=1) - 1e-5)
+  np.testing.assert_allclose(chosen[0], drop[0].max(), atol=1e-5)
   items, _ = catalog_refresh.read_items(first_run.data_dir)
   titles = {i.item_id: i.title for i in items}
   assert result["because_titles"] == [titles[i]

@@ -31,6 +31,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from trainer import contract
+from trainer import explanation
 from trainer import features
 from trainer import text
 from trainer.catalog_rules import CatalogRules
@@ -74,6 +75,9 @@ class RecommenderModule(tf.Module):
       ("" pads): what the year and genre filters read.
     explain_window: how many of the newest history items can explain a
       recommendation: the history length the model reads.
+    explanation_min_share: how much of the strongest history item's effect
+      on a recommended item another must have to explain it instead (1: the
+      strongest always; explanation.py).
     item_text_vectors: [N, text_dim] frozen BERT vectors of the catalogue
       (with the text tower), for search's direct text match.
     text_match_weight: weight of that match in search scores.
@@ -88,8 +92,10 @@ class RecommenderModule(tf.Module):
                explain_window: int,
                item_text_vectors: Optional[np.ndarray] = None,
                text_match_weight: float = 0.0,
-               personalization_weight: float = 0.0):
+               personalization_weight: float = 0.0,
+               explanation_min_share: float = 1.0):
     super().__init__()
+    self.explanation_min_share = float(explanation_min_share)
     self.towers = towers
     self.has_text = item_text_vectors is not None
     self.personalization_weight = personalization_weight
@@ -200,9 +206,12 @@ class RecommenderModule(tf.Module):
 
     Faithful by construction: for each of the newest `explain_window`
     history items the user's query is recomputed without it (one batched
-    pass through the query tower, B x window rows), and each returned item
-    is explained by the history item whose removal lowers its score most.
-    An empty history explains with `profile`."""
+    pass through the query tower, B x (window + 1) rows, the last with the
+    whole window), and each returned item is explained by a history item
+    whose removal lowers its score most, or by at least
+    `explanation_min_share` of that when it explains fewer of the items
+    above (explanation.pick_because). An empty history explains with
+    `profile`."""
     user_id, age, gender, occupation, history = user
     recent = tf.ragged.boolean_mask(history, tf.not_equal(history, ""))
     recent = recent[:, -self.explain_window:]
@@ -210,20 +219,22 @@ class RecommenderModule(tf.Module):
                                tf.int32), 1)
     recent = recent.to_tensor("", shape=tf.cast(tf.stack(
         [tf.shape(history)[0], width]), tf.int64))
-    repeat = lambda x: tf.repeat(x, width, axis=0)  # noqa: E731
-    without = tf.where(tf.tile(tf.eye(width, dtype=tf.bool),
-                               [tf.shape(recent)[0], 1]),
+    repeat = lambda x: tf.repeat(x, width + 1, axis=0)  # noqa: E731
+    # Row j of each user leaves out history item j; row `width` none.
+    leave_out = tf.concat([tf.eye(width, dtype=tf.bool),
+                           tf.zeros([1, width], tf.bool)], axis=0)
+    without = tf.where(tf.tile(leave_out, [tf.shape(recent)[0], 1]),
                        "", repeat(recent))
-    left_out = self._query(repeat(user_id), repeat(age), repeat(gender),
-                           repeat(occupation), without)
-    left_out = tf.reshape(left_out, [tf.shape(recent)[0], width, -1])
-    # Score without item j; the smallest is the largest drop.
-    scores = tf.einsum("bjd,bkd->bkj", left_out,
+    queries = self._query(repeat(user_id), repeat(age), repeat(gender),
+                          repeat(occupation), without)
+    queries = tf.reshape(queries, [tf.shape(recent)[0], width + 1, -1])
+    scores = tf.einsum("bjd,bkd->bkj", queries,
                        self.indexed_item_vectors(ids))
-    valid = tf.not_equal(recent, "")[:, tf.newaxis, :]
-    best = tf.argmin(tf.where(valid, scores, np.inf), axis=-1)
+    valid = tf.not_equal(recent, "")
+    best = explanation.pick_because(scores[..., -1:] - scores[..., :-1],
+                                    valid, self.explanation_min_share)
     because = tf.gather(recent, best, batch_dims=1)
-    has_history = tf.reduce_any(valid, axis=-1)
+    has_history = tf.reduce_any(valid, axis=-1, keepdims=True)
     returned = tf.not_equal(ids, "")
     because = tf.where(has_history & returned, because, "")
     if reason is None:
@@ -491,7 +502,8 @@ def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,
         explain_window=settings.exclude_margin,
         item_text_vectors=item_text_vectors,
         text_match_weight=settings.text_match_weight,
-        personalization_weight=settings.personalization_weight, index=index)
+        personalization_weight=settings.personalization_weight,
+        explanation_min_share=settings.explanation_min_share, index=index)
 
   candidates = item_vectors[:-1]
   if scann:

@@ -97,6 +97,9 @@ class IndexSettings:
   exclude_margin: int
   text_match_weight: float = 0.0
   personalization_weight: float = 0.0
+  # 1 (the strongest history item explains every item) for models saved
+  # before the setting existed.
+  explanation_min_share: float = 1.0
   scann_num_leaves: int = 40
   scann_leaves_to_search: int = 20
   scann_reordering: int = 500

@@ -112,6 +112,10 @@ def _local_abspath(path: str) -> str:
 def pipeline_config(args: argparse.Namespace) -> configs.PipelineConfig:
   trainer = TrainerConfig(**{f.name: getattr(args, f.name)
                              for f in dataclasses.fields(TrainerConfig)})
+  try:  # here, not minutes later in the Trainer
+    trainer.check()
+  except ValueError as e:
+    raise SystemExit(f"trainer flags: {e}") from None
   return configs.PipelineConfig(
       data_dir=_local_abspath(args.data_dir),
       text_encoder_dir=_local_abspath(args.text_encoder_dir),

@@ -1,5 +1,6 @@
 """Which history item explains each recommendation (trainer/explanation)."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from trainer.explanation import pick_because
@@ -53,3 +54,15 @@ def test_it_runs_in_a_graph_with_unknown_sizes():
   np.testing.assert_array_equal(out, [[0, 1, 2, 0]] * 2)
   # No returned items at all (k = 0).
   assert fn(tf.zeros([2, 0, 3]), tf.ones([2, 3], tf.bool)).shape == (2, 0)
+
+
+def test_a_share_outside_zero_to_one_is_refused_before_anything_runs(
+    tmp_path):
+  from pipeline import cli
+  from trainer.config import TrainerConfig
+  TrainerConfig(explanation_min_share=1.0).check()
+  for share in ("0", "1.5", "-0.5"):
+    with pytest.raises(SystemExit, match="explanation_min_share"):
+      cli.main(["pipeline", "run", "--output-dir", str(tmp_path),
+                "--explanation-min-share", share])
+  assert not list(tmp_path.iterdir())  # nothing started

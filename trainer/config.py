@@ -256,6 +256,10 @@ class TrainerConfig:
           "new_item_history_text reads the frozen text of new items: it "
           "needs use_text, item_text_for='new_items' and no "
           "text_finetune_layers")
+    if not 0 < self.explanation_min_share <= 1:
+      raise ValueError(
+          f"explanation_min_share {self.explanation_min_share}: a share of "
+          "the strongest history item's effect, in (0, 1]")
 
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)

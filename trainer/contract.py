@@ -56,17 +56,18 @@ SIMILAR_ITEMS = "similar_items"
 TITLES = "titles"
 SCORES = "scores"
 VECTORS = "vectors"  # embed_items: [B, d]
-# Why each returned item [B, k]: the history item whose removal lowers that
-# item's score most (leave-one-out through the model's own query tower),
-# and a reason code. Rows with fewer eligible items than k (business rules)
-# end with "" ids.
+# Why each returned item [B, k]: a history item whose removal lowers that
+# item's score (leave-one-out through the model's own query tower) most, or
+# at least explanation_min_share as much when it explains fewer items above
+# (trainer/explanation.py), and a reason code. Rows with fewer eligible
+# items than k (business rules) end with "" ids.
 BECAUSE_ITEM_IDS = "because_item_ids"
 BECAUSE_TITLES = "because_titles"
 REASON = "reason"
 REASON_HISTORY = "history"  # because_item_ids says which history item
 REASON_PROFILE = "profile"  # empty history: the profile alone
-REASON_TEXT = "text"        # search: the query text (because_*: the
-                            # history item that most raised it, if any)
+REASON_TEXT = "text"        # search: the query text (because_*: a
+                            # history item that raised it, as above)
 # evaluate (read by TFMA): predicted rating and where the rated item lands
 # among the catalogue's top EVAL_TOP_K, seen (history) items excluded: in the
 # top 100 (the blessing metric), in the top 10, and its NDCG@10 gain. Their

@@ -362,8 +362,8 @@ class RecommenderModule(tf.Module):
     cosines' range (a briefly trained model's cosines barely differ, and a
     raw weight then re-ordered nothing). Relevance stays with the text; among
     the items that match, the user's come first. Empty user fields make this
-    `search` with an average user's tilt. Reason `text`; because_* is the
-    history item that most raised the item's taste."""
+    `search` with an average user's tilt. Reason `text`; because_* is a
+    history item that raised the item's taste (_explain)."""
     user = (user_id, age, gender, occupation, history_item_ids)
     encoded, text_query, candidates, duplicate = self._search_candidates(query)
     taste_of = self._dot(self._query(*user))

@@ -112,6 +112,10 @@ def explanation_row(module, users: Sequence[Dict], window: int,
               reasons["strongest"])),
           "strongest_item_single_reason_share": float(np.mean(
               np.equal(reasons["strongest"], 1))),
+          # Lists with 1, 2, ... K distinct reasons (the plot).
+          "reasons_per_list_counts": {
+              name: np.bincount(counts, minlength=K + 1)[1:].tolist()
+              for name, counts in reasons.items()},
           "cases": cases, "users": len(users), "history_window": window}
 
 
@@ -180,6 +184,34 @@ def rows(module, train, test, item_ids: Sequence[str],
           similar_items_row(module, train, test, item_ids, genres)]
 
 
+def plot(row: Dict, path: str) -> None:
+  """How many distinct reasons a list of K gets: the model's explanations
+  against always naming the strongest history item, with faithful shares."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  counts = row["reasons_per_list_counts"]
+  lists = sum(counts["model"])
+  fig, ax = plt.subplots(figsize=(7, 3.8))
+  x = np.arange(1, K + 1)
+  for shift, name, label, colour in (
+      (-0.2, "strongest", "strongest history item (faithful 1 by "
+       f"construction): {row['strongest_item_reasons_per_list']:.2f} per "
+       "list", "tab:grey"),
+      (0.2, "model", f"the model's (faithful {row['faithful_share']:.3f}): "
+       f"{row['reasons_per_list']:.2f} per list", "tab:blue")):
+    ax.bar(x + shift, np.array(counts[name]) / lists, width=0.4,
+           color=colour, label=label)
+  ax.set_xticks(x)
+  ax.set_xlabel(f"distinct 'because you watched' items in a top {K}")
+  ax.set_ylabel(f"share of {lists} users' lists")
+  ax.legend(fontsize=8)
+  ax.set_title("How varied the reasons are", fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
 def merge_into(path: str, new_rows: List[Dict]) -> None:
   """Replaces the rows of the same names in quality.json (or adds them)."""
   names = {r["name"] for r in new_rows}
@@ -232,7 +264,9 @@ def main(argv=None) -> int:
   for row in new_rows:
     print(json.dumps(row))
   merge_into(args.results, new_rows)
-  print(f"merged into {args.results}")
+  picture = os.path.splitext(args.results)[0] + "_explanations.png"
+  plot(new_rows[0], picture)
+  print(f"merged into {args.results}; plot {picture}")
   return 0
 
 

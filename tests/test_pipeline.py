@@ -699,6 +699,32 @@ def test_recommendations_explain_themselves_faithfully(first_run, pushed):
   assert set(personal["because_item_ids"]) <= set(history)
 
 
+def test_bench_scenarios_measures_how_varied_and_faithful_reasons_are(
+    first_run, pushed):
+  """bench/scenarios.py's explanations row on the fixture's model and eval
+  users: the counts it plots add up, and the reasons are faithful and at
+  least as varied as naming the strongest history item every time."""
+  from bench import scenarios
+  from trainer import item_embeddings
+  examples = _latest(first_run, "MovieLensExampleGen", "examples")
+  catalog = item_embeddings.read_catalog(
+      os.path.join(examples, "Split-items", "*"))
+  ids = [i.decode() for i in catalog[features.ITEM_ID].numpy().reshape(-1)]
+  test = validation.Interactions.read(tf.io.gfile.glob(
+      os.path.join(examples, "Split-eval", "*")), dict(zip(ids, range(len(
+          ids)))))
+  users = scenarios.eval_users(test, limit=20)
+  row = scenarios.explanation_row(pushed.loaded, users, index.IndexSettings
+                                  .read(pushed.path).exclude_margin)
+  counts = row["reasons_per_list_counts"]
+  assert row["users"] == len(users) == sum(counts["model"]) == sum(
+      counts["strongest"]) and row["cases"] == 10 * len(users)
+  assert row["faithful_share"] >= 0.9
+  assert row["reasons_per_list"] >= row["strongest_item_reasons_per_list"]
+  assert row["single_reason_share"] <= row[
+      "strongest_item_single_reason_share"]
+
+
 def _assert_same_top_k(fast, explained):
   for key in (contract.ITEM_IDS, contract.TITLES):
     assert fast[key] == explained[key]

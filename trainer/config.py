@@ -163,9 +163,9 @@ class TrainerConfig:
   # leaving it out lowers the item's score by at least this share of what
   # leaving out the strongest one does; of those, the one that explains the
   # fewest items above it (trainer/explanation.py). 1: always the strongest.
-  # 0.5 (demo model, 150 eval users' top 10, one-off measurement): reasons
-  # per list 2.1 -> 3.3, lists with a single reason 31% -> 15%, faithful
-  # share (bench-scenarios) 1.000 -> 0.991.
+  # 0.5: on a demo model's 150 eval users' top 10, reasons per list 2.1 ->
+  # 3.3, lists with a single reason 32% -> 16%, bench-scenarios' faithful
+  # share 1 -> 0.99 (the sweep: bench/RESULTS.md, "Explanations").
   explanation_min_share: float = 0.5
   # Share of training candidates whose id is hidden (cold-start training).
   item_id_dropout: float = 0.2

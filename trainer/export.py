@@ -204,7 +204,7 @@ class RecommenderModule(tf.Module):
   def _explain(self, user, ids, reason=None):
     """because_item_ids/because_titles/reason [B, k] for returned `ids`.
 
-    Faithful by construction: for each of the newest `explain_window`
+    Read off the model: for each of the newest `explain_window`
     history items the user's query is recomputed without it (one batched
     pass through the query tower, B x (window + 1) rows, the last with the
     whole window), and each returned item is explained by a history item

@@ -101,3 +101,25 @@ def test_exact_top_k_orders_by_dot_product_in_chunks():
   assert top.shape == (7, 5)
   np.testing.assert_array_equal(
       top, np.argsort(-scores, axis=1, kind="stable")[:, :5])
+
+
+def test_settings_of_older_and_newer_releases_still_read(tmp_path):
+  """A model exported before a setting existed reads it as its default; one
+  exported by a newer release (a setting this code lacks) still reads, so
+  `recsys catalog refresh` can rebuild either."""
+  import json
+  import os
+
+  from trainer import index
+  settings = index.IndexSettings(max_k=100, exclude_margin=20)
+  settings.write(str(tmp_path))
+  path = os.path.join(str(tmp_path), index.SETTINGS_PATH)
+  with open(path) as f:
+    values = json.load(f)
+  older = {k: v for k, v in values.items() if k != "explanation_min_share"}
+  with open(path, "w") as f:
+    json.dump(older, f)
+  assert index.IndexSettings.read(str(tmp_path)).explanation_min_share == 1.0
+  with open(path, "w") as f:
+    json.dump(dict(values, a_setting_from_the_future=3), f)
+  assert index.IndexSettings.read(str(tmp_path)) == settings

@@ -116,8 +116,17 @@ class IndexSettings:
 
   @classmethod
   def read(cls, export_dir: str) -> "IndexSettings":
+    """Fields this code does not know (a model exported by a newer
+    release) are left out with a warning, so a catalogue refresh still
+    rebuilds it; missing ones take their defaults (older models)."""
     with tf.io.gfile.GFile(os.path.join(export_dir, SETTINGS_PATH)) as f:
-      return cls(**json.loads(f.read()))
+      values = json.loads(f.read())
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      logging.warning("%s: index settings %s are newer than this code; "
+                      "left out", export_dir, unknown)
+    return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:

@@ -54,6 +54,7 @@ def _batch(n_items: int, batch: int = 8):
   }
 
 
+@pytest.mark.long
 def test_training_moves_the_top_blocks_and_not_the_encoder(encoder):
   config = TrainerConfig(text_finetune_layers=1, embedding_dim=8,
                          hidden_units=8, history_length=3, learning_rate=0.01)

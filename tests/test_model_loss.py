@@ -8,6 +8,7 @@ the task weights) is recomputed here in NumPy, so a change to any of it
 fails in seconds instead of in the pipeline test.
 """
 import numpy as np
+import pytest
 import tensorflow as tf
 from model_fixtures import toy_batch
 
@@ -84,6 +85,7 @@ def _trained_on_toy_batch(use_text: bool, history_id_dropout: float):
   return query.numpy(), candidate.numpy()
 
 
+@pytest.mark.long
 def test_text_leaves_users_and_known_items_alone_without_history_dropout():
   """item_text_for="new_items": the text tower only places items without
   an id row, and every gradient it sends stops before the id rows and the

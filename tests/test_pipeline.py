@@ -242,6 +242,7 @@ def test_personalized_search_reorders_what_the_text_matches(first_run):
     model.search(["a", "b"], users=[{}])
 
 
+@pytest.mark.long
 def test_cached_and_in_graph_text_paths_agree(first_run):
   """embed_items (BERT in the graph) == the index's vectors (BERT cached)."""
   model = local_model.load_latest(first_run.serving_model_dir)
@@ -925,6 +926,7 @@ def test_seeded_training_repeats_to_the_digit(first_run, tmp_path):
              for a, b in zip(first, other))
 
 
+@pytest.mark.long
 def test_new_items_in_histories_are_read_from_their_text_when_asked(
     first_run, tmp_path):
   """TrainerConfig.new_item_history_text: the Trainer's export reads a

@@ -2,6 +2,7 @@
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
@@ -24,6 +25,7 @@ def _transform(years, batch_size, temp_dir):
   return {int(r["year"]): r["z"] for r in out}
 
 
+@pytest.mark.long
 def test_z_score_does_not_depend_on_how_beam_batches_the_data(tmp_path):
   """Two pipeline roots over the same data used to get constants one float
   apart (Beam's float accumulation order), and so different models. With

@@ -107,6 +107,7 @@ executor.publish_version(sys.argv[1], sys.argv[2], 200)
 """
 
 
+@pytest.mark.long
 def test_a_push_killed_mid_way_leaves_nothing_a_server_would_load(tmp_path):
   """kill -9 of a process inside publish_version, between the copy and the
   rename: no new version folder appears, the served version stays, and

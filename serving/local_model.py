@@ -113,7 +113,9 @@ def format_explained(user: str, result: Dict) -> str:
       result["item_ids"], result["titles"], result["scores"], because,
       reasons), 1):
     lines.append(f"  {rank:>2}. {title:<55.55} (item {item:>5})  {score:.3f}")
-    if why:
+    if reason == contract.REASON_SEEN:
+      lines.append("      You have watched this before")
+    elif why:
       lines.append(f"      Because you watched {why}")
     elif reason == contract.REASON_PROFILE:
       lines.append("      Popular with people like you (no history yet)")

@@ -45,6 +45,25 @@ def test_empty_slots_and_negative_drops_never_explain():
   assert picks[1] == [1, 1]
 
 
+def test_an_item_nobody_may_explain_uses_up_nothing():
+  """Per-item eligibility ([B, k, W]): an item with no eligible history
+  item (a seen one, which export names "seen") leaves the picks of the
+  items below it as if it were not in the list."""
+  drops = [[[1.0, 0.9, 0.0],   # its strongest, 0
+             [0.9, 1.0, 0.0],   # its strongest, 1
+             [1.0, 0.9, 0.0],   # barred below
+             [1.0, 0.9, 0.0]]]  # 0 and 1 used once each: the larger drop
+  ok, barred = [True] * 3, [False] * 3
+  assert _pick(drops, [[ok, ok, barred, ok]], 0.5)[0][:2] == [0, 1]
+  assert _pick(drops, [[ok, ok, barred, ok]], 0.5)[0][3] == 0
+  # Had the barred item spent slot 0 (as the same item allowed does), the
+  # last would have been named 1.
+  assert _pick(drops, [[ok, ok, ok, ok]], 0.5)[0] == [0, 1, 0, 1]
+  # One slot barred for one item only.
+  assert _pick(DROPS, [[ok, [True, False, True], ok, ok]], 0.5) == \
+      [[0, 0, 2, 0]]
+
+
 def test_it_runs_in_a_graph_with_unknown_sizes():
   spec = [tf.TensorSpec([None, None, None], tf.float32),
           tf.TensorSpec([None, None], tf.bool)]

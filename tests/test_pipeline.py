@@ -696,8 +696,38 @@ def test_recommendations_explain_themselves_faithfully(first_run, pushed):
   (plain,) = model.search(["space"], k=5)
   assert plain["reason"] == ["text"] * 5
   (personal,) = model.search(["space"], k=5, users=[user])
-  assert personal["reason"] == ["text"] * 5
+  assert personal["reason"] == ["seen" if i in history else "text"
+                                for i in personal["item_ids"]]
   assert set(personal["because_item_ids"]) <= set(history)
+
+
+def test_items_already_watched_say_so_and_spend_no_reason(pushed):
+  """`recommend` keeps items the user has rated: those are `seen` and name
+  themselves (not "because you watched X" on X), and every other item is
+  explained exactly as `recommend_unseen` explains it."""
+  history = ["50", "181", "172", "1", "121", "100", "98", "174"]
+  user = {"user_id": "1", "age": 24, "gender": "M",
+          "occupation": "technician", "history": history}
+  every = pushed.recommend_batch([user], k=60)[0]
+  unseen = pushed.recommend_batch([user], k=60, exclude_seen=True)[0]
+  rows = list(zip(every["item_ids"], every["because_item_ids"],
+                  every["reason"]))
+  seen = [(item, because, reason) for item, because, reason in rows
+          if item in history]
+  assert seen, "no watched item in the top 60: nothing was checked"
+  assert all(because == item and reason == "seen"
+             for item, because, reason in seen)
+  others = [(item, because) for item, because, reason in rows
+            if item not in history]
+  assert {reason for item, _, reason in rows if item not in history} == \
+      {"history"}
+  assert others == list(zip(unseen["item_ids"],
+                            unseen["because_item_ids"]))[:len(others)]
+  assert all(because != item for item, because in others)
+  titles = dict(zip(every["item_ids"], every["titles"]))
+  assert [titles[i] for i, _, _ in seen] == [
+      t for (i, _, _), t in zip(rows, every["because_titles"])
+      if i in history]
 
 
 def test_bench_scenarios_measures_how_varied_and_faithful_reasons_are(
@@ -826,7 +856,12 @@ def test_cli_explains_filters_and_finds_similar_items(first_run, capsys):
   assert cli.main(["recommend", "--history", "50,181,172", "--explain",
                    "-k", "3", *where]) == 0
   out = capsys.readouterr().out
-  assert out.count("Because you watched") == 3
+  # A history film that comes back (here one does) says so instead.
+  assert out.count("Because you watched") + out.count(
+      "You have watched this before") == 3
+  assert cli.main(["recommend", "--history", "50,181,172", "--explain",
+                   "--exclude-seen", "-k", "3", *where]) == 0
+  assert capsys.readouterr().out.count("Because you watched") == 3
   assert cli.main(["similar", "50", "-k", "4", *where]) == 0
   out = capsys.readouterr().out
   assert "Top 4 similar to item 50" in out and "(item    50)" not in out

@@ -62,18 +62,23 @@ class CatalogRules(tf.Module):
         f"Unknown genre in {contract.ALLOWED_GENRES} (allowed: "
         f"{', '.join(vocab)}); got:")
 
+  def listed(self, item_ids, batch):
+    """[B, N + 1] bool: the catalogue rows of each row's `item_ids` [B, E]
+    (unknown ids and "" pads: the last column)."""
+    n = tf.shape(self.item_years)[0]
+    return _row_mask(self.rows.lookup(item_ids), batch, n + 1)
+
   def eligible(self, batch, exclude, allowed_genres, min_year, max_year):
     """[B, N + 1] bool: catalogue rows the rules allow (the last column,
     unknown ids, never). Unknown ids in `exclude` are ignored; an unknown
     genre is INVALID_ARGUMENT naming the allowed ones."""
-    n = tf.shape(self.item_years)[0]
     sizes = tf.stack([tf.shape(exclude)[0], tf.shape(allowed_genres)[0],
                       tf.shape(min_year)[0], tf.shape(max_year)[0]])
     tf.debugging.assert_equal(
         sizes, tf.fill([4], batch),
         message="Rule inputs (exclude_item_ids, allowed_genres, min_year, "
         "max_year) need one row per request row")
-    banned = _row_mask(self.rows.lookup(exclude), batch, n + 1)
+    banned = self.listed(exclude, batch)
     codes = self.genre_codes.lookup(allowed_genres)
     given = tf.not_equal(allowed_genres, "")
     check = tf.debugging.Assert(

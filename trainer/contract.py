@@ -66,6 +66,8 @@ BECAUSE_TITLES = "because_titles"
 REASON = "reason"
 REASON_HISTORY = "history"  # because_item_ids says which history item
 REASON_PROFILE = "profile"  # empty history: the profile alone
+REASON_SEEN = "seen"        # already in the history (recommend, which
+                            # keeps seen items): because_* names the item
 REASON_TEXT = "text"        # search: the query text (because_*: a
                             # history item that raised it, as above)
 # evaluate (read by TFMA): predicted rating and where the rated item lands

@@ -16,6 +16,11 @@ largest drop; `min_share` 1 is the plain largest drop. Every named item
 still lowers the score when removed by at least that share of what the
 strongest one does, which bench-scenarios checks against a random other
 history item (its faithful share) beside the reasons per list.
+
+An item with no eligible history item (the caller's `valid` says, e.g. an
+item the user has already watched, which export names as "seen" instead)
+picks nothing and uses up nothing: the items below it are chosen as if it
+were not there.
 """
 import tensorflow as tf
 
@@ -26,15 +31,19 @@ def pick_because(drop: tf.Tensor, valid: tf.Tensor,
 
   drop: [B, k, W] the item's score with the whole window minus its score
   without history item j (larger: item j mattered more), k in rank order.
-  valid: [B, W] which window slots hold a history item; rows with none
-  pick an arbitrary slot (the caller blanks them)."""
+  valid: [B, W] which window slots hold a history item, or [B, k, W] which
+  may explain each item; items with none pick an arbitrary slot (the
+  caller blanks them) without counting it as used."""
+  if valid.shape.rank == 2:
+    valid = valid[:, tf.newaxis, :]
+  valid = tf.logical_and(valid, tf.ones_like(drop, tf.bool))
   # The lowest finite value, not -inf: no inf - inf or inf / inf below.
-  drop = tf.where(valid[:, tf.newaxis, :], drop, drop.dtype.min)
+  drop = tf.where(valid, drop, drop.dtype.min)
   largest = tf.reduce_max(drop, -1, keepdims=True)
   # A share of a negative largest drop would admit worse items: then only
   # the largest qualifies.
   bar = tf.where(largest > 0, min_share * largest, largest)
-  strong = drop >= bar
+  strong = (drop >= bar) & valid
   # Below 1 for every strong item, so the use count decides first.
   closeness = 0.5 * (1.0 - tf.math.divide_no_nan(drop, largest))
   closeness = tf.where(strong, closeness, 0.0)
@@ -43,7 +52,9 @@ def pick_because(drop: tf.Tensor, valid: tf.Tensor,
     strong_here, closeness_here = at
     key = tf.where(strong_here, used + closeness_here, float("inf"))
     pick = tf.argmin(key, -1, output_type=tf.int32)
-    return used + tf.one_hot(pick, tf.shape(used)[-1]), pick
+    counts = tf.reduce_any(strong_here, -1, keepdims=True)
+    return used + tf.where(counts, tf.one_hot(pick, tf.shape(used)[-1]),
+                           0.0), pick
 
   shape = tf.shape(drop)
   used = tf.zeros([shape[0], shape[2]], drop.dtype)

@@ -211,7 +211,7 @@ class RecommenderModule(tf.Module):
     whose removal lowers its score most, or by at least
     `explanation_min_share` of that when it explains fewer of the items
     above (explanation.pick_because). An empty history explains with
-    `profile`."""
+    `profile`; an item already in the history is `seen`, named itself."""
     user_id, age, gender, occupation, history = user
     recent = tf.ragged.boolean_mask(history, tf.not_equal(history, ""))
     recent = recent[:, -self.explain_window:]
@@ -231,17 +231,28 @@ class RecommenderModule(tf.Module):
     scores = tf.einsum("bjd,bkd->bkj", queries,
                        self.indexed_item_vectors(ids))
     valid = tf.not_equal(recent, "")
-    best = explanation.pick_because(scores[..., -1:] - scores[..., :-1],
-                                    valid, self.explanation_min_share)
+    returned = tf.not_equal(ids, "")
+    # An item the user has rated (anywhere in the history sent) is named
+    # as such: "because you watched X" on X itself, or on another film,
+    # explains nothing a viewer needs.
+    # (By catalogue row: [B, N], not [B, k, H], for long histories.)
+    seen = returned & tf.gather(
+        self.rules.listed(history, tf.shape(ids)[0]), self.rows.lookup(ids),
+        batch_dims=1)
+    best = explanation.pick_because(
+        scores[..., -1:] - scores[..., :-1],
+        valid[:, tf.newaxis, :] & ~seen[:, :, tf.newaxis],
+        self.explanation_min_share)
     because = tf.gather(recent, best, batch_dims=1)
     has_history = tf.reduce_any(valid, axis=-1, keepdims=True)
-    returned = tf.not_equal(ids, "")
-    because = tf.where(has_history & returned, because, "")
+    because = tf.where(seen, ids,
+                       tf.where(has_history & returned, because, ""))
     if reason is None:
       reason = tf.where(has_history, contract.REASON_HISTORY,
                         contract.REASON_PROFILE)
     else:
       reason = tf.fill(tf.shape(ids), reason)
+    reason = tf.where(seen, contract.REASON_SEEN, reason)
     return {contract.BECAUSE_ITEM_IDS: because,
             contract.BECAUSE_TITLES: self.titles.lookup(because),
             contract.REASON: tf.where(returned, reason, "")}

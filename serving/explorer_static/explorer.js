@@ -95,6 +95,7 @@ function renderItems(list, outputs) {
 function explanation(outputs, i) {
   const reason = outputs.reason ? outputs.reason[0][i] : "";
   const because = outputs.because_titles ? outputs.because_titles[0][i] : "";
+  if (reason === "seen") return "you have watched this before";
   if (reason === "history" && because) return `because you watched ${because}`;
   if (reason === "profile") return "for your profile (no history yet)";
   if (reason === "text") {

@@ -86,3 +86,16 @@ def test_a_share_outside_zero_to_one_is_refused_before_anything_runs():
                               "--explanation-min-share", share])
     with pytest.raises(SystemExit, match="explanation_min_share"):
       cli.pipeline_config(args)
+
+
+def test_printed_reasons_say_seen_history_and_profile_apart():
+  from serving.local_model import format_explained
+  result = {"item_ids": ["50", "7", "1"],
+            "titles": ["Star Wars", "Twelve Monkeys", "Toy Story"],
+            "scores": [0.6, 0.5, 0.4],
+            "because_titles": ["Star Wars", "Empire Strikes Back, The", ""],
+            "reason": ["seen", "history", "profile"]}
+  lines = format_explained("1", result).splitlines()
+  assert lines[2].strip() == "You have watched this before"
+  assert lines[4].strip() == "Because you watched Empire Strikes Back, The"
+  assert lines[6].strip() == "Popular with people like you (no history yet)"

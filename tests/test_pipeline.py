@@ -859,9 +859,6 @@ def test_cli_explains_filters_and_finds_similar_items(first_run, capsys):
   # A history film that comes back (here one does) says so instead.
   assert out.count("Because you watched") + out.count(
       "You have watched this before") == 3
-  assert cli.main(["recommend", "--history", "50,181,172", "--explain",
-                   "--exclude-seen", "-k", "3", *where]) == 0
-  assert capsys.readouterr().out.count("Because you watched") == 3
   assert cli.main(["similar", "50", "-k", "4", *where]) == 0
   out = capsys.readouterr().out
   assert "Top 4 similar to item 50" in out and "(item    50)" not in out

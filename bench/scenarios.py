@@ -16,6 +16,9 @@ explanations: for eval users, `recommend_unseen`'s top 10 with their
   with a single one, for the model's explanations and for always naming
   the history item whose removal lowers the score most (1 faithful by
   construction; the model's with explanation_min_share 1).
+watched_in_recommend: the same users' `recommend` top 10 (seen items
+  kept, as `serving_default` serves them): the share of slots holding a
+  film the user has already rated, and how many of those say `seen`.
 similar_items: for every catalogue item, `similar_items`' top 10. Genre
   overlap@10 (share of neighbours sharing a genre with the item) against 10
   random items; co-watch@10 (share of neighbours that the item's training
@@ -119,6 +122,35 @@ def explanation_row(module, users: Sequence[Dict], window: int,
           "cases": cases, "users": len(users), "history_window": window}
 
 
+def watched_row(module, users: Sequence[Dict]) -> Dict:
+  """How much of `recommend`'s top K (also `serving_default`, which keeps
+  seen items) is films the user has already rated, for the same eval users
+  with their whole histories: what a caller that names no signature gets.
+  Read from ids, so it holds for models exported before the `seen` reason;
+  where the model gives reasons, how many of those slots say `seen`."""
+  watched = said_seen = slots = 0
+  per_user = []
+  for start in range(0, len(users), 50):
+    chunk = users[start:start + 50]
+    out = module.recommend(
+        **_tensors(contract.user_inputs(chunk)), k=tf.constant(K),
+        **_tensors(contract.rule_inputs(len(chunk))))
+    for u, user in enumerate(chunk):
+      history = set(user["history"])
+      items = [_text(i) for i in out[contract.ITEM_IDS][u].numpy() if i]
+      reasons = [_text(r) for r in out[contract.REASON][u].numpy()]
+      hits = [i for i, item in enumerate(items) if item in history]
+      per_user.append(len(hits))
+      watched += len(hits)
+      said_seen += sum(reasons[i] == contract.REASON_SEEN for i in hits)
+      slots += len(items)
+  return {"name": "watched_in_recommend", "watched_share": watched / slots,
+          "watched_per_list": float(np.mean(per_user)),
+          "users_with_watched": float(np.mean(np.greater(per_user, 0))),
+          "watched_said_seen": said_seen / watched if watched else None,
+          "slots": slots, "users": len(users), "k": K}
+
+
 def _neighbours(module, item_ids: Sequence[str], row_of: Dict[str, int]
                 ) -> np.ndarray:
   """[N, K] catalogue rows of each item's similar_items (-1: none)."""
@@ -179,8 +211,9 @@ def similar_items_row(module, train, test, item_ids: Sequence[str],
 
 def rows(module, train, test, item_ids: Sequence[str],
          genres: Sequence[set], window: int) -> List[Dict]:
-  """Both rows for a RecommenderModule (or a loaded SavedModel)."""
-  return [explanation_row(module, eval_users(test), window),
+  """The rows for a RecommenderModule (or a loaded SavedModel)."""
+  users = eval_users(test)
+  return [explanation_row(module, users, window), watched_row(module, users),
           similar_items_row(module, train, test, item_ids, genres)]
 
 

@@ -754,6 +754,11 @@ def test_bench_scenarios_measures_how_varied_and_faithful_reasons_are(
   assert row["reasons_per_list"] >= row["strongest_item_reasons_per_list"]
   assert row["single_reason_share"] <= row[
       "strongest_item_single_reason_share"]
+  # recommend keeps watched films; this model names every one `seen`.
+  watched = scenarios.watched_row(pushed.loaded, users)
+  assert watched["slots"] == 10 * len(users) == 10 * watched["users"]
+  assert 0 <= watched["watched_share"] <= watched["users_with_watched"] <= 1
+  assert watched["watched_said_seen"] in (1.0, None)
 
 
 def _assert_same_top_k(fast, explained):

@@ -68,44 +68,51 @@ def eval_users(test, limit: int = 300, min_history: int = 2) -> List[Dict]:
           for user, i in sorted(last.items())[:limit]]
 
 
+def _top_k_by_user(signature, users: Sequence[Dict]):
+  """(user, that user's outputs) for each of `users`: `signature`
+  (recommend or recommend_unseen) on chunks of 50, top K, no rules."""
+  for start in range(0, len(users), 50):
+    chunk = users[start:start + 50]
+    out = signature(**_tensors(contract.user_inputs(chunk)),
+                    k=tf.constant(K),
+                    **_tensors(contract.rule_inputs(len(chunk))))
+    for u, user in enumerate(chunk):
+      yield user, {key: value[u].numpy() for key, value in out.items()}
+
+
 def explanation_row(module, users: Sequence[Dict], window: int,
                     seed: int = 0) -> Dict:
   rng = np.random.default_rng(seed)
   faithful = nearest_faithful = cases = 0
   reasons = {"model": [], "strongest": []}  # distinct because per list
-  for start in range(0, len(users), 50):
-    chunk = users[start:start + 50]
-    out = module.recommend_unseen(
-        **_tensors(contract.user_inputs(chunk)), k=tf.constant(K),
-        **_tensors(contract.rule_inputs(len(chunk))))
-    for u, user in enumerate(chunk):
-      recent = user["history"][-window:]
-      items = [_text(i) for i in out[contract.ITEM_IDS][u].numpy() if i]
-      because = [_text(b) for b in
-                 out[contract.BECAUSE_ITEM_IDS][u].numpy()[:len(items)]]
-      variants = [dict(user, history=recent[:j] + recent[j + 1:])
-                  for j in range(len(recent))] + [dict(user, history=recent)]
-      queries = module.towers.query(**_tensors(
-          contract.user_inputs(variants))).numpy()
-      vectors = module.indexed_item_vectors(tf.constant(items)).numpy()
-      scores = vectors @ queries.T  # [k, W + 1]: without item j; all
-      drop = scores[:, -1:] - scores[:, :-1]
-      history_vectors = module.indexed_item_vectors(
-          tf.constant(recent)).numpy()
-      nearest = np.argmax(vectors @ history_vectors.T, axis=1)
-      if items:
-        reasons["model"].append(len(set(because)))
-        reasons["strongest"].append(len(set(np.argmax(drop, axis=1))))
-      for r in range(len(items)):
-        chosen = recent.index(because[r])
-        for pick, count in ((chosen, "model"), (nearest[r], "nearest")):
-          other = rng.choice([j for j in range(len(recent)) if j != pick])
-          won = bool(drop[r, pick] > drop[r, other])
-          if count == "model":
-            faithful += won
-          else:
-            nearest_faithful += won
-        cases += 1
+  for user, out in _top_k_by_user(module.recommend_unseen, users):
+    recent = user["history"][-window:]
+    items = [_text(i) for i in out[contract.ITEM_IDS] if i]
+    because = [_text(b) for b in
+               out[contract.BECAUSE_ITEM_IDS][:len(items)]]
+    variants = [dict(user, history=recent[:j] + recent[j + 1:])
+                for j in range(len(recent))] + [dict(user, history=recent)]
+    queries = module.towers.query(**_tensors(
+        contract.user_inputs(variants))).numpy()
+    vectors = module.indexed_item_vectors(tf.constant(items)).numpy()
+    scores = vectors @ queries.T  # [k, W + 1]: without item j; all
+    drop = scores[:, -1:] - scores[:, :-1]
+    history_vectors = module.indexed_item_vectors(
+        tf.constant(recent)).numpy()
+    nearest = np.argmax(vectors @ history_vectors.T, axis=1)
+    if items:
+      reasons["model"].append(len(set(because)))
+      reasons["strongest"].append(len(set(np.argmax(drop, axis=1))))
+    for r in range(len(items)):
+      chosen = recent.index(because[r])
+      for pick, count in ((chosen, "model"), (nearest[r], "nearest")):
+        other = rng.choice([j for j in range(len(recent)) if j != pick])
+        won = bool(drop[r, pick] > drop[r, other])
+        if count == "model":
+          faithful += won
+        else:
+          nearest_faithful += won
+      cases += 1
   return {"name": "explanations", "faithful_share": faithful / cases,
           "nearest_item_faithful_share": nearest_faithful / cases,
           "reasons_per_list": float(np.mean(reasons["model"])),
@@ -130,20 +137,15 @@ def watched_row(module, users: Sequence[Dict]) -> Dict:
   where the model gives reasons, how many of those slots say `seen`."""
   watched = said_seen = slots = 0
   per_user = []
-  for start in range(0, len(users), 50):
-    chunk = users[start:start + 50]
-    out = module.recommend(
-        **_tensors(contract.user_inputs(chunk)), k=tf.constant(K),
-        **_tensors(contract.rule_inputs(len(chunk))))
-    for u, user in enumerate(chunk):
-      history = set(user["history"])
-      items = [_text(i) for i in out[contract.ITEM_IDS][u].numpy() if i]
-      reasons = [_text(r) for r in out[contract.REASON][u].numpy()]
-      hits = [i for i, item in enumerate(items) if item in history]
-      per_user.append(len(hits))
-      watched += len(hits)
-      said_seen += sum(reasons[i] == contract.REASON_SEEN for i in hits)
-      slots += len(items)
+  for user, out in _top_k_by_user(module.recommend, users):
+    history = set(user["history"])
+    items = [_text(i) for i in out[contract.ITEM_IDS] if i]
+    reasons = [_text(r) for r in out[contract.REASON]]
+    hits = [i for i, item in enumerate(items) if item in history]
+    per_user.append(len(hits))
+    watched += len(hits)
+    said_seen += sum(reasons[i] == contract.REASON_SEEN for i in hits)
+    slots += len(items)
   return {"name": "watched_in_recommend", "watched_share": watched / slots,
           "watched_per_list": float(np.mean(per_user)),
           "users_with_watched": float(np.mean(np.greater(per_user, 0))),

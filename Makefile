@@ -11,7 +11,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 .PHONY: env demo serve test lint browser lock data clean bench-quality bench-seeds bench-scenarios bench-serving \
   bench-soak bench-crash screenshots \
-  bench-scale bench-continuous bench-placement bench-long-tests
+  bench-scale bench-continuous bench-placement bench-rerank bench-long-tests
 
 $(VENV)/.installed: requirements/lock.txt setup.py
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -83,6 +83,13 @@ bench-seeds: env
 # pipeline has run; bench-quality's split, cached after its first run).
 bench-placement: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.placement
+
+# The ranking stage's weight (predicted rating added to retrieval's cosine
+# over its top 100): swept on the validation window, which chooses it, and
+# on the eval period, three seeds of bench-quality's full config each:
+# bench/results/rerank.json and rerank.png (~25 min once the pipeline ran).
+bench-rerank: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.rerank
 
 # Explanation faithfulness and similar-item quality of the newest pushed
 # model, merged into bench/results/quality.json (bench-quality measures the

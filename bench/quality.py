@@ -279,24 +279,30 @@ def run_ours(bench, params, train, queries, seen):
       model, tft_layer, queries, bench.text_vectors,
       config.new_item_history_text and config.can_read_history_text())
   rmse = float(np.sqrt(np.mean((ratings - queries.ratings) ** 2)))
+  # The rows of ours are scored as the exported model serves: retrieval,
+  # then its ranking stage (TrainerConfig.rerank_weight). Validation
+  # choices (grid points, new-item serving) go by retrieval's order.
   return {"scores": query @ candidates.T, "rmse": rmse, "model": model,
           "query": query, "candidates": candidates, "placements": placements,
-          "new_rows": new_rows, **timing}
+          "new_rows": new_rows, "ranking": validation.RankingStage.of(
+              config, model, query, candidates), **timing}
 
 
 def history_text_other_way(bench: Bench, config: TrainerConfig,
                            result: Dict, queries: validation.Interactions
-                           ) -> Tuple[str, np.ndarray]:
-  """The row name and scores on `queries` of run_ours' `result` (trained
-  with `config`), its history items without an id row served the other way
-  (new_item_history_text flipped: the same weights, only those queries
-  change)."""
+                           ) -> Tuple[str, Dict]:
+  """The row name and run_ours-like result on `queries` of run_ours'
+  `result` (trained with `config`), its history items without an id row
+  served the other way (new_item_history_text flipped: the same weights,
+  only those queries change)."""
   flag = not config.new_item_history_text
   query, _ = validation.user_queries(
       result["model"], bench.tft_output.transform_features_layer(), queries,
       bench.text_vectors, flag)
   return (("full_history_text" if flag else "full_without_history_text"),
-          query @ result["candidates"].T)
+          dict(result, query=query, scores=query @ result["candidates"].T,
+               ranking=validation.RankingStage.of(
+                   config, result["model"], query, result["candidates"])))
 
 
 def serving_options(bench, result: Dict, config: TrainerConfig, held_out,
@@ -515,7 +521,8 @@ def main(argv=None) -> int:
     shown = {k: (dataclasses.asdict(v) if isinstance(v, TrainerConfig) else v)
              for k, v in params.items()}
     row = {"name": name, **validation.evaluate(result["scores"], test,
-                                             seen_test, mask),
+                                             seen_test, mask,
+                                             result.get("ranking")),
            "rmse": result.get("rmse"),
            "train_seconds": result.get("train_seconds"),
            "examples_per_second": result.get("examples_per_second"),
@@ -552,9 +559,8 @@ def main(argv=None) -> int:
   # The full model of the chosen config, its new items inside histories
   # served the other way (the same weights; only those queries change).
   full_config = TrainerConfig(**chosen)
-  name, scores = history_text_other_way(bench, full_config, results["full"],
-                                        test)
-  rescored = dict(results["full"], scores=scores)
+  name, rescored = history_text_other_way(bench, full_config,
+                                         results["full"], test)
   other_way = {"config": dataclasses.replace(
       full_config,
       new_item_history_text=not full_config.new_item_history_text)}
@@ -613,7 +619,8 @@ def user_gaps(results: Dict[str, Dict], queries: validation.Interactions,
   few interactions is more than which users the window happens to hold."""
   def each(name):
     return validation.per_interaction(validation.ranks(
-        validation.top_k(results[name]["scores"], seen), queries.items))
+        validation.served_top(results[name]["scores"], seen,
+                              results[name].get("ranking")), queries.items))
   ours = each(model)
   return {"name": f"{model}_gaps", "measure": "one run, eval period, seen "
           "excluded; 95% interval over user resamples",
@@ -657,7 +664,9 @@ def search_rows(bench, full_model, encoder, row_of, train, test
         item_genres=genres, explain_window=window,
         item_text_vectors=bench.text_vectors, text_match_weight=match,
         personalization_weight=default.search_personalization,
-        explanation_min_share=default.explanation_min_share)
+        explanation_min_share=default.explanation_min_share,
+        rerank_weight=default.rerank_weight,
+        rerank_depth=default.rerank_depth)
     if not suffix:
       default_module = module
     found = np.concatenate([
@@ -685,7 +694,9 @@ def search_rows(bench, full_model, encoder, row_of, train, test
   ids = [i.decode() for i in item_ids]
   rows.extend(scenarios.rows(
       default_module, train, test, ids,
-      [{g.decode() for g in row if g} for row in genres], window))
+      [{g.decode() for g in row if g} for row in genres],
+      index_lib.IndexSettings(max_k=100, exclude_margin=window,
+                              rerank_weight=default.rerank_weight)))
   return rows
 
 

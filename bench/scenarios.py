@@ -39,6 +39,7 @@ import tensorflow as tf  # noqa: E402
 
 from trainer import contract  # noqa: E402
 from trainer import features  # noqa: E402
+from trainer import index  # noqa: E402
 
 K = 10
 
@@ -81,7 +82,9 @@ def _top_k_by_user(signature, users: Sequence[Dict]):
 
 
 def explanation_row(module, users: Sequence[Dict], window: int,
-                    seed: int = 0) -> Dict:
+                    rerank_weight: float = 0.0, seed: int = 0) -> Dict:
+  """rerank_weight: the model's ranking stage (IndexSettings), whose
+  predicted-rating term is part of the score a history item moves."""
   rng = np.random.default_rng(seed)
   faithful = nearest_faithful = cases = 0
   reasons = {"model": [], "strongest": []}  # distinct because per list
@@ -96,6 +99,12 @@ def explanation_row(module, users: Sequence[Dict], window: int,
         contract.user_inputs(variants))).numpy()
     vectors = module.indexed_item_vectors(tf.constant(items)).numpy()
     scores = vectors @ queries.T  # [k, W + 1]: without item j; all
+    if rerank_weight and items:
+      pairs = np.broadcast_to(queries, (len(items), *queries.shape))
+      scores = scores + rerank_weight * module.towers.rating(
+          tf.constant(pairs.reshape(-1, queries.shape[1])),
+          tf.constant(np.repeat(vectors, len(queries), axis=0))
+      ).numpy().reshape(scores.shape)
     drop = scores[:, -1:] - scores[:, :-1]
     history_vectors = module.indexed_item_vectors(
         tf.constant(recent)).numpy()
@@ -212,10 +221,13 @@ def similar_items_row(module, train, test, item_ids: Sequence[str],
 
 
 def rows(module, train, test, item_ids: Sequence[str],
-         genres: Sequence[set], window: int) -> List[Dict]:
-  """The rows for a RecommenderModule (or a loaded SavedModel)."""
+         genres: Sequence[set], settings: index.IndexSettings) -> List[Dict]:
+  """The rows for a RecommenderModule (or a loaded SavedModel) exported
+  with `settings`."""
   users = eval_users(test)
-  return [explanation_row(module, users, window), watched_row(module, users),
+  return [explanation_row(module, users, settings.exclude_margin,
+                          settings.rerank_weight),
+          watched_row(module, users),
           similar_items_row(module, train, test, item_ids, genres)]
 
 
@@ -265,7 +277,6 @@ def main(argv=None) -> int:
 
   from pipeline import configs
   from pipeline import evaluation
-  from trainer import index
   from trainer import item_embeddings
   from trainer import validation
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -291,11 +302,11 @@ def main(argv=None) -> int:
   train = validation.Interactions.read(split("train"), row_of)
   test = validation.Interactions.read(split("eval"), row_of)
   module = tf.saved_model.load(version)
-  window = index.IndexSettings.read(version).exclude_margin
+  settings = index.IndexSettings.read(version)
   print(f"measuring {version}", flush=True)
   # The pushed model, named relative to the checkout (results are committed).
   new_rows = [dict(row, model=os.path.relpath(version)) for row in
-              rows(module, train, test, item_ids, genres, window)]
+              rows(module, train, test, item_ids, genres, settings)]
   for row in new_rows:
     print(json.dumps(row))
   merge_into(args.results, new_rows)

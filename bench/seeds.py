@@ -102,10 +102,11 @@ def train(setup: quality.Setup, at: Window, config: TrainerConfig,
                           at.train, at.queries, at.seen)
 
 
-def seen_excluded_ranks(at: Window, scores: np.ndarray) -> np.ndarray:
-  """[len(at.queries)] each interaction's rank, seen items excluded."""
-  return validation.ranks(validation.top_k(scores, at.seen),
-                          at.queries.items)
+def seen_excluded_ranks(at: Window, result: Dict) -> np.ndarray:
+  """[len(at.queries)] each interaction's rank in a run_ours `result`'s
+  served list (its ranking stage included), seen items excluded."""
+  return validation.ranks(validation.served_top(
+      result["scores"], at.seen, result.get("ranking")), at.queries.items)
 
 
 def measure(at: Window, rank: np.ndarray) -> Dict:
@@ -254,12 +255,12 @@ def main(argv=None) -> int:
     for seed in range(1, args.seeds + 1):
       for name, config in models:
         result = train(setup, at, config, seed)
-        scored = [(name, result["scores"])]
+        scored = [(name, result)]
         if name == "full" and config.can_read_history_text():
           scored.append(quality.history_text_other_way(
               setup.bench, config, result, at.queries))
-        for scored_name, scores in scored:
-          rank = seen_excluded_ranks(at, scores)
+        for scored_name, scored_result in scored:
+          rank = seen_excluded_ranks(at, scored_result)
           window_ranks[(scored_name, seed)] = rank
           row = {"window": window_name, "name": scored_name, "seed": seed,
                  **measure(at, rank),

@@ -1,5 +1,6 @@
 """The peers bench-quality compares against (EASE, SASRec) and the protocol
 that scores them: known answers on tiny data, in seconds."""
+import dataclasses
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -11,6 +12,7 @@ import tensorflow as tf  # noqa: E402
 from bench import peers  # noqa: E402
 from trainer import features  # noqa: E402
 from trainer import validation  # noqa: E402
+from trainer.config import TrainerConfig  # noqa: E402
 
 
 def test_ease_is_the_constrained_ridge_regression_it_claims():
@@ -99,6 +101,42 @@ def test_metrics_leave_seen_items_out():
   assert top.tolist() == [[1, 2, 3], [0, 1, 2]]
   metrics = validation.ranking_metrics(top, np.array([1, 2]), 5)
   assert metrics["mrr"] == (1.0 + 1 / 3) / 2
+
+
+class _SecondComponentRates:
+  """A rating head that predicts each candidate's second component."""
+
+  def predict_rating(self, query, candidate):
+    return candidate[:, 1] + 0.0 * query[:, 0]
+
+
+def test_the_ranking_stage_reorders_only_retrievals_top_depth():
+  """served_top as the export serves: the top `depth` unseen items by
+  score, ordered by score + weight x predicted rating; the rest after, in
+  retrieval's order."""
+  query = np.ones((1, 2), np.float32)
+  # Retrieval scores 0.50 ... 0.05; predicted ratings 1, 5, 1, 5, 5.
+  candidates = np.array([[0.5, 1], [0.49, 5], [0.48, 1], [0.1, 5],
+                         [0.05, 5]], np.float32)
+  scores = candidates[:, :1].T
+  stage = validation.RankingStage(_SecondComponentRates(), query,
+                                  candidates, weight=0.01, depth=3)
+  assert validation.served_top(scores, None, stage, k=5).tolist() == [
+      [1, 0, 2, 3, 4]]  # 0.54, 0.51, 0.49; 0.10 + 0.05 stays below: depth 3
+  seen = validation.seen_before(_Split(["u"], [0], [0]),
+                              _Split(["u"], [1], [1]), 5)
+  assert validation.served_top(scores, seen, stage, k=4).tolist() == [
+      [1, 2, 3, 4]]
+  deeper = dataclasses.replace(stage, depth=5)
+  assert validation.served_top(scores, None, deeper, k=5).tolist() == [
+      [1, 0, 2, 3, 4]]  # 0.15 + 0.10: still below 0.49
+  heavier = dataclasses.replace(stage, depth=5, weight=0.2)
+  assert validation.served_top(scores, None, heavier, k=5).tolist() == [
+      [1, 3, 4, 0, 2]]
+  assert validation.served_top(scores, None, None, k=5).tolist() == [
+      [0, 1, 2, 3, 4]]
+  assert validation.RankingStage.of(TrainerConfig(rerank_weight=0.0), None,
+                                    query, candidates) is None
 
 
 def _crowded_catalogue():

@@ -721,13 +721,56 @@ def test_items_already_watched_say_so_and_spend_no_reason(pushed):
             if item not in history]
   assert {reason for item, _, reason in rows if item not in history} == \
       {"history"}
-  assert others == list(zip(unseen["item_ids"],
-                            unseen["because_item_ids"]))[:len(others)]
+  # The first 20: deeper down, the ranking stage may lift into
+  # recommend_unseen's list an item that recommend's retrieval top 100
+  # (seen items included) left out.
+  assert others[:20] == list(zip(unseen["item_ids"],
+                                 unseen["because_item_ids"]))[:20]
   assert all(because != item for item, because in others)
   titles = dict(zip(every["item_ids"], every["titles"]))
   assert [titles[i] for i, _, _ in seen] == [
       t for (i, _, _), t in zip(rows, every["because_titles"])
       if i in history]
+
+
+def test_recommend_orders_retrievals_top_100_by_the_ranking_stage(pushed):
+  """recommend_unseen returns retrieval's top 100 unseen items (the
+  towers' cosine), ordered by cosine + rerank_weight x the rating head's
+  predicted rating (`rank`), and its top 10 is the head of that list."""
+  module = pushed.loaded
+  weight = index.IndexSettings.read(pushed.path).rerank_weight
+  assert weight == TrainerConfig().rerank_weight > 0
+  catalogue = [i.decode() for i in module.catalog_ids.numpy()]
+  vectors = module.indexed_item_vectors(tf.constant(catalogue)).numpy()
+  users = [{"user_id": str(u), "age": 20 + u, "gender": "MF"[u % 2],
+            "occupation": "student",
+            "history": [str(h) for h in range(u, 60 + u, 3)]}
+           for u in range(1, 9)]
+  inputs = {k: tf.constant(v) for k, v in contract.user_inputs(users).items()}
+  rules = {k: tf.constant(v)
+           for k, v in contract.rule_inputs(len(users)).items()}
+  top = module.recommend_unseen_fast(**inputs, k=tf.constant(100), **rules)
+  head = module.recommend_unseen_fast(**inputs, k=tf.constant(10), **rules)
+  ids = top[contract.ITEM_IDS].numpy()
+  np.testing.assert_array_equal(head[contract.ITEM_IDS].numpy(), ids[:, :10])
+  ratings = module.rank(**inputs, item_ids=tf.constant(ids))[
+      contract.SCORES].numpy()
+  queries = module.towers.query(**inputs).numpy()
+  scores = top[contract.SCORES].numpy()
+  reordered = 0
+  for u, user in enumerate(users):
+    cosine = vectors @ queries[u]
+    unseen = [i for i, item in enumerate(catalogue)
+              if item not in user["history"]]
+    best = sorted(unseen, key=lambda i: -cosine[i])[:100]
+    rows = [catalogue.index(i.decode()) for i in ids[u]]
+    assert set(rows) == set(best)
+    np.testing.assert_allclose(scores[u],
+                               cosine[rows] + weight * ratings[u],
+                               rtol=1e-4, atol=1e-5)
+    assert np.all(np.diff(scores[u]) <= 1e-6)
+    reordered += rows != best
+  assert reordered, "the ranking stage moved no item for any user"
 
 
 def test_bench_scenarios_measures_how_varied_and_faithful_reasons_are(
@@ -745,8 +788,10 @@ def test_bench_scenarios_measures_how_varied_and_faithful_reasons_are(
       os.path.join(examples, "Split-eval", "*")), dict(zip(ids, range(len(
           ids)))))
   users = scenarios.eval_users(test, limit=20)
-  row = scenarios.explanation_row(pushed.loaded, users, index.IndexSettings
-                                  .read(pushed.path).exclude_margin)
+  settings = index.IndexSettings.read(pushed.path)
+  row = scenarios.explanation_row(pushed.loaded, users,
+                                  settings.exclude_margin,
+                                  settings.rerank_weight)
   counts = row["reasons_per_list_counts"]
   assert row["users"] == len(users) == sum(counts["model"]) == sum(
       counts["strongest"]) and row["cases"] == 10 * len(users)

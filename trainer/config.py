@@ -167,6 +167,17 @@ class TrainerConfig:
   # 3.3, lists with a single reason 32% -> 16%, bench-scenarios' faithful
   # share 1 -> 0.99 (the sweep: bench/RESULTS.md, "Explanations").
   explanation_min_share: float = 0.5
+  # The ranking stage of recommend*, and of the Evaluator's list: the
+  # retrieval top `rerank_depth` eligible items ordered by retrieval score
+  # (a cosine) + rerank_weight x the rating head's predicted rating (1-5
+  # stars). Retrieval learns what a user watches next, the rating head how
+  # much they like what they watch; a small weight lets the second break
+  # retrieval's near-ties (the top 10's cosines span about 0.036). 0: the
+  # retrieval order. With a depth of 100 the top 100 holds the same items
+  # either way (recall@100 unchanged). Chosen on the validation window
+  # (make bench-rerank).
+  rerank_weight: float = 0.02
+  rerank_depth: int = 100
   # Share of training candidates whose id is hidden (cold-start training).
   item_id_dropout: float = 0.2
   # Start from the latest blessed model's weights when the pipeline hands one
@@ -256,6 +267,10 @@ class TrainerConfig:
           "new_item_history_text reads the frozen text of new items: it "
           "needs use_text, item_text_for='new_items' and no "
           "text_finetune_layers")
+    if self.rerank_weight < 0 or self.rerank_depth < 1:
+      raise ValueError(
+          f"rerank_weight {self.rerank_weight} must be at least 0 and "
+          f"rerank_depth {self.rerank_depth} at least 1")
     if not 0 < self.explanation_min_share <= 1:
       raise ValueError(
           f"explanation_min_share {self.explanation_min_share}: a share of "

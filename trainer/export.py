@@ -9,6 +9,8 @@ Signatures (all tensors batched on axis 0 unless noted):
             k [] int32, rules) -> item_ids [B, k], titles [B, k], scores
             [B, k], and why: because_item_ids, because_titles, reason [B, k]
   recommend_unseen(same inputs) -> the same, excluding history_item_ids
+  (all four recommend signatures: retrieval's top rerank_depth eligible
+  items, ordered by retrieval score + rerank_weight x predicted rating)
   recommend_fast, recommend_unseen_fast(same inputs) -> item_ids, titles,
             scores as the two above, without the why outputs (cheaper)
   similar_items(item_ids [B], title, year, genres (for new items), k, rules)
@@ -83,6 +85,12 @@ class RecommenderModule(tf.Module):
     text_match_weight: weight of that match in search scores.
     personalization_weight: weight of the user's taste in
       personalized_search.
+    rerank_weight, rerank_depth: the ranking stage of recommend* and
+      evaluate. The index's (retrieval's) top `rerank_depth` eligible items
+      are ordered by their retrieval score + rerank_weight x the rating
+      head's predicted rating; 0 keeps retrieval's order. The rating head
+      knows how much a user will like a film they watch, which retrieval
+      alone (what they watch next) does not weigh.
   """
 
   def __init__(self, towers: Towers, item_ids: np.ndarray,
@@ -93,9 +101,12 @@ class RecommenderModule(tf.Module):
                item_text_vectors: Optional[np.ndarray] = None,
                text_match_weight: float = 0.0,
                personalization_weight: float = 0.0,
-               explanation_min_share: float = 1.0):
+               explanation_min_share: float = 1.0,
+               rerank_weight: float = 0.0, rerank_depth: int = 100):
     super().__init__()
     self.explanation_min_share = float(explanation_min_share)
+    self.rerank_weight = float(rerank_weight)
+    self.rerank_depth = max(int(rerank_depth), 1)
     self.towers = towers
     self.has_text = item_text_vectors is not None
     self.personalization_weight = personalization_weight
@@ -157,13 +168,16 @@ class RecommenderModule(tf.Module):
 
   # Business rules: which rows CatalogRules.eligible; how many, _pick.
 
-  def _pick(self, k, candidate_ids, score, eligible, candidate_ok=None):
+  def _pick(self, k, candidate_ids, score, eligible, candidate_ok=None,
+            rerank=None):
     """The best min(k, eligible) items per row, [B, k'] (k' the most any
     row can fill; shorter rows end with "" ids and 0 scores).
 
     candidate_ids [B, M] come from the index; `score(ids, ok)` scores any
     [B, m] ids exactly. If the candidates hold too few eligible items for
-    some row, the whole catalogue is scored instead."""
+    some row, the whole catalogue is scored instead. `rerank(ids)` [B, r]
+    -> [B, r], if given, is added to the scores of the best
+    max(k, rerank_depth) before the final top k (the ranking stage)."""
     k = tf.clip_by_value(k, 1, self.max_k)
     batch = tf.shape(eligible)[0]
     available = tf.reduce_sum(tf.cast(eligible, tf.int32), 1)
@@ -178,12 +192,41 @@ class RecommenderModule(tf.Module):
         tf.tile(self.catalog_ids[tf.newaxis], [batch, 1]), eligible[:, :-1])
     ids, ok = tf.cond(enough, lambda: (candidate_ids, ok), everything)
     scores = tf.where(ok, score(ids, ok), -1e9)
+    if rerank is not None:
+      scores, ids = self._reranked(scores, ids, k, rerank)
     top, order = tf.math.top_k(
         scores, k=tf.minimum(k, tf.reduce_max(available)))
     found = top > -1e8
     ids = tf.where(found, tf.gather(ids, order, batch_dims=1), "")
     return {contract.ITEM_IDS: ids, contract.TITLES: self.titles.lookup(ids),
             contract.SCORES: tf.where(found, top, 0.0)}
+
+  def _reranked(self, scores, ids, k, rerank):
+    """(scores, ids) [B, r] of the best r = max(k, rerank_depth) by
+    `scores`, rerank's term added where an item was found."""
+    depth = tf.minimum(tf.maximum(k, self.rerank_depth), tf.shape(ids)[1])
+    best, order = tf.math.top_k(scores, k=depth)
+    ids = tf.gather(ids, order, batch_dims=1)
+    return tf.where(best > -1e8, best + rerank(ids), best), ids
+
+  def _ranking_stage(self, query):
+    """rerank(ids) for _pick: rerank_weight x the predicted rating of
+    query [B, d] for ids [B, r]; None when the weight is 0."""
+    if not self.rerank_weight:
+      return None
+    return lambda ids: self.rerank_weight * self._ratings(  # noqa: E731
+        query[:, tf.newaxis, :], self.indexed_item_vectors(ids))[..., 0]
+
+  def _ratings(self, queries, items):
+    """[B, J, d] queries x [B, K, d] items -> [B, K, J] predicted ratings
+    of every pair."""
+    shape = tf.shape(queries)
+    n = tf.shape(items)[1]
+    pairs_q = tf.repeat(queries[:, tf.newaxis], n, axis=1)  # [B, K, J, d]
+    pairs_c = tf.repeat(items[:, :, tf.newaxis], shape[1], axis=2)
+    ratings = self.towers.rating(tf.reshape(pairs_q, [-1, shape[2]]),
+                                 tf.reshape(pairs_c, [-1, shape[2]]))
+    return tf.reshape(ratings, [shape[0], n, shape[1]])
 
   def _dot(self, query):
     """score(ids, ok) for _pick: query [B, d] . the ids' indexed vectors."""
@@ -194,7 +237,8 @@ class RecommenderModule(tf.Module):
     query = self._query(*user)
     _, candidates = self.index(query)
     eligible = self.rules.eligible(tf.shape(query)[0], exclude, *rules)
-    out = self._pick(k, candidates, self._dot(query), eligible)
+    out = self._pick(k, candidates, self._dot(query), eligible,
+                     rerank=self._ranking_stage(query))
     if explain:
       out.update(self._explain(user, out[contract.ITEM_IDS]))
     return out
@@ -228,8 +272,12 @@ class RecommenderModule(tf.Module):
     queries = self._query(repeat(user_id), repeat(age), repeat(gender),
                           repeat(occupation), without)
     queries = tf.reshape(queries, [tf.shape(recent)[0], width + 1, -1])
-    scores = tf.einsum("bjd,bkd->bkj", queries,
-                       self.indexed_item_vectors(ids))
+    vectors = self.indexed_item_vectors(ids)
+    scores = tf.einsum("bjd,bkd->bkj", queries, vectors)
+    if self.rerank_weight:
+      # What was returned is ordered by the ranking stage too: a history
+      # item explains what it moves in the final score.
+      scores += self.rerank_weight * self._ratings(queries, vectors)
     valid = tf.not_equal(recent, "")
     returned = tf.not_equal(ids, "")
     # An item the user has rated (anywhere in the history sent) is named
@@ -447,13 +495,9 @@ class RecommenderModule(tf.Module):
                                 contract.ITEM_IDS_INPUT])
   def rank(self, user_id, age, gender, occupation, history_item_ids, item_ids):
     query = self._query(user_id, age, gender, occupation, history_item_ids)
-    candidates = self.indexed_item_vectors(item_ids)
-    n = tf.shape(item_ids)[1]
-    queries = tf.repeat(query[:, tf.newaxis, :], n, axis=1)
-    d = tf.shape(query)[-1]
-    scores = self.towers.rating(tf.reshape(queries, [-1, d]),
-                                tf.reshape(candidates, [-1, d]))
-    return {contract.SCORES: tf.reshape(scores, tf.shape(item_ids))}
+    scores = self._ratings(query[:, tf.newaxis, :],
+                           self.indexed_item_vectors(item_ids))[..., 0]
+    return {contract.SCORES: scores}
 
   @tf.function(input_signature=[contract.EXAMPLES_INPUT])
   def evaluate(self, examples):
@@ -481,7 +525,8 @@ class RecommenderModule(tf.Module):
                      self._dot(query),
                      self.rules.eligible(batch, seen, tf.fill([batch, 0], ""),
                                          tf.zeros([batch], tf.int64),
-                                         tf.zeros([batch], tf.int64)))
+                                         tf.zeros([batch], tf.int64)),
+                     rerank=self._ranking_stage(query))
     found = tf.equal(top[contract.ITEM_IDS], parsed[features.ITEM_ID])
     hit = tf.reduce_any(found, axis=1)
     hit_at_10 = tf.reduce_any(found[:, :10], axis=1)
@@ -514,7 +559,9 @@ def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,
         item_text_vectors=item_text_vectors,
         text_match_weight=settings.text_match_weight,
         personalization_weight=settings.personalization_weight,
-        explanation_min_share=settings.explanation_min_share, index=index)
+        explanation_min_share=settings.explanation_min_share,
+        rerank_weight=settings.rerank_weight,
+        rerank_depth=settings.rerank_depth, index=index)
 
   candidates = item_vectors[:-1]
   if scann:

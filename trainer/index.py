@@ -100,6 +100,10 @@ class IndexSettings:
   # 1 (the strongest history item explains every item) for models saved
   # before the setting existed.
   explanation_min_share: float = 1.0
+  # The ranking stage (RecommenderModule); 0 for models saved before it
+  # existed: retrieval's order, as they served.
+  rerank_weight: float = 0.0
+  rerank_depth: int = 100
   scann_num_leaves: int = 40
   scann_leaves_to_search: int = 20
   scann_reordering: int = 500

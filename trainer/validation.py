@@ -251,6 +251,67 @@ def top_k(scores: np.ndarray, exclude: sp.csr_matrix = None,
   return np.take_along_axis(top, order, 1)
 
 
+@dataclasses.dataclass
+class RankingStage:
+  """The exported model's ranking stage (export.RecommenderModule), for
+  scores computed here: each query's retrieval top `depth` ordered by its
+  score + `weight` x the rating head's predicted rating.
+
+  query [n, d] and candidates [N, d] are the vectors the scores came from
+  (scores = query @ candidates.T)."""
+  model: object
+  query: np.ndarray
+  candidates: np.ndarray
+  weight: float
+  depth: int = 100
+
+  @classmethod
+  def of(cls, config, model, query, candidates) -> "RankingStage":
+    """The stage `config` (a TrainerConfig) serves; None at weight 0."""
+    if not config.rerank_weight:
+      return None
+    return cls(model, query, candidates, config.rerank_weight,
+               config.rerank_depth)
+
+  def ratings(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """[m] query rows x [m, r] catalogue rows -> [m, r] predicted
+    ratings."""
+    out = []
+    per_chunk = max(1, 65536 // max(items.shape[1], 1))
+    for start in range(0, len(rows), per_chunk):
+      part = items[start:start + per_chunk]
+      query = np.repeat(self.query[rows[start:start + per_chunk]],
+                        part.shape[1], axis=0)
+      out.append(self.model.predict_rating(
+          tf.constant(query), tf.constant(
+              self.candidates[part.reshape(-1)])).numpy().reshape(part.shape))
+    return (np.concatenate(out) if out else
+            np.zeros(items.shape, np.float32))
+
+  def order(self, top: np.ndarray, scores: np.ndarray, rows: np.ndarray
+            ) -> np.ndarray:
+    """top [m, >= depth] catalogue rows in retrieval order, scores [m, N]
+    their rows' retrieval scores, rows [m] their query rows -> top with its
+    first `depth` in the ranking stage's order."""
+    head = top[:, :self.depth]
+    final = (np.take_along_axis(scores, head, 1) +
+             self.weight * self.ratings(rows, head))
+    head = np.take_along_axis(head, np.argsort(-final, 1, kind="stable"), 1)
+    return np.concatenate([head, top[:, self.depth:]], axis=1)
+
+
+def served_top(scores: np.ndarray, exclude: sp.csr_matrix = None,
+               ranking: RankingStage = None, rows: np.ndarray = None,
+               k: int = 100) -> np.ndarray:
+  """top_k, through `ranking` if given (rows [n]: which of its queries
+  the scores' rows are; default all): the list the exported model serves."""
+  if ranking is None:
+    return top_k(scores, exclude, k)
+  rows = np.arange(len(scores)) if rows is None else rows
+  top = top_k(scores, exclude, max(k, ranking.depth))
+  return ranking.order(top, scores, rows)[:, :k]
+
+
 def ranks(top: np.ndarray, truth: np.ndarray) -> np.ndarray:
   """top [n, 100] catalogue rows, truth [n] row of the rated item (-1 none)
   -> [n] the rated item's rank in `top`, from 1; 0 where it is not there."""
@@ -281,12 +342,17 @@ def ranking_metrics(top: np.ndarray, truth: np.ndarray, n_items: int
 
 
 def evaluate(scores: np.ndarray, queries: Interactions,
-             seen: sp.csr_matrix, mask: np.ndarray = None) -> Dict[str, float]:
-  """The protocol's metrics (seen excluded) plus recall@100 seen included."""
+             seen: sp.csr_matrix, mask: np.ndarray = None,
+             ranking: RankingStage = None) -> Dict[str, float]:
+  """The protocol's metrics (seen excluded) plus recall@100 seen included;
+  with `ranking`, of the lists its stage orders (as served)."""
   m = np.ones(len(queries), bool) if mask is None else mask
   n_items = scores.shape[1]
-  out = ranking_metrics(top_k(scores[m], seen[m]), queries.items[m], n_items)
-  included = ranking_metrics(top_k(scores[m]), queries.items[m], n_items)
+  rows = np.flatnonzero(m)
+  out = ranking_metrics(served_top(scores[m], seen[m], ranking, rows),
+                        queries.items[m], n_items)
+  included = ranking_metrics(served_top(scores[m], None, ranking, rows),
+                             queries.items[m], n_items)
   out["recall@100_seen_included"] = included["recall@100"]
   return out
 

@@ -25,6 +25,9 @@ scores every placement from that one model:
     tower (history_id_dropout 0), both are 0: the two models differ only
     in where they put new items, and the share-0 row at scale 1 is
     no_text's row to the digit.
+Rows are in retrieval's order, without the exported ranking stage
+(TrainerConfig.rerank_weight), as new-item serving is chosen;
+bench-quality's rows of ours include the stage.
 --set FIELD=VALUE trains the full config with those changes (e.g.
 history_id_dropout=0.1, the one-seed choice); --name names the files.
 Writes bench/results/placement.json and placement.png (by default).

@@ -104,10 +104,11 @@ def plot(summary: Dict, path: str, chosen: float) -> None:
     ax.axvline(chosen, color="grey", linestyle=":", label=f"chosen {chosen}")
     ax.axhline(0, color="black", linewidth=0.5)
     ax.set_xlabel("rerank_weight (x predicted rating, added to the cosine)")
-    ax.set_ylabel(f"{column} minus retrieval's order (mean over seeds)")
+    ax.set_ylabel(f"{column} gain over retrieval's order")
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=7)
-  fig.suptitle("Ranking stage over retrieval's top 100, seen excluded",
+  fig.suptitle("Ranking stage over retrieval's top 100, seen excluded; "
+               "mean over seeds",
                fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=120)

@@ -240,12 +240,12 @@ class RecommenderModule(tf.Module):
     out = self._pick(k, candidates, self._dot(query), eligible,
                      rerank=self._ranking_stage(query))
     if explain:
-      out.update(self._explain(user, out[contract.ITEM_IDS]))
+      out.update(self._explain(user, out[contract.ITEM_IDS], ranked=True))
     return out
 
   # Explanations.
 
-  def _explain(self, user, ids, reason=None):
+  def _explain(self, user, ids, reason=None, ranked=False):
     """because_item_ids/because_titles/reason [B, k] for returned `ids`.
 
     Read off the model: for each of the newest `explain_window`
@@ -255,7 +255,9 @@ class RecommenderModule(tf.Module):
     whose removal lowers its score most, or by at least
     `explanation_min_share` of that when it explains fewer of the items
     above (explanation.pick_because). An empty history explains with
-    `profile`; an item already in the history is `seen`, named itself."""
+    `profile`; an item already in the history is `seen`, named itself.
+    `ranked`: the items were ordered by the ranking stage, whose predicted
+    rating is then part of the score a history item moves."""
     user_id, age, gender, occupation, history = user
     recent = tf.ragged.boolean_mask(history, tf.not_equal(history, ""))
     recent = recent[:, -self.explain_window:]
@@ -274,9 +276,7 @@ class RecommenderModule(tf.Module):
     queries = tf.reshape(queries, [tf.shape(recent)[0], width + 1, -1])
     vectors = self.indexed_item_vectors(ids)
     scores = tf.einsum("bjd,bkd->bkj", queries, vectors)
-    if self.rerank_weight:
-      # What was returned is ordered by the ranking stage too: a history
-      # item explains what it moves in the final score.
+    if ranked and self.rerank_weight:
       scores += self.rerank_weight * self._ratings(queries, vectors)
     valid = tf.not_equal(recent, "")
     returned = tf.not_equal(ids, "")

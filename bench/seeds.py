@@ -31,6 +31,11 @@ a paired bootstrap over users and seeds (bench/bootstrap.py) gives each
 gap to no_text a 95% interval and the share of resamples in which the
 model is level or ahead.
 
+Ours are scored as served: retrieval's top 100, then the ranking stage at
+the config's rerank_weight (quality.json's configs predate it and take the
+Trainer's default; bench/results/quality_seeds.json's rows from before
+2026-12-04's ranking stage are in retrieval's order).
+
 Writes bench/results/quality_seeds.json, quality_seeds.png and each run's
 per-interaction ranks (quality_seeds_ranks.npz, for other bootstraps).
 """

@@ -44,18 +44,15 @@ def sweep(result: Dict, at: seeds.Window, weights, depth: int
   predicted ratings of each query's retrieval top `depth` are computed
   once."""
   stage = validation.RankingStage(result["model"], result["query"],
-                                  result["candidates"], 1.0, depth)
+                                  result["candidates"], 0.0, depth)
   scores = result["scores"]
   top = validation.top_k(scores, at.seen, max(depth, 100))
-  head = top[:, :depth]
   rows = np.arange(len(scores))
-  base = np.take_along_axis(scores, head, 1)
-  ratings = stage.ratings(rows, head)
+  ratings = stage.ratings(rows, top[:, :depth])
   out = []
   for weight in weights:
-    order = np.argsort(-(base + weight * ratings), 1, kind="stable")
-    served = np.concatenate([np.take_along_axis(head, order, 1),
-                             top[:, depth:]], axis=1)[:, :100]
+    served = dataclasses.replace(stage, weight=weight).order(
+        top, scores, rows, ratings)[:, :100]
     metrics = validation.ranking_metrics(served, at.queries.items,
                                          scores.shape[1])
     out.append({"weight": weight, **{c: metrics[c] for c in COLUMNS}})

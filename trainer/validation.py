@@ -288,14 +288,16 @@ class RankingStage:
     return (np.concatenate(out) if out else
             np.zeros(items.shape, np.float32))
 
-  def order(self, top: np.ndarray, scores: np.ndarray, rows: np.ndarray
-            ) -> np.ndarray:
+  def order(self, top: np.ndarray, scores: np.ndarray, rows: np.ndarray,
+            ratings: np.ndarray = None) -> np.ndarray:
     """top [m, >= depth] catalogue rows in retrieval order, scores [m, N]
     their rows' retrieval scores, rows [m] their query rows -> top with its
-    first `depth` in the ranking stage's order."""
+    first `depth` in the ranking stage's order. `ratings` [m, depth]: the
+    head's predicted ratings if already computed (a sweep over weights)."""
     head = top[:, :self.depth]
-    final = (np.take_along_axis(scores, head, 1) +
-             self.weight * self.ratings(rows, head))
+    if ratings is None:
+      ratings = self.ratings(rows, head)
+    final = np.take_along_axis(scores, head, 1) + self.weight * ratings
     head = np.take_along_axis(head, np.argsort(-final, 1, kind="stable"), 1)
     return np.concatenate([head, top[:, self.depth:]], axis=1)
 

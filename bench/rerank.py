@@ -40,23 +40,14 @@ NAME = "rerank"
 
 def sweep(result: Dict, at: seeds.Window, weights, depth: int
           ) -> List[Dict]:
-  """Each weight's metrics on `at` for one run_ours `result`; the
-  predicted ratings of each query's retrieval top `depth` are computed
-  once."""
+  """Each weight's metrics on `at` for one run_ours `result`
+  (validation.rerank_sweep, as the Tuner chooses the weight)."""
   stage = validation.RankingStage(result["model"], result["query"],
                                   result["candidates"], 0.0, depth)
-  scores = result["scores"]
-  top = validation.top_k(scores, at.seen, max(depth, 100))
-  rows = np.arange(len(scores))
-  ratings = stage.ratings(rows, top[:, :depth])
-  out = []
-  for weight in weights:
-    served = dataclasses.replace(stage, weight=weight).order(
-        top, scores, rows, ratings)[:, :100]
-    metrics = validation.ranking_metrics(served, at.queries.items,
-                                         scores.shape[1])
-    out.append({"weight": weight, **{c: metrics[c] for c in COLUMNS}})
-  return out
+  rows = validation.rerank_sweep(stage, result["scores"], at.seen,
+                                 at.queries.items, weights)
+  return [{"weight": row["weight"], **{c: row[c] for c in COLUMNS}}
+          for row in rows]
 
 
 def mean_by_weight(runs: List[Dict], window: str, model: str) -> List[Dict]:

@@ -139,6 +139,37 @@ def test_the_ranking_stage_reorders_only_retrievals_top_depth():
                                     query, candidates) is None
 
 
+def test_the_rerank_sweep_scores_every_weight_as_served_and_picks_one():
+  """rerank_sweep's rows are served_top's lists at each weight (the Tuner
+  chooses rerank_weight from them); pick_rerank_weight averages seeds and
+  prefers the lighter weight on a tie."""
+  query = np.ones((1, 2), np.float32)
+  candidates = np.array([[0.5, 1], [0.49, 5], [0.48, 1], [0.1, 5],
+                         [0.05, 5]], np.float32)
+  scores = candidates[:, :1].T
+  truth = np.array([1])  # second by retrieval, first once ratings count
+  stage = validation.RankingStage(_SecondComponentRates(), query,
+                                  candidates, weight=0.5, depth=3)
+  rows = validation.rerank_sweep(stage, scores, None, truth,
+                                 (0.0, 0.01, 0.2))
+  assert [row["weight"] for row in rows] == [0.0, 0.01, 0.2]
+  assert [row["mrr"] for row in rows] == [0.5, 1.0, 1.0]
+  for row in rows:
+    served = validation.served_top(
+        scores, None, dataclasses.replace(stage, weight=row["weight"]), k=5)
+    assert row == {"weight": row["weight"],
+                   **validation.ranking_metrics(served, truth, 5)}
+  # 0.01 and 0.2 tie: the lighter weight.
+  assert validation.pick_rerank_weight([rows], "mrr")["weight"] == 0.01
+  other_seed = [{"weight": 0.0, "mrr": 0.9}, {"weight": 0.01, "mrr": 0.1},
+                {"weight": 0.2, "mrr": 0.3}]
+  mine = [{"weight": r["weight"], "mrr": r["mrr"]} for r in rows]
+  best = validation.pick_rerank_weight([mine, other_seed], "mrr")
+  assert best == {"weight": 0.0, "mrr": pytest.approx(0.7)}
+  with pytest.raises(ValueError, match="different weights"):
+    validation.pick_rerank_weight([mine, mine[::-1]], "mrr")
+
+
 def _crowded_catalogue():
   """One new item (row 0) scored 1.0 for every query; warm rows 1..149
   score 0.999, 0.9975, ... (a 1-d space with unit queries)."""

@@ -695,6 +695,16 @@ def test_recommendations_explain_themselves_faithfully(first_run, pushed):
   new = model.recommend(user_id="new", age=30, k=5)
   assert new["reason"] == ["profile"] * 5
   assert new["because_item_ids"] == [""] * 5
+  # An id the catalogue does not hold has no title: never named. Alone it
+  # leaves the profile to explain; beside known films, they explain.
+  unknown = dict(user, history=["no-such-film"])
+  (alone,) = model.recommend_batch([unknown], k=5, exclude_seen=True)
+  assert alone["reason"] == ["profile"] * 5
+  assert alone["because_item_ids"] == [""] * 5
+  mixed = dict(user, history=["no-such-film", *history, "nor-this-one"])
+  (beside,) = model.recommend_batch([mixed], k=10, exclude_seen=True)
+  assert beside["reason"] == ["history"] * 10
+  assert set(beside["because_item_ids"]) <= set(history)
   # Search explains with the text; personalised search also names the
   # history item that raised each result most.
   (plain,) = model.search(["space"], k=5)
@@ -1160,6 +1170,10 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
   # and whether new items inside histories are read from their text; the
   # Trainer accepts whichever it is.
   assert isinstance(hyperparameters["values"]["new_item_history_text"], bool)
+  # and the ranking stage's weight, chosen for each trial's model (the
+  # first trial's choice is Fixed in the space; run_trial overrides it).
+  assert tuned.rerank_weight in validation.RERANK_WEIGHTS
+  assert all(t["rerank_weight"] in validation.RERANK_WEIGHTS for t in trials)
   tuned.check()
   with pytest.raises(ValueError, match="not TrainerConfig fields"):
     first_run.trainer.with_hyperparameters({"values": {"no_such_knob": 1}})

@@ -4,9 +4,11 @@ KerasTuner searches the few knobs that matter on a validation window carved
 from the end of the training period (trainer/validation.py), never on the
 eval period the Evaluator blesses on. Each trial trains the real model for
 the Tuner's train steps and is scored by recall@10 with the user's earlier
-items excluded, as `recommend_unseen` serves. The best values go to the
-Trainer through the Tuner's `best_hyperparameters` artifact and override the
-TrainerConfig fields of the same names (TrainerConfig.with_hyperparameters).
+items excluded, as `recommend_unseen` serves: new items placed and the top
+100 ordered by the ranking stage as chosen for that trial's model. The best
+values go to the Trainer through the Tuner's `best_hyperparameters`
+artifact and override the TrainerConfig fields of the same names
+(TrainerConfig.with_hyperparameters).
 """
 import dataclasses
 from typing import Dict
@@ -82,10 +84,12 @@ class ValidationWindowTuner(kt.RandomSearch):
     self._seeds = seeds
 
   def run_trial(self, trial, steps: int) -> Dict[str, float]:
-    # How new items are served is chosen after training.
+    # How new items are served, and how much the ranking stage weighs, are
+    # chosen after training (the space holds the first trial's choices as
+    # Fixed values: back to where the Trainer's config has them).
     config = dataclasses.replace(self._config.with_hyperparameters(
         trial.hyperparameters.get_config()), new_item_score_scale=1.0,
-        new_item_text_share=1.0)
+        new_item_text_share=1.0, rerank_weight=self._config.rerank_weight)
     tft_layer = self._tft_output.transform_features_layer()
     text = self._catalog.text.get(
         "item_text", np.zeros([len(self._catalog), 1], np.float32))
@@ -96,27 +100,33 @@ class ValidationWindowTuner(kt.RandomSearch):
             for seed in range(1, self._seeds + 1)]
     # With text: each seed's tables of new-item shares and scales, averaged,
     # then one choice for the trial (what the Trainer will serve).
-    metrics, tried = validation.over_seeds(runs, SELECT_BY)
+    metrics, tried = validation.over_seeds([run.result for run in runs],
+                                           SELECT_BY)
+    hyperparameters = trial.hyperparameters  # saved for the Trainer
     if config.use_text:
       self._log_serving(tried)
-      # Saved with this trial's hyperparameters for the Trainer.
-      hyperparameters = trial.hyperparameters
       for name, key in NEW_ITEM_SERVING.items():
-        hyperparameters.Fixed(name, metrics[key])
-        hyperparameters.values[name] = metrics[key]  # Fixed keeps the first
-    logging.info("trial %s %s: validation recall@10 %.4f recall@100 %.4f "
+        _fix(hyperparameters, name, metrics[key])
+    served = self._choose_rerank_weight(config, runs, tft_layer, text,
+                                        new_rows, metrics)
+    _fix(hyperparameters, "rerank_weight", served["weight"])
+    logging.info("trial %s %s: validation recall@10 %.4f in retrieval "
+                 "order, %.4f as served (rerank_weight %s); recall@100 %.4f "
                  "(mean of %d seeds)", trial.trial_id,
                  trial.hyperparameters.values, metrics["recall@10"],
-                 metrics["recall@100"], self._seeds)
-    return {OBJECTIVE: metrics["recall@10"],
-            "val_recall_at_100": metrics["recall@100"],
-            "val_ndcg_at_10": metrics["ndcg@10"]}
+                 served["recall@10"], served["weight"], served["recall@100"],
+                 self._seeds)
+    return {OBJECTIVE: served["recall@10"],
+            "val_recall_at_10_retrieval_order": metrics["recall@10"],
+            "val_recall_at_100": served["recall@100"],
+            "val_ndcg_at_10": served["ndcg@10"]}
 
   def _validate(self, config: TrainerConfig, tft_layer, steps: int,
-                seed: int, new_rows: np.ndarray, text: np.ndarray):
+                seed: int, new_rows: np.ndarray, text: np.ndarray
+                ) -> "_SeedRun":
     """Trains `config` on the fit window with `seed` (weights and data
-    order). With text: its validation.serving_options (how it could serve
-    items new to it); without: its validation metrics."""
+    order). Its result, with text: its validation.serving_options (how it
+    could serve items new to it); without: its validation metrics."""
     tf.keras.utils.set_random_seed(seed)
     model = task.build_model(config, self._tft_output, self._catalog)
     model.compile(optimizer=task.make_optimizer(config, steps))
@@ -124,17 +134,50 @@ class ValidationWindowTuner(kt.RandomSearch):
                                          seed=seed),
               steps_per_epoch=steps, epochs=1, verbose=0)
     if config.use_text:
-      return validation.serving_options(
-          model, tft_layer, self._held_out, self._seen, text,
-          validation.new_item_placements(model, tft_layer, self._catalog.raw,
-                                         new_rows, text),
-          new_rows, SELECT_BY, config.can_read_history_text())
+      placements = validation.new_item_placements(
+          model, tft_layer, self._catalog.raw, new_rows, text)
+      return _SeedRun(model, placements, validation.serving_options(
+          model, tft_layer, self._held_out, self._seen, text, placements,
+          new_rows, SELECT_BY, config.can_read_history_text()))
     queries, _ = validation.user_queries(model, tft_layer, self._held_out,
                                          text, history_text=False)
     catalog = validation.ids_unknown(self._catalog.raw, new_rows)
     candidates = task.candidate_vectors(model, tft_layer, catalog, text)[:-1]
-    return validation.evaluate(queries @ candidates.T, self._held_out,
-                               self._seen)
+    return _SeedRun(model, {1.0: candidates}, validation.evaluate(
+        queries @ candidates.T, self._held_out, self._seen), queries)
+
+  def _choose_rerank_weight(self, config: TrainerConfig, runs, tft_layer,
+                            text: np.ndarray, new_rows: np.ndarray,
+                            chosen: Dict) -> Dict:
+    """The ranking stage's weight for this trial: each seed's model, serving
+    new items as chosen, swept over the candidate weights on the validation
+    window (validation.rerank_sweep), the means compared. The objective is
+    then the list the Trainer's model would serve, not retrieval's order
+    (ranking_weight, a searched knob, shapes both). A config with the stage
+    off (rerank_weight 0) keeps it off."""
+    weights = (sorted({*validation.RERANK_WEIGHTS, config.rerank_weight})
+               if config.rerank_weight else [0.0])
+    sweeps = []
+    for run in runs:
+      if config.use_text:
+        queries, _ = validation.user_queries(
+            run.model, tft_layer, self._held_out, text,
+            chosen["history_text"])
+        candidates = validation.new_item_candidates(
+            run.placements, new_rows, chosen["share"], chosen["scale"])
+      else:
+        queries, candidates = run.queries, run.placements[1.0]
+      stage = validation.RankingStage(run.model, queries, candidates, 0.0,
+                                      config.rerank_depth)
+      sweeps.append(validation.rerank_sweep(
+          stage, queries @ candidates.T, self._seen, self._held_out.items,
+          weights))
+    best = validation.pick_rerank_weight(sweeps, SELECT_BY)
+    for row in zip(*sweeps):
+      logging.info("  rerank_weight %s: validation recall@10 %.4f",
+                   row[0]["weight"],
+                   float(np.mean([r["recall@10"] for r in row])))
+    return best
 
   @staticmethod
   def _log_serving(tried) -> None:
@@ -144,6 +187,24 @@ class ValidationWindowTuner(kt.RandomSearch):
                    "from text" if chosen["history_text"]
                    else "as the unknown id",
                    chosen["share"], chosen["scale"], chosen["recall@10"])
+
+
+@dataclasses.dataclass
+class _SeedRun:
+  """One seed of a trial: its model, its candidate vectors ({share: [N, d]}
+  new-item placements with text, {1.0: [N, d]} without), its validation
+  result (serving_options or metrics) and, without text, its queries."""
+  model: object
+  placements: Dict[float, np.ndarray]
+  result: object
+  queries: np.ndarray = None
+
+
+def _fix(hyperparameters: kt.HyperParameters, name: str, value) -> None:
+  """Records `value`, chosen after training, among the trial's
+  hyperparameters (what the Trainer reads from best_hyperparameters)."""
+  hyperparameters.Fixed(name, value)
+  hyperparameters.values[name] = value  # Fixed keeps the first
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:

@@ -314,6 +314,46 @@ def served_top(scores: np.ndarray, exclude: sp.csr_matrix = None,
   return ranking.order(top, scores, rows)[:, :k]
 
 
+# Candidate values of TrainerConfig.rerank_weight, chosen by the Tuner for
+# each trial's model after training (make bench-rerank's sweep, coarser).
+RERANK_WEIGHTS = (0.0, 0.01, 0.02, 0.03, 0.05)
+
+
+def rerank_sweep(stage: RankingStage, scores: np.ndarray,
+                 seen: sp.csr_matrix, truth: np.ndarray, weights
+                 ) -> List[Dict]:
+  """ranking_metrics of the lists `stage` serves at each of `weights` (its
+  own weight is ignored), seen items excluded. The predicted ratings of
+  each query's retrieval top `stage.depth` are computed once, so the
+  weights are compared on the same model and the same ratings."""
+  top = top_k(scores, seen, max(stage.depth, 100))
+  rows = np.arange(len(scores))
+  ratings = stage.ratings(rows, top[:, :stage.depth])
+  out = []
+  for weight in weights:
+    served = dataclasses.replace(stage, weight=weight).order(
+        top, scores, rows, ratings)[:, :100]
+    out.append({"weight": weight,
+                **ranking_metrics(served, truth, scores.shape[1])})
+  return out
+
+
+def pick_rerank_weight(sweeps: List[List[Dict]], select_by: str = "recall@10"
+                       ) -> Dict:
+  """rerank_sweep's rows of several runs of one config (seeds), averaged
+  weight by weight; the row with the best `select_by` (ties: the lighter
+  weight, so that the stage has to earn its place)."""
+  rows = []
+  for same in zip(*sweeps):
+    if len({row["weight"] for row in same}) != 1:
+      raise ValueError("runs swept different weights")
+    rows.append({k: (same[0][k] if k == "weight"
+                     else float(np.mean([row[k] for row in same])))
+                 for k in same[0]})
+  return max(sorted(rows, key=lambda row: row["weight"]),
+             key=lambda row: row[select_by])
+
+
 def ranks(top: np.ndarray, truth: np.ndarray) -> np.ndarray:
   """top [n, 100] catalogue rows, truth [n] row of the rated item (-1 none)
   -> [n] the rated item's rank in `top`, from 1; 0 where it is not there."""

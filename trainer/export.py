@@ -255,7 +255,8 @@ class RecommenderModule(tf.Module):
     whose removal lowers its score most, or by at least
     `explanation_min_share` of that when it explains fewer of the items
     above (explanation.pick_because). An empty history explains with
-    `profile`; an item already in the history is `seen`, named itself.
+    `profile`, and so does a history of only ids the catalogue does not
+    hold; an item already in the history is `seen`, named itself.
     `ranked`: the items were ordered by the ranking stage, whose predicted
     rating is then part of the score a history item moves."""
     user_id, age, gender, occupation, history = user
@@ -278,7 +279,10 @@ class RecommenderModule(tf.Module):
     scores = tf.einsum("bjd,bkd->bkj", queries, vectors)
     if ranked and self.rerank_weight:
       scores += self.rerank_weight * self._ratings(queries, vectors)
-    valid = tf.not_equal(recent, "")
+    # Only films the catalogue holds can be named: an id it does not know
+    # (it reaches the model as the unknown id) has no title to show.
+    valid = tf.not_equal(recent, "") & tf.less(
+        self.rows.lookup(recent), self.rows.size())
     returned = tf.not_equal(ids, "")
     # An item the user has rated (anywhere in the history sent) is named
     # as such: "because you watched X" on X itself, or on another film,

@@ -46,7 +46,6 @@ def pick_because(drop: tf.Tensor, valid: tf.Tensor,
   strong = (drop >= bar) & valid
   # Below 1 for every strong item, so the use count decides first.
   closeness = 0.5 * (1.0 - tf.math.divide_no_nan(drop, largest))
-  closeness = tf.where(strong, closeness, 0.0)
 
   def step(used, at):
     strong_here, closeness_here = at

@@ -14,7 +14,7 @@ _KEEP = re.compile(r"Component \w+ is (running|finished)|"
                    r"text tower|"
                    r"eval on|Model pushed|not blessed|Running movielens|"
                    r"extracted to|Downloading |warm start|replay:|"
-                   r"catalog refresh:")
+                   r"catalog refresh:|tuning on \d+|^trial \d+ ")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

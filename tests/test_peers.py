@@ -304,6 +304,30 @@ def test_serving_is_chosen_on_the_seed_mean_of_each_table():
     validation.mean_options([seed_1, seed_2[::-1]])
 
 
+def test_the_tuner_weighs_the_stage_by_what_it_serves_and_keeps_0_off():
+  """A no-text trial's models (two seeds): the held-out item is 11th by
+  cosine and rated best, so any weight from 0.01 serves it in the top 10;
+  the lightest is chosen. A config with the stage off keeps it off."""
+  from trainer import tuning
+  candidates = np.c_[0.5 - 0.01 * np.arange(12), np.ones(12)]
+  candidates[10, 1] = 5.0
+  query = np.array([[1.0, 0.0]])  # scores: the first column
+  held_out = _Split(["u"], [10], [1])
+  tuner = object.__new__(tuning.ValidationWindowTuner)
+  tuner._held_out = held_out
+  tuner._seen = validation.seen_before(_Split([], [], []), held_out, 12)
+  run = tuning._SeedRun(_SecondComponentRates(), {1.0: candidates}, {},
+                        query)
+  config = TrainerConfig(use_text=False)
+  best = tuner._choose_rerank_weight(config, [run, run], None, None, None,
+                                     {})
+  assert (best["weight"], best["recall@10"]) == (0.01, 1.0)
+  off = tuner._choose_rerank_weight(
+      dataclasses.replace(config, rerank_weight=0.0), [run], None, None,
+      None, {})
+  assert (off["weight"], off["recall@10"]) == (0.0, 0.0)
+
+
 def test_the_tuner_refuses_fewer_than_one_seed():
   from trainer import tuning
   with pytest.raises(ValueError, match="tune_seeds"):

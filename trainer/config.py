@@ -179,6 +179,7 @@ class TrainerConfig:
   # config over seeds 1-3, 0.1949 against 0.1928 at 0; NDCG@10 +0.0012,
   # recall@50 -0.0021, coverage@10 -0.016); on the eval period recall@10
   # +0.0028 and NDCG@10 +0.0013 in 3 of 3 seeds, coverage@10 -0.018.
+  # With --tune, chosen for each trial's model instead (0 stays 0).
   rerank_weight: float = 0.03
   rerank_depth: int = 100
   # Share of training candidates whose id is hidden (cold-start training).

@@ -243,6 +243,11 @@ class RecommenderModule(tf.Module):
       out.update(self._explain(user, out[contract.ITEM_IDS], ranked=True))
     return out
 
+  def _in_catalog(self, item_ids):
+    """Which of `item_ids` the catalogue holds (an unknown id looks up to
+    the catalogue's size)."""
+    return self.rows.lookup(item_ids) < self.rows.size()
+
   # Explanations.
 
   def _explain(self, user, ids, reason=None, ranked=False):
@@ -281,8 +286,7 @@ class RecommenderModule(tf.Module):
       scores += self.rerank_weight * self._ratings(queries, vectors)
     # Only films the catalogue holds can be named: an id it does not know
     # (it reaches the model as the unknown id) has no title to show.
-    valid = tf.not_equal(recent, "") & tf.less(
-        self.rows.lookup(recent), self.rows.size())
+    valid = tf.not_equal(recent, "") & self._in_catalog(recent)
     returned = tf.not_equal(ids, "")
     # An item the user has rated (anywhere in the history sent) is named
     # as such: "because you watched X" on X itself, or on another film,
@@ -458,8 +462,7 @@ class RecommenderModule(tf.Module):
     uses its indexed vector; an id the model has never indexed is placed by
     its title, year and genres through the candidate tower (cold start), and
     must come with a title or genres."""
-    known = self.rows.lookup(item_ids) < tf.cast(
-        tf.shape(self.catalog_ids)[0], tf.int64)
+    known = self._in_catalog(item_ids)
     described = tf.not_equal(title, "") | tf.reduce_any(
         tf.not_equal(genres, ""), axis=1)
     check = tf.debugging.Assert(

@@ -330,7 +330,9 @@ def rerank_sweep(stage: RankingStage, scores: np.ndarray,
   weights are compared on the same model and the same ratings."""
   top = top_k(scores, seen, max(stage.depth, 100))
   rows = np.arange(len(scores))
-  ratings = stage.ratings(rows, top[:, :stage.depth])
+  # Weight 0 alone (a stage kept off) needs no ratings.
+  ratings = (stage.ratings(rows, top[:, :stage.depth]) if any(weights)
+             else np.zeros(top[:, :stage.depth].shape, np.float32))
   out = []
   for weight in weights:
     served = dataclasses.replace(stage, weight=weight).order(
@@ -349,9 +351,7 @@ def pick_rerank_weight(sweeps: List[List[Dict]], select_by: str = "recall@10"
   for same in zip(*sweeps):
     if len({row["weight"] for row in same}) != 1:
       raise ValueError("runs swept different weights")
-    rows.append({k: (same[0][k] if k == "weight"
-                     else float(np.mean([row[k] for row in same])))
-                 for k in same[0]})
+    rows.append(_mean_row(same, ("weight",)))
   return max(sorted(rows, key=lambda row: row["weight"]),
              key=lambda row: row[select_by])
 
@@ -546,13 +546,18 @@ def mean_options(runs: List[List[Tuple[bool, List[Dict]]]]
     history_text = options[0][0]
     if any(option[0] != history_text for option in options):
       raise ValueError("runs tried different history text options")
-    rows = []
-    for same in zip(*(table for _, table in options)):
-      rows.append({k: (same[0][k] if k in ("share", "scale")
-                       else float(np.mean([row[k] for row in same])))
-                   for k in same[0]})
-    out.append((history_text, rows))
+    out.append((history_text, [
+        _mean_row(same, ("share", "scale"))
+        for same in zip(*(table for _, table in options))]))
   return out
+
+
+def _mean_row(same: Tuple[Dict, ...], kept: Tuple[str, ...]) -> Dict:
+  """One row from the same row of several runs' tables: the `kept` keys
+  (what the row is a choice of) from the first, every other the mean."""
+  return {k: (same[0][k] if k in kept
+              else float(np.mean([row[k] for row in same])))
+          for k in same[0]}
 
 
 def pick_serving(options: List[Tuple[bool, List[Dict]]],

@@ -328,6 +328,37 @@ def test_the_tuner_weighs_the_stage_by_what_it_serves_and_keeps_0_off():
   assert (off["weight"], off["recall@10"]) == (0.0, 0.0)
 
 
+def test_choices_made_after_training_stay_out_of_the_search_space(tmp_path):
+  """A trial's post-training choices reach best_hyperparameters, but the
+  next trial neither starts from them (KerasTuner's console showed the
+  previous choice as its value) nor counts as new because of them."""
+  import keras_tuner as kt
+
+  from trainer import tuning
+  hp = kt.HyperParameters()
+  hp.Choice("learning_rate", [0.005])  # one point: every trial repeats it
+  oracle = tuning.SearchOracle(
+      objective=kt.Objective(tuning.OBJECTIVE, "max"), max_trials=3, seed=1,
+      hyperparameters=hp)
+  oracle._set_project_dir(str(tmp_path), "p")
+  first = oracle.create_trial("t")
+  assert set(first.hyperparameters.values) == {"learning_rate"}
+  for name, value in (("rerank_weight", 0.05), ("new_item_text_share", 0.5)):
+    tuning._fix(first.hyperparameters, name, value)
+  first.status = "COMPLETED"
+  oracle.update_trial(first.trial_id, {tuning.OBJECTIVE: 0.2})
+  oracle.end_trial(first)
+  best = oracle.get_best_trials()[0].hyperparameters
+  assert best.values == {"learning_rate": 0.005, "rerank_weight": 0.05,
+                         "new_item_text_share": 0.5}
+  assert [h.name for h in oracle.get_space().space] == ["learning_rate"]
+  # The only searched point was tried: the search stops, whatever the
+  # first trial chose after training.
+  assert oracle.create_trial("t").status == "STOPPED"
+  with pytest.raises(ValueError, match="not chosen after training"):
+    tuning._fix(best, "learning_rate", 0.01)
+
+
 def test_the_tuner_refuses_fewer_than_one_seed():
   from trainer import tuning
   with pytest.raises(ValueError, match="tune_seeds"):

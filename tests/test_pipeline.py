@@ -1170,8 +1170,7 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
   # and whether new items inside histories are read from their text; the
   # Trainer accepts whichever it is.
   assert isinstance(hyperparameters["values"]["new_item_history_text"], bool)
-  # and the ranking stage's weight, chosen for each trial's model (the
-  # first trial's choice is Fixed in the space; run_trial overrides it).
+  # and the ranking stage's weight, chosen for each trial's model.
   assert tuned.rerank_weight in validation.RERANK_WEIGHTS
   assert all(t["rerank_weight"] in validation.RERANK_WEIGHTS for t in trials)
   tuned.check()

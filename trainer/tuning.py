@@ -39,6 +39,8 @@ SELECT_BY = "recall@10"  # the validation metric behind OBJECTIVE
 NEW_ITEM_SERVING = {"new_item_text_share": "share",
                     "new_item_score_scale": "scale",
                     "new_item_history_text": "history_text"}
+# Every TrainerConfig field a trial chooses after training (not searched).
+CHOSEN_AFTER_TRAINING = (*NEW_ITEM_SERVING, "rerank_weight")
 
 
 def search_space(max_history: int) -> kt.HyperParameters:
@@ -69,27 +71,47 @@ def search_space(max_history: int) -> kt.HyperParameters:
   return hp
 
 
-class ValidationWindowTuner(kt.RandomSearch):
+class SearchOracle(kt.oracles.RandomSearchOracle):
+  """Random search over search_space alone. What a trial chooses after
+  training (CHOSEN_AFTER_TRAINING) is recorded among its values for the
+  Trainer but never enters the space: a later trial would otherwise start
+  from the last trial's choice (KerasTuner's console table showed it as
+  that trial's value) and count as untried because of it."""
+
+  def __init__(self, **kwargs):
+    super().__init__(allow_new_entries=False, **kwargs)
+
+  def _compute_values_hash(self, values):
+    # KerasTuner's duplicate check: by the searched knobs only.
+    return super()._compute_values_hash(
+        {k: v for k, v in values.items() if k not in CHOSEN_AFTER_TRAINING})
+
+
+class ValidationWindowTuner(kt.Tuner):
   """Random search whose trials train the recommender and score it on the
   validation window (KerasTuner's documented custom `run_trial` path: the
   objective is a retrieval metric over the catalogue, not a Keras metric)."""
 
   def __init__(self, config: TrainerConfig, tft_output, catalog, fit,
-               held_out, seen, seeds: int = 1, **kwargs):
+               held_out, seen, seeds: int = 1, hyperparameters=None,
+               objective=None, max_trials: int = 8, seed: int = None,
+               **kwargs):
     if seeds < 1:
       raise ValueError(f"tune_seeds must be at least 1, got {seeds}")
-    super().__init__(**kwargs)
+    super().__init__(oracle=SearchOracle(
+        objective=objective, max_trials=max_trials, seed=seed,
+        hyperparameters=hyperparameters), **kwargs)
     self._config, self._tft_output, self._catalog = config, tft_output, catalog
     self._fit, self._held_out, self._seen = fit, held_out, seen
     self._seeds = seeds
 
   def run_trial(self, trial, steps: int) -> Dict[str, float]:
     # How new items are served, and how much the ranking stage weighs, are
-    # chosen after training (the space holds the first trial's choices as
-    # Fixed values: back to where the Trainer's config has them).
+    # chosen after training (new-item placements are computed at scale 1
+    # and mixed from text alone).
     config = dataclasses.replace(self._config.with_hyperparameters(
         trial.hyperparameters.get_config()), new_item_score_scale=1.0,
-        new_item_text_share=1.0, rerank_weight=self._config.rerank_weight)
+        new_item_text_share=1.0)
     tft_layer = self._tft_output.transform_features_layer()
     text = self._catalog.text.get(
         "item_text", np.zeros([len(self._catalog), 1], np.float32))
@@ -201,10 +223,12 @@ class _SeedRun:
 
 
 def _fix(hyperparameters: kt.HyperParameters, name: str, value) -> None:
-  """Records `value`, chosen after training, among the trial's
-  hyperparameters (what the Trainer reads from best_hyperparameters)."""
-  hyperparameters.Fixed(name, value)
-  hyperparameters.values[name] = value  # Fixed keeps the first
+  """Records `value`, chosen after training, among the trial's values (what
+  the Trainer reads from best_hyperparameters), outside the search space
+  (SearchOracle)."""
+  if name not in CHOSEN_AFTER_TRAINING:
+    raise ValueError(f"{name} is not chosen after training")
+  hyperparameters.values[name] = value
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:

@@ -359,6 +359,33 @@ def test_choices_made_after_training_stay_out_of_the_search_space(tmp_path):
     tuning._fix(best, "learning_rate", 0.01)
 
 
+def test_the_first_trial_is_the_trainers_own_configuration(tmp_path):
+  """So the search's best is never worse on validation than what the
+  Trainer would have trained without it; later trials are random draws."""
+  import keras_tuner as kt
+
+  from trainer import tuning
+  oracle = tuning.SearchOracle(
+      objective=kt.Objective(tuning.OBJECTIVE, "max"), max_trials=3, seed=1,
+      hyperparameters=tuning.search_space(max_history=20))
+  oracle._set_project_dir(str(tmp_path), "p")
+  first = oracle.create_trial("t").hyperparameters.values
+  default = TrainerConfig()
+  assert first == {name: getattr(default, name) for name in first}
+  assert len(first) == 8
+  oracle.end_trial(oracle.ongoing_trials["t"])
+  assert oracle.create_trial("t").hyperparameters.values != first
+  # Values given to the Trainer are its configuration, off the grid too.
+  given = dataclasses.replace(default, learning_rate=0.007,
+                              history_encoder="attention", history_length=50)
+  space = tuning.search_space(max_history=20, config=given)
+  assert space.values["learning_rate"] == 0.007
+  assert space.values["history_encoder"] == "attention"
+  assert space.values["history_length"] == 20  # what Transform keeps
+  assert space.space[2].values == [0.003, 0.005, 0.007, 0.01, 0.02]
+  assert space.space[4].values == ["gru", "attention"]
+
+
 def test_the_tuner_refuses_fewer_than_one_seed():
   from trainer import tuning
   with pytest.raises(ValueError, match="tune_seeds"):

@@ -43,43 +43,63 @@ NEW_ITEM_SERVING = {"new_item_text_share": "share",
 CHOSEN_AFTER_TRAINING = (*NEW_ITEM_SERVING, "rerank_weight")
 
 
-def search_space(max_history: int) -> kt.HyperParameters:
+def search_space(max_history: int, config: TrainerConfig = None
+                 ) -> kt.HyperParameters:
   """Embedding size, temperature, learning rate, history length and encoder,
   the rating loss's weight against retrieval's, how much of the logQ
   correction to apply, and the share of history items hidden in training.
+  Each knob's default is `config`'s value (TrainerConfig's defaults when
+  None), added to its grid if the grid lacks it: the Trainer's own
+  configuration is the first trial (SearchOracle).
   (How text enters items is not searched: text on every item lost to text
   for new items only in bench-quality and over five seeds in bench-seeds.
   The new-item share and scale, and whether new items inside histories are
   read from their text, are chosen for each trial's model after
   training.)"""
-  default = TrainerConfig()  # each knob starts where the Trainer's does
+  config = config or TrainerConfig()
   hp = kt.HyperParameters()
-  hp.Choice("embedding_dim", [32, 64, 128], default=default.embedding_dim)
-  hp.Choice("temperature", [0.03, 0.05, 0.1], default=default.temperature)
-  hp.Choice("learning_rate", [0.003, 0.005, 0.01, 0.02],
-            default=default.learning_rate)
-  hp.Choice("history_length",
-            sorted({min(n, max_history) for n in (10, 20, 50)}),
-            default=min(default.history_length, max_history))
-  hp.Choice("history_encoder", ["gru", "attention"],
-            default=default.history_encoder)
-  hp.Choice("ranking_weight", [0.1, 0.5, 1.0], default=default.ranking_weight)
-  hp.Choice("sampling_correction", [0.75, 1.0, 1.25],
-            default=default.sampling_correction)
-  hp.Choice("history_id_dropout", [0.0, 0.1, 0.2],
-            default=default.history_id_dropout)
+
+  def choice(name, grid):
+    default = getattr(config, name)
+    if name == "history_length":
+      default = min(default, max_history)
+    values = [*grid, *([] if default in grid else [default])]
+    if not isinstance(default, str):
+      values.sort()
+    hp.Choice(name, values, default=default)
+
+  choice("embedding_dim", [32, 64, 128])
+  choice("temperature", [0.03, 0.05, 0.1])
+  choice("learning_rate", [0.003, 0.005, 0.01, 0.02])
+  choice("history_length", sorted({min(n, max_history) for n in (10, 20, 50)}))
+  choice("history_encoder", ["gru", "attention"])
+  choice("ranking_weight", [0.1, 0.5, 1.0])
+  choice("sampling_correction", [0.75, 1.0, 1.25])
+  choice("history_id_dropout", [0.0, 0.1, 0.2])
   return hp
 
 
 class SearchOracle(kt.oracles.RandomSearchOracle):
-  """Random search over search_space alone. What a trial chooses after
-  training (CHOSEN_AFTER_TRAINING) is recorded among its values for the
-  Trainer but never enters the space: a later trial would otherwise start
-  from the last trial's choice (KerasTuner's console table showed it as
-  that trial's value) and count as untried because of it."""
+  """Random search over search_space, whose first trial is the Trainer's
+  own defaults: the search then never hands the Trainer a configuration
+  that did worse on the validation window than the one it would have
+  trained anyway (with a few trials, random draws alone often do).
+
+  What a trial chooses after training (CHOSEN_AFTER_TRAINING) is recorded
+  among its values for the Trainer but never enters the space: a later
+  trial would otherwise start from the last trial's choice (KerasTuner's
+  console table showed it as that trial's value) and count as untried
+  because of it."""
 
   def __init__(self, **kwargs):
     super().__init__(allow_new_entries=False, **kwargs)
+
+  def populate_space(self, trial_id):
+    if self.start_order:
+      return super().populate_space(trial_id)
+    # The space's defaults, as search_space declares them (TrainerConfig's).
+    return {"status": kt.engine.trial.TrialStatus.RUNNING,
+            "values": self.get_space().values}
 
   def _compute_values_hash(self, values):
     # KerasTuner's duplicate check: by the searched knobs only.
@@ -255,7 +275,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
   tuner = ValidationWindowTuner(
       config, tft_output, catalog, held.fit, held.held_out, held.seen,
       seeds=int(custom.get(TUNE_SEEDS_KEY, 1)),
-      hyperparameters=search_space(task.history_width(tft_output)),
+      hyperparameters=search_space(task.history_width(tft_output), config),
       objective=kt.Objective(OBJECTIVE, direction="max"),
       max_trials=int(custom.get(TUNE_TRIALS_KEY, 8)), seed=1,
       directory=fn_args.working_dir, project_name="recommender",

@@ -70,7 +70,8 @@ def _add_pipeline_flags(p: argparse.ArgumentParser) -> None:
                  help="run the Tuner first: hyperparameters chosen on a "
                  "validation window at the end of the training period")
   p.add_argument("--tune-trials", type=int, default=d.tune_trials,
-                 help="random-search trials with --tune")
+                 help="trials with --tune: the Trainer's own configuration "
+                 "first, then random draws")
   p.add_argument("--tune-steps", type=int, default=d.tune_steps,
                  help="training steps per trial with --tune")
   p.add_argument("--tune-seeds", type=int, default=d.tune_seeds,

@@ -93,6 +93,9 @@ def render(run: lineage.Run) -> str:
   if statistics:
     body.append(report_sections.statistics_section(
         statistics, run.output("ExampleValidator", "anomalies")))
+  tuner_results = run.output("RecommenderTuner", "tuner_results")
+  if tuner_results:
+    body.append(report_sections.tuning_section(tuner_results))
   model_run = run.output("RecommenderTrainer", "model_run")
   if model_run:
     body.append(_training(model_run))

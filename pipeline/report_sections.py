@@ -1,9 +1,11 @@
 """Pieces of the run report (pipeline/report.py): escaped tables, inlined
-plots, and the data and statistics sections read from the run's artifacts."""
+plots, and the data, statistics and tuning sections read from the run's
+artifacts."""
 import base64
 import collections
 import html
 import io
+import json
 import os
 from typing import Dict, List, Sequence, Tuple
 
@@ -11,6 +13,7 @@ from components.movielens_example_gen.executor import COUNTS_FILE
 from components.movielens_example_gen.executor import REJECTS_DIR
 from components.movielens_example_gen.executor import read_counts
 from components.movielens_example_gen.executor import read_rejects
+from trainer.config import TUNER_TRIALS_FILE
 
 _SPLITS = ("train", "eval")
 
@@ -140,6 +143,64 @@ def _anomalies_html(anomalies_uri: str, split: str) -> str:
     return "<p class=ok>No anomalies.</p>"
   frame = display_util.get_anomalies_dataframe(anomalies)
   return "<p class=bad>Anomalies found:</p>" + frame.to_html(escape=True)
+
+
+def tuning_section(tuner_results_uri: str) -> str:
+  """RecommenderTuner's trials in the order they ran: each one's validation
+  metrics and values (searched, and chosen after training), the first
+  being the Trainer's own configuration and the best the one the Trainer
+  then trained."""
+  path = os.path.join(tuner_results_uri, TUNER_TRIALS_FILE)
+  if not os.path.exists(path):
+    return "<h2>Tuning</h2><p class=muted>no trials recorded</p>"
+  with open(path, encoding="utf-8") as f:
+    summary = json.load(f)
+  trials = summary["trials"]
+  objective = summary["objective"]
+  metrics = [objective] + sorted(
+      {m for t in trials for m in t["metrics"]} - {objective})
+  names = list(dict.fromkeys(n for t in trials for n in t["values"]))
+  rows = []
+  for i, t in enumerate(trials):
+    note = ("best: the Trainer's values" if t["trial_id"] ==
+            summary["best_trial_id"] else "")
+    if i == 0:
+      note = "; ".join(filter(None, ["the Trainer's own configuration",
+                                     note]))
+    rows.append([t["trial_id"], note] +
+                [_rounded(t["metrics"].get(m)) for m in metrics] +
+                [_rounded(t["values"].get(n)) for n in names])
+  out = ["<h2>Tuning (RecommenderTuner, validation window)</h2>",
+         f"<p class=muted>{len(trials)} trials, each scored by "
+         f"<code>{escape(objective)}</code> on the last 10% of the training "
+         "period; values chosen after training (new-item serving, the "
+         "ranking stage's weight) are each trial's own.</p>",
+         table(["trial", ""] + metrics + names, rows)]
+  scored = [(t["trial_id"], t["metrics"].get(objective)) for t in trials]
+  if any(score is not None for _, score in scored):
+    out.append(png(_tuning_figure(scored, summary["best_trial_id"],
+                                  objective), "tuning trials"))
+  return "\n".join(out)
+
+
+def _tuning_figure(scored: List[Tuple], best_trial_id: str, objective: str):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axis = plt.subplots(figsize=(6, 2.8))
+  axis.bar([t for t, _ in scored], [s or 0 for _, s in scored],
+           color=["#176e2c" if t == best_trial_id else "#1f5fa8"
+                  for t, _ in scored])
+  low = min(s for _, s in scored if s is not None)
+  axis.set_ylim(bottom=max(0.0, low * 0.9))
+  axis.set_xlabel("trial (0: the Trainer's configuration; green: best)")
+  axis.set_ylabel(objective)
+  fig.tight_layout()
+  return fig
+
+
+def _rounded(value):
+  return round(value, 4) if isinstance(value, float) else value
 
 
 def training_curve_figure(curve: List[Dict]):

@@ -23,6 +23,7 @@ from pipeline import local_runner
 from pipeline import pipeline as pipeline_lib
 from pipeline import replay
 from pipeline import report
+from pipeline import report_sections
 from serving import client as client_lib
 from serving import explorer
 from serving import local_model
@@ -1159,6 +1160,24 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
     trials = json.load(f)
   assert len(trials) == 2
   assert all(0.0 <= t["score"] <= 1.0 for t in trials)
+  # Every trial in the order it ran, with all its validation metrics; the
+  # first is the Trainer's own configuration.
+  with open(os.path.join(outputs["tuner_results"][0].uri,
+                         "trials.json")) as f:
+    ran = json.load(f)
+  assert [t["trial_id"] for t in ran["trials"]] == ["0", "1"]
+  assert ran["best_trial_id"] == max(trials, key=lambda t: t["score"])[
+      "trial_id"]
+  for name in ("learning_rate", "embedding_dim", "history_encoder",
+               "sampling_correction", "ranking_weight"):
+    assert ran["trials"][0]["values"][name] == getattr(first_run.trainer,
+                                                       name)
+  assert set(ran["trials"][1]["metrics"]) == {
+      "val_recall_at_10", "val_recall_at_10_retrieval_order",
+      "val_recall_at_100", "val_ndcg_at_10"}
+  section = report_sections.tuning_section(outputs["tuner_results"][0].uri)
+  assert "the Trainer&#x27;s own configuration" in section
+  assert section.count("<tr>") == 3 and "<img" in section
   tuned = first_run.trainer.with_hyperparameters(hyperparameters)
   # Never longer than the history Transform keeps (--max-history 20 here).
   assert tuned.history_length <= MAX_HISTORY

@@ -24,6 +24,9 @@ TUNE_SEEDS_KEY = "tune_seeds"
 # and examples/s. The replay table and the run report read them.
 RUN_METRICS_FILE = "metrics.json"
 TRAINING_CURVE_FILE = "training_curve.json"
+# RecommenderTuner's every trial with its validation metrics, in the order
+# they ran (beside the stock tuner_results.json); the run report reads it.
+TUNER_TRIALS_FILE = "trials.json"
 
 
 # TrainerConfig fields that decide the model's structure and what its

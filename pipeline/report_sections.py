@@ -160,22 +160,23 @@ def tuning_section(tuner_results_uri: str) -> str:
   metrics = [objective] + sorted(
       {m for t in trials for m in t["metrics"]} - {objective})
   names = list(dict.fromkeys(n for t in trials for n in t["values"]))
-  rows = []
+  header = ["trial"]
   for i, t in enumerate(trials):
-    note = ("best: the Trainer's values" if t["trial_id"] ==
-            summary["best_trial_id"] else "")
-    if i == 0:
-      note = "; ".join(filter(None, ["the Trainer's own configuration",
-                                     note]))
-    rows.append([t["trial_id"], note] +
-                [_rounded(t["metrics"].get(m)) for m in metrics] +
-                [_rounded(t["values"].get(n)) for n in names])
+    notes = (["the Trainer's configuration"] if i == 0 else []) + (
+        ["best: trained"] if t["trial_id"] == summary["best_trial_id"]
+        else [])
+    header.append(" ".join([t["trial_id"]] + [f"({n})" for n in notes]))
+  # One column per trial: a dozen values side by side stay readable.
+  rows = ([[m] + [_rounded(t["metrics"].get(m)) for t in trials]
+           for m in metrics] +
+          [[n] + [_rounded(t["values"].get(n)) for t in trials]
+           for n in names])
   out = ["<h2>Tuning (RecommenderTuner, validation window)</h2>",
          f"<p class=muted>{len(trials)} trials, each scored by "
          f"<code>{escape(objective)}</code> on the last 10% of the training "
          "period; values chosen after training (new-item serving, the "
          "ranking stage's weight) are each trial's own.</p>",
-         table(["trial", ""] + metrics + names, rows)]
+         table(header, rows)]
   scored = [(t["trial_id"], t["metrics"].get(objective)) for t in trials]
   if any(score is not None for _, score in scored):
     out.append(png(_tuning_figure(scored, summary["best_trial_id"],

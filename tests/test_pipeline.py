@@ -1176,8 +1176,10 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
       "val_recall_at_10", "val_recall_at_10_retrieval_order",
       "val_recall_at_100", "val_ndcg_at_10"}
   section = report_sections.tuning_section(outputs["tuner_results"][0].uri)
-  assert "the Trainer&#x27;s own configuration" in section
-  assert section.count("<tr>") == 3 and "<img" in section
+  assert "0 (the Trainer&#x27;s configuration)" in section
+  assert "(best: trained)" in section and "<img" in section
+  # a column per trial, a row per metric and value
+  assert section.count("<tr>") == 1 + 4 + len(ran["trials"][0]["values"])
   tuned = first_run.trainer.with_hyperparameters(hyperparameters)
   # Never longer than the history Transform keeps (--max-history 20 here).
   assert tuned.history_length <= MAX_HISTORY

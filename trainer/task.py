@@ -186,6 +186,9 @@ def start_from_base(model: RecommenderModel, train: tf.data.Dataset,
   """Creates the model's variables, then copies the base model's weights
   into them (see warm_start.py); returns what was carried over."""
   model.build_variables(next(iter(train)))
+  if not model.config.warm_start:
+    logging.info("warm start off (--warm-start false); training from scratch")
+    return None
   users = [v.decode() for v in
            tft_output.vocabulary_by_name(features.USER_VOCAB)]
   report = warm_start.maybe_warm_start(
@@ -338,7 +341,7 @@ def train(fn_args: tfx.components.FnArgs) -> TrainedRun:
         else None
     model = build_model(config, tft_output, catalog, fine_tuned)
     warm = start_from_base(model, data, tft_output, catalog,
-                           fn_args.base_model if config.warm_start else None)
+                           fn_args.base_model)
     model.compile(optimizer=make_optimizer(config, fn_args.train_steps,
                                            warm_started=warm is not None))
   seconds = fit(model, data, fn_args.train_steps, config,

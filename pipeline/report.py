@@ -140,6 +140,11 @@ def _training(model_run: str) -> str:
   rows.append(("warm start", "from the serving model: " + ", ".join(
       f"{k} {v}" for k, v in warm.get("carried_rows", {}).items()) +
       " rows carried" if warm else "no (trained from scratch)"))
+  if "config_changes" in metrics:
+    changes = metrics["config_changes"]
+    rows.append(("configuration", ", ".join(
+        f"{k} {v}" for k, v in sorted(changes.items()))
+        if changes else "the Trainer's defaults"))
   scann = metrics.get("scann")
   if scann:
     rows.append(("ScaNN twin", (

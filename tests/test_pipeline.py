@@ -520,6 +520,8 @@ def test_every_run_writes_a_self_contained_report(first_run, capsys):
           f"{index_settings.scann_num_leaves} leaves searched" in page)
   assert (f"{index_settings.scann_recall['recall@100']:.4f} of its top 100"
           in page)
+  # How the model was trained: the fixture's changes from the defaults.
+  assert "batch_size 256" in page and "search_personalization 1.0" in page
   assert page.count("data:image/png;base64,") >= 2  # curve and metrics
   for external in ("http://", "https://", "src='/", 'src="/', "<link"):
     assert external not in page, external

@@ -286,6 +286,13 @@ class TrainerConfig:
   def to_dict(self) -> Dict[str, Any]:
     return dataclasses.asdict(self)
 
+  def changes_from_defaults(self) -> Dict[str, Any]:
+    """The fields set away from TrainerConfig's defaults (by the command
+    line or the Tuner): what a run report needs to say how a model was
+    trained."""
+    default = TrainerConfig().to_dict()
+    return {k: v for k, v in self.to_dict().items() if v != default[k]}
+
   def design(self) -> Dict[str, Any]:
     """The fields that decide what the weights mean (not just their
     shapes): a model of another design is no base to warm-start from."""

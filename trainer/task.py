@@ -371,4 +371,5 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     f.write(json.dumps(dict(metrics, train_seconds=run.seconds,
                             steps=fn_args.train_steps,
                             warm_start=run.warm_start,
+                            config_changes=run.config.changes_from_defaults(),
                             scann=_scann_summary(fn_args.serving_model_dir))))

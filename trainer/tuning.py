@@ -81,9 +81,10 @@ def search_space(max_history: int, config: TrainerConfig = None
 
 class SearchOracle(kt.oracles.RandomSearchOracle):
   """Random search over search_space, whose first trial is the Trainer's
-  own defaults: the search then never hands the Trainer a configuration
-  that did worse on the validation window than the one it would have
-  trained anyway (with a few trials, random draws alone often do).
+  own configuration (the space's defaults): the search then never hands
+  the Trainer a configuration that did worse on the validation window than
+  the one it would have trained anyway (with a few trials, random draws
+  alone often do: bench numbers in the README's quality section).
 
   What a trial chooses after training (CHOSEN_AFTER_TRAINING) is recorded
   among its values for the Trainer but never enters the space: a later
@@ -97,7 +98,7 @@ class SearchOracle(kt.oracles.RandomSearchOracle):
   def populate_space(self, trial_id):
     if self.start_order:
       return super().populate_space(trial_id)
-    # The space's defaults, as search_space declares them (TrainerConfig's).
+    # The space's defaults: the Trainer's configuration (search_space).
     return {"status": kt.engine.trial.TrialStatus.RUNNING,
             "values": self.get_space().values}
 
@@ -127,8 +128,8 @@ class ValidationWindowTuner(kt.Tuner):
 
   def run_trial(self, trial, steps: int) -> Dict[str, float]:
     # How new items are served, and how much the ranking stage weighs, are
-    # chosen after training (new-item placements are computed at scale 1
-    # and mixed from text alone).
+    # chosen after training: the model is built with the new-item serving
+    # knobs neutral (new_item_placements sets them for what it scores).
     config = dataclasses.replace(self._config.with_hyperparameters(
         trial.hyperparameters.get_config()), new_item_score_scale=1.0,
         new_item_text_share=1.0)

@@ -32,20 +32,23 @@ def eval_config(min_recall_at_100: float, max_rmse: float,
       # names this one "candidate"; without, it drops the change thresholds.
       model_specs=[tfma.ModelSpec(signature_name=contract.EVALUATE,
                                   label_keys=labels)],
-      # Overall only: TFMA applies value thresholds to every slice, and a
-      # small slice's noise should not decide whether the model ships.
-      slicing_specs=[tfma.SlicingSpec()],
+      # Overall, and the cold-start slice (items nobody rated in the
+      # training split: only the text places them) reported beside it. The
+      # thresholds gate the overall slice only: a small slice's noise
+      # should not decide whether the model ships.
+      slicing_specs=[tfma.SlicingSpec(),
+                     tfma.SlicingSpec(feature_keys=[features.COLD_ITEM])],
       metrics_specs=[
           tfma.MetricsSpec(
               output_names=[hit],
               metrics=[tfma.MetricConfig(
                   class_name="MeanPrediction",
-                  threshold=tfma.MetricThreshold(
+                  per_slice_thresholds=_overall(tfma.MetricThreshold(
                       value_threshold=tfma.GenericValueThreshold(
                           lower_bound={"value": min_recall_at_100}),
                       change_threshold=tfma.GenericChangeThreshold(
                           direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-                          absolute={"value": -max_recall_drop})))]),
+                          absolute={"value": -max_recall_drop}))))]),
           # Reported beside the gate, not gated: recall@10 and NDCG@10.
           tfma.MetricsSpec(
               output_names=reported,
@@ -57,12 +60,12 @@ def eval_config(min_recall_at_100: float, max_rmse: float,
                   tfma.MetricConfig(class_name="MeanLabel"),
                   tfma.MetricConfig(
                       class_name="RootMeanSquaredError",
-                      threshold=tfma.MetricThreshold(
+                      per_slice_thresholds=_overall(tfma.MetricThreshold(
                           value_threshold=tfma.GenericValueThreshold(
                               upper_bound={"value": max_rmse}),
                           change_threshold=tfma.GenericChangeThreshold(
                               direction=tfma.MetricDirection.LOWER_IS_BETTER,
-                              absolute={"value": max_rmse_increase}))),
+                              absolute={"value": max_rmse_increase})))),
               ]),
           # Ranking quality of the rating head within each user's eval items.
           tfma.MetricsSpec(
@@ -73,3 +76,10 @@ def eval_config(min_recall_at_100: float, max_rmse: float,
                   config='{"gain_key": "%s", "top_k_list": [5, 10]}'
                   % features.RATING)]),
       ])
+
+
+def _overall(threshold: tfma.MetricThreshold) -> list:
+  """`threshold` on the overall slice only (MetricConfig.threshold would
+  hold every slice to it)."""
+  return [tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                       threshold=threshold)]

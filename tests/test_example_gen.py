@@ -57,7 +57,8 @@ def read_split(examples, split):
       values = [x.decode() if isinstance(x, bytes) else x
                 for x in v.numpy().tolist()]
       row[k] = (values if k in (features.GENRES, features.HISTORY,
-                                features.RATED_BEFORE) else values[0])
+                                features.RATED_BEFORE, features.COLD_ITEM)
+                else values[0])
     rows.append(row)
   return rows
 
@@ -87,6 +88,20 @@ def test_time_split_and_history_without_leakage(tmp_path):
                                                  "Thriller"]
   assert len(read_split(examples, "items")) == len(ITEMS)
   assert examples.get_int_custom_property("train_until") == 900
+
+
+def test_eval_examples_say_whether_their_item_is_new_since_training(
+    tmp_path):
+  """The Evaluator's cold-start slice: item 4 is first rated after the
+  cutoff; items 1 and 3 were rated before it. Train examples carry no
+  flag (every item there is in training)."""
+  data_dir = write_recbole(str(tmp_path / "data"), INTERACTIONS, ITEMS, USERS)
+  examples = run_example_gen(tmp_path, data_dir, **{executor.TRAIN_UNTIL: 200})
+  cold = {r[features.ITEM_ID]: r[features.COLD_ITEM]
+          for r in read_split(examples, "eval")}
+  assert cold == {"4": [1], "1": [0], "3": [0]}
+  assert all(r[features.COLD_ITEM] == [] for r in read_split(examples,
+                                                             "train"))
 
 
 def test_eval_examples_list_every_earlier_item_beyond_the_history(tmp_path):

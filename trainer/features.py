@@ -30,6 +30,9 @@ TIMESTAMP = "timestamp"
 # whole history. HISTORY, the model's input, keeps only the newest
 # MAX_HISTORY; two thirds of ML-100K's eval interactions have more.
 RATED_BEFORE = "rated_before_item_ids"
+# Eval examples only: 1 when nobody rated the item in the training split
+# (the cold-start slice the Evaluator reports beside the whole eval set).
+COLD_ITEM = "cold_item"
 
 LABEL_KEY = RATING
 USER_FEATURES = (USER_ID, AGE, GENDER, OCCUPATION, HISTORY)
@@ -71,6 +74,7 @@ _STRING_SCALARS = (USER_ID, ITEM_ID, GENDER, OCCUPATION, TITLE)
 _INT_SCALARS = (TIMESTAMP, AGE, YEAR)
 _FLOAT_SCALARS = (RATING,)
 _STRING_LISTS = (GENRES, HISTORY, RATED_BEFORE)
+_INT_LISTS = (COLD_ITEM,)
 
 
 def raw_feature_spec() -> Dict[str, tf.io.FixedLenFeature]:
@@ -88,6 +92,8 @@ def raw_feature_spec() -> Dict[str, tf.io.FixedLenFeature]:
     spec[key] = tf.io.FixedLenFeature([1], tf.float32)
   for key in _STRING_LISTS:
     spec[key] = tf.io.VarLenFeature(tf.string)
+  for key in _INT_LISTS:
+    spec[key] = tf.io.VarLenFeature(tf.int64)
   return spec
 
 

@@ -229,13 +229,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       catalog = parsed["items"] | "ItemRecords" >> beam.Map(
           transforms.item_record)
 
+      train_keys = {key: _distinct(train, "Train", key)
+                    for key in (features.USER_ID, features.ITEM_ID)}
+      evaluation = evaluation | "MarkColdItems" >> beam.Map(
+          transforms.mark_cold_item, train_items=beam.pvalue.AsDict(
+              train_keys[features.ITEM_ID]
+              | "KeyTrainItems" >> beam.Map(lambda k: (k, True))))
+      counts.append(_count(train_keys[features.USER_ID], "TrainUsers",
+                           "split", "train_users"))
       for key in (features.USER_ID, features.ITEM_ID):
-        train_keys = _distinct(train, "Train", key)
-        if key == features.USER_ID:
-          counts.append(_count(train_keys, "TrainUsers", "split",
-                               "train_users"))
         counts.append(_count(
-            _new_in_eval(train_keys, _distinct(evaluation, "Eval", key),
+            _new_in_eval(train_keys[key], _distinct(evaluation, "Eval", key),
                          key),
             f"NewEval_{key}", "split:eval", f"new_{key}s"))
       counts.append(span | "TagSpan" >> beam.FlatMap(

@@ -100,6 +100,15 @@ def with_history(user_rows: Tuple[str, Iterable[Tuple]], max_history: int,
     i = j
 
 
+def mark_cold_item(record: Dict, train_items: Dict[str, bool]) -> Dict:
+  """An eval record with features.COLD_ITEM: whether its item is new since
+  the training split (nobody rated it there), the slice on which only the
+  text can place the item."""
+  return {**record,
+          features.COLD_ITEM: [int(record[features.ITEM_ID] not in
+                                   train_items)]}
+
+
 def interaction_record(inter: layouts.Interaction, item: layouts.Item,
                        user: layouts.User, history: Tuple[str, ...]) -> Dict:
   return {

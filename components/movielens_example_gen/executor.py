@@ -45,7 +45,7 @@ INPUT_FINGERPRINT = "input_fingerprint"
 # a seeded Trainer trained another model than on a fresh clone). Bump it
 # whenever the examples' content or layout changes.
 EXAMPLES_FORMAT = "examples_format"
-EXAMPLES_FORMAT_VERSION = "3: eval examples carry rated_before_item_ids"
+EXAMPLES_FORMAT_VERSION = "4: eval examples carry cold_item"
 EXAMPLES = "examples"
 
 REJECTS_DIR = "rejects"

@@ -26,6 +26,7 @@ from pipeline.report_sections import table
 from trainer import contract
 from trainer.config import RUN_METRICS_FILE
 from trainer.config import TRAINING_CURVE_FILE
+from trainer.config import TUNER_TRIALS_FILE
 
 REPORT_DIR = "report"
 _STYLE = """
@@ -95,7 +96,8 @@ def render(run: lineage.Run) -> str:
         statistics, run.output("ExampleValidator", "anomalies")))
   tuner_results = run.output("RecommenderTuner", "tuner_results")
   if tuner_results:
-    body.append(report_sections.tuning_section(tuner_results))
+    body.append(report_sections.tuning_section(
+        _read_json(os.path.join(tuner_results, TUNER_TRIALS_FILE))))
   model_run = run.output("RecommenderTrainer", "model_run")
   if model_run:
     body.append(_training(model_run))

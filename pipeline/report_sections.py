@@ -5,15 +5,13 @@ import base64
 import collections
 import html
 import io
-import json
 import os
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from components.movielens_example_gen.executor import COUNTS_FILE
 from components.movielens_example_gen.executor import REJECTS_DIR
 from components.movielens_example_gen.executor import read_counts
 from components.movielens_example_gen.executor import read_rejects
-from trainer.config import TUNER_TRIALS_FILE
 
 _SPLITS = ("train", "eval")
 
@@ -145,16 +143,13 @@ def _anomalies_html(anomalies_uri: str, split: str) -> str:
   return "<p class=bad>Anomalies found:</p>" + frame.to_html(escape=True)
 
 
-def tuning_section(tuner_results_uri: str) -> str:
-  """RecommenderTuner's trials in the order they ran: each one's validation
-  metrics and values (searched, and chosen after training), the first
-  being the Trainer's own configuration and the best the one the Trainer
-  then trained."""
-  path = os.path.join(tuner_results_uri, TUNER_TRIALS_FILE)
-  if not os.path.exists(path):
+def tuning_section(summary: Optional[Dict]) -> str:
+  """RecommenderTuner's trials (its trials.json, None if absent) in the
+  order they ran: each one's validation metrics and values (searched, and
+  chosen after training), the first being the Trainer's own configuration
+  and the best the one the Trainer then trained."""
+  if not summary:
     return "<h2>Tuning</h2><p class=muted>no trials recorded</p>"
-  with open(path, encoding="utf-8") as f:
-    summary = json.load(f)
   trials = summary["trials"]
   objective = summary["objective"]
   metrics = [objective] + sorted(

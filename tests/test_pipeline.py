@@ -1199,7 +1199,7 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
   assert set(ran["trials"][1]["metrics"]) == {
       "val_recall_at_10", "val_recall_at_10_retrieval_order",
       "val_recall_at_100", "val_ndcg_at_10"}
-  section = report_sections.tuning_section(outputs["tuner_results"][0].uri)
+  section = report_sections.tuning_section(ran)
   assert "0 (the Trainer&#x27;s configuration)" in section
   assert "(best: trained)" in section and "<img" in section
   # a column per trial, a row per metric and value

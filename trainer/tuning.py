@@ -59,10 +59,8 @@ def search_space(max_history: int, config: TrainerConfig = None
   config = config or TrainerConfig()
   hp = kt.HyperParameters()
 
-  def choice(name, grid):
-    default = getattr(config, name)
-    if name == "history_length":
-      default = min(default, max_history)
+  def choice(name, grid, default=None):
+    default = getattr(config, name) if default is None else default
     values = [*grid, *([] if default in grid else [default])]
     if not isinstance(default, str):
       values.sort()
@@ -71,7 +69,8 @@ def search_space(max_history: int, config: TrainerConfig = None
   choice("embedding_dim", [32, 64, 128])
   choice("temperature", [0.03, 0.05, 0.1])
   choice("learning_rate", [0.003, 0.005, 0.01, 0.02])
-  choice("history_length", sorted({min(n, max_history) for n in (10, 20, 50)}))
+  choice("history_length", sorted({min(n, max_history) for n in (10, 20, 50)}),
+         default=min(config.history_length, max_history))
   choice("history_encoder", ["gru", "attention"])
   choice("ranking_weight", [0.1, 0.5, 1.0])
   choice("sampling_correction", [0.75, 1.0, 1.25])

@@ -129,10 +129,9 @@ def _distinct(pcoll, split: str, key: str):
           | f"Distinct_{split}_{key}" >> beam.Distinct())
 
 
-def _new_in_eval(train_keys, eval_keys, key: str):
+def _new_in_eval(seen, eval_keys, key: str):
   """Distinct `key` values of the eval split that train never has (new
-  users or items: what the run report shows)."""
-  seen = train_keys | f"Seen_{key}" >> beam.Map(lambda k: (k, True))
+  users or items: what the run report shows); `seen` is train's, keyed."""
   return eval_keys | f"Unseen_{key}" >> beam.Filter(
       lambda k, seen: k not in seen, seen=beam.pvalue.AsDict(seen))
 
@@ -231,16 +230,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
       train_keys = {key: _distinct(train, "Train", key)
                     for key in (features.USER_ID, features.ITEM_ID)}
+      # Train's ids keyed for lookups: the cold-item flag and new-id counts.
+      seen = {key: keys | f"Seen_{key}" >> beam.Map(lambda k: (k, True))
+              for key, keys in train_keys.items()}
       evaluation = evaluation | "MarkColdItems" >> beam.Map(
-          transforms.mark_cold_item, train_items=beam.pvalue.AsDict(
-              train_keys[features.ITEM_ID]
-              | "KeyTrainItems" >> beam.Map(lambda k: (k, True))))
+          transforms.mark_cold_item,
+          train_items=beam.pvalue.AsDict(seen[features.ITEM_ID]))
       counts.append(_count(train_keys[features.USER_ID], "TrainUsers",
                            "split", "train_users"))
       for key in (features.USER_ID, features.ITEM_ID):
         counts.append(_count(
-            _new_in_eval(train_keys[key], _distinct(evaluation, "Eval", key),
-                         key),
+            _new_in_eval(seen[key], _distinct(evaluation, "Eval", key), key),
             f"NewEval_{key}", "split:eval", f"new_{key}s"))
       counts.append(span | "TagSpan" >> beam.FlatMap(
           lambda s: [("split", "first", s[0]), ("split", "last", s[1])]))

@@ -17,8 +17,9 @@ explanations: for eval users, `recommend_unseen`'s top 10 with their
   the history item whose removal lowers the score most (1 faithful by
   construction; the model's with explanation_min_share 1).
 watched_in_recommend: the same users' `recommend` top 10 (seen items
-  kept, as `serving_default` serves them): the share of slots holding a
-  film the user has already rated, and how many of those say `seen`.
+  kept; `serving_default` served them until 2026-12-05): the share of
+  slots holding a film the user has already rated, and how many of those
+  say `seen`.
 similar_items: for every catalogue item, `similar_items`' top 10. Genre
   overlap@10 (share of neighbours sharing a genre with the item) against 10
   random items; co-watch@10 (share of neighbours that the item's training
@@ -139,9 +140,10 @@ def explanation_row(module, users: Sequence[Dict], window: int,
 
 
 def watched_row(module, users: Sequence[Dict]) -> Dict:
-  """How much of `recommend`'s top K (also `serving_default`, which keeps
-  seen items) is films the user has already rated, for the same eval users
-  with their whole histories: what a caller that names no signature gets.
+  """How much of `recommend`'s top K (seen items kept; what a caller that
+  named no signature got until serving_default became recommend_unseen) is
+  films the user has already rated, for the same eval users with their
+  whole histories.
   Read from ids, so it holds for models exported before the `seen` reason;
   where the model gives reasons, how many of those slots say `seen`."""
   watched = said_seen = slots = 0

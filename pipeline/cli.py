@@ -481,8 +481,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "latest pushed model")
   _add_user_flags(rec)
   rec.add_argument("-k", type=int, default=10, help="how many items (1-100)")
-  rec.add_argument("--exclude-seen", action="store_true",
-                   help="leave out the items given in --history")
+  seen = rec.add_mutually_exclusive_group()
+  seen.add_argument("--include-seen", dest="exclude_seen",
+                    action="store_false", help="keep the items given in "
+                    "--history (signature recommend); by default they are "
+                    "left out (recommend_unseen, TF Serving's default)")
+  # The default since 2026-12-05; still accepted for scripts that pass it.
+  seen.add_argument("--exclude-seen", dest="exclude_seen",
+                    action="store_true", help=argparse.SUPPRESS)
+  rec.set_defaults(exclude_seen=True)
   rec.add_argument("--explain", action="store_true",
                    help="print why each item: \"Because you watched ...\"")
   _add_rule_flags(rec)

@@ -123,7 +123,7 @@ class RecommenderClient:
           for key, info in found.inputs.items()}
 
   def recommend(self, users: Sequence[Mapping], k: int = 10,
-                exclude_seen: bool = False,
+                exclude_seen: bool = True,
                 rules: Optional[Dict] = None,
                 explain: bool = True) -> List[Dict]:
     """Top k per user, each item with because_item_ids/because_titles/
@@ -227,7 +227,7 @@ class RestClient:
                                 for key, v in out.items()})
 
   def recommend(self, users: Sequence[Mapping], k: int = 10,
-                exclude_seen: bool = False, rules: Optional[Dict] = None,
+                exclude_seen: bool = True, rules: Optional[Dict] = None,
                 explain: bool = True) -> List[Dict]:
     """As RecommenderClient.recommend, over REST (the server fills the
     rule inputs left out)."""

@@ -44,7 +44,7 @@ class PushedModel:
     return {key: v.numpy() for key, v in out.items()}
 
   def recommend_batch(self, users: Sequence[Dict], k: int = 10,
-                      exclude_seen: bool = False,
+                      exclude_seen: bool = True,
                       rules: Optional[Dict] = None,
                       explain: bool = True) -> List[Dict]:
     """Top k per user, with why unless `explain=False` (the fast
@@ -56,7 +56,7 @@ class PushedModel:
 
   def recommend(self, user_id: str = "", age: int = 0, gender: str = "",
                 occupation: str = "", history: Sequence[str] = (),
-                k: int = 10, exclude_seen: bool = False,
+                k: int = 10, exclude_seen: bool = True,
                 rules: Optional[Dict] = None, explain: bool = True) -> Dict:
     return self.recommend_batch([dict(user_id=user_id, age=age, gender=gender,
                                       occupation=occupation,

@@ -18,9 +18,13 @@ class TinyRecommender(tf.Module):
     self.marker = tf.Variable(marker)
     self.ids = tf.constant(CATALOG)
 
-  def _top(self, seed, k):
+  def _top(self, seed, k, seen=None):
     scores = tf.cos(tf.range(1, 21, dtype=tf.float32)[tf.newaxis, :] *
                     seed[:, tf.newaxis]) + self.marker
+    if seen is not None:  # [B, H] ids, left out
+      watched = tf.reduce_any(tf.equal(self.ids[tf.newaxis, :, tf.newaxis],
+                                       seen[:, tf.newaxis, :]), axis=-1)
+      scores = tf.where(watched, -1e9, scores)
     values, idx = tf.math.top_k(scores, k=tf.clip_by_value(k, 1, 20))
     ids = tf.gather(self.ids, idx)
     return {"item_ids": ids, "titles": tf.strings.join(["Movie ", ids]),
@@ -31,6 +35,13 @@ class TinyRecommender(tf.Module):
   def recommend(self, user_id, age, gender, occupation, history_item_ids, k):
     seed = tf.cast(tf.strings.length(user_id), tf.float32) + 1.0
     return self._top(seed, k)
+
+  @tf.function(input_signature=[*contract.USER_INPUTS.values(),
+                                tf.TensorSpec([], tf.int32, "k")])
+  def recommend_unseen(self, user_id, age, gender, occupation,
+                       history_item_ids, k):
+    seed = tf.cast(tf.strings.length(user_id), tf.float32) + 1.0
+    return self._top(seed, k, history_item_ids)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "query"),
                                 tf.TensorSpec([], tf.int32, "k")])
@@ -46,7 +57,8 @@ def save_version(base_path: str, version: int, marker: float) -> str:
   module = TinyRecommender(marker)
   tf.saved_model.save(module, staging, signatures={
       contract.RECOMMEND: module.recommend,
-      contract.SERVING_DEFAULT: module.recommend,
+      contract.RECOMMEND_UNSEEN: module.recommend_unseen,
+      contract.SERVING_DEFAULT: module.recommend_unseen,
       contract.SEARCH: module.search})
   os.rename(staging, path)
   return path

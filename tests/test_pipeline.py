@@ -28,6 +28,7 @@ from pipeline import report_sections
 from serving import client as client_lib
 from serving import explorer
 from serving import local_model
+from serving import protocol
 from serving import server as server_lib
 from trainer import contract
 from trainer import features
@@ -364,6 +365,14 @@ def test_pushed_model_over_grpc_matches_in_process(served, pushed):
       local.search(["Star Wars"], k=5, users=fan)[0]["item_ids"]
   fast = remote.recommend([user], k=10, explain=False)[0]
   _assert_same_top_k(fast, over_grpc)
+  # A Predict with no signature name (TF Serving's serving_default) leaves
+  # watched films out, as recommend_unseen does; recommend keeps them.
+  inputs = contract.recommend_request([user], 10)[1]
+  by_default = protocol.top_k_rows(remote.predict("", inputs))[0]
+  assert by_default["item_ids"] == over_grpc["item_ids"]
+  assert "50" not in by_default["item_ids"]
+  assert "50" in remote.recommend([user], k=100, exclude_seen=False)[0][
+      "item_ids"]
   assert contract.BECAUSE_ITEM_IDS not in fast
   # Explanations, similar items and rules travel over gRPC unchanged.
   for key in (contract.BECAUSE_ITEM_IDS, contract.REASON):
@@ -387,7 +396,8 @@ def test_similar_items_over_rest_with_optional_inputs_left_out(served,
   rest = client_lib.RestClient(f"http://127.0.0.1:{served.rest_port}")
   assert rest.similar(["50"], k=5)[0]["item_ids"] == \
       pushed.similar(["50"], k=5)[0]["item_ids"]
-  old_style = rest.recommend([{"user_id": "1", "history": ["50"]}], k=3)[0]
+  old_style = rest.recommend([{"user_id": "1", "history": ["50"]}], k=3,
+                             exclude_seen=False)[0]
   # recommend keeps watched films (the ranking stage can lift Star Wars
   # itself into the top 3): those say `seen`, the rest `history`.
   assert len(old_style["item_ids"]) == 3
@@ -747,8 +757,8 @@ def test_items_already_watched_say_so_and_spend_no_reason(pushed):
   history = ["50", "181", "172", "1", "121", "100", "98", "174"]
   user = {"user_id": "1", "age": 24, "gender": "M",
           "occupation": "technician", "history": history}
-  every = pushed.recommend_batch([user], k=60)[0]
-  unseen = pushed.recommend_batch([user], k=60, exclude_seen=True)[0]
+  every = pushed.recommend_batch([user], k=60, exclude_seen=False)[0]
+  unseen = pushed.recommend_batch([user], k=60)[0]
   rows = list(zip(every["item_ids"], every["because_item_ids"],
                   every["reason"]))
   seen = [(item, because, reason) for item, because, reason in rows
@@ -910,7 +920,8 @@ def test_business_rules_hold_for_random_filters(first_run, pushed):
     rules = dict(exclude=exclude, genres=allowed, years=(low, high))
     kind = case % 5
     if kind == 0:
-      result, skipped = model.recommend(**user, k=k, rules=rules), set()
+      result = model.recommend(**user, k=k, exclude_seen=False, rules=rules)
+      skipped = set()
     elif kind == 1:
       result = model.recommend(**user, k=k, exclude_seen=True, rules=rules)
       skipped = set(user["history"])
@@ -942,10 +953,15 @@ def test_cli_explains_filters_and_finds_similar_items(first_run, capsys):
   assert cli.main(["check-servable", first_run.serving_model_dir]) == 0
   assert "loads in stock TF Serving" in capsys.readouterr().out
   where = ["--output-dir", first_run.output_dir]
-  assert cli.main(["recommend", "--history", "50,181,172", "--explain",
-                   "-k", "3", *where]) == 0
+  asked = ["recommend", "--history", "50,181,172", "--explain", "-k", "3"]
+  assert cli.main([*asked, *where]) == 0
   out = capsys.readouterr().out
-  # A history film that comes back (here one does) says so instead.
+  # Watched films are left out by default, so every item has a reason.
+  assert out.count("Because you watched") == 3
+  assert not any(f"(item {i:>5})" in out for i in (50, 181, 172))
+  assert cli.main([*asked, "--include-seen", *where]) == 0
+  out = capsys.readouterr().out
+  # A history film that comes back says so instead.
   assert out.count("Because you watched") + out.count(
       "You have watched this before") == 3
   assert cli.main(["similar", "50", "-k", "4", *where]) == 0

@@ -35,7 +35,9 @@ ITEM_IDS = "item_ids"
 EXAMPLES = "examples"
 
 # Signatures.
-SERVING_DEFAULT = "serving_default"  # TF Serving's default key: recommend
+# TF Serving's default key: recommend_unseen, since nobody re-rates a film
+# (a caller that wants watched items back asks `recommend`).
+SERVING_DEFAULT = "serving_default"
 RECOMMEND = "recommend"
 RECOMMEND_UNSEEN = "recommend_unseen"
 # The same top k without the why outputs, for callers that show no reasons:
@@ -250,7 +252,7 @@ def _with_rules(inputs: Dict[str, np.ndarray], rows: int,
   return inputs
 
 
-def recommend_signature(exclude_seen: bool = False, explain: bool = True,
+def recommend_signature(exclude_seen: bool = True, explain: bool = True,
                         served: Optional[Iterable[str]] = None) -> str:
   """The top-k signature for these options. Without `explain`, the fast
   one, unless `served` (the model's signature names) lacks it: a model
@@ -264,7 +266,7 @@ def recommend_signature(exclude_seen: bool = False, explain: bool = True,
 
 
 def recommend_request(users: Sequence[Mapping], k: int,
-                      exclude_seen: bool = False,
+                      exclude_seen: bool = True,
                       rules: Optional[Mapping] = None,
                       explain: bool = True,
                       served: Optional[Iterable[str]] = None

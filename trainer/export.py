@@ -593,7 +593,7 @@ def save(module: RecommenderModule, export_dir: str,
       contract.RECOMMEND_UNSEEN: module.recommend_unseen,
       contract.RECOMMEND_FAST: module.recommend_fast,
       contract.RECOMMEND_UNSEEN_FAST: module.recommend_unseen_fast,
-      contract.SERVING_DEFAULT: module.recommend,
+      contract.SERVING_DEFAULT: module.recommend_unseen,
       contract.RANK: module.rank,
       contract.EVALUATE: module.evaluate,
   }

@@ -244,6 +244,32 @@ def test_search_and_bad_text(first_run):
     assert np.isfinite(result["scores"]).all()
 
 
+def test_an_empty_query_browses_what_the_user_is_recommended(first_run):
+  """Nothing typed: search lists what a visitor with no profile is
+  recommended, personalized search that user's recommendations; the other
+  rows of the batch are searched as if alone."""
+  model = local_model.load_latest(first_run.serving_model_dir)
+  user = {"user_id": "1", "age": 24, "history": ["50", "172", "181"]}
+  rules = {"genres": ["Drama", "Comedy"], "exclude": ["1"]}
+  visitor = model.recommend_batch([{}], k=7, exclude_seen=False,
+                                  rules=rules)[0]
+  theirs = model.recommend_batch([user], k=7, exclude_seen=False,
+                                 rules=rules)[0]
+  alone = model.search(["Star Wars"], k=7, rules=rules)[0]
+  browsed, searched, blank = model.search(["", "Star Wars", "  "], k=7,
+                                          rules=rules)
+  assert searched == alone
+  for row in (browsed, blank):
+    assert row["item_ids"] == visitor["item_ids"]
+    np.testing.assert_allclose(row["scores"], visitor["scores"], rtol=1e-5)
+    assert row["reason"] == ["profile"] * 7
+  assert alone["reason"] == ["text"] * 7
+  (personal,) = model.search([""], k=7, users=[user], rules=rules)
+  assert personal["item_ids"] == theirs["item_ids"]
+  assert personal["reason"] == theirs["reason"]
+  assert personal["because_item_ids"] == theirs["because_item_ids"]
+
+
 def test_personalized_search_reorders_what_the_text_matches(first_run):
   model = local_model.load_latest(first_run.serving_model_dir)
   query = "science fiction space adventure"

@@ -364,19 +364,48 @@ class RecommenderModule(tf.Module):
                                 *contract.RULE_INPUTS.values()])
   def search(self, query, k, exclude_item_ids, allowed_genres, min_year,
              max_year):
-    """Free text -> the same catalogue index `recommend` uses."""
+    """Free text -> the same catalogue index `recommend` uses. An empty
+    query browses (_browse_empty_queries): what a visitor with no profile
+    is recommended."""
     encoded, text_query, candidates, duplicate = self._search_candidates(query)
+    rules = (allowed_genres, min_year, max_year)
     out = self._pick(
         k, candidates, self._search_score(encoded, text_query),
-        self.rules.eligible(tf.shape(query)[0], exclude_item_ids,
-                            allowed_genres, min_year, max_year),
+        self.rules.eligible(tf.shape(query)[0], exclude_item_ids, *rules),
         ~duplicate)
-    ids = out[contract.ITEM_IDS]
+    out.update(self._unexplained(out[contract.ITEM_IDS], contract.REASON_TEXT))
+
+    def visitor():
+      batch = tf.shape(query)[0]
+      nobody = tf.fill([batch], "")
+      user = (nobody, tf.zeros([batch], tf.int64), nobody, nobody,
+              tf.fill([batch, 1], ""))
+      top = self._recommend(user, k, rules, exclude_item_ids, explain=False)
+      top.update(self._unexplained(top[contract.ITEM_IDS],
+                                   contract.REASON_PROFILE))
+      return top
+    return self._browse_empty_queries(query, out, visitor)
+
+  def _unexplained(self, ids, reason):
+    """The why outputs for `ids` [B, k] that no history item explains."""
     none = tf.fill(tf.shape(ids), "")
-    out.update({contract.BECAUSE_ITEM_IDS: none, contract.BECAUSE_TITLES: none,
-                contract.REASON: tf.where(tf.not_equal(ids, ""),
-                                          contract.REASON_TEXT, "")})
-    return out
+    return {contract.BECAUSE_ITEM_IDS: none, contract.BECAUSE_TITLES: none,
+            contract.REASON: tf.where(tf.not_equal(ids, ""), reason, "")}
+
+  def _browse_empty_queries(self, query, out, browse):
+    """`out` with the rows of empty (or whitespace-only) queries taken from
+    browse(), the same user's `recommend`, as a catalogue's search box
+    lists its default order before anything is typed. Text matching has
+    nothing to go on there: an empty query's BERT vector is closest to the
+    items with the least text (ML-100K's item 267, titled "unknown"). Only
+    batches holding an empty query run browse()."""
+    empty = tf.equal(tf.strings.strip(query), "")
+
+    def merged():
+      other = browse()
+      return {key: tf.where(empty[:, tf.newaxis], other[key], value)
+              for key, value in out.items()}
+    return tf.cond(tf.reduce_any(empty), merged, lambda: out)
 
   def _search_candidates(self, query):
     """(BERT vectors [B, text_dim], tower query [B, d], candidate ids
@@ -430,7 +459,8 @@ class RecommenderModule(tf.Module):
     raw weight then re-ordered nothing). Relevance stays with the text; among
     the items that match, the user's come first. Empty user fields make this
     `search` with an average user's tilt. Reason `text`; because_* is a
-    history item that raised the item's taste (_explain)."""
+    history item that raised the item's taste (_explain). An empty query
+    browses: that user's `recommend` (_browse_empty_queries)."""
     user = (user_id, age, gender, occupation, history_item_ids)
     encoded, text_query, candidates, duplicate = self._search_candidates(query)
     taste_of = self._dot(self._query(*user))
@@ -443,14 +473,15 @@ class RecommenderModule(tf.Module):
       taste = (taste - taste_mean) / (taste_spread + 1e-6) * score_spread
       return scores + self.personalization_weight * taste
 
+    rules = (allowed_genres, min_year, max_year)
     out = self._pick(
         k, candidates, score,
-        self.rules.eligible(tf.shape(query)[0], exclude_item_ids,
-                            allowed_genres, min_year, max_year),
+        self.rules.eligible(tf.shape(query)[0], exclude_item_ids, *rules),
         ~duplicate)
     out.update(self._explain(user, out[contract.ITEM_IDS],
                              contract.REASON_TEXT))
-    return out
+    return self._browse_empty_queries(
+        query, out, lambda: self._recommend(user, k, rules, exclude_item_ids))
 
   @tf.function(input_signature=[*contract.SIMILAR_INPUTS.values(),
                                 contract.K_INPUT,

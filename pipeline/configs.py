@@ -11,6 +11,7 @@ from components.movielens_example_gen import layouts
 from trainer import contract
 from trainer.config import TEXT_ENCODER_DIR_KEY
 from trainer.config import TUNE_SEEDS_KEY
+from trainer.config import TUNE_SERVING_STEPS_KEY
 from trainer.config import TUNE_TRIALS_KEY
 from trainer.config import TrainerConfig
 
@@ -90,4 +91,5 @@ class PipelineConfig:
 
   def tuner_custom_config(self) -> Dict[str, Any]:
     return {**self.trainer_custom_config(), TUNE_TRIALS_KEY: self.tune_trials,
-            TUNE_SEEDS_KEY: self.tune_seeds}
+            TUNE_SEEDS_KEY: self.tune_seeds,
+            TUNE_SERVING_STEPS_KEY: self.train_steps}

@@ -172,6 +172,19 @@ def tuning_section(summary: Optional[Dict]) -> str:
          "period; values chosen after training (new-item serving, the "
          "ranking stage's weight) are each trial's own.</p>",
          table(header, rows)]
+  again = summary.get("serving_choice")
+  if again:
+    values = lambda chosen: ", ".join(  # noqa: E731
+        f"{escape(n)} {_rounded(v)}" for n, v in sorted(chosen.items()))
+    out.append(
+        f"<p>Trial {escape(again['trial_id'])}'s choices after training, "
+        f"made again for its configuration trained {again['steps']} steps "
+        f"(the Trainer's; trials trained {again['trial_steps']}): "
+        f"{values(again['at_steps'])}, where its own model chose "
+        f"{values(again['at_trial_steps'])}. The Trainer serves the "
+        f"former (validation recall@10 "
+        f"{_rounded(again['metrics'].get('val_recall_at_10'))} "
+        "as served).</p>")
   scored = [(t["trial_id"], t["metrics"].get(objective)) for t in trials]
   if any(score is not None for _, score in scored):
     out.append(png(_tuning_figure(scored, summary["best_trial_id"],

@@ -34,6 +34,7 @@ from trainer import contract
 from trainer import features
 from trainer import index
 from trainer import preprocessing
+from trainer import tuning
 from trainer import validation
 from trainer.config import TrainerConfig
 
@@ -1198,8 +1199,9 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
     first_run, tmp_path):
   """A tiny search (2 trials of 2 seeds, 5 steps) through
   RecommenderTuner's executor over the pipeline's own artifacts; the best
-  values are TrainerConfig fields and the pipeline wires them into the
-  Trainer."""
+  trial's post-training choices are made again at the Trainer's steps (8
+  here); the best values are TrainerConfig fields and the pipeline wires
+  them into the Trainer."""
   from tfx.dsl.components.base import base_executor
   from tfx.types import standard_artifacts
 
@@ -1214,6 +1216,8 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
   os.makedirs(outputs["tuner_results"][0].uri)
   custom = dict(first_run.tuner_custom_config(), tune_trials=2,
                 tune_seeds=2)
+  assert custom["tune_serving_steps"] == first_run.train_steps
+  custom["tune_serving_steps"] = 8
   tuner_executor.Executor(base_executor.BaseExecutor.Context(
       tmp_dir=str(tmp_path / "tmp"), unique_id="1")).Do(inputs, outputs, {
           "tuner_fn": pipeline_lib.TUNER_FN,
@@ -1241,7 +1245,21 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
   assert set(ran["trials"][1]["metrics"]) == {
       "val_recall_at_10", "val_recall_at_10_retrieval_order",
       "val_recall_at_100", "val_ndcg_at_10"}
+  # The Trainer gets the choices made for the 8-step models.
+  again = ran["serving_choice"]
+  assert (again["trial_id"], again["steps"], again["trial_steps"]) == (
+      ran["best_trial_id"], 8, 5)
+  assert set(again["at_steps"]) == set(again["at_trial_steps"]) == set(
+      tuning.CHOSEN_AFTER_TRAINING)
+  assert {k: hyperparameters["values"][k] for k in again["at_steps"]} == \
+      again["at_steps"]
+  # trials.json keeps what each trial's own model chose.
+  (ran_best,) = [t for t in ran["trials"]
+                 if t["trial_id"] == ran["best_trial_id"]]
+  assert {k: ran_best["values"][k] for k in again["at_trial_steps"]} == \
+      again["at_trial_steps"]
   section = report_sections.tuning_section(ran)
+  assert "trained 8 steps" in section
   assert "0 (the Trainer&#x27;s configuration)" in section
   assert "(best: trained)" in section and "<img" in section
   # a column per trial, a row per metric and value

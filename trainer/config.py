@@ -19,6 +19,9 @@ ITEM_EMBEDDINGS_KEY = "item_embeddings_uri"
 TUNE_TRIALS_KEY = "tune_trials"
 # How many seeds train each trial, their validation metrics averaged.
 TUNE_SEEDS_KEY = "tune_seeds"
+# The Trainer's train steps: the Tuner makes the best trial's post-training
+# choices again for a model trained that long (tuning.ValidationWindowTuner).
+TUNE_SERVING_STEPS_KEY = "tune_serving_steps"
 # What the Trainer writes to its ModelRun folder beside TensorBoard's logs:
 # the in-process eval, steps and warm-start report; about 100 points of loss
 # and examples/s. The replay table and the run report read them.

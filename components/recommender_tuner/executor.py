@@ -46,22 +46,31 @@ class Executor(tuner_executor.Executor):
 
 def write_trials(tuner, directory: str) -> None:
   """`trials.json`: {"objective", "best_trial_id", "trials": [{"trial_id",
-  "status", "metrics": {name: value}, "values": {name: value}}]} in the
-  order the trials ran."""
+  "status", "metrics": {name: value}, "values": {name: value}}] in the
+  order the trials ran, "serving_choice"}; the best trial's values are
+  what the Trainer receives (with serving_choice, its choices for a model
+  trained the Trainer's steps)."""
   oracle = tuner.oracle
   best = oracle.get_best_trials(1)
+  again = getattr(tuner, "serving_choice", None)
   trials = []
   for trial_id in oracle.start_order:
     trial = oracle.trials[trial_id]
     metrics = {name: trial.metrics.get_last_value(name)
                for name in trial.metrics.metrics}
+    values = dict(trial.hyperparameters.values)
+    if again and again["trial_id"] == trial_id:  # what its own model chose
+      values.update(again["at_trial_steps"])
     trials.append({
         "trial_id": trial_id, "status": str(trial.status),
         "metrics": {k: float(v) for k, v in metrics.items() if v is not None},
-        "values": dict(trial.hyperparameters.values)})
+        "values": values})
   summary = {"objective": oracle.objective.name,
              "best_trial_id": best[0].trial_id if best else None,
-             "trials": trials}
+             "trials": trials,
+             # The best trial's post-training choices made again for a
+             # model trained the Trainer's steps (None when not needed).
+             "serving_choice": getattr(tuner, "serving_choice", None)}
   with tf.io.gfile.GFile(os.path.join(directory, TUNER_TRIALS_FILE),
                          "w") as f:
     f.write(json.dumps(summary, indent=1))

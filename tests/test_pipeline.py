@@ -257,10 +257,10 @@ def test_an_empty_query_browses_what_the_user_is_recommended(first_run):
   theirs = model.recommend_batch([user], k=7, exclude_seen=False,
                                  rules=rules)[0]
   alone = model.search(["Star Wars"], k=7, rules=rules)[0]
-  browsed, searched, blank = model.search(["", "Star Wars", "  "], k=7,
-                                          rules=rules)
+  browsed, searched, *blank = model.search(
+      ["", "Star Wars", "  ", "\u3000\u00a0\t\u200b"], k=7, rules=rules)
   assert searched == alone
-  for row in (browsed, blank):
+  for row in (browsed, *blank):
     assert row["item_ids"] == visitor["item_ids"]
     np.testing.assert_allclose(row["scores"], visitor["scores"], rtol=1e-5)
     assert row["reason"] == ["profile"] * 7

@@ -393,13 +393,15 @@ class RecommenderModule(tf.Module):
             contract.REASON: tf.where(tf.not_equal(ids, ""), reason, "")}
 
   def _browse_empty_queries(self, query, out, browse):
-    """`out` with the rows of empty (or whitespace-only) queries taken from
+    """`out` with the rows of empty (or blank) queries taken from
     browse(), the same user's `recommend`, as a catalogue's search box
     lists its default order before anything is typed. Text matching has
     nothing to go on there: an empty query's BERT vector is closest to the
     items with the least text (ML-100K's item 267, titled "unknown"). Only
     batches holding an empty query run browse()."""
-    empty = tf.equal(tf.strings.strip(query), "")
+    # Unicode spaces and invisible characters too (BERT drops them all).
+    empty = tf.equal(tf.strings.regex_replace(query, r"[\s\p{Z}\p{C}]+", ""),
+                     "")
 
     def merged():
       other = browse()

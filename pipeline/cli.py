@@ -236,9 +236,36 @@ def _model_base_path(args) -> str:
 
 
 def _user(args) -> dict:
+  """The user fields to send: the flags, and for a --user that the
+  --user-data folder knows, their profile and last rated films where the
+  flags leave them out (a live service sends what it stores; without it,
+  `--user 42` would ask for a stranger and could leave out nothing seen)."""
   history = [h for h in (args.history or "").split(",") if h]
-  return dict(user_id=args.user, age=args.age, gender=args.gender,
+  user = dict(user_id=args.user, age=args.age, gender=args.gender,
               occupation=args.occupation, history=history)
+  if not args.user or args.user_data.lower() == "none":
+    return user
+  from serving import explorer
+  try:
+    known = explorer.ExplorerData(args.user_data).user(args.user)
+  except FileNotFoundError as e:
+    print(f"user {args.user}: no user data ({e}); sending the flags only",
+          file=sys.stderr)
+    return user
+  if known is None:
+    print(f"user {args.user} is not in {args.user_data}: a new user",
+          file=sys.stderr)
+    return user
+  for field in ("age", "gender", "occupation"):
+    user[field] = user[field] or known[field]
+  if not history:
+    user["history"] = [r["item_id"] for r in known["history"]]
+  print(f"user {args.user} from {args.user_data}: {user['age']} "
+        f"{user['gender']} {user['occupation']}; history: "
+        + (f"their last {len(user['history'])} of {known['ratings']} rated "
+           "films" if not history else "--history")
+        + " (--user-data none: send only the flags)", file=sys.stderr)
+  return user
 
 
 def _rules(args) -> dict:
@@ -269,7 +296,8 @@ def _model(args):
 
 def cmd_recommend(args) -> int:
   from serving import local_model
-  user, rules = _user(args), _rules(args)  # bad flags fail before loading
+  rules = _rules(args)  # bad flags fail before loading anything
+  user = _user(args)
   model = _model(args)
   # Without --explain nothing shows the reasons: the fast signature.
   if args.server:
@@ -403,7 +431,11 @@ def _add_user_flags(p: argparse.ArgumentParser) -> None:
   p.add_argument("--gender", default="", help="M or F ('' unknown)")
   p.add_argument("--occupation", default="", help="e.g. student")
   p.add_argument("--history", default="",
-                 help="comma-separated item ids, oldest first")
+                 help="comma-separated item ids, oldest first (default: "
+                 "the --user's last 50 rated films in --user-data)")
+  p.add_argument("--user-data", default=configs.PipelineConfig().data_dir,
+                 help="MovieLens folder where a --user's profile and ratings "
+                 "fill the fields not given (none: send only the flags)")
 
 
 def build_parser() -> argparse.ArgumentParser:

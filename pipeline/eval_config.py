@@ -32,12 +32,14 @@ def eval_config(min_recall_at_100: float, max_rmse: float,
       # names this one "candidate"; without, it drops the change thresholds.
       model_specs=[tfma.ModelSpec(signature_name=contract.EVALUATE,
                                   label_keys=labels)],
-      # Overall, and the cold-start slice (items nobody rated in the
-      # training split: only the text places them) reported beside it. The
-      # thresholds gate the overall slice only: a small slice's noise
-      # should not decide whether the model ships.
+      # Overall, and the cold-start slices reported beside it: items
+      # nobody rated in the training split (only the text places them) and
+      # users who rated nothing there (no id row: profile and eval-period
+      # history only). The thresholds gate the overall slice only: a small
+      # slice's noise should not decide whether the model ships.
       slicing_specs=[tfma.SlicingSpec(),
-                     tfma.SlicingSpec(feature_keys=[features.COLD_ITEM])],
+                     tfma.SlicingSpec(feature_keys=[features.COLD_ITEM]),
+                     tfma.SlicingSpec(feature_keys=[features.COLD_USER])],
       metrics_specs=[
           tfma.MetricsSpec(
               output_names=[hit],

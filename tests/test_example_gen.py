@@ -57,7 +57,8 @@ def read_split(examples, split):
       values = [x.decode() if isinstance(x, bytes) else x
                 for x in v.numpy().tolist()]
       row[k] = (values if k in (features.GENRES, features.HISTORY,
-                                features.RATED_BEFORE, features.COLD_ITEM)
+                                features.RATED_BEFORE, features.COLD_ITEM,
+                                features.COLD_USER)
                 else values[0])
     rows.append(row)
   return rows
@@ -90,18 +91,24 @@ def test_time_split_and_history_without_leakage(tmp_path):
   assert examples.get_int_custom_property("train_until") == 900
 
 
-def test_eval_examples_say_whether_their_item_is_new_since_training(
-    tmp_path):
-  """The Evaluator's cold-start slice: item 4 is first rated after the
-  cutoff; items 1 and 3 were rated before it. Train examples carry no
-  flag (every item there is in training)."""
-  data_dir = write_recbole(str(tmp_path / "data"), INTERACTIONS, ITEMS, USERS)
+def test_eval_examples_say_whether_their_item_and_user_are_new(tmp_path):
+  """The Evaluator's cold-start slices. Cut at 200: item 4 is first rated
+  after it (items 1 and 3 before), and user 3 first rates after it (users
+  1 and 2 before). Train examples carry no flags (everything there is in
+  training)."""
+  data_dir = write_recbole(
+      str(tmp_path / "data"),
+      INTERACTIONS + [(2, 5, 3, 170), (3, 1, 4, 960)],
+      ITEMS + [(5, "Copycat", 1995, "Crime Drama Horror")],
+      USERS + [(3, 23, "M", "writer", "32067")])
   examples = run_example_gen(tmp_path, data_dir, **{executor.TRAIN_UNTIL: 200})
-  cold = {r[features.ITEM_ID]: r[features.COLD_ITEM]
+  cold = {(r[features.USER_ID], r[features.ITEM_ID]):
+          (r[features.COLD_ITEM], r[features.COLD_USER])
           for r in read_split(examples, "eval")}
-  assert cold == {"4": [1], "1": [0], "3": [0]}
-  assert all(r[features.COLD_ITEM] == [] for r in read_split(examples,
-                                                             "train"))
+  assert cold == {("1", "4"): ([1], [0]), ("2", "1"): ([0], [0]),
+                  ("2", "3"): ([0], [0]), ("3", "1"): ([0], [1])}
+  assert all(r[features.COLD_ITEM] == r[features.COLD_USER] == []
+             for r in read_split(examples, "train"))
 
 
 def test_eval_examples_list_every_earlier_item_beyond_the_history(tmp_path):

@@ -139,20 +139,22 @@ def test_pipeline_pushes_a_blessed_model(first_run):
   # Reported beside the gate, on the same unseen top 100.
   assert 0.0 <= overall["recall@10"] <= overall["recall@100"]
   assert 0.0 <= overall["ndcg@10"] <= overall["recall@10"]
-  # The cold-start slice beside it (items nobody rated in training), with
-  # its own count: together the two slices of cold_item cover the eval set.
+  # The cold-start slices beside it (items nobody rated in training, users
+  # who rated nothing there), each with its own count: the two values of
+  # each flag cover the eval set.
   count = {s: v for s, o, m, v in rows if m == "example_count"}
-  cold = f"{features.COLD_ITEM}=1"
-  assert 0 < count[cold] < count["overall"]
-  assert count[cold] + count[f"{features.COLD_ITEM}=0"] == count["overall"]
-  assert any(s == cold and m == "recall@100" for s, _, m, _ in rows)
+  for flag in (features.COLD_ITEM, features.COLD_USER):
+    cold = f"{flag}=1"
+    assert 0 < count[cold] < count["overall"], flag
+    assert count[cold] + count[f"{flag}=0"] == count["overall"]
+    assert any(s == cold and m == "recall@100" for s, _, m, _ in rows)
 
 
 def test_only_the_overall_slice_decides_the_blessing():
   """A slice of a few hundred interactions is reported, never gating."""
   config = eval_config_lib.eval_config(0.1, 2.0, 0.01, 0.1)
   assert [list(s.feature_keys) for s in config.slicing_specs] == [
-      [], [features.COLD_ITEM]]
+      [], [features.COLD_ITEM], [features.COLD_USER]]
   thresholds = [c for spec in config.metrics_specs for c in spec.metrics
                 if c.HasField("threshold") or c.per_slice_thresholds]
   assert len(thresholds) == 2  # recall@100 and RMSE

@@ -33,6 +33,9 @@ RATED_BEFORE = "rated_before_item_ids"
 # Eval examples only: 1 when nobody rated the item in the training split
 # (the cold-start slice the Evaluator reports beside the whole eval set).
 COLD_ITEM = "cold_item"
+# Eval examples only: 1 when the user rated nothing in the training split
+# (a new user: their history holds only eval-period ratings, if any).
+COLD_USER = "cold_user"
 
 LABEL_KEY = RATING
 USER_FEATURES = (USER_ID, AGE, GENDER, OCCUPATION, HISTORY)
@@ -74,7 +77,7 @@ _STRING_SCALARS = (USER_ID, ITEM_ID, GENDER, OCCUPATION, TITLE)
 _INT_SCALARS = (TIMESTAMP, AGE, YEAR)
 _FLOAT_SCALARS = (RATING,)
 _STRING_LISTS = (GENRES, HISTORY, RATED_BEFORE)
-_INT_LISTS = (COLD_ITEM,)
+_INT_LISTS = (COLD_ITEM, COLD_USER)
 
 
 def raw_feature_spec() -> Dict[str, tf.io.FixedLenFeature]:

@@ -45,7 +45,7 @@ INPUT_FINGERPRINT = "input_fingerprint"
 # a seeded Trainer trained another model than on a fresh clone). Bump it
 # whenever the examples' content or layout changes.
 EXAMPLES_FORMAT = "examples_format"
-EXAMPLES_FORMAT_VERSION = "4: eval examples carry cold_item"
+EXAMPLES_FORMAT_VERSION = "5: eval examples carry cold_item and cold_user"
 EXAMPLES = "examples"
 
 REJECTS_DIR = "rejects"
@@ -230,12 +230,13 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
       train_keys = {key: _distinct(train, "Train", key)
                     for key in (features.USER_ID, features.ITEM_ID)}
-      # Train's ids keyed for lookups: the cold-item flag and new-id counts.
+      # Train's ids keyed for lookups: the cold flags and new-id counts.
       seen = {key: keys | f"Seen_{key}" >> beam.Map(lambda k: (k, True))
               for key, keys in train_keys.items()}
-      evaluation = evaluation | "MarkColdItems" >> beam.Map(
-          transforms.mark_cold_item,
-          train_items=beam.pvalue.AsDict(seen[features.ITEM_ID]))
+      evaluation = evaluation | "MarkCold" >> beam.Map(
+          transforms.mark_cold,
+          train_items=beam.pvalue.AsDict(seen[features.ITEM_ID]),
+          train_users=beam.pvalue.AsDict(seen[features.USER_ID]))
       counts.append(_count(train_keys[features.USER_ID], "TrainUsers",
                            "split", "train_users"))
       for key in (features.USER_ID, features.ITEM_ID):

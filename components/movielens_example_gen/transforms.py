@@ -100,13 +100,17 @@ def with_history(user_rows: Tuple[str, Iterable[Tuple]], max_history: int,
     i = j
 
 
-def mark_cold_item(record: Dict, train_items: Dict[str, bool]) -> Dict:
-  """An eval record with features.COLD_ITEM: whether its item is new since
-  the training split (nobody rated it there), the slice on which only the
-  text can place the item."""
+def mark_cold(record: Dict, train_items: Dict[str, bool],
+              train_users: Dict[str, bool]) -> Dict:
+  """An eval record with features.COLD_ITEM (nobody rated its item in the
+  training split: only the text can place it) and features.COLD_USER (its
+  user rated nothing there: no id row, only their profile and their
+  eval-period history), the Evaluator's cold-start slices."""
   return {**record,
           features.COLD_ITEM: [int(record[features.ITEM_ID] not in
-                                   train_items)]}
+                                   train_items)],
+          features.COLD_USER: [int(record[features.USER_ID] not in
+                                   train_users)]}
 
 
 def interaction_record(inter: layouts.Interaction, item: layouts.Item,

@@ -70,7 +70,7 @@ def write_trials(tuner, directory: str) -> None:
              "trials": trials,
              # The best trial's post-training choices made again for a
              # model trained the Trainer's steps (None when not needed).
-             "serving_choice": getattr(tuner, "serving_choice", None)}
+             "serving_choice": again}
   with tf.io.gfile.GFile(os.path.join(directory, TUNER_TRIALS_FILE),
                          "w") as f:
     f.write(json.dumps(summary, indent=1))

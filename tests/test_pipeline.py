@@ -994,21 +994,24 @@ def test_cli_explains_filters_and_finds_similar_items(first_run, capsys):
   assert out.count("Because you watched") + out.count(
       "You have watched this before") == 3
   # A known --user is sent with their profile and last 50 rated films, as
-  # a live service would send them; an unknown one with the flags alone.
-  assert cli.main(["recommend", "--user", "1", "-k", "5", "--user-data",
-                   first_run.data_dir, *where]) == 0
-  out, err = capsys.readouterr()
-  assert "user 1 from" in err and "rated films" in err
+  # a live service would send them; flags given win; an unknown user is
+  # sent with the flags alone.
+  def sent(*flags):
+    args = cli.build_parser().parse_args(
+        ["recommend", *flags, "--user-data", first_run.data_dir, *where])
+    return cli._user(args), capsys.readouterr().err
   known = explorer.ExplorerData(first_run.data_dir).user("1")
-  history = [r["item_id"] for r in known["history"]]
-  assert len(history) == 50
-  expected = local_model.load_latest(first_run.serving_model_dir).recommend(
-      user_id="1", age=known["age"], gender=known["gender"],
-      occupation=known["occupation"], history=history, k=5, explain=False)
-  assert out == local_model.format_recommendations("1", expected) + "\n"
-  assert cli.main(["recommend", "--user", "no-such-user", "-k", "2",
-                   "--user-data", first_run.data_dir, *where]) == 0
-  assert "is not in" in capsys.readouterr().err
+  user, said = sent("--user", "1")
+  assert "user 1 from" in said and "last 50 of" in said
+  assert user == {"user_id": "1", "age": known["age"],
+                  "gender": known["gender"],
+                  "occupation": known["occupation"],
+                  "history": [r["item_id"] for r in known["history"]]}
+  assert len(user["history"]) == 50
+  user, _ = sent("--user", "1", "--age", "70", "--history", "50,181")
+  assert (user["age"], user["history"]) == (70, ["50", "181"])
+  user, said = sent("--user", "no-such-user", "--age", "30")
+  assert "is not in" in said and user["history"] == [] and user["age"] == 30
   assert cli.main(["similar", "50", "-k", "4", *where]) == 0
   out = capsys.readouterr().out
   assert "Top 4 similar to item 50" in out and "(item    50)" not in out

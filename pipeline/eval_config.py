@@ -37,9 +37,9 @@ def eval_config(min_recall_at_100: float, max_rmse: float,
       # users who rated nothing there (no id row: profile and eval-period
       # history only). The thresholds gate the overall slice only: a small
       # slice's noise should not decide whether the model ships.
-      slicing_specs=[tfma.SlicingSpec(),
-                     tfma.SlicingSpec(feature_keys=[features.COLD_ITEM]),
-                     tfma.SlicingSpec(feature_keys=[features.COLD_USER])],
+      slicing_specs=[tfma.SlicingSpec()] + [
+          tfma.SlicingSpec(feature_keys=[flag])
+          for flag in features.COLD_FLAGS],
       metrics_specs=[
           tfma.MetricsSpec(
               output_names=[hit],

@@ -36,6 +36,8 @@ COLD_ITEM = "cold_item"
 # Eval examples only: 1 when the user rated nothing in the training split
 # (a new user: their history holds only eval-period ratings, if any).
 COLD_USER = "cold_user"
+# The Evaluator slices on each (pipeline/eval_config.py).
+COLD_FLAGS = (COLD_ITEM, COLD_USER)
 
 LABEL_KEY = RATING
 USER_FEATURES = (USER_ID, AGE, GENDER, OCCUPATION, HISTORY)
@@ -77,7 +79,7 @@ _STRING_SCALARS = (USER_ID, ITEM_ID, GENDER, OCCUPATION, TITLE)
 _INT_SCALARS = (TIMESTAMP, AGE, YEAR)
 _FLOAT_SCALARS = (RATING,)
 _STRING_LISTS = (GENRES, HISTORY, RATED_BEFORE)
-_INT_LISTS = (COLD_ITEM, COLD_USER)
+_INT_LISTS = COLD_FLAGS
 
 
 def raw_feature_spec() -> Dict[str, tf.io.FixedLenFeature]:

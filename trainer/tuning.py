@@ -142,10 +142,8 @@ class ValidationWindowTuner(kt.Tuner):
                  trial.hyperparameters.values, metrics["recall@10"],
                  served["recall@10"], served["weight"], served["recall@100"],
                  self._seeds)
-    return {OBJECTIVE: served["recall@10"],
-            "val_recall_at_10_retrieval_order": metrics["recall@10"],
-            "val_recall_at_100": served["recall@100"],
-            "val_ndcg_at_10": served["ndcg@10"]}
+    return {**_served_metrics(served),
+            "val_recall_at_10_retrieval_order": metrics["recall@10"]}
 
   def on_search_end(self):
     """The best trial's post-training choices (CHOSEN_AFTER_TRAINING), made
@@ -181,9 +179,7 @@ class ValidationWindowTuner(kt.Tuner):
         "steps": self._serving_steps,
         "at_trial_steps": {k: v for k, v in before.items() if v is not None},
         "at_steps": chosen,
-        "metrics": {"val_recall_at_10": served["recall@10"],
-                    "val_recall_at_100": served["recall@100"],
-                    "val_ndcg_at_10": served["ndcg@10"]}}
+        "metrics": _served_metrics(served)}
     logging.info("trial %s at %d steps: %s (at %d steps: %s); validation "
                  "recall@10 %.4f as served", trial.trial_id,
                  self._serving_steps, chosen, self._trial_steps, before,
@@ -299,6 +295,14 @@ class _SeedRun:
   placements: Dict[float, np.ndarray]
   result: object
   queries: np.ndarray = None
+
+
+def _served_metrics(served: Dict) -> Dict[str, float]:
+  """A trial's validation metrics for the list as served (the objective
+  first), from validation.pick_rerank_weight's row."""
+  return {OBJECTIVE: served["recall@10"],
+          "val_recall_at_100": served["recall@100"],
+          "val_ndcg_at_10": served["ndcg@10"]}
 
 
 def _fix(hyperparameters: kt.HyperParameters, name: str, value) -> None:

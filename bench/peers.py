@@ -12,25 +12,8 @@ from typing import Iterator, Tuple
 import numpy as np
 import tensorflow as tf
 
-
-def ease_weights(interactions: np.ndarray, l2: float) -> np.ndarray:
-  """EASE's item-item matrix B [N, N], in closed form.
-
-  B minimises ||X - XB||^2 + l2 ||B||^2 subject to diag(B) = 0: with
-  P = (X'X + l2 I)^-1, B = I - P diag(1 / diag(P)). A user's scores are
-  their row of X times B.
-
-  Args:
-    interactions: [users, items] 0/1 (or counts) of the training data.
-    l2: L2 strength (Steck's lambda); chosen on a validation window.
-  """
-  x = interactions.astype(np.float64)
-  gram = x.T @ x
-  gram[np.diag_indices_from(gram)] += l2
-  inverse = np.linalg.inv(gram)
-  weights = -inverse / np.diag(inverse)[np.newaxis, :]
-  weights[np.diag_indices_from(weights)] = 0.0
-  return weights.astype(np.float32)
+# EASE's closed form: the Trainer's item-item term uses it too.
+from trainer.item_item import ease_weights  # noqa: F401
 
 
 class SASRec(tf.keras.Model):

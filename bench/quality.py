@@ -43,6 +43,7 @@ from trainer import export  # noqa: E402
 from trainer import features  # noqa: E402
 from trainer import index as index_lib  # noqa: E402
 from trainer import item_embeddings  # noqa: E402
+from trainer import item_item  # noqa: E402
 from trainer import serving_towers  # noqa: E402
 from trainer import task  # noqa: E402
 from trainer import validation  # noqa: E402
@@ -53,7 +54,13 @@ from trainer.validation import KS  # noqa: E402
 _xf = features.transformed_name
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 # Candidate hyperparameters, each judged on the validation window.
-EASE_L2 = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0)
+EASE_L2 = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0)
+# ease_recency's weight of a history item: decay ** (how many are newer).
+EASE_DECAYS = (0.7, 0.8, 0.85, 0.9, 0.95)
+# Our item-item term's weight (TrainerConfig.item_item_weight) besides 0,
+# with ease_recency's chosen L2 and decay: the full model's term is that
+# peer.
+ITEM_ITEM_WEIGHTS = (2.0, 5.0, 8.0)
 # (lr 0.003 with dropout 0.2 lost to 0.001 on validation, 0.146 vs 0.156:
 # dropped to keep the bench near half an hour.)
 SASREC_GRID = ({"dropout": 0.2, "learning_rate": 0.001},
@@ -221,6 +228,18 @@ def run_ease(bench, params, train, queries, seen):
   return {"scores": seen @ weights, "train_seconds": seconds}
 
 
+def run_ease_recency(bench, params, train, queries, seen):
+  """EASE fed the user's recent items instead of everything they rated:
+  each history item (the newest MAX_HISTORY) weighted decay ** (how many
+  are newer). Ours' item-item term is this (trainer/item_item.py)."""
+  start = time.time()
+  weights = item_item.ease_weights(item_item.user_item_matrix(
+      train.users, train.items, bench.num_items), params["l2"])
+  return {"scores": item_item.scores(weights, queries.histories,
+                                     params["decay"]),
+          "train_seconds": round(time.time() - start, 1)}
+
+
 def _sequences(bench, interactions):
   histories = [np.where(h >= 0, h, bench.num_items)
                for h in interactions.histories]
@@ -279,13 +298,32 @@ def run_ours(bench, params, train, queries, seen):
       model, tft_layer, queries, bench.text_vectors,
       config.new_item_history_text and config.can_read_history_text())
   rmse = float(np.sqrt(np.mean((ratings - queries.ratings) ** 2)))
-  # The rows of ours are scored as the exported model serves: retrieval,
-  # then its ranking stage (TrainerConfig.rerank_weight). Validation
-  # choices (grid points, new-item serving) go by retrieval's order.
-  return {"scores": query @ candidates.T, "rmse": rmse, "model": model,
+  # The rows of ours are scored as the exported model serves: retrieval
+  # (with the item-item term when the config has it), then its ranking
+  # stage (TrainerConfig.rerank_weight). Validation choices (grid points,
+  # new-item serving) go by retrieval's order.
+  item_item_term = item_item_scores(config, train, queries, bench.num_items)
+  return {"scores": query @ candidates.T + item_item_term, "rmse": rmse,
+          "model": model, "item_item": item_item_term,
           "query": query, "candidates": candidates, "placements": placements,
           "new_rows": new_rows, "ranking": validation.RankingStage.of(
               config, model, query, candidates), **timing}
+
+
+def item_item_scores(config: TrainerConfig, train, queries,
+                     num_items: int):
+  """[n, N] weight x the item-item term for `queries` from EASE fit on
+  `train` (trainer/item_item.py), or 0.0 when the config has it off. Over
+  the whole catalogue: the exported model adds it to its index's top
+  item_item_depth only (an ad hoc check on ML-100K's validation window,
+  2026-12-05: the top 300 gave the same recall@10 as the whole catalogue,
+  recall@100 0.689 against 0.690)."""
+  if not config.item_item_weight:
+    return 0.0
+  matrix = item_item.ease_weights(item_item.user_item_matrix(
+      train.users, train.items, num_items), config.item_item_l2)
+  return config.item_item_weight * item_item.scores(
+      matrix, queries.histories, config.item_item_decay)
 
 
 def history_text_other_way(bench: Bench, config: TrainerConfig,
@@ -300,7 +338,8 @@ def history_text_other_way(bench: Bench, config: TrainerConfig,
       result["model"], bench.tft_output.transform_features_layer(), queries,
       bench.text_vectors, flag)
   return (("full_history_text" if flag else "full_without_history_text"),
-          dict(result, query=query, scores=query @ result["candidates"].T,
+          dict(result, query=query, scores=query @ result["candidates"].T +
+               result["item_item"],
                ranking=validation.RankingStage.of(
                    config, result["model"], query, result["candidates"])))
 
@@ -312,7 +351,8 @@ def serving_options(bench, result: Dict, config: TrainerConfig, held_out,
   return validation.serving_options(
       result["model"], bench.tft_output.transform_features_layer(), held_out,
       seen, bench.text_vectors, result["placements"], result["new_rows"],
-      SELECT_BY, config.can_read_history_text())
+      SELECT_BY, config.can_read_history_text(),
+      result.get("item_item", 0.0))
 
 
 def log_serving(best: Dict, tried: List, log: List[Dict]) -> None:
@@ -392,6 +432,30 @@ def choose(bench, run: Callable, grid: List[Dict], fit, held_out,
         point.add_seed(seed)
       points.append((point, *_logged(point, log, family)))
   return max(points, key=lambda p: p[2][SELECT_BY])[1]
+
+
+def choose_item_item_weight(bench, params: Dict, fit, held_out, seen,
+                            log: List[Dict]) -> Dict:
+  """`params` with the item-item term's weight chosen on validation among
+  0 and ITEM_ITEM_WEIGHTS (a tie keeps the smaller): one model trained on
+  the fit window, its retrieval scores with each weight (the term changes
+  no training)."""
+  config = params["config"]
+  result = run_ours(bench, {"config": dataclasses.replace(
+      config, item_item_weight=1.0)}, fit, held_out, seen)
+  cosine = result["query"] @ result["candidates"].T
+  best = None
+  for weight in (0.0,) + ITEM_ITEM_WEIGHTS:
+    metrics = validation.evaluate(cosine + weight * result["item_item"],
+                                  held_out, seen)
+    log.append({"family": "item_item_weight",
+                "params": {"item_item_weight": weight}, "seeds": 1,
+                **metrics})
+    print(f"  validation item_item_weight {weight}: {SELECT_BY} "
+          f"{metrics[SELECT_BY]:.4f}", flush=True)
+    if best is None or metrics[SELECT_BY] > best[0]:
+      best = (metrics[SELECT_BY], weight)
+  return {"config": dataclasses.replace(config, item_item_weight=best[1])}
 
 
 def _logged(point: Validated, log: List[Dict], family: str
@@ -537,6 +601,9 @@ def main(argv=None) -> int:
       ("popularity", run_popularity, [{}]),
       ("tfrs_tutorial", run_tutorial, [{}]),
       ("ease", run_ease, [{"l2": l2} for l2 in EASE_L2]),
+      ("ease_recency", run_ease_recency, [
+          {"l2": l2, "decay": decay} for l2 in EASE_L2
+          for decay in EASE_DECAYS]),
       ("sasrec", run_sasrec, list(SASREC_GRID)),
       ("full", run_ours, [{"config": dataclasses.replace(
           default, new_item_score_scale=1.0, new_item_text_share=1.0,
@@ -545,9 +612,17 @@ def main(argv=None) -> int:
   ]
   results = {}
   for name, run, grid in families:
+    if run is run_ours:  # its item-item term is ease_recency as chosen
+      peer = next(r for r in rows if r["name"] == "ease_recency")["params"]
+      grid = [{"config": dataclasses.replace(
+          p["config"], item_item_l2=peer["l2"],
+          item_item_decay=peer["decay"])} for p in grid]
     params = choose(bench, run, grid, fit, held_out, seen_held_out,
                     validation_log, name,
                     args.close_call_seeds if run is run_ours else 1)
+    if run is run_ours:
+      params = choose_item_item_weight(bench, params, fit, held_out,
+                                       seen_held_out, validation_log)
     results[name] = run(bench, params, train, test, seen_test)
     record(name, results[name], params)
     # Every model on the items it never saw in training: id-only models
@@ -590,6 +665,13 @@ def main(argv=None) -> int:
     record(name, results[name], params)
     if name in ("no_text", "full_text_every_item"):  # text on cold items
       record(name + "_cold_start", results[name], params, mask=cold)
+  # full_no_item_item: the full model's own vectors without the item-item
+  # term (the same weights: only the scores change).
+  without = dict(results["full"], scores=results["full"]["query"] @
+                 results["full"]["candidates"].T, item_item=0.0)
+  off = {"config": dataclasses.replace(full_config, item_item_weight=0.0)}
+  record("full_no_item_item", without, off)
+  record("full_no_item_item_cold_start", without, off, mask=cold)
   speed = {r["name"]: r["examples_per_second"] for r in rows
            if r.get("examples_per_second")}
   rows.append({"name": "text_tower_cost",
@@ -598,7 +680,7 @@ def main(argv=None) -> int:
                                          speed["full"], 2),
                "measure": "steady-state time per epoch, ratio"})
   rows.append(user_gaps(results, test, seen_test, "full",
-                        ("no_text", "sasrec", "ease")))
+                        ("no_text", "sasrec", "ease", "ease_recency")))
   rows.extend(search_rows(bench, full_model, encoder, row_of, train, test))
 
   os.makedirs(RESULTS, exist_ok=True)

@@ -35,6 +35,7 @@ from components.movielens_example_gen import layouts
 from trainer import contract
 from trainer import export
 from trainer import index
+from trainer import item_item
 from trainer import text
 
 BATCH = 256
@@ -157,11 +158,16 @@ def refresh(data_dir: str, model_base_path: str,
   with tempfile.TemporaryDirectory() as staging:
     export_dir = os.path.join(staging, "model")
     columns = contract.item_inputs([dict(item._asdict()) for item in items])
+    settings = index.IndexSettings.read(base)
+    # The item-item term keeps what training learned of known items; items
+    # new to the catalogue get none (only the towers place them).
+    matrix = (item_item.remap(loaded.item_item.numpy()[:-1, :-1],
+                              loaded.catalog_ids.numpy(), ids)
+              if settings.item_item_weight else None)
     export.export_catalog(
         loaded.towers, ids, titles, columns[contract.YEAR],
         columns[contract.GENRES], np.concatenate([vectors, oov]),
-        text_vectors, index.IndexSettings.read(base), export_dir,
-        scann=has_twin)
+        text_vectors, settings, export_dir, scann=has_twin, item_item=matrix)
     version = int(time.time())
     published = publish_version(export_dir, model_base_path, version)
     if has_twin:

@@ -1520,3 +1520,55 @@ def test_catalog_refresh_serves_a_new_item_without_training(
   old_top = old.recommend_batch([user], k=10)[0]["item_ids"]
   new_top = model.recommend_batch([user], k=10)[0]["item_ids"]
   assert len(set(old_top) & set(new_top)) >= 8
+
+
+def test_the_item_item_term_rescores_the_index_candidates_and_explains(
+    first_run, pushed, tmp_path):
+  """Exported with the item-item term (TrainerConfig.item_item_weight), the
+  pushed towers' recommend_unseen scores each item as cosine + weight x the
+  decayed EASE term of the history, which moves the list; leaving a history
+  item out in the explanation also takes its part of the term away."""
+  from trainer import export
+  from trainer import item_item
+  items, _ = catalog_refresh.read_items(first_run.data_dir)
+  loaded = pushed.loaded
+  vectors, text_vectors, _ = catalog_refresh.embed_changed(loaded, items)
+  ids = np.array([i.item_id for i in items], object)
+  columns = contract.item_inputs([dict(i._asdict()) for i in items])
+  examples = _latest(first_run, "MovieLensExampleGen", "examples")
+  matrix = item_item.fit(tf.io.gfile.glob(
+      os.path.join(examples, "Split-train", "*")), ids, 10.0)
+  # The history: the five items with the strongest rows (rated in the slice).
+  history = [str(i) for i in ids[np.argsort(-np.abs(matrix).sum(1))[:5]]]
+  settings = dataclasses.replace(index.IndexSettings.read(pushed.path),
+                                 rerank_weight=0.0, item_item_decay=0.8,
+                                 item_item_depth=300)
+  models = {}
+  for name, weight in (("plain", 0.0), ("term", 3.0)):
+    export.export_catalog(
+        loaded.towers, ids, np.array([i.title for i in items], object),
+        columns[contract.YEAR], columns[contract.GENRES],
+        np.concatenate([vectors, loaded.indexed_item_vectors(
+            tf.constant([""])).numpy()]), text_vectors,
+        dataclasses.replace(settings, item_item_weight=weight),
+        str(tmp_path / name), scann=False, item_item=matrix)
+    models[name] = local_model.PushedModel(str(tmp_path / name))
+  got = {name: m.recommend(history=history, k=10)
+         for name, m in models.items()}
+  assert got["term"]["item_ids"] != got["plain"]["item_ids"]
+  assert not set(got["term"]["item_ids"]) & set(history)
+  query = loaded.towers.query(tf.constant([""]), tf.constant([0], tf.int64),
+                              tf.constant([""]), tf.constant([""]),
+                              tf.constant([history])).numpy()[0]
+  rows = [list(ids).index(i) for i in got["term"]["item_ids"]]
+  cosine = vectors[rows] @ query
+  term = 3.0 * item_item.scores(
+      matrix, [np.array([list(ids).index(h) for h in history])], 0.8)[0]
+  np.testing.assert_allclose(got["term"]["scores"], cosine + term[rows],
+                             atol=1e-4)
+  # The term's strongest history item for the top item is what the
+  # explanation names, where the term outweighs the cosine's differences.
+  parts = [0.8 ** (4 - j) * matrix[list(ids).index(h), rows[0]]
+           for j, h in enumerate(history)]
+  if max(parts) * 3.0 > 1.0:
+    assert got["term"]["because_item_ids"][0] == history[int(np.argmax(parts))]

@@ -91,6 +91,12 @@ class RecommenderModule(tf.Module):
       head's predicted rating; 0 keeps retrieval's order. The rating head
       knows how much a user will like a film they watch, which retrieval
       alone (what they watch next) does not weigh.
+    item_item: [N, N] EASE's item-item matrix over catalogue rows
+      (trainer/item_item.py), or None; with item_item_weight > 0, the
+      recommend signatures and evaluate score the index's candidates as
+      cosine + item_item_weight x sum over the history of
+      item_item_decay ** (items newer) x item_item[history item, candidate],
+      before the ranking stage.
   """
 
   def __init__(self, towers: Towers, item_ids: np.ndarray,
@@ -102,8 +108,19 @@ class RecommenderModule(tf.Module):
                text_match_weight: float = 0.0,
                personalization_weight: float = 0.0,
                explanation_min_share: float = 1.0,
-               rerank_weight: float = 0.0, rerank_depth: int = 100):
+               rerank_weight: float = 0.0, rerank_depth: int = 100,
+               item_item: Optional[np.ndarray] = None,
+               item_item_weight: float = 0.0, item_item_decay: float = 1.0):
     super().__init__()
+    self.item_item_weight = (float(item_item_weight) if item_item is not None
+                             else 0.0)
+    self.item_item_decay = float(item_item_decay)
+    if self.item_item_weight:
+      n = len(item_ids)
+      # Row and column n: the unknown id, which scores nothing.
+      padded = np.zeros([n + 1, n + 1], np.float32)
+      padded[:n, :n] = item_item
+      self.item_item = tf.Variable(padded, trainable=False)
     self.explanation_min_share = float(explanation_min_share)
     self.rerank_weight = float(rerank_weight)
     self.rerank_depth = max(int(rerank_depth), 1)
@@ -233,12 +250,37 @@ class RecommenderModule(tf.Module):
     return lambda ids, ok: tf.einsum("bd,bkd->bk", query,
                                      self.indexed_item_vectors(ids))
 
+  def _history_weights(self, history_item_ids):
+    """[B, H] the item-item term's weight of each history entry ("" pads,
+    oldest first): decay ** (how many entries are newer), 0 on pads."""
+    present = tf.not_equal(history_item_ids, "")
+    newer = tf.cumsum(tf.cast(present, tf.float32), axis=1, reverse=True,
+                      exclusive=True)
+    return tf.where(present, tf.pow(self.item_item_decay, newer), 0.0)
+
+  def _item_item_rows(self, history_item_ids, weights):
+    """[B, H, N + 1]: each history entry's row of the item-item matrix
+    times item_item_weight and its weight (unknown ids: a zero row)."""
+    rows = tf.gather(self.item_item, self.rows.lookup(history_item_ids))
+    return self.item_item_weight * weights[..., tf.newaxis] * rows
+
+  def _retrieval_score(self, query, history_item_ids):
+    """score(ids, ok) for _pick's recommend lists: the cosine, plus the
+    item-item term of the user's history when it is on."""
+    dot = self._dot(query)
+    if not self.item_item_weight:
+      return dot
+    term = tf.reduce_sum(self._item_item_rows(
+        history_item_ids, self._history_weights(history_item_ids)), axis=1)
+    return lambda ids, ok: dot(ids, ok) + tf.gather(  # noqa: E731
+        term, self.rows.lookup(ids), batch_dims=1)
+
   def _recommend(self, user, k, rules, exclude, explain=True):
     query = self._query(*user)
     _, candidates = self.index(query)
     eligible = self.rules.eligible(tf.shape(query)[0], exclude, *rules)
-    out = self._pick(k, candidates, self._dot(query), eligible,
-                     rerank=self._ranking_stage(query))
+    out = self._pick(k, candidates, self._retrieval_score(query, user[-1]),
+                     eligible, rerank=self._ranking_stage(query))
     if explain:
       out.update(self._explain(user, out[contract.ITEM_IDS], ranked=True))
     return out
@@ -267,6 +309,7 @@ class RecommenderModule(tf.Module):
     user_id, age, gender, occupation, history = user
     recent = tf.ragged.boolean_mask(history, tf.not_equal(history, ""))
     recent = recent[:, -self.explain_window:]
+    lengths = recent.row_lengths()
     width = tf.maximum(tf.cast(tf.reduce_max(recent.row_lengths()),
                                tf.int32), 1)
     recent = recent.to_tensor("", shape=tf.cast(tf.stack(
@@ -284,6 +327,15 @@ class RecommenderModule(tf.Module):
     scores = tf.einsum("bjd,bkd->bkj", queries, vectors)
     if ranked and self.rerank_weight:
       scores += self.rerank_weight * self._ratings(queries, vectors)
+    if ranked and self.item_item_weight:
+      # Leaving out history item j also takes away its item-item part.
+      ages = (tf.cast(lengths, tf.float32)[:, tf.newaxis] - 1.0 -
+              tf.range(width, dtype=tf.float32)[tf.newaxis])
+      rows = self._item_item_rows(recent, tf.where(
+          tf.not_equal(recent, ""), tf.pow(self.item_item_decay, ages), 0.0))
+      parts = tf.gather(rows, self.rows.lookup(ids), axis=2, batch_dims=1)
+      scores -= tf.pad(tf.transpose(parts, [0, 2, 1]),
+                       [[0, 0], [0, 0], [0, 1]])
     # Only films the catalogue holds can be named: an id it does not know
     # (it reaches the model as the unknown id) has no title to show.
     valid = tf.not_equal(recent, "") & self._in_catalog(recent)
@@ -562,7 +614,8 @@ class RecommenderModule(tf.Module):
     batch = tf.shape(query)[0]
     _, candidates = self.index(query)
     top = self._pick(tf.constant(contract.EVAL_TOP_K), candidates,
-                     self._dot(query),
+                     self._retrieval_score(query, tf.sparse.to_dense(
+                         parsed[features.HISTORY], default_value="")),
                      self.rules.eligible(batch, seen, tf.fill([batch, 0], ""),
                                          tf.zeros([batch], tf.int64),
                                          tf.zeros([batch], tf.int64)),
@@ -583,13 +636,17 @@ def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,
                    item_vectors: np.ndarray,
                    item_text_vectors: Optional[np.ndarray],
                    settings: IndexSettings, export_dir: str,
-                   scann: bool = True) -> RecommenderModule:
+                   scann: bool = True,
+                   item_item: Optional[np.ndarray] = None
+                   ) -> RecommenderModule:
   """Indexes `item_vectors` ([N + 1, d], OOV last) and saves the stock
   (brute-force) SavedModel at `export_dir` and, with `scann`, its ScaNN twin
   (contract.scann_twin), its search widened until it finds
   `settings.scann_min_recall` of exact search's top k (index.checked_scann);
   returns the stock module. item_years [N] and
-  item_genres [N, G] ("" pads) are what the request-time filters read. The
+  item_genres [N, G] ("" pads) are what the request-time filters read;
+  item_item [N, N] the item-item term's matrix (settings say whether it is
+  on, its weight and decay). The
   Trainer and the catalogue refresh both export through here."""
   def module(index) -> RecommenderModule:
     return RecommenderModule(
@@ -601,14 +658,16 @@ def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,
         personalization_weight=settings.personalization_weight,
         explanation_min_share=settings.explanation_min_share,
         rerank_weight=settings.rerank_weight,
-        rerank_depth=settings.rerank_depth, index=index)
+        rerank_depth=settings.rerank_depth, index=index,
+        item_item=item_item, item_item_weight=settings.item_item_weight,
+        item_item_decay=settings.item_item_decay)
 
   candidates = item_vectors[:-1]
   if scann:
     # Checked first: the stock model records the knobs the twin ends with.
     scann_index, settings = checked_scann(candidates, item_ids, settings)
   stock = module(make_index("brute_force", candidates, item_ids,
-                            settings.max_k, settings.exclude_margin))
+                            settings.index_k, settings.exclude_margin))
   save(stock, export_dir)
   settings.write(export_dir)
   if scann:

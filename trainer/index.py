@@ -104,6 +104,11 @@ class IndexSettings:
   # existed: retrieval's order, as they served.
   rerank_weight: float = 0.0
   rerank_depth: int = 100
+  # The item-item term (trainer/item_item.py); 0 for models saved before
+  # it existed. Its depth is how many items the index returns at least.
+  item_item_weight: float = 0.0
+  item_item_decay: float = 1.0
+  item_item_depth: int = 0
   scann_num_leaves: int = 40
   scann_leaves_to_search: int = 20
   scann_reordering: int = 500
@@ -111,6 +116,13 @@ class IndexSettings:
   # twin measured ({"recall@10": .., "recall@100": ..}; None: no twin).
   scann_min_recall: float = scann_tuning.MIN_RECALL
   scann_recall: Optional[dict] = None
+
+  @property
+  def index_k(self) -> int:
+    """The k the index is built for: the largest k served, or the item-item
+    term's depth if that is deeper."""
+    return max(self.max_k, self.item_item_depth if self.item_item_weight
+               else 0)
 
   def write(self, export_dir: str) -> None:
     path = os.path.join(export_dir, SETTINGS_PATH)
@@ -164,7 +176,7 @@ def checked_scann(item_vectors: np.ndarray, item_ids: np.ndarray,
   loop ends. A bar of 0 keeps the knobs as given (still measured).
   """
   n = len(item_ids)
-  depth = index_depth(settings.max_k, n, settings.exclude_margin)
+  depth = index_depth(settings.index_k, n, settings.exclude_margin)
   rng = np.random.default_rng(0)
   queries = (item_like_vectors(item_vectors, RECALL_CHECK_QUERIES, rng)
              if n > 1 else item_vectors.astype(np.float32))
@@ -175,7 +187,7 @@ def checked_scann(item_vectors: np.ndarray, item_ids: np.ndarray,
   leaves = min(settings.scann_num_leaves, n)
   current = dataclasses.replace(settings, scann_num_leaves=leaves)
   while True:
-    scann = make_index("scann", item_vectors, item_ids, settings.max_k,
+    scann = make_index("scann", item_vectors, item_ids, settings.index_k,
                        settings.exclude_margin, leaves,
                        current.scann_leaves_to_search,
                        current.scann_reordering)

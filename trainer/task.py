@@ -4,7 +4,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -19,6 +19,7 @@ from trainer import export
 from trainer import features
 from trainer import index
 from trainer import item_embeddings
+from trainer import item_item
 from trainer import scann_tuning
 from trainer import serving_towers
 from trainer import towers
@@ -249,9 +250,11 @@ def fit(model: RecommenderModel, train: tf.data.Dataset, steps: int,
 def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
                   catalog: catalog_lib.Catalog, config: TrainerConfig,
                   encoder: Optional[TextEncoder], fine_tuned_text,
-                  serving_model_dir: str) -> export.RecommenderModule:
+                  serving_model_dir: str,
+                  train_files: Sequence[str] = ()) -> export.RecommenderModule:
   """Indexes the catalogue and saves the stock (brute-force) SavedModel and,
-  if configured, its ScaNN twin; returns the stock module."""
+  if configured, its ScaNN twin; returns the stock module. `train_files`
+  (the training examples) feed the item-item term, when it is on."""
   tft_layer = tft_output.transform_features_layer()
   # The candidate tower reads the item text as trained: fine-tuned if so.
   item_text_encoder = encoder
@@ -275,12 +278,26 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
       scann_leaves_to_search=scann.leaves_to_search,
       scann_reordering=scann.reordering,
       scann_min_recall=config.scann_min_recall)
+  matrix = None
+  if config.item_item_weight and train_files:
+    matrix = item_item.fit(train_files, catalog.ids, config.item_item_l2)
+  logging.info("item-item term: %s", (
+      "off" if not config.item_item_weight else
+      "off (no training files given)" if not train_files else
+      "off (catalogue too large)" if matrix is None else
+      f"EASE over {len(catalog.ids)} items, weight {config.item_item_weight}"))
+  settings = dataclasses.replace(
+      settings, item_item_weight=(config.item_item_weight
+                                  if matrix is not None else 0.0),
+      item_item_decay=config.item_item_decay,
+      item_item_depth=config.item_item_depth)
   stock = export.export_catalog(
       serving_towers.Towers(model, tft_layer, encoder, item_text_encoder,
                             history_text=config.new_item_history_text),
       catalog.ids, catalog.titles, catalog.years, catalog.genres, vectors,
       catalog.text.get("item_text"),
-      settings, serving_model_dir, scann=config.export_scann)
+      settings, serving_model_dir, scann=config.export_scann,
+      item_item=matrix)
   logging.info("exported to %s", serving_model_dir)
   return stock
 
@@ -359,7 +376,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
   module = export_models(run.model, run.tft_output, run.catalog, run.config,
                          run.encoder, run.fine_tuned,
-                         fn_args.serving_model_dir)
+                         fn_args.serving_model_dir,
+                         [f for p in fn_args.train_files
+                          for f in tf.io.gfile.glob(p)])
   # What the next period's warm start checks before copying weights.
   warm_start.write_design(fn_args.serving_model_dir, run.config.design())
   metrics = evaluate_in_process(

@@ -475,8 +475,8 @@ def _placement(placements: Dict[float, np.ndarray], share: float
 def choose_new_item_serving(queries: np.ndarray,
                             placements: Dict[float, np.ndarray],
                             new_rows: np.ndarray, held_out: Interactions,
-                            seen: sp.csr_matrix, select_by: str = "recall@10"
-                            ) -> Tuple[Dict, List[Dict]]:
+                            seen: sp.csr_matrix, select_by: str = "recall@10",
+                            extra_scores=0.0) -> Tuple[Dict, List[Dict]]:
   """TrainerConfig.new_item_text_share and new_item_score_scale for a model
   trained on the fit window, from its query vectors [n, d] and
   `new_item_placements`.
@@ -505,7 +505,7 @@ def choose_new_item_serving(queries: np.ndarray,
   for share in shares:
     for scale in NEW_ITEM_SCALES:
       candidates = new_item_candidates(placements, new_rows, share, scale)
-      scores = queries @ candidates.T
+      scores = queries @ candidates.T + extra_scores
       new_recall = (evaluate(scores, held_out, seen, new)["recall@100"]
                     if new.any() else 0.0)
       table.append({"share": share, "scale": scale,
@@ -519,19 +519,21 @@ def serving_options(model, tft_layer, held_out: Interactions,
                     seen: sp.csr_matrix, text_vectors: np.ndarray,
                     placements: Dict[float, np.ndarray], new_rows: np.ndarray,
                     select_by: str = "recall@10",
-                    try_history_text: bool = False
+                    try_history_text: bool = False, extra_scores=0.0
                     ) -> List[Tuple[bool, List[Dict]]]:
   """Each way a model trained on the fit window could serve what it never
   saw: new items inside histories as the unknown id (False) and, with
   `try_history_text` (the config can read them,
   TrainerConfig.can_read_history_text), from their text (True); each with
-  choose_new_item_serving's table of new-item shares and scales."""
+  choose_new_item_serving's table of new-item shares and scales.
+  `extra_scores` [n, N] are added to every option's (the item-item term)."""
   options = []
   for history_text in (False, True) if try_history_text else (False,):
     queries, _ = user_queries(model, tft_layer, held_out, text_vectors,
                               history_text)
     _, table = choose_new_item_serving(queries, placements, new_rows,
-                                       held_out, seen, select_by)
+                                       held_out, seen, select_by,
+                                       extra_scores)
     options.append((history_text, table))
   return options
 

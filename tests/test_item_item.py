@@ -1,0 +1,46 @@
+"""The item-item term's parts (trainer/item_item.py), on tiny known cases;
+the exported model's use of it is tested on the pipeline fixture
+(tests/test_pipeline.py)."""
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+
+from trainer import item_item  # noqa: E402
+
+
+def test_history_weights_decay_from_the_newest_entry():
+  weights = item_item.history_weights(np.array([3, -1, 0, 2]), 0.5)
+  # The unknown entry (-1) weighs nothing but still counts as newer.
+  np.testing.assert_allclose(weights, [0.125, 0.0, 0.5, 1.0])
+
+
+def test_a_user_who_rated_an_item_twice_counts_once():
+  matrix = item_item.user_item_matrix(np.array(["a", "a", "b", "b"]),
+                                      np.array([0, 0, 1, -1]), 3)
+  np.testing.assert_array_equal(matrix.toarray(), [[1, 0, 0], [0, 1, 0]])
+
+
+def test_sparse_and_dense_input_give_the_same_closed_form():
+  rng = np.random.default_rng(0)
+  x = (rng.random((30, 6)) < 0.4).astype(np.float32)
+  users, items = np.nonzero(x)
+  sparse = item_item.user_item_matrix(users, items, 6)
+  np.testing.assert_allclose(item_item.ease_weights(sparse, 2.0),
+                             item_item.ease_weights(x, 2.0), atol=1e-6)
+
+
+def test_scores_are_the_weighted_sum_of_the_history_rows():
+  matrix = np.arange(16, dtype=np.float32).reshape(4, 4)
+  scores = item_item.scores(matrix, [np.array([1, 3]), np.array([], int)],
+                            0.5)
+  np.testing.assert_allclose(scores[0], 0.5 * matrix[1] + matrix[3])
+  np.testing.assert_allclose(scores[1], 0.0)
+
+
+def test_a_refreshed_catalogue_keeps_known_pairs_and_zeroes_new_items():
+  matrix = np.arange(9, dtype=np.float32).reshape(3, 3)
+  out = item_item.remap(matrix, np.array([b"a", b"b", b"c"]),
+                        np.array(["c", "new", "a"], object))
+  np.testing.assert_array_equal(out, [[8, 0, 6], [0, 0, 0], [2, 0, 0]])

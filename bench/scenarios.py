@@ -41,6 +41,7 @@ import tensorflow as tf  # noqa: E402
 from trainer import contract  # noqa: E402
 from trainer import features  # noqa: E402
 from trainer import index  # noqa: E402
+from trainer import item_item  # noqa: E402
 
 K = 10
 
@@ -82,10 +83,12 @@ def _top_k_by_user(signature, users: Sequence[Dict]):
       yield user, {key: value[u].numpy() for key, value in out.items()}
 
 
-def explanation_row(module, users: Sequence[Dict], window: int,
-                    rerank_weight: float = 0.0, seed: int = 0) -> Dict:
-  """rerank_weight: the model's ranking stage (IndexSettings), whose
-  predicted-rating term is part of the score a history item moves."""
+def explanation_row(module, users: Sequence[Dict],
+                    settings: index.IndexSettings, seed: int = 0) -> Dict:
+  """`settings`: the model's (IndexSettings): its history window, and its
+  ranking stage's predicted rating and item-item term, which are part of
+  the score a history item moves."""
+  window, rerank_weight = settings.exclude_margin, settings.rerank_weight
   rng = np.random.default_rng(seed)
   faithful = nearest_faithful = cases = 0
   reasons = {"model": [], "strongest": []}  # distinct because per list
@@ -106,7 +109,9 @@ def explanation_row(module, users: Sequence[Dict], window: int,
           tf.constant(pairs.reshape(-1, queries.shape[1])),
           tf.constant(np.repeat(vectors, len(queries), axis=0))
       ).numpy().reshape(scores.shape)
-    drop = scores[:, -1:] - scores[:, :-1]
+    drop = scores[:, -1:] - scores[:, :-1] + item_item.served_parts(
+        module, settings.item_item_weight, settings.item_item_decay, recent,
+        items)
     history_vectors = module.indexed_item_vectors(
         tf.constant(recent)).numpy()
     nearest = np.argmax(vectors @ history_vectors.T, axis=1)
@@ -227,8 +232,7 @@ def rows(module, train, test, item_ids: Sequence[str],
   """The rows for a RecommenderModule (or a loaded SavedModel) exported
   with `settings`."""
   users = eval_users(test)
-  return [explanation_row(module, users, settings.exclude_margin,
-                          settings.rerank_weight),
+  return [explanation_row(module, users, settings),
           watched_row(module, users),
           similar_items_row(module, train, test, item_ids, genres)]
 

@@ -33,6 +33,7 @@ from serving import server as server_lib
 from trainer import contract
 from trainer import features
 from trainer import index
+from trainer import item_item
 from trainer import preprocessing
 from trainer import tuning
 from trainer import validation
@@ -742,10 +743,15 @@ def test_recommendations_explain_themselves_faithfully(first_run, pushed):
   queries = towers.query(**{k: tf.constant(v) for k, v in fields.items()})
   vectors = loaded.indexed_item_vectors(tf.constant(result["item_ids"]))
   scores = tf.matmul(vectors, queries, transpose_b=True).numpy()
-  drop = scores[:, -1:] - scores[:, :-1]
+  # Leaving item j out also takes away its part of the item-item term.
+  settings = index.IndexSettings.read(model.path)
+  assert settings.item_item_weight == TrainerConfig().item_item_weight > 0
+  drop = scores[:, -1:] - scores[:, :-1] + item_item.served_parts(
+      loaded, settings.item_item_weight, settings.item_item_decay, history,
+      result["item_ids"])
   because = [history.index(i) for i in result["because_item_ids"]]
   chosen = drop[np.arange(len(because)), because]
-  share = index.IndexSettings.read(model.path).explanation_min_share
+  share = settings.explanation_min_share
   assert share == TrainerConfig().explanation_min_share < 1
   # Up to float rounding: the graph scores all left-out queries in one
   # batch, this test in another, so a near-tie may resolve either way.
@@ -813,12 +819,17 @@ def test_items_already_watched_say_so_and_spend_no_reason(pushed):
 
 def test_recommend_orders_retrievals_top_100_by_the_ranking_stage(pushed):
   """recommend_unseen returns retrieval's top 100 unseen items (the
-  towers' cosine), ordered by cosine + rerank_weight x the rating head's
-  predicted rating (`rank`), and its top 10 is the head of that list."""
+  index's candidates by the towers' cosine, re-scored with the item-item
+  term), ordered by that + rerank_weight x the rating head's predicted
+  rating (`rank`), and its top 10 is the head of that list."""
   module = pushed.loaded
-  weight = index.IndexSettings.read(pushed.path).rerank_weight
+  settings = index.IndexSettings.read(pushed.path)
+  weight = settings.rerank_weight
   assert weight == TrainerConfig().rerank_weight > 0
+  assert settings.item_item_weight > 0
   catalogue = [i.decode() for i in module.catalog_ids.numpy()]
+  depth = index.index_depth(settings.index_k, len(catalogue),
+                            settings.exclude_margin)
   vectors = module.indexed_item_vectors(tf.constant(catalogue)).numpy()
   users = [{"user_id": str(u), "age": 20 + u, "gender": "MF"[u % 2],
             "occupation": "student",
@@ -838,14 +849,18 @@ def test_recommend_orders_retrievals_top_100_by_the_ranking_stage(pushed):
   reordered = 0
   for u, user in enumerate(users):
     cosine = vectors @ queries[u]
-    unseen = [i for i, item in enumerate(catalogue)
-              if item not in user["history"]]
-    best = sorted(unseen, key=lambda i: -cosine[i])[:100]
+    candidates = [i for i in np.argsort(-cosine)[:depth]
+                  if catalogue[i] not in user["history"]]
+    retrieval = cosine[candidates] + item_item.served_parts(
+        module, settings.item_item_weight, settings.item_item_decay,
+        user["history"], [catalogue[i] for i in candidates]).sum(1)
+    retrieval = dict(zip(candidates, retrieval))
+    best = sorted(candidates, key=lambda i: -retrieval[i])[:100]
     rows = [catalogue.index(i.decode()) for i in ids[u]]
     assert set(rows) == set(best)
     np.testing.assert_allclose(scores[u],
-                               cosine[rows] + weight * ratings[u],
-                               rtol=1e-4, atol=1e-5)
+                               np.array([retrieval[r] for r in rows]) +
+                               weight * ratings[u], rtol=1e-4, atol=1e-5)
     assert np.all(np.diff(scores[u]) <= 1e-6)
     reordered += rows != best
   assert reordered, "the ranking stage moved no item for any user"
@@ -867,9 +882,7 @@ def test_bench_scenarios_measures_how_varied_and_faithful_reasons_are(
           ids)))))
   users = scenarios.eval_users(test, limit=20)
   settings = index.IndexSettings.read(pushed.path)
-  row = scenarios.explanation_row(pushed.loaded, users,
-                                  settings.exclude_margin,
-                                  settings.rerank_weight)
+  row = scenarios.explanation_row(pushed.loaded, users, settings)
   counts = row["reasons_per_list_counts"]
   assert row["users"] == len(users) == sum(counts["model"]) == sum(
       counts["strongest"]) and row["cases"] == 10 * len(users)
@@ -1529,7 +1542,6 @@ def test_the_item_item_term_rescores_the_index_candidates_and_explains(
   decayed EASE term of the history, which moves the list; leaving a history
   item out in the explanation also takes its part of the term away."""
   from trainer import export
-  from trainer import item_item
   items, _ = catalog_refresh.read_items(first_run.data_dir)
   loaded = pushed.loaded
   vectors, text_vectors, _ = catalog_refresh.embed_changed(loaded, items)
@@ -1566,9 +1578,12 @@ def test_the_item_item_term_rescores_the_index_candidates_and_explains(
       matrix, [np.array([list(ids).index(h) for h in history])], 0.8)[0]
   np.testing.assert_allclose(got["term"]["scores"], cosine + term[rows],
                              atol=1e-4)
+  # The model's own matrix, read back, gives the same term.
+  parts = item_item.served_parts(models["term"].loaded, 3.0, 0.8, history,
+                                 got["term"]["item_ids"])
+  np.testing.assert_allclose(parts.sum(1), term[rows], atol=1e-5)
   # The term's strongest history item for the top item is what the
   # explanation names, where the term outweighs the cosine's differences.
-  parts = [0.8 ** (4 - j) * matrix[list(ids).index(h), rows[0]]
-           for j, h in enumerate(history)]
-  if max(parts) * 3.0 > 1.0:
-    assert got["term"]["because_item_ids"][0] == history[int(np.argmax(parts))]
+  if parts[0].max() > 1.0:
+    assert got["term"]["because_item_ids"][0] == history[
+        int(np.argmax(parts[0]))]

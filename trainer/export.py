@@ -258,11 +258,20 @@ class RecommenderModule(tf.Module):
                       exclusive=True)
     return tf.where(present, tf.pow(self.item_item_decay, newer), 0.0)
 
-  def _item_item_rows(self, history_item_ids, weights):
-    """[B, H, N + 1]: each history entry's row of the item-item matrix
-    times item_item_weight and its weight (unknown ids: a zero row)."""
-    rows = tf.gather(self.item_item, self.rows.lookup(history_item_ids))
-    return self.item_item_weight * weights[..., tf.newaxis] * rows
+  def _item_item_at(self, history_item_ids, weights, item_ids):
+    """[B, k, H]: item_item_weight x each history entry's weight (`weights`
+    [B, H]) x the matrix at (that history item, item k of `item_ids`
+    [B, k]); unknown ids meet the zero row and column N. Gathered pair by
+    pair: [B, k, H] stays small (k is the index's depth), where whole rows
+    would be [B, H, N]."""
+    history = self.rows.lookup(history_item_ids)
+    items = self.rows.lookup(item_ids)
+    shape = tf.stack([tf.shape(items)[0], tf.shape(items)[1],
+                      tf.shape(history)[1]])
+    pairs = tf.stack([tf.broadcast_to(history[:, tf.newaxis, :], shape),
+                      tf.broadcast_to(items[:, :, tf.newaxis], shape)], -1)
+    return (self.item_item_weight * weights[:, tf.newaxis, :] *
+            tf.gather_nd(self.item_item, pairs))
 
   def _retrieval_score(self, query, history_item_ids):
     """score(ids, ok) for _pick's recommend lists: the cosine, plus the
@@ -270,10 +279,9 @@ class RecommenderModule(tf.Module):
     dot = self._dot(query)
     if not self.item_item_weight:
       return dot
-    term = tf.reduce_sum(self._item_item_rows(
-        history_item_ids, self._history_weights(history_item_ids)), axis=1)
-    return lambda ids, ok: dot(ids, ok) + tf.gather(  # noqa: E731
-        term, self.rows.lookup(ids), batch_dims=1)
+    weights = self._history_weights(history_item_ids)
+    return lambda ids, ok: dot(ids, ok) + tf.reduce_sum(  # noqa: E731
+        self._item_item_at(history_item_ids, weights, ids), axis=-1)
 
   def _recommend(self, user, k, rules, exclude, explain=True):
     query = self._query(*user)
@@ -331,11 +339,10 @@ class RecommenderModule(tf.Module):
       # Leaving out history item j also takes away its item-item part.
       ages = (tf.cast(lengths, tf.float32)[:, tf.newaxis] - 1.0 -
               tf.range(width, dtype=tf.float32)[tf.newaxis])
-      rows = self._item_item_rows(recent, tf.where(
-          tf.not_equal(recent, ""), tf.pow(self.item_item_decay, ages), 0.0))
-      parts = tf.gather(rows, self.rows.lookup(ids), axis=2, batch_dims=1)
-      scores -= tf.pad(tf.transpose(parts, [0, 2, 1]),
-                       [[0, 0], [0, 0], [0, 1]])
+      weights = tf.where(tf.not_equal(recent, ""),
+                         tf.pow(self.item_item_decay, ages), 0.0)
+      parts = self._item_item_at(recent, weights, ids)
+      scores -= tf.pad(parts, [[0, 0], [0, 0], [0, 1]])
     # Only films the catalogue holds can be named: an id it does not know
     # (it reaches the model as the unknown id) has no title to show.
     valid = tf.not_equal(recent, "") & self._in_catalog(recent)

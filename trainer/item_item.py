@@ -140,3 +140,24 @@ def remap(matrix: np.ndarray, old_ids: np.ndarray,
   out = np.zeros([len(new_ids), len(new_ids)], np.float32)
   out[np.ix_(known, known)] = matrix[np.ix_(rows[known], rows[known])]
   return out
+
+
+def served_parts(module, weight: float, decay: float,
+                 history: Sequence[str], items: Sequence[str]) -> np.ndarray:
+  """[len(items), len(history)]: each history entry's part of each item's
+  item-item term in an exported model (`module`: a loaded SavedModel or an
+  export.RecommenderModule; weight and decay from its IndexSettings), all 0
+  when the term is off: weight x decay ** (entries newer) x the matrix at
+  (history item, item). What the model adds to an item's cosine is the
+  row's sum, and what leaving a history item out takes away is its column:
+  the numpy reading of the in-graph term, for checks. `history` has no
+  "" pads, oldest first; unknown ids score 0 but count as newer."""
+  if not weight:
+    return np.zeros([len(items), len(history)], np.float32)
+  row = {i.decode(): r for r, i in enumerate(module.catalog_ids.numpy())}
+  unknown = len(row)  # the matrix's zero row and column
+  matrix = module.item_item.numpy()
+  rows = np.array([row.get(i, unknown) for i in history], np.int64)
+  columns = np.array([row.get(i, unknown) for i in items], np.int64)
+  weights = weight * decay ** np.arange(len(history))[::-1]
+  return (matrix[np.ix_(rows, columns)] * weights[:, np.newaxis]).T

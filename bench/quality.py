@@ -302,28 +302,13 @@ def run_ours(bench, params, train, queries, seen):
   # (with the item-item term when the config has it), then its ranking
   # stage (TrainerConfig.rerank_weight). Validation choices (grid points,
   # new-item serving) go by retrieval's order.
-  item_item_term = item_item_scores(config, train, queries, bench.num_items)
+  item_item_term = item_item.validation_term(config, train, queries,
+                                             bench.num_items)
   return {"scores": query @ candidates.T + item_item_term, "rmse": rmse,
           "model": model, "item_item": item_item_term,
           "query": query, "candidates": candidates, "placements": placements,
           "new_rows": new_rows, "ranking": validation.RankingStage.of(
               config, model, query, candidates), **timing}
-
-
-def item_item_scores(config: TrainerConfig, train, queries,
-                     num_items: int):
-  """[n, N] weight x the item-item term for `queries` from EASE fit on
-  `train` (trainer/item_item.py), or 0.0 when the config has it off. Over
-  the whole catalogue: the exported model adds it to its index's top
-  item_item_depth only (an ad hoc check on ML-100K's validation window,
-  2026-12-05: the top 300 gave the same recall@10 as the whole catalogue,
-  recall@100 0.689 against 0.690)."""
-  if not config.item_item_weight:
-    return 0.0
-  matrix = item_item.ease_weights(item_item.user_item_matrix(
-      train.users, train.items, num_items), config.item_item_l2)
-  return config.item_item_weight * item_item.scores(
-      matrix, queries.histories, config.item_item_decay)
 
 
 def history_text_other_way(bench: Bench, config: TrainerConfig,

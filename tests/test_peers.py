@@ -316,6 +316,7 @@ def test_the_tuner_weighs_the_stage_by_what_it_serves_and_keeps_0_off():
   tuner = object.__new__(tuning.ValidationWindowTuner)
   tuner._held_out = held_out
   tuner._seen = validation.seen_before(_Split([], [], []), held_out, 12)
+  tuner._item_item = 0.0
   run = tuning._SeedRun(_SecondComponentRates(), {1.0: candidates}, {},
                         query)
   config = TrainerConfig(use_text=False)
@@ -326,6 +327,13 @@ def test_the_tuner_weighs_the_stage_by_what_it_serves_and_keeps_0_off():
       dataclasses.replace(config, rerank_weight=0.0), [run], None, None,
       None, {})
   assert (off["weight"], off["recall@10"]) == (0.0, 0.0)
+  # The item-item term is part of what every trial is scored by: here it
+  # lifts the held-out item into the top 10 with the stage off.
+  tuner._item_item = np.where(np.arange(12) == 10, 0.2, 0.0)[np.newaxis]
+  lifted = tuner._choose_rerank_weight(
+      dataclasses.replace(config, rerank_weight=0.0), [run], None, None,
+      None, {})
+  assert (lifted["weight"], lifted["recall@10"]) == (0.0, 1.0)
 
 
 def test_choices_made_after_training_stay_out_of_the_search_space(tmp_path):

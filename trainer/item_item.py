@@ -97,6 +97,21 @@ def scores(matrix: np.ndarray, histories: Iterable[np.ndarray],
   return np.asarray(query_rows(list(histories), len(matrix), decay) @ matrix)
 
 
+def validation_term(config, train, queries, num_items: int):
+  """[n, N] config.item_item_weight x the term for `queries`' histories,
+  EASE fit on `train` (validation.Interactions both), or 0.0 with the term
+  off: what the exported model adds to the cosine, for the Tuner's and
+  bench-quality's validation scores. Over the whole catalogue, where the
+  model re-scores its index's top item_item_depth only (on ML-100K's
+  validation window the top 300 scored as the whole catalogue did)."""
+  if not config.item_item_weight:
+    return 0.0
+  matrix = ease_weights(user_item_matrix(train.users, train.items,
+                                         num_items), config.item_item_l2)
+  return config.item_item_weight * scores(matrix, queries.histories,
+                                          config.item_item_decay)
+
+
 def read_pairs(files: Sequence[str], row_of: Dict[str, int]):
   """(users [n], catalogue rows [n]) of the interaction examples in
   `files` (ExampleGen's gzipped tf.Examples); items outside the catalogue

@@ -22,6 +22,7 @@ from tfx import v1 as tfx
 
 from trainer import catalog as catalog_lib
 from trainer import item_embeddings
+from trainer import item_item
 from trainer import task
 from trainer import validation
 from trainer.config import CATALOG_PATTERN_KEY
@@ -125,6 +126,10 @@ class ValidationWindowTuner(kt.Tuner):
     self._config, self._tft_output, self._catalog = config, tft_output, catalog
     self._fit, self._held_out, self._seen = fit, held_out, seen
     self._seeds = seeds
+    # The exported model's item-item term (not searched): every trial is
+    # scored with it, as its model would serve.
+    self._item_item = item_item.validation_term(config, fit, held_out,
+                                                len(catalog))
     self._serving_steps, self._trial_steps = serving_steps, None
     # on_search_end's record: the best trial's choices for its own model
     # and for one trained the Trainer's steps (None until then).
@@ -235,13 +240,15 @@ class ValidationWindowTuner(kt.Tuner):
           model, tft_layer, self._catalog.raw, new_rows, text)
       return _SeedRun(model, placements, validation.serving_options(
           model, tft_layer, self._held_out, self._seen, text, placements,
-          new_rows, SELECT_BY, config.can_read_history_text()))
+          new_rows, SELECT_BY, config.can_read_history_text(),
+          self._item_item))
     queries, _ = validation.user_queries(model, tft_layer, self._held_out,
                                          text, history_text=False)
     catalog = validation.ids_unknown(self._catalog.raw, new_rows)
     candidates = task.candidate_vectors(model, tft_layer, catalog, text)[:-1]
     return _SeedRun(model, {1.0: candidates}, validation.evaluate(
-        queries @ candidates.T, self._held_out, self._seen), queries)
+        queries @ candidates.T + self._item_item, self._held_out,
+        self._seen), queries)
 
   def _choose_rerank_weight(self, config: TrainerConfig, runs, tft_layer,
                             text: np.ndarray, new_rows: np.ndarray,
@@ -267,8 +274,8 @@ class ValidationWindowTuner(kt.Tuner):
       stage = validation.RankingStage(run.model, queries, candidates, 0.0,
                                       config.rerank_depth)
       sweeps.append(validation.rerank_sweep(
-          stage, queries @ candidates.T, self._seen, self._held_out.items,
-          weights))
+          stage, queries @ candidates.T + self._item_item, self._seen,
+          self._held_out.items, weights))
     best = validation.pick_rerank_weight(sweeps, SELECT_BY)
     for row in zip(*sweeps):
       logging.info("  rerank_weight %s: validation recall@10 %.4f",

@@ -199,7 +199,7 @@ class TrainerConfig:
   # cosine (recall@10 0.218 against 0.196 without); the depth of 300 scored
   # as the whole catalogue did. bench-quality chooses all three again on
   # validation (its item_item_weight log and ease_recency row). The Tuner
-  # does not search them (its trials are scored without the term).
+  # does not search them; it scores every trial with the term.
   item_item_weight: float = 5.0
   item_item_decay: float = 0.85
   item_item_l2: float = 1600.0

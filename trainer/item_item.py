@@ -14,7 +14,9 @@ which, which the 64-dimensional towers blur.
 Serving (export.RecommenderModule): the index's top `item_item_depth` items
 by cosine are re-scored as cosine + weight x this term, before the ranking
 stage. The matrix is dense [N, N]: the Trainer builds it only for catalogues
-up to MAX_ITEMS items (a 20,000-item inverse is 3.2 GB in float64).
+up to MAX_ITEMS items: at 10,000 the inverse is 0.8 GB in float64 and the
+exported variable 0.4 GB; a larger catalogue would need a sparse matrix
+(each row's strongest entries), not built.
 """
 from typing import Dict, Iterable, Optional, Sequence
 
@@ -25,7 +27,7 @@ import tensorflow as tf
 from trainer import features
 
 # Largest catalogue the Trainer builds the dense matrix for.
-MAX_ITEMS = 20000
+MAX_ITEMS = 10000
 
 
 def ease_weights(interactions, l2: float) -> np.ndarray:

@@ -6,7 +6,9 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
+from trainer import features  # noqa: E402
 from trainer import item_item  # noqa: E402
 
 
@@ -44,3 +46,27 @@ def test_a_refreshed_catalogue_keeps_known_pairs_and_zeroes_new_items():
   out = item_item.remap(matrix, np.array([b"a", b"b", b"c"]),
                         np.array(["c", "new", "a"], object))
   np.testing.assert_array_equal(out, [[8, 0, 6], [0, 0, 0], [2, 0, 0]])
+
+
+def test_fit_reads_the_training_examples_and_gives_up_above_max_items(
+    tmp_path, monkeypatch):
+  """fit reads (user, item) pairs from ExampleGen's gzipped tf.Examples
+  (items outside the catalogue left out) into EASE's closed form, and
+  returns None, the term off, for a catalogue too large for a dense one."""
+  path = str(tmp_path / "train.gz")
+  pairs = [("u1", "a"), ("u1", "b"), ("u2", "b"), ("u2", "c"),
+           ("u3", "a"), ("u3", "gone")]
+  with tf.io.TFRecordWriter(path, "GZIP") as writer:
+    for user, item in pairs:
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          features.USER_ID: tf.train.Feature(
+              bytes_list=tf.train.BytesList(value=[user.encode()])),
+          features.ITEM_ID: tf.train.Feature(
+              bytes_list=tf.train.BytesList(value=[item.encode()]))
+      })).SerializeToString())
+  ids = np.array([b"a", b"b", b"c"])
+  x = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 0]], np.float32)
+  np.testing.assert_allclose(item_item.fit([path], ids, 1.0),
+                             item_item.ease_weights(x, 1.0), atol=1e-6)
+  monkeypatch.setattr(item_item, "MAX_ITEMS", 2)
+  assert item_item.fit([path], ids, 1.0) is None

@@ -258,12 +258,27 @@ class RecommenderModule(tf.Module):
                       exclusive=True)
     return tf.where(present, tf.pow(self.item_item_decay, newer), 0.0)
 
+  def _item_item_term(self, history_item_ids):
+    """[B, N + 1]: item_item_weight x the history's weighted rows of the
+    item-item matrix, summed (unknown ids: the zero row N). The weights are
+    scattered into one [B, N + 1] row per user and multiplied by the
+    matrix: memory stays [B, N] however long the histories (a replay sends
+    hundreds) and whichever items are then scored (the index's candidates
+    or, when rules leave too few, the whole catalogue)."""
+    rows = self.rows.lookup(history_item_ids)
+    shape = tf.shape(rows, out_type=tf.int64)
+    batch = tf.broadcast_to(tf.range(shape[0])[:, tf.newaxis], shape)
+    weights = tf.scatter_nd(
+        tf.reshape(tf.stack([batch, rows], -1), [-1, 2]),
+        tf.reshape(self._history_weights(history_item_ids), [-1]),
+        tf.stack([shape[0], tf.shape(self.item_item, out_type=tf.int64)[0]]))
+    return self.item_item_weight * tf.matmul(weights, self.item_item)
+
   def _item_item_at(self, history_item_ids, weights, item_ids):
     """[B, k, H]: item_item_weight x each history entry's weight (`weights`
     [B, H]) x the matrix at (that history item, item k of `item_ids`
-    [B, k]); unknown ids meet the zero row and column N. Gathered pair by
-    pair: [B, k, H] stays small (k is the index's depth), where whole rows
-    would be [B, H, N]."""
+    [B, k]); unknown ids meet the zero row and column N. Pair by pair, for
+    explanations (H is the explanation window, k the items returned)."""
     history = self.rows.lookup(history_item_ids)
     items = self.rows.lookup(item_ids)
     shape = tf.stack([tf.shape(items)[0], tf.shape(items)[1],
@@ -279,9 +294,9 @@ class RecommenderModule(tf.Module):
     dot = self._dot(query)
     if not self.item_item_weight:
       return dot
-    weights = self._history_weights(history_item_ids)
-    return lambda ids, ok: dot(ids, ok) + tf.reduce_sum(  # noqa: E731
-        self._item_item_at(history_item_ids, weights, ids), axis=-1)
+    term = self._item_item_term(history_item_ids)
+    return lambda ids, ok: dot(ids, ok) + tf.gather(  # noqa: E731
+        term, self.rows.lookup(ids), batch_dims=1)
 
   def _recommend(self, user, k, rules, exclude, explain=True):
     query = self._query(*user)

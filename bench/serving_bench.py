@@ -12,8 +12,11 @@ bench/results/serving.json and serving_retrieval.png / serving_grpc.png.
 3. explain_cost: `recommend_unseen` (with reasons) against
    `recommend_unseen_fast` (without), in-process and over gRPC.
 4. hot_swap: a new version is pushed while the load runs.
+5. item_item_cost: the model re-exported with the item-item term on and
+   off, `recommend_unseen(_fast)` in-process at batch 1 and 64.
 
-`--only-explain-cost` runs 3 alone and updates only its part of the JSON.
+`--only-explain-cost` runs 3 alone and updates only its part of the JSON;
+`--only-item-item-cost` 5.
 """
 import argparse
 import functools
@@ -342,6 +345,67 @@ def bench_explain_cost(model, base_path: str, repeats: int,
   return rows
 
 
+def bench_item_item_cost(model, data_dir: str, repeats: int):
+  """What the item-item term costs a request: the pushed model's catalogue
+  exported again by this code twice, the term on (the pushed model's
+  matrix and settings; its index 300 deep) and off (100 deep), and
+  recommend_unseen_fast and recommend_unseen called on both in-process,
+  alternately, at batch 1 and 64 with 50-item histories."""
+  import dataclasses
+  import tempfile
+
+  from pipeline import catalog_refresh
+  from trainer import export
+  from trainer import item_item
+  settings = index.IndexSettings.read(model.path)
+  if not settings.item_item_weight:
+    print("item-item cost: the pushed model has no item-item term")
+    return []
+  loaded = model.loaded
+  items, _ = catalog_refresh.read_items(data_dir)
+  vectors, text_vectors, _ = catalog_refresh.embed_changed(loaded, items)
+  ids = np.array([i.item_id for i in items], object)
+  columns = contract.item_inputs([dict(i._asdict()) for i in items])
+  matrix = item_item.remap(loaded.item_item.numpy()[:-1, :-1],
+                           loaded.catalog_ids.numpy(), ids)
+  oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
+  rng = np.random.default_rng(0)
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    models = {}
+    for term, weight in (("on", settings.item_item_weight), ("off", 0.0)):
+      export.export_catalog(
+          loaded.towers, ids, np.array([i.title for i in items], object),
+          columns[contract.YEAR], columns[contract.GENRES],
+          np.concatenate([vectors, oov]), text_vectors,
+          dataclasses.replace(settings, item_item_weight=weight),
+          os.path.join(tmp, term), scann=False, item_item=matrix)
+      models[term] = local_model.PushedModel(os.path.join(tmp, term))
+    for batch in (1, 64):
+      users = [{"user_id": str(u), "age": 30, "gender": "F",
+                "occupation": "writer",
+                "history": list(rng.choice(ids, EXPLAIN_HISTORY, False))}
+               for u in range(1, batch + 1)]
+      for name in REASON_SIGNATURES:
+        request = contract.recommend_request(
+            users, 10, exclude_seen=True,
+            explain=name == contract.RECOMMEND_UNSEEN)[1]
+        latencies = {term: [] for term in models}
+        for m in models.values():  # Warm both outside the timed part.
+          m.call(name, request)
+        for r in range(repeats):
+          for term in (("on", "off") if r % 2 else ("off", "on")):
+            start = time.perf_counter()
+            models[term].call(name, request)
+            latencies[term].append((time.perf_counter() - start) * 1000)
+        for term, times in latencies.items():
+          rows.append(dict(signature=name, batch=batch, item_item=term,
+                           p50_ms=round(float(np.percentile(times, 50)), 2),
+                           p99_ms=round(float(np.percentile(times, 99)), 2)))
+          print(f"item-item cost: {rows[-1]}", flush=True)
+  return rows
+
+
 def bench_hot_swap(base_path: str, tmp_base: str):
   """Copies the newest version under a new number while load runs."""
   import shutil
@@ -445,6 +509,11 @@ def main(argv=None) -> int:
   parser.add_argument("--only-explain-cost", action="store_true",
                       help="measure only what the reasons cost and update "
                       "that part of serving.json")
+  parser.add_argument("--only-item-item-cost", action="store_true",
+                      help="measure only what the item-item term costs and "
+                      "update that part of serving.json")
+  parser.add_argument("--data-dir", default="data/ml-100k",
+                      help="the catalogue the item-item cost re-exports")
   args = parser.parse_args(argv)
   path = os.path.join(RESULTS, "serving.json")
   if args.rechoose:
@@ -462,6 +531,17 @@ def main(argv=None) -> int:
                       contract.MODEL_NAME)
   model = local_model.load_latest(base)
   os.makedirs(RESULTS, exist_ok=True)
+  if args.only_item_item_cost:
+    earlier = {}
+    if os.path.exists(path):
+      with open(path) as f:
+        earlier = json.load(f)
+    result = dict(earlier, item_item_cost=bench_item_item_cost(
+        model, args.data_dir, args.explain_repeats))
+    with open(path, "w") as f:
+      json.dump(result, f, indent=1)
+    print(json.dumps(result["item_item_cost"], indent=1))
+    return 0
   explain = bench_explain_cost(model, base, args.explain_repeats,
                                args.requests_per_thread)
   if args.only_explain_cost:
@@ -481,6 +561,8 @@ def main(argv=None) -> int:
                                             "bench_hot_swap", "recommender"))
     result = {"retrieval": retrieval, "scann_tuning": write_tuning(retrieval),
               "grpc": grpc_rows, "explain_cost": explain, "hot_swap": hot,
+              "item_item_cost": bench_item_item_cost(
+                  model, args.data_dir, args.explain_repeats),
               "memory_bandwidth_gbps": round(bandwidth, 2)}
     plot(retrieval, grpc_rows)
   with open(path, "w") as f:

@@ -1535,55 +1535,52 @@ def test_catalog_refresh_serves_a_new_item_without_training(
   assert len(set(old_top) & set(new_top)) >= 8
 
 
-def test_the_item_item_term_rescores_the_index_candidates_and_explains(
-    first_run, pushed, tmp_path):
-  """Exported with the item-item term (TrainerConfig.item_item_weight), the
-  pushed towers' recommend_unseen scores each item as cosine + weight x the
-  decayed EASE term of the history, which moves the list; leaving a history
-  item out in the explanation also takes its part of the term away."""
-  from trainer import export
-  items, _ = catalog_refresh.read_items(first_run.data_dir)
+def test_the_pushed_model_adds_the_item_item_term_fit_on_its_training_split(
+    first_run, pushed):
+  """The Trainer fits EASE on its training split into the pushed model
+  (TrainerConfig's item-item defaults), and recommend_unseen scores each
+  item as cosine + weight x the history's decayed rows of it (+ the ranking
+  stage), which moves the list from what the cosine alone serves; leaving
+  a history item out in the explanation also takes its part away."""
+  config, settings = TrainerConfig(), index.IndexSettings.read(pushed.path)
+  assert (settings.item_item_weight, settings.item_item_decay,
+          settings.item_item_depth) == (config.item_item_weight,
+                                        config.item_item_decay,
+                                        config.item_item_depth)
   loaded = pushed.loaded
-  vectors, text_vectors, _ = catalog_refresh.embed_changed(loaded, items)
-  ids = np.array([i.item_id for i in items], object)
-  columns = contract.item_inputs([dict(i._asdict()) for i in items])
+  ids = [i.decode() for i in loaded.catalog_ids.numpy()]
   examples = _latest(first_run, "MovieLensExampleGen", "examples")
   matrix = item_item.fit(tf.io.gfile.glob(
-      os.path.join(examples, "Split-train", "*")), ids, 10.0)
+      os.path.join(examples, "Split-train", "*")), np.array(ids, object),
+                         config.item_item_l2)
+  np.testing.assert_allclose(loaded.item_item.numpy()[:-1, :-1], matrix,
+                             atol=1e-5)
   # The history: the five items with the strongest rows (rated in the slice).
-  history = [str(i) for i in ids[np.argsort(-np.abs(matrix).sum(1))[:5]]]
-  settings = dataclasses.replace(index.IndexSettings.read(pushed.path),
-                                 rerank_weight=0.0, item_item_decay=0.8,
-                                 item_item_depth=300)
-  models = {}
-  for name, weight in (("plain", 0.0), ("term", 3.0)):
-    export.export_catalog(
-        loaded.towers, ids, np.array([i.title for i in items], object),
-        columns[contract.YEAR], columns[contract.GENRES],
-        np.concatenate([vectors, loaded.indexed_item_vectors(
-            tf.constant([""])).numpy()]), text_vectors,
-        dataclasses.replace(settings, item_item_weight=weight),
-        str(tmp_path / name), scann=False, item_item=matrix)
-    models[name] = local_model.PushedModel(str(tmp_path / name))
-  got = {name: m.recommend(history=history, k=10)
-         for name, m in models.items()}
-  assert got["term"]["item_ids"] != got["plain"]["item_ids"]
-  assert not set(got["term"]["item_ids"]) & set(history)
-  query = loaded.towers.query(tf.constant([""]), tf.constant([0], tf.int64),
-                              tf.constant([""]), tf.constant([""]),
-                              tf.constant([history])).numpy()[0]
-  rows = [list(ids).index(i) for i in got["term"]["item_ids"]]
-  cosine = vectors[rows] @ query
-  term = 3.0 * item_item.scores(
-      matrix, [np.array([list(ids).index(h) for h in history])], 0.8)[0]
-  np.testing.assert_allclose(got["term"]["scores"], cosine + term[rows],
-                             atol=1e-4)
+  history = [ids[i] for i in np.argsort(-np.abs(matrix).sum(1))[:5]]
+  user = {"user_id": "1", "age": 24, "gender": "M",
+          "occupation": "technician", "history": history}
+  got = pushed.recommend_batch([user], k=10, exclude_seen=True)[0]
+  inputs = {k: tf.constant(v)
+            for k, v in contract.user_inputs([user]).items()}
+  query = loaded.towers.query(**inputs).numpy()[0]
+  cosine = loaded.indexed_item_vectors(tf.constant(ids)).numpy() @ query
+  stage = settings.rerank_weight * loaded.rank(
+      **inputs, item_ids=tf.constant([ids]))[contract.SCORES].numpy()[0]
+  term = settings.item_item_weight * item_item.scores(
+      matrix, [np.array([ids.index(h) for h in history])],
+      settings.item_item_decay)[0]
+  rows = [ids.index(i) for i in got["item_ids"]]
+  assert not set(got["item_ids"]) & set(history)
+  np.testing.assert_allclose(got["scores"],
+                             (cosine + term + stage)[rows], atol=1e-4)
+  unseen = [r for r in np.argsort(-(cosine + stage)) if ids[r] not in history]
+  assert rows != unseen[:10]
   # The model's own matrix, read back, gives the same term.
-  parts = item_item.served_parts(models["term"].loaded, 3.0, 0.8, history,
-                                 got["term"]["item_ids"])
+  parts = item_item.served_parts(loaded, settings.item_item_weight,
+                                 settings.item_item_decay, history,
+                                 got["item_ids"])
   np.testing.assert_allclose(parts.sum(1), term[rows], atol=1e-5)
   # The term's strongest history item for the top item is what the
   # explanation names, where the term outweighs the cosine's differences.
   if parts[0].max() > 1.0:
-    assert got["term"]["because_item_ids"][0] == history[
-        int(np.argmax(parts[0]))]
+    assert got["because_item_ids"][0] == history[int(np.argmax(parts[0]))]

@@ -233,10 +233,8 @@ def run_ease_recency(bench, params, train, queries, seen):
   each history item (the newest MAX_HISTORY) weighted decay ** (how many
   are newer). Ours' item-item term is this (trainer/item_item.py)."""
   start = time.time()
-  weights = item_item.ease_weights(item_item.user_item_matrix(
-      train.users, train.items, bench.num_items), params["l2"])
-  return {"scores": item_item.scores(weights, queries.histories,
-                                     params["decay"]),
+  return {"scores": item_item.recency_scores(
+      train, queries, bench.num_items, params["l2"], params["decay"]),
           "train_seconds": round(time.time() - start, 1)}
 
 

@@ -355,31 +355,23 @@ def bench_item_item_cost(model, data_dir: str, repeats: int):
   import tempfile
 
   from pipeline import catalog_refresh
-  from trainer import export
-  from trainer import item_item
   settings = index.IndexSettings.read(model.path)
   if not settings.item_item_weight:
     print("item-item cost: the pushed model has no item-item term")
     return []
-  loaded = model.loaded
   items, _ = catalog_refresh.read_items(data_dir)
-  vectors, text_vectors, _ = catalog_refresh.embed_changed(loaded, items)
-  ids = np.array([i.item_id for i in items], object)
-  columns = contract.item_inputs([dict(i._asdict()) for i in items])
-  matrix = item_item.remap(loaded.item_item.numpy()[:-1, :-1],
-                           loaded.catalog_ids.numpy(), ids)
-  oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
+  vectors, text_vectors, _ = catalog_refresh.embed_changed(model.loaded,
+                                                           items)
+  ids = [i.item_id for i in items]
   rng = np.random.default_rng(0)
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
     models = {}
     for term, weight in (("on", settings.item_item_weight), ("off", 0.0)):
-      export.export_catalog(
-          loaded.towers, ids, np.array([i.title for i in items], object),
-          columns[contract.YEAR], columns[contract.GENRES],
-          np.concatenate([vectors, oov]), text_vectors,
+      catalog_refresh.export_items(
+          model.loaded, items, vectors, text_vectors,
           dataclasses.replace(settings, item_item_weight=weight),
-          os.path.join(tmp, term), scann=False, item_item=matrix)
+          os.path.join(tmp, term))
       models[term] = local_model.PushedModel(os.path.join(tmp, term))
     for batch in (1, 64):
       users = [{"user_id": str(u), "age": 30, "gender": "F",

@@ -115,6 +115,28 @@ def embed_changed(loaded, items: List[layouts.Item],
   return vectors, texts, len(changed)
 
 
+def export_items(loaded, items: List[layouts.Item], vectors: np.ndarray,
+                 text_vectors: np.ndarray, settings: index.IndexSettings,
+                 export_dir: str, scann: bool = False):
+  """Exports `loaded`'s towers over the catalogue `items` (their vectors
+  from embed_changed) with `settings`: the OOV row kept and, when the
+  settings have the item-item term on, the matrix remapped to `items`
+  (known items keep what training learned; new ones get none, only the
+  towers place them). The catalogue refresh and bench-serving's item-item
+  cost export through here."""
+  ids = np.array([i.item_id for i in items], object)
+  columns = contract.item_inputs([dict(item._asdict()) for item in items])
+  oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
+  matrix = (item_item.remap(loaded.item_item.numpy()[:-1, :-1],
+                            loaded.catalog_ids.numpy(), ids)
+            if settings.item_item_weight else None)
+  return export.export_catalog(
+      loaded.towers, ids, np.array([i.title for i in items], object),
+      columns[contract.YEAR], columns[contract.GENRES],
+      np.concatenate([vectors, oov]), text_vectors, settings, export_dir,
+      scann=scann, item_item=matrix)
+
+
 def refresh(data_dir: str, model_base_path: str,
             max_reject_fraction: float = 0.01,
             reembed_all: bool = False) -> RefreshResult:
@@ -152,29 +174,17 @@ def refresh(data_dir: str, model_base_path: str,
   logging.info("catalog refresh: embedded %d new or changed items of %d "
                "with %s; the rest keep their vectors", embedded, len(items),
                base)
-  oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
-  ids = np.array([i.item_id for i in items], object)
-  titles = np.array([i.title for i in items], object)
   with tempfile.TemporaryDirectory() as staging:
     export_dir = os.path.join(staging, "model")
-    columns = contract.item_inputs([dict(item._asdict()) for item in items])
-    settings = index.IndexSettings.read(base)
-    # The item-item term keeps what training learned of known items; items
-    # new to the catalogue get none (only the towers place them).
-    matrix = (item_item.remap(loaded.item_item.numpy()[:-1, :-1],
-                              loaded.catalog_ids.numpy(), ids)
-              if settings.item_item_weight else None)
-    export.export_catalog(
-        loaded.towers, ids, titles, columns[contract.YEAR],
-        columns[contract.GENRES], np.concatenate([vectors, oov]),
-        text_vectors, settings, export_dir, scann=has_twin, item_item=matrix)
+    export_items(loaded, items, vectors, text_vectors,
+                 index.IndexSettings.read(base), export_dir, scann=has_twin)
     version = int(time.time())
     published = publish_version(export_dir, model_base_path, version)
     if has_twin:
       publish_version(contract.scann_twin(export_dir), twin,
                       int(os.path.basename(published)))
   seconds = time.time() - start
-  new = sum(1 for i in ids if i not in known)
+  new = sum(1 for i in items if i.item_id not in known)
   logging.info("catalog refresh: %d items (%d new, %d rejected) published as "
                "%s in %.1fs", len(items), new, len(rejected), published,
                seconds)

@@ -332,7 +332,6 @@ class RecommenderModule(tf.Module):
     user_id, age, gender, occupation, history = user
     recent = tf.ragged.boolean_mask(history, tf.not_equal(history, ""))
     recent = recent[:, -self.explain_window:]
-    lengths = recent.row_lengths()
     width = tf.maximum(tf.cast(tf.reduce_max(recent.row_lengths()),
                                tf.int32), 1)
     recent = recent.to_tensor("", shape=tf.cast(tf.stack(
@@ -352,11 +351,7 @@ class RecommenderModule(tf.Module):
       scores += self.rerank_weight * self._ratings(queries, vectors)
     if ranked and self.item_item_weight:
       # Leaving out history item j also takes away its item-item part.
-      ages = (tf.cast(lengths, tf.float32)[:, tf.newaxis] - 1.0 -
-              tf.range(width, dtype=tf.float32)[tf.newaxis])
-      weights = tf.where(tf.not_equal(recent, ""),
-                         tf.pow(self.item_item_decay, ages), 0.0)
-      parts = self._item_item_at(recent, weights, ids)
+      parts = self._item_item_at(recent, self._history_weights(recent), ids)
       scores -= tf.pad(parts, [[0, 0], [0, 0], [0, 1]])
     # Only films the catalogue holds can be named: an id it does not know
     # (it reaches the model as the unknown id) has no title to show.

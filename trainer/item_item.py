@@ -111,10 +111,17 @@ def validation_term(config, train, queries, num_items: int):
   validation window the top 300 scored as the whole catalogue did)."""
   if not config.item_item_weight:
     return 0.0
+  return config.item_item_weight * recency_scores(
+      train, queries, num_items, config.item_item_l2, config.item_item_decay)
+
+
+def recency_scores(train, queries, num_items: int, l2: float,
+                   decay: float) -> np.ndarray:
+  """[n, N] the term (weight 1) for `queries`' histories, EASE fit on
+  `train` (validation.Interactions both): bench-quality's ease_recency."""
   matrix = ease_weights(user_item_matrix(train.users, train.items,
-                                         num_items), config.item_item_l2)
-  return config.item_item_weight * scores(matrix, queries.histories,
-                                          config.item_item_decay)
+                                         num_items), l2)
+  return scores(matrix, queries.histories, decay)
 
 
 def read_pairs(files: Sequence[str], row_of: Dict[str, int]):
@@ -179,5 +186,5 @@ def served_parts(module, weight: float, decay: float,
   matrix = module.item_item.numpy()
   rows = np.array([row.get(i, unknown) for i in history], np.int64)
   columns = np.array([row.get(i, unknown) for i in items], np.int64)
-  weights = weight * decay ** np.arange(len(history))[::-1]
+  weights = weight * history_weights(rows, decay)
   return (matrix[np.ix_(rows, columns)] * weights[:, np.newaxis]).T

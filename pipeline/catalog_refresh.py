@@ -122,13 +122,16 @@ def export_items(loaded, items: List[layouts.Item], vectors: np.ndarray,
   from embed_changed) with `settings`: the OOV row kept and, when the
   settings have the item-item term on, the matrix remapped to `items`
   (known items keep what training learned; new ones get none, only the
-  towers place them). The catalogue refresh and bench-serving's item-item
-  cost export through here."""
+  towers place them, or borrow from their text neighbours as the settings'
+  item_item_new_items says). The catalogue refresh and bench-serving's
+  item-item cost export through here."""
   ids = np.array([i.item_id for i in items], object)
   columns = contract.item_inputs([dict(item._asdict()) for item in items])
   oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
   matrix = (item_item.remap(loaded.item_item.numpy()[:-1, :-1],
-                            loaded.catalog_ids.numpy(), ids)
+                            loaded.catalog_ids.numpy(), ids, text_vectors,
+                            settings.item_item_neighbours,
+                            settings.item_item_new_items)
             if settings.item_item_weight else None)
   return export.export_catalog(
       loaded.towers, ids, np.array([i.title for i in items], object),

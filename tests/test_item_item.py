@@ -46,6 +46,13 @@ def test_a_refreshed_catalogue_keeps_known_pairs_and_zeroes_new_items():
   out = item_item.remap(matrix, np.array([b"a", b"b", b"c"]),
                         np.array(["c", "new", "a"], object))
   np.testing.assert_array_equal(out, [[8, 0, 6], [0, 0, 0], [2, 0, 0]])
+  # With text and a share, the new item borrows from its known neighbours
+  # (here "c" alone: cosine 1; "a" is orthogonal).
+  text = np.array([[0, 1], [0, 2], [1, 0]], np.float32)
+  borrowed = item_item.remap(matrix, np.array([b"a", b"b", b"c"]),
+                             np.array(["c", "new", "a"], object), text,
+                             neighbours=1, share=0.5)
+  np.testing.assert_allclose(borrowed, [[8, 4, 6], [4, 0, 3], [2, 1, 0]])
 
 
 def test_fit_reads_the_training_examples_and_gives_up_above_max_items(
@@ -70,3 +77,44 @@ def test_fit_reads_the_training_examples_and_gives_up_above_max_items(
                              item_item.ease_weights(x, 1.0), atol=1e-6)
   monkeypatch.setattr(item_item, "MAX_ITEMS", 2)
   assert item_item.fit([path], ids, 1.0) is None
+
+
+def test_a_new_item_borrows_its_text_neighbours_rows_and_columns():
+  """A new item's row and column become the cosine-weighted mean of its
+  nearest rated items' (by text), a negative cosine weighing 0; rated
+  pairs keep their value and two new items score nothing together."""
+  matrix = np.array([[0, 1, 2, 0, 0],
+                     [3, 0, 4, 0, 0],
+                     [5, 6, 0, 0, 0],
+                     [0, 0, 0, 0, 0],
+                     [0, 0, 0, 0, 0]], np.float32)
+  text = np.array([[1, 0], [0, 1], [-1, 0], [3, 1], [1, 1]], np.float32)
+  new = np.array([False, False, False, True, True])
+  out = item_item.borrow_for_new_items(matrix, text, new, neighbours=2)
+  np.testing.assert_array_equal(out[:3, :3], matrix[:3, :3])
+  # Item 3's nearest two: 0 (cosine 0.949) and 1 (0.316); item 4's: 0 and
+  # 1 alike (0.707 each). Item 2 (cosine < 0 to both) is never borrowed.
+  w3 = np.array([3, 1]) / 4.0
+  np.testing.assert_allclose(out[3, :3], w3 @ matrix[:2, :3], rtol=1e-6)
+  np.testing.assert_allclose(out[:3, 3], matrix[:3, :2] @ w3, rtol=1e-6)
+  np.testing.assert_allclose(out[4, :3], [1.5, 0.5, 3.0], rtol=1e-6)
+  np.testing.assert_array_equal(out[3:, 3:], 0.0)
+  half = item_item.borrow_for_new_items(matrix, text, new, 2, share=0.5)
+  np.testing.assert_allclose(half[3:], 0.5 * out[3:], rtol=1e-6)
+  np.testing.assert_allclose(half[:, 3:], 0.5 * out[:, 3:], rtol=1e-6)
+  # Share 0: the matrix as it was.
+  np.testing.assert_array_equal(
+      item_item.borrow_for_new_items(matrix, text, new, 2, share=0.0), matrix)
+
+
+def test_the_trained_matrix_lends_to_the_items_no_training_pair_holds():
+  users = np.array(["u1", "u1", "u2", "u2", "u3"])
+  items = np.array([0, 1, 1, 2, 0])
+  text = np.array([[1, 0], [0, 1], [1, 1], [1, 0.1]], np.float32)
+  plain = item_item.trained_matrix(users, items, 4, 1.0)
+  assert not plain[3].any() and not plain[:, 3].any()
+  lent = item_item.trained_matrix(users, items, 4, 1.0, text, 2, 0.5)
+  np.testing.assert_allclose(
+      lent, item_item.borrow_for_new_items(
+          plain, text, np.array([False, False, False, True]), 2, 0.5))
+  assert lent[3].any() and lent[:, 3].any()

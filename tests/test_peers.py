@@ -418,6 +418,20 @@ def test_bench_seeds_pairs_full_and_no_text_by_seed():
                              [0.58 / 3, np.std([0.2, 0.17, 0.21], ddof=1)])
 
 
+def test_bench_seeds_ratio_to_the_peer_is_per_seed_and_its_minimum():
+  from bench import seeds
+  runs = [{"name": seeds.PEER, "seed": s, "recall@10": 0.2, "ndcg@10": 0.1}
+          for s in (1, 2)]
+  runs += [{"name": "full", "seed": 1, "recall@10": 0.23, "ndcg@10": 0.12},
+           {"name": "full", "seed": 2, "recall@10": 0.21, "ndcg@10": 0.11}]
+  ratios = seeds.peer_ratios(runs)
+  assert list(ratios) == ["full"]
+  np.testing.assert_allclose(ratios["full"]["recall@10"]["per_seed"],
+                             [1.15, 1.05])
+  assert abs(ratios["full"]["recall@10"]["min"] - 1.05) < 1e-9
+  assert abs(ratios["full"]["ndcg@10"]["mean"] - 1.15) < 1e-9
+
+
 def test_bench_seeds_third_model_is_the_full_config_with_its_changes():
   from bench import seeds
   from trainer.config import TrainerConfig

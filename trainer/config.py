@@ -206,6 +206,19 @@ class TrainerConfig:
   item_item_decay: float = 0.85
   item_item_l2: float = 1600.0
   item_item_depth: int = 300
+  # With the text tower: what an item nobody rated in training gets of the
+  # item-item rows and columns of its `item_item_neighbours` nearest rated
+  # items by catalogue text (cosine-weighted mean; item_item.
+  # borrow_for_new_items), in the Trainer's export and in a catalogue
+  # refresh. 0: none, new items are placed by the towers alone (the term
+  # then pushes them down: cold-item recall@100 0.413 -> 0.333 in
+  # bench-quality's run at e2d2bfa). A trade of new items' recall against
+  # warm items', so off; 0.5 with 5 neighbours was the best on ML-100K's
+  # validation window for new items at no cost in recall@10 (new items'
+  # recall@100 0.432 -> 0.563, recall@50 -0.0015): bench-seeds' full_new_items
+  # rows measure it over seeds.
+  item_item_new_items: float = 0.0
+  item_item_neighbours: int = 5
   # Share of training candidates whose id is hidden (cold-start training).
   item_id_dropout: float = 0.2
   # Start from the latest blessed model's weights when the pipeline hands one
@@ -300,12 +313,15 @@ class TrainerConfig:
           f"rerank_weight {self.rerank_weight} must be at least 0 and "
           f"rerank_depth {self.rerank_depth} at least 1")
     if (self.item_item_weight < 0 or not 0 < self.item_item_decay <= 1 or
-        self.item_item_l2 <= 0 or self.item_item_depth < 1):
+        self.item_item_l2 <= 0 or self.item_item_depth < 1 or
+        self.item_item_new_items < 0 or self.item_item_neighbours < 1):
       raise ValueError(
           f"item_item_weight {self.item_item_weight} must be at least 0, "
           f"item_item_decay {self.item_item_decay} in (0, 1], item_item_l2 "
-          f"{self.item_item_l2} above 0 and item_item_depth "
-          f"{self.item_item_depth} at least 1")
+          f"{self.item_item_l2} above 0, item_item_depth "
+          f"{self.item_item_depth} and item_item_neighbours "
+          f"{self.item_item_neighbours} at least 1, item_item_new_items "
+          f"{self.item_item_new_items} at least 0")
     if not 0 < self.explanation_min_share <= 1:
       raise ValueError(
           f"explanation_min_share {self.explanation_min_share}: a share of "

@@ -109,6 +109,10 @@ class IndexSettings:
   item_item_weight: float = 0.0
   item_item_decay: float = 1.0
   item_item_depth: int = 0
+  # What a catalogue refresh gives items the matrix has not met
+  # (TrainerConfig.item_item_new_items, item_item_neighbours).
+  item_item_new_items: float = 0.0
+  item_item_neighbours: int = 0
   scann_num_leaves: int = 40
   scann_leaves_to_search: int = 20
   scann_reordering: int = 500

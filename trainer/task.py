@@ -279,8 +279,12 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
       scann_reordering=scann.reordering,
       scann_min_recall=config.scann_min_recall)
   matrix = None
+  # New items borrow their text neighbours' part of the term, if configured.
+  borrowing = item_item.new_item_borrowing(config,
+                                           catalog.text.get("item_text"))
   if config.item_item_weight and train_files:
-    matrix = item_item.fit(train_files, catalog.ids, config.item_item_l2)
+    matrix = item_item.fit(train_files, catalog.ids, config.item_item_l2,
+                           *borrowing)
   logging.info("item-item term: %s", (
       "off" if not config.item_item_weight else
       "off (no training files given)" if not train_files else
@@ -290,7 +294,8 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
       settings, item_item_weight=(config.item_item_weight
                                   if matrix is not None else 0.0),
       item_item_decay=config.item_item_decay,
-      item_item_depth=config.item_item_depth)
+      item_item_depth=config.item_item_depth,
+      item_item_new_items=borrowing[2], item_item_neighbours=borrowing[1])
   stock = export.export_catalog(
       serving_towers.Towers(model, tft_layer, encoder, item_text_encoder,
                             history_text=config.new_item_history_text),

@@ -128,8 +128,8 @@ class ValidationWindowTuner(kt.Tuner):
     self._seeds = seeds
     # The exported model's item-item term (not searched): every trial is
     # scored with it, as its model would serve.
-    self._item_item = item_item.validation_term(config, fit, held_out,
-                                                len(catalog))
+    self._item_item = item_item.validation_term(
+        config, fit, held_out, len(catalog), catalog.text.get("item_text"))
     self._serving_steps, self._trial_steps = serving_steps, None
     # on_search_end's record: the best trial's choices for its own model
     # and for one trained the Trainer's steps (None until then).

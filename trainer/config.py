@@ -208,8 +208,12 @@ class TrainerConfig:
   # as the whole catalogue did. bench-quality chooses all three again on
   # validation (its item_item_weight log and ease_recency row): its run at
   # e2d2bfa chose the same (recall@10 0.2183 at weight 5, 0.1903 at 0;
-  # eval 0.2051 against 0.1805). The Tuner does not search them; it
-  # scores every trial with the term.
+  # eval 0.2051 against 0.1805). It now chooses the three together over
+  # three models (quality.choose_item_item); run alone on its split it
+  # chose weight 3, L2 800, decay 0.85 (validation recall@10 0.2194
+  # against 0.2174 here): to adopt once a bench-quality run's table has
+  # it. The Tuner does not search them; it scores every trial with the
+  # term.
   item_item_weight: float = 5.0
   item_item_decay: float = 0.85
   item_item_l2: float = 1600.0

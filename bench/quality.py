@@ -446,10 +446,10 @@ def choose_item_item(bench, params: Dict, fit, held_out, seen,
   """`params` with the item-item term's weight, L2 and decay chosen
   together on validation: weight 0, or ITEM_ITEM_WEIGHTS x EASE_L2 x
   EASE_DECAYS (a tie keeps the earlier: weight 0, then by L2, decay and
-  weight, smaller first), by the mean over `seeds` models trained on the fit window
-  (seeds 1..N) of their retrieval scores with each term (the term changes
-  no training). ease_recency's L2 and decay are the best for the term
-  alone; added to the towers' cosine, the best can differ: on seed 1's
+  weight, smaller first), by the mean over `seeds` models trained on the
+  fit window (seeds 1..N) of their retrieval scores with each term (the
+  term changes no training). ease_recency's L2 and decay are the best for
+  the term alone; added to the towers' cosine, the best can differ: on seed 1's
   model (2026-12-05) weight 2, L2 800, decay 0.95 led the peer's 1600,
   0.85 at weight 5 by 0.0019 validation recall@10, but over seeds 1-3 it
   was level (-0.0005; bench/RESULTS.md "The item-item term's knobs

@@ -72,8 +72,9 @@ bench-quality: env
 
 # Full model vs its no-text ablation and one other design (--compare) over
 # 5 seeds (bench-quality's chosen config), on the eval period and on the
-# validation window, each gap with a 95% interval over user resamples:
-# bench/results/quality_seeds.json and quality_seeds.png.
+# validation window, each gap with a 95% interval over user resamples, and
+# each model over the strongest peer (ease_recency) seed by seed:
+# bench/results/quality_seeds.json and quality_seeds.png (~45 min).
 bench-seeds: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.seeds
 

@@ -334,6 +334,13 @@ def history_text_other_way(bench: Bench, config: TrainerConfig,
                    config, result["model"], query, result["candidates"])))
 
 
+def new_items_flipped(config: TrainerConfig) -> TrainerConfig:
+  """`config` with new items' share of the item-item term the other way:
+  0 <-> NEW_ITEMS_SHARE."""
+  return dataclasses.replace(config, item_item_new_items=(
+      0.0 if config.item_item_new_items else NEW_ITEMS_SHARE))
+
+
 def new_items_other_way(bench: Bench, config: TrainerConfig, result: Dict,
                         train: validation.Interactions,
                         queries: validation.Interactions) -> Tuple[str, Dict]:
@@ -342,11 +349,11 @@ def new_items_other_way(bench: Bench, config: TrainerConfig, result: Dict,
   the item-item term), new items served the other way in the term
   (item_item_new_items 0 <-> NEW_ITEMS_SHARE: the same weights, only the
   term's matrix changes)."""
-  share = 0.0 if config.item_item_new_items else NEW_ITEMS_SHARE
-  term = item_item.validation_term(
-      dataclasses.replace(config, item_item_new_items=share), train, queries,
-      bench.num_items, bench.text_vectors)
-  return (("full_new_items" if share else "full_without_new_items"),
+  flipped = new_items_flipped(config)
+  term = item_item.validation_term(flipped, train, queries, bench.num_items,
+                                   bench.text_vectors)
+  return (("full_new_items" if flipped.item_item_new_items
+           else "full_without_new_items"),
           dict(result, item_item=term,
                scores=result["query"] @ result["candidates"].T + term))
 
@@ -679,9 +686,7 @@ def main(argv=None) -> int:
     # of the item-item term.
     name, rescored = new_items_other_way(bench, full_config, results["full"],
                                          train, test)
-    other_way = {"config": dataclasses.replace(
-        full_config, item_item_new_items=(
-            0.0 if full_config.item_item_new_items else NEW_ITEMS_SHARE))}
+    other_way = {"config": new_items_flipped(full_config)}
     record(name, rescored, other_way)
     record(name + "_cold_start", rescored, other_way, mask=cold)
   # full_text_every_item: the earlier design, every item its id row plus

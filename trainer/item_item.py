@@ -21,7 +21,7 @@ up to MAX_ITEMS items: at 10,000 the inverse is 0.8 GB in float64 and the
 exported variable 0.4 GB; a larger catalogue would need a sparse matrix
 (each row's strongest entries), not built.
 """
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -119,12 +119,22 @@ def validation_term(config, train, queries, num_items: int,
       *new_item_borrowing(config, text_vectors))
 
 
-def new_item_borrowing(config, text_vectors: Optional[np.ndarray]) -> tuple:
-  """trained_matrix's (text_vectors, neighbours, share) for a TrainerConfig:
-  with the text tower only (a model without it is not to read text)."""
+class Borrowing(NamedTuple):
+  """What new items borrow (borrow_for_new_items), in trained_matrix's,
+  fit's and remap's argument order."""
+  text_vectors: Optional[np.ndarray]
+  neighbours: int
+  share: float
+
+
+def new_item_borrowing(config, text_vectors: Optional[np.ndarray]
+                       ) -> Borrowing:
+  """A TrainerConfig's Borrowing: with the text tower only (a model
+  without it is not to read text)."""
   if not config.use_text or text_vectors is None:
-    return None, 0, 0.0
-  return text_vectors, config.item_item_neighbours, config.item_item_new_items
+    return Borrowing(None, 0, 0.0)
+  return Borrowing(text_vectors, config.item_item_neighbours,
+                   config.item_item_new_items)
 
 
 def recency_scores(train, queries, num_items: int, l2: float, decay: float,

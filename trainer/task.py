@@ -295,7 +295,8 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
                                   if matrix is not None else 0.0),
       item_item_decay=config.item_item_decay,
       item_item_depth=config.item_item_depth,
-      item_item_new_items=borrowing[2], item_item_neighbours=borrowing[1])
+      item_item_new_items=borrowing.share,
+      item_item_neighbours=borrowing.neighbours)
   stock = export.export_catalog(
       serving_towers.Towers(model, tft_layer, encoder, item_text_encoder,
                             history_text=config.new_item_history_text),

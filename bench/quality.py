@@ -451,12 +451,12 @@ def choose(bench, run: Callable, grid: List[Dict], fit, held_out,
 def choose_item_item(bench, params: Dict, fit, held_out, seen,
                      log: List[Dict], seeds: int = 1) -> Dict:
   """`params` with the item-item term's weight, L2 and decay chosen
-  together on validation: weight 0, or ITEM_ITEM_WEIGHTS x EASE_L2 x
-  EASE_DECAYS (a tie keeps the earlier: weight 0, then by L2, decay and
-  weight, smaller first), by the mean over `seeds` models trained on the
-  fit window (seeds 1..N) of their retrieval scores with each term (the
-  term changes no training). ease_recency's L2 and decay are the best for
-  the term alone; added to the towers' cosine, the best can differ: on seed 1's
+  together on validation (validation.choose_item_item, the Tuner's
+  chooser too, on a larger grid): weight 0, or ITEM_ITEM_WEIGHTS x EASE_L2
+  x EASE_DECAYS, by the mean over `seeds` models trained on the fit window
+  (seeds 1..N) of their retrieval scores with each term (the term changes
+  no training). ease_recency's L2 and decay are the best for the term
+  alone; added to the towers' cosine, the best can differ: on seed 1's
   model (2026-12-05) weight 2, L2 800, decay 0.95 led the peer's 1600,
   0.85 at weight 5 by 0.0019 validation recall@10, but over seeds 1-3 it
   was level (-0.0005; bench/RESULTS.md "The item-item term's knobs
@@ -466,35 +466,23 @@ def choose_item_item(bench, params: Dict, fit, held_out, seen,
   matrices = {l2: item_item.trained_matrix(fit.users, fit.items,
                                            bench.num_items, l2, *borrowing)
               for l2 in EASE_L2}
-  points = [(0.0, config.item_item_l2, config.item_item_decay)] + [
-      (weight, l2, decay) for l2 in EASE_L2 for decay in EASE_DECAYS
-      for weight in ITEM_ITEM_WEIGHTS]
-  runs = {point: [] for point in points}
+  cosines = []
   for seed in range(1, seeds + 1):
     result = run_ours(bench, {"config": dataclasses.replace(
         config, item_item_weight=0.0), "seed": seed}, fit, held_out, seen)
-    cosine = result["query"] @ result["candidates"].T
-    runs[points[0]].append(validation.evaluate(cosine, held_out, seen))
-    for l2 in EASE_L2:
-      for decay in EASE_DECAYS:  # one [queries, N] term at a time
-        term = item_item.scores(matrices[l2], held_out.histories, decay)
-        for weight in ITEM_ITEM_WEIGHTS:
-          runs[(weight, l2, decay)].append(validation.evaluate(
-              cosine + weight * term, held_out, seen))
-  best = None
-  for (weight, l2, decay), metrics in runs.items():
-    mean = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}
-    log.append({"family": "item_item", "params": {
-        "item_item_weight": weight, "item_item_l2": l2,
-        "item_item_decay": decay}, "seeds": seeds, **mean})
-    print(f"  validation item_item weight {weight}, L2 {l2}, decay {decay}: "
-          f"{SELECT_BY} {mean[SELECT_BY]:.4f}", flush=True)
-    if best is None or mean[SELECT_BY] > best[0]:
-      best = (mean[SELECT_BY], weight, l2, decay)
-  _, weight, l2, decay = best
+    cosines.append(result["query"] @ result["candidates"].T)
+  best, rows = validation.choose_item_item(
+      cosines, matrices, held_out, seen, ITEM_ITEM_WEIGHTS, EASE_DECAYS,
+      (config.item_item_l2, config.item_item_decay), SELECT_BY)
+  for row in rows:
+    knobs = {k: row[k] for k in validation.ITEM_ITEM_KNOBS}
+    log.append({"family": "item_item", "params": knobs, "seeds": seeds,
+                **{k: v for k, v in row.items() if k not in knobs}})
+    print(f"  validation item_item weight {knobs['item_item_weight']}, L2 "
+          f"{knobs['item_item_l2']}, decay {knobs['item_item_decay']}: "
+          f"{SELECT_BY} {row[SELECT_BY]:.4f}", flush=True)
   return {"config": dataclasses.replace(
-      config, item_item_weight=weight, item_item_l2=l2,
-      item_item_decay=decay)}
+      config, **{k: best[k] for k in validation.ITEM_ITEM_KNOBS})}
 
 
 def _logged(point: Validated, log: List[Dict], family: str

@@ -316,24 +316,93 @@ def test_the_tuner_weighs_the_stage_by_what_it_serves_and_keeps_0_off():
   tuner = object.__new__(tuning.ValidationWindowTuner)
   tuner._held_out = held_out
   tuner._seen = validation.seen_before(_Split([], [], []), held_out, 12)
-  tuner._item_item = 0.0
   run = tuning._SeedRun(_SecondComponentRates(), {1.0: candidates}, {},
                         query)
   config = TrainerConfig(use_text=False)
-  best = tuner._choose_rerank_weight(config, [run, run], None, None, None,
-                                     {})
+  vectors = tuner._served_vectors(config, [run, run], None, None, None, {})
+  assert vectors[0][1] is candidates
+  cosine = query @ candidates.T
+  best = tuner._choose_rerank_weight(config, [run, run], vectors,
+                                     [cosine, cosine])
   assert (best["weight"], best["recall@10"]) == (0.01, 1.0)
   off = tuner._choose_rerank_weight(
-      dataclasses.replace(config, rerank_weight=0.0), [run], None, None,
-      None, {})
+      dataclasses.replace(config, rerank_weight=0.0), [run], vectors[:1],
+      [cosine])
   assert (off["weight"], off["recall@10"]) == (0.0, 0.0)
-  # The item-item term is part of what every trial is scored by: here it
-  # lifts the held-out item into the top 10 with the stage off.
-  tuner._item_item = np.where(np.arange(12) == 10, 0.2, 0.0)[np.newaxis]
+  # The scores carry the item-item term the trial chose: here it lifts the
+  # held-out item into the top 10 with the stage off.
+  term = np.where(np.arange(12) == 10, 0.2, 0.0)[np.newaxis]
   lifted = tuner._choose_rerank_weight(
-      dataclasses.replace(config, rerank_weight=0.0), [run], None, None,
-      None, {})
+      dataclasses.replace(config, rerank_weight=0.0), [run], vectors[:1],
+      [cosine + term])
   assert (lifted["weight"], lifted["recall@10"]) == (0.0, 1.0)
+
+
+def _term_case():
+  """One query, history [3], held-out item 10 last by the first model's
+  cosine (11 unseen items: it must beat item 11's 0.39 for the top 10) and
+  first by the second's; EASE at L2 1 lends it 0.04 per unit of weight from
+  item 3, at L2 2 0.09."""
+  held_out = _Split(["u"], [10], [1])
+  held_out.histories = [np.array([3])]
+  seen = validation.seen_before(_Split(["u"], [3], [0]), held_out, 12)
+  first = (0.5 - 0.01 * np.arange(12))[np.newaxis]
+  first[0, 10] = 0.0
+  second = np.where(np.arange(12) == 10, 1.0, 0.0)[np.newaxis]
+  matrices = {}
+  for l2, lent in ((2.0, 0.09), (1.0, 0.04)):
+    matrices[l2] = np.zeros([12, 12])
+    matrices[l2][3, 10] = lent
+  return held_out, seen, [first, second], matrices
+
+
+def test_the_item_item_term_is_chosen_on_the_mean_over_models_ties_kept():
+  """Weight 5 at L2 2 (0.45) is the lightest point that serves the item to
+  the first model too; weight 8 there does as well and loses the tie, as
+  does decay 0.9 (a one-item history weighs 1 at any decay). Weight 2 at L2
+  2 (0.18) and every weight at L2 1 (0.32 at most) only tie weight 0's
+  mean (the second model alone), which keeps the term off."""
+  held_out, seen, cosines, matrices = _term_case()
+  best, rows = validation.choose_item_item(
+      cosines, matrices, held_out, seen, {8.0, 2.0, 5.0}, (0.9, 0.5),
+      (7.0, 0.3))
+  assert len(rows) == 1 + 2 * 2 * 3
+  assert {k: rows[0][k] for k in validation.ITEM_ITEM_KNOBS} == {
+      "item_item_weight": 0.0, "item_item_l2": 7.0, "item_item_decay": 0.3}
+  assert rows[0]["recall@10"] == 0.5
+  assert {k: best[k] for k in validation.ITEM_ITEM_KNOBS} == {
+      "item_item_weight": 5.0, "item_item_l2": 2.0, "item_item_decay": 0.5}
+  assert best["recall@10"] == 1.0
+  assert [r["recall@10"] for r in rows if r["item_item_l2"] == 1.0] == [
+      0.5] * 6
+  # Nothing beats the term off on the second model alone: off it stays.
+  best, _ = validation.choose_item_item(cosines[1:], matrices, held_out,
+                                        seen, (5.0,), (0.5,), (7.0, 0.3))
+  assert best["item_item_weight"] == 0.0
+
+
+def test_each_tuner_trial_chooses_its_item_item_term_and_0_stays_off():
+  """The Tuner scores a trial's models with the term it chose (what the
+  ranking stage's sweep then sees); a Trainer with the term off keeps it
+  off, as it does the ranking stage."""
+  from trainer import tuning
+  held_out, seen, cosines, matrices = _term_case()
+  tuner = object.__new__(tuning.ValidationWindowTuner)
+  tuner._held_out, tuner._seen = held_out, seen
+  tuner._item_item_matrices = matrices
+  config = TrainerConfig(item_item_weight=8.0, item_item_l2=2.0,
+                         item_item_decay=0.9)
+  term, chosen = tuner._choose_item_item(config, cosines)
+  assert set(chosen) == set(validation.ITEM_ITEM_KNOBS)
+  assert chosen["item_item_l2"] == 2.0
+  assert chosen["item_item_weight"] in (5.0, *validation.ITEM_ITEM_WEIGHTS)
+  np.testing.assert_allclose(term[0, 10], chosen["item_item_weight"] * 0.09)
+  assert np.count_nonzero(term) == 1
+  term, chosen = tuner._choose_item_item(
+      dataclasses.replace(config, item_item_weight=0.0), cosines)
+  assert term == 0.0
+  assert chosen == {"item_item_weight": 0.0, "item_item_l2": 2.0,
+                    "item_item_decay": 0.9}
 
 
 def test_choices_made_after_training_stay_out_of_the_search_space(tmp_path):

@@ -1312,6 +1312,14 @@ def test_tuner_searches_on_the_validation_window_and_feeds_the_trainer(
   # and the ranking stage's weight, chosen for each trial's model.
   assert tuned.rerank_weight in validation.RERANK_WEIGHTS
   assert all(t["rerank_weight"] in validation.RERANK_WEIGHTS for t in trials)
+  # and the item-item term's weight, L2 and decay: from the Tuner's grid
+  # or the Trainer's own values (weight 0: off).
+  own = first_run.trainer
+  assert tuned.item_item_weight in (0.0, own.item_item_weight,
+                                    *validation.ITEM_ITEM_WEIGHTS)
+  assert tuned.item_item_l2 in (own.item_item_l2, *validation.ITEM_ITEM_L2S)
+  assert tuned.item_item_decay in (own.item_item_decay,
+                                   *validation.ITEM_ITEM_DECAYS)
   tuned.check()
   with pytest.raises(ValueError, match="not TrainerConfig fields"):
     first_run.trainer.with_hyperparameters({"values": {"no_such_knob": 1}})

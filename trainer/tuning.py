@@ -4,14 +4,15 @@ KerasTuner searches the few knobs that matter on a validation window carved
 from the end of the training period (trainer/validation.py), never on the
 eval period the Evaluator blesses on. Each trial trains the real model for
 the Tuner's train steps and is scored by recall@10 with the user's earlier
-items excluded, as `recommend_unseen` serves: new items placed and the top
-100 ordered by the ranking stage as chosen for that trial's model. The best
+items excluded, as `recommend_unseen` serves: new items placed, the
+item-item term weighed and the top 100 ordered by the ranking stage as
+chosen for that trial's model. The best
 values go to the Trainer through the Tuner's `best_hyperparameters`
 artifact and override the TrainerConfig fields of the same names
 (TrainerConfig.with_hyperparameters).
 """
 import dataclasses
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import keras_tuner as kt
 import numpy as np
@@ -42,7 +43,8 @@ NEW_ITEM_SERVING = {"new_item_text_share": "share",
                     "new_item_score_scale": "scale",
                     "new_item_history_text": "history_text"}
 # Every TrainerConfig field a trial chooses after training (not searched).
-CHOSEN_AFTER_TRAINING = (*NEW_ITEM_SERVING, "rerank_weight")
+CHOSEN_AFTER_TRAINING = (*NEW_ITEM_SERVING, *validation.ITEM_ITEM_KNOBS,
+                         "rerank_weight")
 
 
 def search_space(max_history: int, config: TrainerConfig = None
@@ -55,8 +57,9 @@ def search_space(max_history: int, config: TrainerConfig = None
   configuration is the first trial (SearchOracle).
   (How text enters items is not searched: text on every item lost to text
   for new items only in bench-quality and over five seeds in bench-seeds.
-  The new-item share and scale, and whether new items inside histories are
-  read from their text, are chosen for each trial's model after
+  The new-item share and scale, whether new items inside histories are
+  read from their text, the item-item term's weight, L2 and decay and the
+  ranking stage's weight are chosen for each trial's model after
   training.)"""
   config = config or TrainerConfig()
   hp = kt.HyperParameters()
@@ -126,10 +129,18 @@ class ValidationWindowTuner(kt.Tuner):
     self._config, self._tft_output, self._catalog = config, tft_output, catalog
     self._fit, self._held_out, self._seen = fit, held_out, seen
     self._seeds = seeds
-    # The exported model's item-item term (not searched): every trial is
-    # scored with it, as its model would serve.
-    self._item_item = item_item.validation_term(
-        config, fit, held_out, len(catalog), catalog.text.get("item_text"))
+    # The Trainer's item-item term: new-item serving is chosen with it;
+    # then each trial's models choose their own (_choose_item_item) from
+    # EASE fit on the fit window at each L2 of the grid.
+    text = catalog.text.get("item_text")
+    self._item_item = item_item.validation_term(config, fit, held_out,
+                                                len(catalog), text)
+    borrowing = item_item.new_item_borrowing(config, text)
+    self._item_item_matrices = {
+        l2: item_item.trained_matrix(fit.users, fit.items, len(catalog), l2,
+                                     *borrowing)
+        for l2 in {*validation.ITEM_ITEM_L2S, config.item_item_l2}
+    } if config.item_item_weight else {}
     self._serving_steps, self._trial_steps = serving_steps, None
     # on_search_end's record: the best trial's choices for its own model
     # and for one trained the Trainer's steps (None until then).
@@ -142,11 +153,10 @@ class ValidationWindowTuner(kt.Tuner):
     for name, value in chosen.items():  # saved for the Trainer
       _fix(trial.hyperparameters, name, value)
     logging.info("trial %s %s: validation recall@10 %.4f in retrieval "
-                 "order, %.4f as served (rerank_weight %s); recall@100 %.4f "
-                 "(mean of %d seeds)", trial.trial_id,
+                 "order without the item-item term, %.4f as served; "
+                 "recall@100 %.4f (mean of %d seeds)", trial.trial_id,
                  trial.hyperparameters.values, metrics["recall@10"],
-                 served["recall@10"], served["weight"], served["recall@100"],
-                 self._seeds)
+                 served["recall@10"], served["recall@100"], self._seeds)
     return {**_served_metrics(served),
             "val_recall_at_10_retrieval_order": metrics["recall@10"]}
 
@@ -156,7 +166,8 @@ class ValidationWindowTuner(kt.Tuner):
     Trainer's, when trials train fewer.
 
     Trials compare configurations cheaply, but where new items go and how
-    much the ranking stage weighs are choices for one trained model: a
+    much the item-item term and the ranking stage weigh are choices for
+    one trained model: a
     200-step trial chose new items at share 0.75 x 0.9 and the stage off
     for the defaults, which bench-quality's 400-step models serve at
     0.5 x 0.97 with the stage at 0.03. One more training per seed, on the
@@ -172,8 +183,9 @@ class ValidationWindowTuner(kt.Tuner):
                 if name not in CHOSEN_AFTER_TRAINING}
     before = {name: trial.hyperparameters.values.get(name)
               for name in CHOSEN_AFTER_TRAINING}
-    logging.info("choosing new-item serving and the ranking stage again for "
-                 "trial %s trained %d steps (trials trained %d)",
+    logging.info("choosing new-item serving, the item-item term and the "
+                 "ranking stage again for trial %s trained %d steps (trials "
+                 "trained %d)",
                  trial.trial_id, self._serving_steps, self._trial_steps)
     _, served, chosen = self._train_and_choose({"values": searched},
                                                self._serving_steps)
@@ -218,8 +230,13 @@ class ValidationWindowTuner(kt.Tuner):
     if config.use_text:
       self._log_serving(tried)
       chosen = {name: metrics[key] for name, key in NEW_ITEM_SERVING.items()}
-    served = self._choose_rerank_weight(config, runs, tft_layer, text,
-                                        new_rows, metrics)
+    vectors = self._served_vectors(config, runs, tft_layer, text, new_rows,
+                                   metrics)
+    cosines = [queries @ candidates.T for queries, candidates in vectors]
+    term, chosen_term = self._choose_item_item(config, cosines)
+    chosen.update(chosen_term)
+    served = self._choose_rerank_weight(
+        config, runs, vectors, [cosine + term for cosine in cosines])
     chosen["rerank_weight"] = served["weight"]
     return metrics, served, chosen
 
@@ -250,32 +267,62 @@ class ValidationWindowTuner(kt.Tuner):
         queries @ candidates.T + self._item_item, self._held_out,
         self._seen), queries)
 
-  def _choose_rerank_weight(self, config: TrainerConfig, runs, tft_layer,
-                            text: np.ndarray, new_rows: np.ndarray,
-                            chosen: Dict) -> Dict:
-    """The ranking stage's weight for this trial: each seed's model, serving
-    new items as chosen, swept over the candidate weights on the validation
-    window (validation.rerank_sweep), the means compared. The objective is
-    then the list the Trainer's model would serve, not retrieval's order
-    (ranking_weight, a searched knob, shapes both). A config with the stage
-    off (rerank_weight 0) keeps it off."""
+  def _served_vectors(self, config: TrainerConfig, runs, tft_layer,
+                      text: np.ndarray, new_rows: np.ndarray, chosen: Dict
+                      ) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """Each seed's (queries [n, d], candidates [N, d]) on the validation
+    window, new items served as `chosen` (with text)."""
+    if not config.use_text:
+      return [(run.queries, run.placements[1.0]) for run in runs]
+    return [(validation.user_queries(run.model, tft_layer, self._held_out,
+                                     text, chosen["history_text"])[0],
+             validation.new_item_candidates(run.placements, new_rows,
+                                            chosen["share"], chosen["scale"]))
+            for run in runs]
+
+  def _choose_item_item(self, config: TrainerConfig, cosines):
+    """The item-item term for this trial's models (cosines: each seed's
+    [n, N] retrieval scores): weight, L2 and decay from the grid in
+    validation (plus the Trainer's own), by the mean over seeds
+    (validation.choose_item_item). A config with the term off keeps it
+    off. ([n, N] weight x term or 0.0, {knob: value})."""
+    off = (config.item_item_l2, config.item_item_decay)
+    if not config.item_item_weight:
+      return 0.0, dict(zip(validation.ITEM_ITEM_KNOBS, (0.0, *off)))
+    best, rows = validation.choose_item_item(
+        cosines, self._item_item_matrices, self._held_out, self._seen,
+        {*validation.ITEM_ITEM_WEIGHTS, config.item_item_weight},
+        {*validation.ITEM_ITEM_DECAYS, config.item_item_decay}, off,
+        SELECT_BY)
+    for row in rows:
+      logging.info("  item-item weight %s, L2 %s, decay %s: validation "
+                   "recall@10 %.4f", *[row[k] for k in
+                                       validation.ITEM_ITEM_KNOBS],
+                   row["recall@10"])
+    chosen = {k: best[k] for k in validation.ITEM_ITEM_KNOBS}
+    if not chosen["item_item_weight"]:
+      return 0.0, chosen
+    return chosen["item_item_weight"] * item_item.scores(
+        self._item_item_matrices[chosen["item_item_l2"]],
+        self._held_out.histories, chosen["item_item_decay"]), chosen
+
+  def _choose_rerank_weight(self, config: TrainerConfig, runs, vectors,
+                            scores: List[np.ndarray]) -> Dict:
+    """The ranking stage's weight for this trial: each seed's model
+    (vectors: its (queries, candidates) as served, scores: its retrieval
+    scores with the chosen item-item term) swept over the candidate
+    weights on the validation window (validation.rerank_sweep), the means
+    compared. The objective is then the list the Trainer's model would
+    serve, not retrieval's order (ranking_weight, a searched knob, shapes
+    both). A config with the stage off (rerank_weight 0) keeps it off."""
     weights = (sorted({*validation.RERANK_WEIGHTS, config.rerank_weight})
                if config.rerank_weight else [0.0])
     sweeps = []
-    for run in runs:
-      if config.use_text:
-        queries, _ = validation.user_queries(
-            run.model, tft_layer, self._held_out, text,
-            chosen["history_text"])
-        candidates = validation.new_item_candidates(
-            run.placements, new_rows, chosen["share"], chosen["scale"])
-      else:
-        queries, candidates = run.queries, run.placements[1.0]
+    for run, (queries, candidates), score in zip(runs, vectors, scores):
       stage = validation.RankingStage(run.model, queries, candidates, 0.0,
                                       config.rerank_depth)
       sweeps.append(validation.rerank_sweep(
-          stage, queries @ candidates.T + self._item_item, self._seen,
-          self._held_out.items, weights))
+          stage, score, self._seen, self._held_out.items, weights))
     best = validation.pick_rerank_weight(sweeps, SELECT_BY)
     for row in zip(*sweeps):
       logging.info("  rerank_weight %s: validation recall@10 %.4f",

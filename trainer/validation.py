@@ -16,6 +16,7 @@ import scipy.sparse as sp
 import tensorflow as tf
 
 from trainer import features
+from trainer import item_item
 from trainer import serving_towers
 from trainer import towers
 
@@ -354,6 +355,51 @@ def pick_rerank_weight(sweeps: List[List[Dict]], select_by: str = "recall@10"
     rows.append(_mean_row(same, ("weight",)))
   return max(sorted(rows, key=lambda row: row["weight"]),
              key=lambda row: row[select_by])
+
+
+# The item-item term's knobs (TrainerConfig fields), chosen together.
+ITEM_ITEM_KNOBS = ("item_item_weight", "item_item_l2", "item_item_decay")
+# The Tuner's grid for them, each trial's models scored at every point
+# after training (the term changes no training), besides the Trainer's own
+# values and weight 0. Around what bench-quality's larger grid (its
+# choose_item_item: 4 weights x 7 L2 x 5 decays) chose on ML-100K's
+# validation window, mean of three models: weight 3, L2 800, decay 0.85
+# (RESULTS "The item-item term's knobs together"). Kept small: each point
+# is a scoring of the whole validation window, ~1 s on ML-100K per model.
+ITEM_ITEM_WEIGHTS = (2.0, 3.0, 5.0, 8.0)
+ITEM_ITEM_L2S = (800.0, 1600.0)
+ITEM_ITEM_DECAYS = (0.85, 0.95)
+
+
+def choose_item_item(cosines: List[np.ndarray],
+                     matrices: Dict[float, np.ndarray], queries: Interactions,
+                     seen: sp.csr_matrix, weights, decays,
+                     off: Tuple[float, float], select_by: str = "recall@10"
+                     ) -> Tuple[Dict, List[Dict]]:
+  """The item-item term for models whose retrieval scores of `queries` are
+  `cosines` (one [n, N] per seed): weight 0 (labelled with `off`, an (L2,
+  decay)) or every weight x L2 (`matrices`: L2 -> EASE's matrix fit at it)
+  x decay, each scored as cosine + weight x term, compared by the mean over
+  the models of `select_by` (seen items excluded). A tie keeps the earlier
+  point: weight 0, then by L2, decay and weight, smaller first, so the term
+  has to earn its place. (the best row, every row): rows are {knob:
+  value for ITEM_ITEM_KNOBS, **mean metrics}."""
+  weights, decays = sorted(set(weights)), sorted(set(decays))
+  runs = {(0.0, *off): [evaluate(c, queries, seen) for c in cosines]}
+  for l2 in sorted(matrices):
+    for decay in decays:  # one [n, N] term in memory at a time
+      term = item_item.scores(matrices[l2], queries.histories, decay)
+      for weight in weights:
+        runs[(weight, l2, decay)] = [evaluate(c + weight * term, queries, seen)
+                                     for c in cosines]
+  rows = [{**dict(zip(ITEM_ITEM_KNOBS, point)),
+           **{k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}}
+          for point, metrics in runs.items()]
+  best = rows[0]
+  for row in rows[1:]:
+    if row[select_by] > best[select_by]:
+      best = row
+  return best, rows
 
 
 def ranks(top: np.ndarray, truth: np.ndarray) -> np.ndarray:

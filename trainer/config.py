@@ -212,8 +212,8 @@ class TrainerConfig:
   # three models (quality.choose_item_item); run alone on its split it
   # chose weight 3, L2 800, decay 0.85 (validation recall@10 0.2194
   # against 0.2174 here): to adopt once a bench-quality run's table has
-  # it. The Tuner does not search them; it scores every trial with the
-  # term.
+  # it. With --tune, each trial's models choose all three after training
+  # (tuning.ValidationWindowTuner._choose_item_item; 0 stays 0).
   item_item_weight: float = 5.0
   item_item_decay: float = 0.85
   item_item_l2: float = 1600.0

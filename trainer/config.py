@@ -201,22 +201,19 @@ class TrainerConfig:
   # item_item_weight x EASE's score of the item given the user's history,
   # each history item weighted item_item_decay ** (how many items are
   # newer); EASE's L2 strength item_item_l2. 0 turns it off. The ranking
-  # stage then orders the best rerank_depth of those. Defaults: ad hoc
-  # choices on ML-100K's validation window (2026-12-05): L2 1600 and decay
-  # 0.85 best for the term alone, weight 5 best added to the full model's
-  # cosine (recall@10 0.218 against 0.196 without); the depth of 300 scored
-  # as the whole catalogue did. bench-quality chooses all three again on
-  # validation (its item_item_weight log and ease_recency row): its run at
-  # e2d2bfa chose the same (recall@10 0.2183 at weight 5, 0.1903 at 0;
-  # eval 0.2051 against 0.1805). It now chooses the three together over
-  # three models (quality.choose_item_item); run alone on its split it
-  # chose weight 3, L2 800, decay 0.85 (validation recall@10 0.2194
-  # against 0.2174 here): to adopt once a bench-quality run's table has
-  # it. With --tune, each trial's models choose all three after training
-  # (tuning.ValidationWindowTuner._choose_item_item; 0 stays 0).
-  item_item_weight: float = 5.0
+  # stage then orders the best rerank_depth of those. Defaults:
+  # bench-quality's choice on ML-100K's validation window, the three
+  # chosen together on the mean of three fit-window models
+  # (quality.choose_item_item over weight 2/3/5/8 x L2 50..3200 x decay
+  # 0.7..0.95; its run at 658bbfa, 2026-12-05): validation recall@10 0.2194
+  # against 0.2174 at the earlier 5, 1600, 0.85 (ease_recency's L2 and
+  # decay, the best for the term alone) and 0.1907 without the term; eval
+  # recall@10 0.2098 against 0.2051. The depth of 300 scored as the whole
+  # catalogue did. With --tune, each trial's models choose all three after
+  # training (tuning.ValidationWindowTuner._choose_item_item; 0 stays 0).
+  item_item_weight: float = 3.0
   item_item_decay: float = 0.85
-  item_item_l2: float = 1600.0
+  item_item_l2: float = 800.0
   item_item_depth: int = 300
   # With the text tower: what an item nobody rated in training gets of the
   # item-item rows and columns of its `item_item_neighbours` nearest rated

@@ -153,7 +153,7 @@ class ValidationWindowTuner(kt.Tuner):
     for name, value in chosen.items():  # saved for the Trainer
       _fix(trial.hyperparameters, name, value)
     logging.info("trial %s %s: validation recall@10 %.4f in retrieval "
-                 "order without the item-item term, %.4f as served; "
+                 "order with the Trainer's item-item term, %.4f as served; "
                  "recall@100 %.4f (mean of %d seeds)", trial.trial_id,
                  trial.hyperparameters.values, metrics["recall@10"],
                  served["recall@10"], served["recall@100"], self._seeds)

@@ -106,8 +106,9 @@ def validation_term(config, train, queries, num_items: int,
                     text_vectors: Optional[np.ndarray] = None):
   """[n, N] config.item_item_weight x the term for `queries`' histories,
   EASE fit on `train` (validation.Interactions both), or 0.0 with the term
-  off: what the exported model adds to the cosine, for the Tuner's and
-  bench-quality's validation scores. Over the whole catalogue, where the
+  off: what the exported model adds to the cosine, for bench-quality's
+  validation scores (the Tuner builds the same from matrices it has fit
+  for its grid). Over the whole catalogue, where the
   model re-scores its index's top item_item_depth only (on ML-100K's
   validation window the top 300 scored as the whole catalogue did).
   `text_vectors` [N, d], the catalogue's: new items borrow as

@@ -129,18 +129,20 @@ class ValidationWindowTuner(kt.Tuner):
     self._config, self._tft_output, self._catalog = config, tft_output, catalog
     self._fit, self._held_out, self._seen = fit, held_out, seen
     self._seeds = seeds
-    # The Trainer's item-item term: new-item serving is chosen with it;
-    # then each trial's models choose their own (_choose_item_item) from
-    # EASE fit on the fit window at each L2 of the grid.
-    text = catalog.text.get("item_text")
-    self._item_item = item_item.validation_term(config, fit, held_out,
-                                                len(catalog), text)
-    borrowing = item_item.new_item_borrowing(config, text)
+    # EASE fit on the fit window at each L2 of the grid, the Trainer's
+    # own included: each trial's models choose their term from these
+    # (_choose_item_item); new-item serving is chosen with the Trainer's
+    # term (item_item.validation_term's, from the matrix already fit).
+    borrowing = item_item.new_item_borrowing(config,
+                                             catalog.text.get("item_text"))
     self._item_item_matrices = {
         l2: item_item.trained_matrix(fit.users, fit.items, len(catalog), l2,
                                      *borrowing)
         for l2 in {*validation.ITEM_ITEM_L2S, config.item_item_l2}
     } if config.item_item_weight else {}
+    self._item_item = (config.item_item_weight * item_item.scores(
+        self._item_item_matrices[config.item_item_l2], held_out.histories,
+        config.item_item_decay) if config.item_item_weight else 0.0)
     self._serving_steps, self._trial_steps = serving_steps, None
     # on_search_end's record: the best trial's choices for its own model
     # and for one trained the Trainer's steps (None until then).

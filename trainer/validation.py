@@ -392,14 +392,10 @@ def choose_item_item(cosines: List[np.ndarray],
       for weight in weights:
         runs[(weight, l2, decay)] = [evaluate(c + weight * term, queries, seen)
                                      for c in cosines]
-  rows = [{**dict(zip(ITEM_ITEM_KNOBS, point)),
-           **{k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}}
+  rows = [_mean_row(tuple({**dict(zip(ITEM_ITEM_KNOBS, point)), **m}
+                          for m in metrics), ITEM_ITEM_KNOBS)
           for point, metrics in runs.items()]
-  best = rows[0]
-  for row in rows[1:]:
-    if row[select_by] > best[select_by]:
-      best = row
-  return best, rows
+  return max(rows, key=lambda row: row[select_by]), rows  # first on ties
 
 
 def ranks(top: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ export PYTHONWARNINGS := ignore::FutureWarning,ignore::DeprecationWarning
 
 .PHONY: env demo serve test lint browser lock data clean bench-quality bench-seeds bench-scenarios bench-serving \
   bench-soak bench-crash screenshots \
-  bench-scale bench-continuous bench-placement bench-rerank bench-long-tests
+  bench-scale bench-item-item bench-continuous bench-placement bench-rerank bench-long-tests
 
 $(VENV)/.installed: requirements/lock.txt setup.py
 	@command -v uv >/dev/null || python3 -m pip install --quiet uv
@@ -126,6 +126,12 @@ screenshots: env browser
 # Stage cost at 10K/100K/1M synthetic interactions: bench/results/scale.json.
 bench-scale: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.scale
+
+# The item-item term above 10,000 items: what pruning each row costs on
+# ML-100K, and fit and serving cost at 10k-50k synthetic items (~10 min):
+# bench/results/item_item_rows.json and item_item_rows.png.
+bench-item-item: env
+	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.item_item_rows
 
 # Warm start vs from scratch over replayed periods (2 repeats of both chains,
 # ~45 min each on 2 cores, ~1.5 h in all), and the catalogue

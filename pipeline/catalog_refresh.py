@@ -23,7 +23,7 @@ import dataclasses
 import os
 import tempfile
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -117,22 +117,25 @@ def embed_changed(loaded, items: List[layouts.Item],
 
 def export_items(loaded, items: List[layouts.Item], vectors: np.ndarray,
                  text_vectors: np.ndarray, settings: index.IndexSettings,
-                 export_dir: str, scann: bool = False):
+                 export_dir: str, scann: bool = False,
+                 matrix: Optional[item_item.Matrix] = None):
   """Exports `loaded`'s towers over the catalogue `items` (their vectors
   from embed_changed) with `settings`: the OOV row kept and, when the
-  settings have the item-item term on, the matrix remapped to `items`
-  (known items keep what training learned; new ones get none, only the
-  towers place them, or borrow from their text neighbours as the settings'
-  item_item_new_items says). The catalogue refresh and bench-serving's
-  item-item cost export through here."""
+  settings have the item-item term on, `matrix` (over `items`' rows) or by
+  default `loaded`'s matrix remapped to `items` (known items keep what
+  training learned; new ones get none, only the towers place them, or
+  borrow from their text neighbours as the settings' item_item_new_items
+  says). The catalogue refresh and bench-serving's item-item cost export
+  through here."""
   ids = np.array([i.item_id for i in items], object)
   columns = contract.item_inputs([dict(item._asdict()) for item in items])
   oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
-  matrix = (item_item.remap(loaded.item_item.numpy()[:-1, :-1],
-                            loaded.catalog_ids.numpy(), ids, text_vectors,
-                            settings.item_item_neighbours,
-                            settings.item_item_new_items)
-            if settings.item_item_weight else None)
+  if settings.item_item_weight and matrix is None:
+    matrix = item_item.remap(item_item.served_matrix(loaded),
+                             loaded.catalog_ids.numpy(), ids, text_vectors,
+                             settings.item_item_neighbours,
+                             settings.item_item_new_items)
+  matrix = matrix if settings.item_item_weight else None
   return export.export_catalog(
       loaded.towers, ids, np.array([i.title for i in items], object),
       columns[contract.YEAR], columns[contract.GENRES],

@@ -55,11 +55,12 @@ def test_a_refreshed_catalogue_keeps_known_pairs_and_zeroes_new_items():
   np.testing.assert_allclose(borrowed, [[8, 4, 6], [4, 0, 3], [2, 1, 0]])
 
 
-def test_fit_reads_the_training_examples_and_gives_up_above_max_items(
+def test_fit_reads_the_training_examples_and_prunes_above_max_items(
     tmp_path, monkeypatch):
   """fit reads (user, item) pairs from ExampleGen's gzipped tf.Examples
-  (items outside the catalogue left out) into EASE's closed form, and
-  returns None, the term off, for a catalogue too large for a dense one."""
+  (items outside the catalogue left out) into EASE's closed form; a
+  catalogue above MAX_ITEMS gets EASE over its most-rated items, each row
+  pruned."""
   path = str(tmp_path / "train.gz")
   pairs = [("u1", "a"), ("u1", "b"), ("u2", "b"), ("u2", "c"),
            ("u3", "a"), ("u3", "gone")]
@@ -76,7 +77,70 @@ def test_fit_reads_the_training_examples_and_gives_up_above_max_items(
   np.testing.assert_allclose(item_item.fit([path], ids, 1.0),
                              item_item.ease_weights(x, 1.0), atol=1e-6)
   monkeypatch.setattr(item_item, "MAX_ITEMS", 2)
-  assert item_item.fit([path], ids, 1.0) is None
+  rows = item_item.fit([path], ids, 1.0, row_entries=1)
+  # a and b (rated twice each) are fit; c, rated once, keeps no entry.
+  fitted = item_item.ease_weights(x[:, :2], 1.0)
+  np.testing.assert_allclose(rows.csr().toarray(),
+                             [[0, fitted[0, 1], 0], [fitted[1, 0], 0, 0],
+                              [0, 0, 0]], atol=1e-6)
+
+
+def test_pruned_rows_keep_each_rows_strongest_entries_in_column_order():
+  matrix = np.array([[0, -3, 1, 2],
+                     [4, 0, -1, 0.5],
+                     [0.1, 0.2, 0, 0.3],
+                     [1, 1, 1, 0]], np.float32)
+  rows = item_item.prune_rows(matrix, 2)
+  np.testing.assert_array_equal(rows.columns[:3], [[1, 3], [0, 2], [1, 3]])
+  np.testing.assert_allclose(rows.values[:3], [[-3, 2], [4, -1],
+                                               [0.2, 0.3]])
+  # All of a row kept: the matrix itself, and the term it gives.
+  whole = item_item.prune_rows(matrix, 4)
+  np.testing.assert_array_equal(whole.csr().toarray(), matrix)
+  histories = [np.array([2, 0]), np.array([3, -1, 1])]
+  np.testing.assert_allclose(item_item.scores(whole, histories, 0.5),
+                             item_item.scores(matrix, histories, 0.5))
+  # Over a subset of a larger catalogue: its rows and columns by row.
+  part = item_item.prune_rows(matrix[:2, :2], 1, np.array([1, 3]), 5)
+  np.testing.assert_array_equal(part.columns, [[5], [3], [5], [1], [5]])
+  np.testing.assert_array_equal(part.values[:, 0], [0, -3, 0, 4, 0])
+
+
+def test_above_max_items_ease_is_fit_over_the_most_rated_items(
+    monkeypatch):
+  """Above MAX_ITEMS the trained matrix is EASE over the MAX_ITEMS
+  most-rated items (ties to the lower row), pruned per row; the rest,
+  and new items, score nothing, and nothing is borrowed from text."""
+  rng = np.random.default_rng(3)
+  x = (rng.random((40, 6)) < np.array([0.6, 0.1, 0.5, 0.4, 0.05, 0.3])
+       ).astype(np.float32)
+  users, items = np.nonzero(x)
+  monkeypatch.setattr(item_item, "MAX_ITEMS", 4)
+  counts = x.sum(0)
+  fitted = np.sort(np.argsort(-counts, kind="stable")[:4])
+  expected = np.zeros([7, 7], np.float32)
+  expected[np.ix_(fitted, fitted)] = item_item.ease_weights(x[:, fitted], 5.0)
+  text = rng.normal(size=(7, 3)).astype(np.float32)
+  rows = item_item.trained_matrix(users, items, 7, 5.0, text, 2, 0.5,
+                                  row_entries=4)
+  assert isinstance(rows, item_item.PrunedRows)
+  np.testing.assert_allclose(rows.csr().toarray(), expected, atol=1e-6)
+  pruned = item_item.trained_matrix(users, items, 7, 5.0, row_entries=2)
+  assert (pruned.columns < 7).sum(1).tolist() == [
+      2 if r in fitted else 0 for r in range(7)]
+
+
+def test_a_refreshed_catalogue_remaps_pruned_rows():
+  """remap on PrunedRows: known pairs keep their value under the new rows,
+  entries at items the new catalogue dropped and new items' rows are
+  pads, each row's columns ascending again."""
+  matrix = np.arange(9, dtype=np.float32).reshape(3, 3)
+  rows = item_item.prune_rows(matrix, 3)
+  out = item_item.remap(rows, np.array([b"a", b"b", b"c"]),
+                        np.array(["c", "new", "a"], object))
+  np.testing.assert_array_equal(out.csr().toarray(),
+                                [[8, 0, 6], [0, 0, 0], [2, 0, 0]])
+  assert np.all(np.diff(out.columns, axis=1) >= 0)
 
 
 def test_a_new_item_borrows_its_text_neighbours_rows_and_columns():

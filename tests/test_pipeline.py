@@ -817,6 +817,63 @@ def test_items_already_watched_say_so_and_spend_no_reason(pushed):
       if i in history]
 
 
+def test_a_catalogue_above_max_items_serves_the_term_from_pruned_rows(
+    first_run, pushed, tmp_path, monkeypatch):
+  """Above item_item.MAX_ITEMS (lowered to 1,000 for the fixture's 1,682
+  items) the Trainer's fit gives PrunedRows: EASE over the most-rated
+  items, each row's strongest entries. Remapped to a catalogue file's
+  order, exported, saved and loaded, the model adds exactly that matrix's
+  term, and its explanations take a history item's pruned part away."""
+  monkeypatch.setattr(item_item, "MAX_ITEMS", 1000)
+  config, settings = TrainerConfig(), index.IndexSettings.read(pushed.path)
+  examples = _latest(first_run, "MovieLensExampleGen", "examples")
+  rows = item_item.fit(
+      tf.io.gfile.glob(os.path.join(examples, "Split-train", "*")),
+      pushed.loaded.catalog_ids.numpy(), config.item_item_l2,
+      row_entries=30)
+  assert isinstance(rows, item_item.PrunedRows)
+  kept = (rows.columns < len(rows.columns)).sum(1)
+  assert kept.max() == 30 and 0 < (kept > 0).sum() <= 1000
+  items, _ = catalog_refresh.read_items(first_run.data_dir)
+  ids = [i.item_id for i in items]
+  vectors, text_vectors, _ = catalog_refresh.embed_changed(pushed.loaded,
+                                                           items)
+  matrix = item_item.remap(rows, pushed.loaded.catalog_ids.numpy(),
+                           np.array(ids, object))
+  catalog_refresh.export_items(pushed.loaded, items, vectors, text_vectors,
+                               settings, str(tmp_path / "model"),
+                               matrix=matrix)
+  model = local_model.PushedModel(str(tmp_path / "model"))
+  loaded = model.loaded
+  served = item_item.served_matrix(loaded)
+  np.testing.assert_array_equal(served.columns, matrix.columns)
+  np.testing.assert_array_equal(served.values, matrix.values)
+  dense = matrix.csr().toarray()
+  history = [ids[i] for i in np.argsort(-np.abs(dense).sum(1))[:5]]
+  user = {"user_id": "1", "age": 24, "gender": "M",
+          "occupation": "technician", "history": history}
+  got = model.recommend_batch([user], k=10, exclude_seen=True)[0]
+  inputs = {k: tf.constant(v)
+            for k, v in contract.user_inputs([user]).items()}
+  query = loaded.towers.query(**inputs).numpy()[0]
+  cosine = loaded.indexed_item_vectors(tf.constant(ids)).numpy() @ query
+  stage = settings.rerank_weight * loaded.rank(
+      **inputs, item_ids=tf.constant([ids]))[contract.SCORES].numpy()[0]
+  term = settings.item_item_weight * item_item.scores(
+      matrix, [np.array([ids.index(h) for h in history])],
+      settings.item_item_decay)[0]
+  top = [ids.index(i) for i in got["item_ids"]]
+  np.testing.assert_allclose(got["scores"], (cosine + term + stage)[top],
+                             atol=1e-4)
+  parts = item_item.served_parts(loaded, settings.item_item_weight,
+                                 settings.item_item_decay, history,
+                                 got["item_ids"])
+  np.testing.assert_allclose(parts.sum(1), term[top], atol=1e-5)
+  assert (parts == 0).any() and (parts != 0).any()  # pruned pairs and kept
+  if parts[0].max() > 1.0:
+    assert got["because_item_ids"][0] == history[int(np.argmax(parts[0]))]
+
+
 def test_recommend_orders_retrievals_top_100_by_the_ranking_stage(pushed):
   """recommend_unseen returns retrieval's top 100 unseen items (the
   index's candidates by the towers' cosine, re-scored with the item-item
@@ -1561,7 +1618,7 @@ def test_the_pushed_model_adds_the_item_item_term_fit_on_its_training_split(
   matrix = item_item.fit(tf.io.gfile.glob(
       os.path.join(examples, "Split-train", "*")), np.array(ids, object),
                          config.item_item_l2)
-  np.testing.assert_allclose(loaded.item_item.numpy()[:-1, :-1], matrix,
+  np.testing.assert_allclose(item_item.served_matrix(loaded), matrix,
                              atol=1e-5)
   # The history: the five items with the strongest rows (rated in the slice).
   history = [ids[i] for i in np.argsort(-np.abs(matrix).sum(1))[:5]]

@@ -35,6 +35,7 @@ import tensorflow_recommenders as tfrs
 from trainer import contract
 from trainer import explanation
 from trainer import features
+from trainer import item_item as item_item_lib
 from trainer import text
 from trainer.catalog_rules import CatalogRules
 from trainer.index import SCANN_SAVE_OPTIONS
@@ -92,7 +93,8 @@ class RecommenderModule(tf.Module):
       knows how much a user will like a film they watch, which retrieval
       alone (what they watch next) does not weigh.
     item_item: [N, N] EASE's item-item matrix over catalogue rows
-      (trainer/item_item.py), or None; with item_item_weight > 0, the
+      (trainer/item_item.py), or its PrunedRows (a catalogue above
+      item_item.MAX_ITEMS), or None; with item_item_weight > 0, the
       recommend signatures and evaluate score the index's candidates as
       cosine + item_item_weight x sum over the history of
       item_item_decay ** (items newer) x item_item[history item, candidate],
@@ -109,18 +111,14 @@ class RecommenderModule(tf.Module):
                personalization_weight: float = 0.0,
                explanation_min_share: float = 1.0,
                rerank_weight: float = 0.0, rerank_depth: int = 100,
-               item_item: Optional[np.ndarray] = None,
+               item_item: Optional[item_item_lib.Matrix] = None,
                item_item_weight: float = 0.0, item_item_decay: float = 1.0):
     super().__init__()
     self.item_item_weight = (float(item_item_weight) if item_item is not None
                              else 0.0)
     self.item_item_decay = float(item_item_decay)
     if self.item_item_weight:
-      n = len(item_ids)
-      # Row and column n: the unknown id, which scores nothing.
-      padded = np.zeros([n + 1, n + 1], np.float32)
-      padded[:n, :n] = item_item
-      self.item_item = tf.Variable(padded, trainable=False)
+      self.item_item = item_item_lib.ServedMatrix(item_item)
     self.explanation_min_share = float(explanation_min_share)
     self.rerank_weight = float(rerank_weight)
     self.rerank_depth = max(int(rerank_depth), 1)
@@ -260,33 +258,21 @@ class RecommenderModule(tf.Module):
 
   def _item_item_term(self, history_item_ids):
     """[B, N + 1]: item_item_weight x the history's weighted rows of the
-    item-item matrix, summed (unknown ids: the zero row N). The weights are
-    scattered into one [B, N + 1] row per user and multiplied by the
-    matrix: memory stays [B, N] however long the histories (a replay sends
-    hundreds) and whichever items are then scored (the index's candidates
-    or, when rules leave too few, the whole catalogue)."""
-    rows = self.rows.lookup(history_item_ids)
-    shape = tf.shape(rows, out_type=tf.int64)
-    batch = tf.broadcast_to(tf.range(shape[0])[:, tf.newaxis], shape)
-    weights = tf.scatter_nd(
-        tf.reshape(tf.stack([batch, rows], -1), [-1, 2]),
-        tf.reshape(self._history_weights(history_item_ids), [-1]),
-        tf.stack([shape[0], tf.shape(self.item_item, out_type=tf.int64)[0]]))
-    return self.item_item_weight * tf.matmul(weights, self.item_item)
+    item-item matrix, summed (unknown ids: the zero row N), for whichever
+    items are then scored (the index's candidates or, when rules leave
+    too few, the whole catalogue)."""
+    return self.item_item_weight * self.item_item.term(
+        self.rows.lookup(history_item_ids),
+        self._history_weights(history_item_ids))
 
   def _item_item_at(self, history_item_ids, weights, item_ids):
     """[B, k, H]: item_item_weight x each history entry's weight (`weights`
     [B, H]) x the matrix at (that history item, item k of `item_ids`
     [B, k]); unknown ids meet the zero row and column N. Pair by pair, for
     explanations (H is the explanation window, k the items returned)."""
-    history = self.rows.lookup(history_item_ids)
-    items = self.rows.lookup(item_ids)
-    shape = tf.stack([tf.shape(items)[0], tf.shape(items)[1],
-                      tf.shape(history)[1]])
-    pairs = tf.stack([tf.broadcast_to(history[:, tf.newaxis, :], shape),
-                      tf.broadcast_to(items[:, :, tf.newaxis], shape)], -1)
     return (self.item_item_weight * weights[:, tf.newaxis, :] *
-            tf.gather_nd(self.item_item, pairs))
+            self.item_item.at(self.rows.lookup(history_item_ids),
+                              self.rows.lookup(item_ids)))
 
   def _retrieval_score(self, query, history_item_ids):
     """score(ids, ok) for _pick's recommend lists: the cosine, plus the
@@ -654,7 +640,7 @@ def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,
                    item_text_vectors: Optional[np.ndarray],
                    settings: IndexSettings, export_dir: str,
                    scann: bool = True,
-                   item_item: Optional[np.ndarray] = None
+                   item_item: Optional[item_item_lib.Matrix] = None
                    ) -> RecommenderModule:
   """Indexes `item_vectors` ([N + 1, d], OOV last) and saves the stock
   (brute-force) SavedModel at `export_dir` and, with `scann`, its ScaNN twin
@@ -662,8 +648,8 @@ def export_catalog(towers: Towers, item_ids: np.ndarray, titles: np.ndarray,
   `settings.scann_min_recall` of exact search's top k (index.checked_scann);
   returns the stock module. item_years [N] and
   item_genres [N, G] ("" pads) are what the request-time filters read;
-  item_item [N, N] the item-item term's matrix (settings say whether it is
-  on, its weight and decay). The
+  item_item [N, N] the item-item term's matrix, or its PrunedRows
+  (settings say whether it is on, its weight and decay). The
   Trainer and the catalogue refresh both export through here."""
   def module(index) -> RecommenderModule:
     return RecommenderModule(

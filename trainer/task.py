@@ -284,12 +284,14 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
                                            catalog.text.get("item_text"))
   if config.item_item_weight and train_files:
     matrix = item_item.fit(train_files, catalog.ids, config.item_item_l2,
-                           *borrowing)
+                           *borrowing, row_entries=config.item_item_row_entries)
   logging.info("item-item term: %s", (
       "off" if not config.item_item_weight else
       "off (no training files given)" if not train_files else
-      "off (catalogue too large)" if matrix is None else
-      f"EASE over {len(catalog.ids)} items, weight {config.item_item_weight}"))
+      f"EASE over {len(catalog.ids)} items, weight "
+      f"{config.item_item_weight}" + (
+          f", each row's {config.item_item_row_entries} strongest entries"
+          if isinstance(matrix, item_item.PrunedRows) else "")))
   settings = dataclasses.replace(
       settings, item_item_weight=(config.item_item_weight
                                   if matrix is not None else 0.0),

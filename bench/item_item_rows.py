@@ -1,9 +1,9 @@
 """`make bench-item-item`: the item-item term above 10,000 items.
 
-Up to item_item.MAX_ITEMS items the term's matrix is dense [N, N]; above,
-EASE is fit over the 10,000 most-rated items and each row keeps its
-`item_item_row_entries` strongest entries (item_item.PrunedRows). Two
-questions, side by side in one run:
+Up to `item_item_dense_items` (10,000) items the term's matrix is dense
+[N, N]; above, each row keeps its `item_item_row_entries` strongest entries
+(item_item.PrunedRows), and above item_item.MAX_ITEMS EASE is fit over the
+10,000 most-rated items. Two questions, side by side in one run:
 
   quality  what pruning costs, on ML-100K's split as bench-quality makes
            it (its pipeline run, cached), seen items excluded: the term
@@ -126,14 +126,11 @@ def served_rows(output_dir: str, entries_grid):
 def synthetic(num_items: int, users: int, per_user: int, rng):
   """(users, items) pairs: Zipf popularity (exponent 1), each user
   `per_user` distinct items."""
-  popularity = 1.0 / np.arange(1, num_items + 1)
-  popularity /= popularity.sum()
-  pairs_u, pairs_i = [], []
-  for u in range(users):
-    items = np.unique(rng.choice(num_items, per_user, p=popularity))
-    pairs_u.append(np.full(len(items), u))
-    pairs_i.append(items)
-  return np.concatenate(pairs_u), np.concatenate(pairs_i)
+  cdf = np.cumsum(1.0 / np.arange(1, num_items + 1))
+  draws = np.searchsorted(cdf / cdf[-1], rng.random((users, per_user)))
+  pairs = [(u, i) for u in range(users) for i in np.unique(draws[u])]
+  users_, items = np.array(pairs).T
+  return users_, np.minimum(items, num_items - 1)
 
 
 def term_latency(matrix, num_items: int, batch: int, rng,
@@ -170,10 +167,8 @@ def scale_rows(sizes, users: int, per_user: int, row_entries: int,
                 (("pruned", row_entries),))
     for kind, entries in variants:
       start = time.perf_counter()
-      matrix = item_item.trained_matrix(*pairs, num_items, 800.0,
-                                        row_entries=row_entries)
-      if entries and not isinstance(matrix, item_item.PrunedRows):
-        matrix = item_item.prune_rows(matrix, entries)
+      matrix = item_item.trained_matrix(*pairs, num_items, 800.0, pruned=(
+          item_item.Pruning(0, entries) if entries else item_item.Pruning()))
       seconds = time.perf_counter() - start
       size = (matrix.columns.nbytes * 2 + matrix.values.nbytes
               if isinstance(matrix, item_item.PrunedRows)  # int64 in-graph

@@ -77,7 +77,8 @@ def test_fit_reads_the_training_examples_and_prunes_above_max_items(
   np.testing.assert_allclose(item_item.fit([path], ids, 1.0),
                              item_item.ease_weights(x, 1.0), atol=1e-6)
   monkeypatch.setattr(item_item, "MAX_ITEMS", 2)
-  rows = item_item.fit([path], ids, 1.0, row_entries=1)
+  rows = item_item.fit([path], ids, 1.0,
+                       pruned=item_item.Pruning(row_entries=1))
   # a and b (rated twice each) are fit; c, rated once, keeps no entry.
   fitted = item_item.ease_weights(x[:, :2], 1.0)
   np.testing.assert_allclose(rows.csr().toarray(),
@@ -122,12 +123,26 @@ def test_above_max_items_ease_is_fit_over_the_most_rated_items(
   expected[np.ix_(fitted, fitted)] = item_item.ease_weights(x[:, fitted], 5.0)
   text = rng.normal(size=(7, 3)).astype(np.float32)
   rows = item_item.trained_matrix(users, items, 7, 5.0, text, 2, 0.5,
-                                  row_entries=4)
+                                  item_item.Pruning(row_entries=4))
   assert isinstance(rows, item_item.PrunedRows)
   np.testing.assert_allclose(rows.csr().toarray(), expected, atol=1e-6)
-  pruned = item_item.trained_matrix(users, items, 7, 5.0, row_entries=2)
+  pruned = item_item.trained_matrix(users, items, 7, 5.0,
+                                    pruned=item_item.Pruning(row_entries=2))
   assert (pruned.columns < 7).sum(1).tolist() == [
       2 if r in fitted else 0 for r in range(7)]
+
+
+def test_a_catalogue_above_dense_items_is_pruned_whole():
+  """Below MAX_ITEMS but above Pruning.dense_items every rated item is fit
+  and each row pruned: with every entry kept, the dense matrix."""
+  rng = np.random.default_rng(4)
+  x = (rng.random((30, 5)) < 0.4).astype(np.float32)
+  users, items = np.nonzero(x)
+  dense = item_item.trained_matrix(users, items, 5, 2.0)
+  assert isinstance(dense, np.ndarray)
+  rows = item_item.trained_matrix(users, items, 5, 2.0,
+                                  pruned=item_item.Pruning(0, 5))
+  np.testing.assert_allclose(rows.csr().toarray(), dense, atol=1e-6)
 
 
 def test_a_refreshed_catalogue_remaps_pruned_rows():

@@ -825,12 +825,13 @@ def test_a_catalogue_above_max_items_serves_the_term_from_pruned_rows(
   order, exported, saved and loaded, the model adds exactly that matrix's
   term, and its explanations take a history item's pruned part away."""
   monkeypatch.setattr(item_item, "MAX_ITEMS", 1000)
-  config, settings = TrainerConfig(), index.IndexSettings.read(pushed.path)
+  config = TrainerConfig(item_item_row_entries=30)
+  settings = index.IndexSettings.read(pushed.path)
   examples = _latest(first_run, "MovieLensExampleGen", "examples")
   rows = item_item.fit(
       tf.io.gfile.glob(os.path.join(examples, "Split-train", "*")),
       pushed.loaded.catalog_ids.numpy(), config.item_item_l2,
-      row_entries=30)
+      pruned=item_item.pruning(config))
   assert isinstance(rows, item_item.PrunedRows)
   kept = (rows.columns < len(rows.columns)).sum(1)
   assert kept.max() == 30 and 0 < (kept > 0).sum() <= 1000

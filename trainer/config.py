@@ -215,11 +215,15 @@ class TrainerConfig:
   item_item_decay: float = 0.85
   item_item_l2: float = 800.0
   item_item_depth: int = 300
-  # Above item_item.MAX_ITEMS (10,000) items, EASE is fit over the 10,000
-  # most-rated and each row keeps its item_item_row_entries strongest
-  # entries (memory [N, k] instead of [N, N]); on ML-100K pruning the term
-  # alone to 200 per row cost eval recall@10 0.1881 -> 0.1838
-  # (item_item.prune_rows). Unused at or below 10,000 items (dense).
+  # Catalogues up to item_item_dense_items items keep the dense [N, N]
+  # matrix; above, each row keeps its item_item_row_entries strongest
+  # entries ([N, k]), and above item_item.MAX_ITEMS (10,000) EASE is fit
+  # over the 10,000 most-rated items. The trade (make bench-item-item,
+  # 2026-12-05): at 10,000 items the dense term costs a request 25 ms at
+  # batch 1 on 2 cores, the pruned one 0.6 ms; on ML-100K pruning to 200
+  # cost the demo's model eval recall@10 0.2041 -> 0.2019 (recall@100
+  # 0.6509 -> 0.6524). 0 prunes every catalogue.
+  item_item_dense_items: int = 10000
   item_item_row_entries: int = 200
   # With the text tower: what an item nobody rated in training gets of the
   # item-item rows and columns of its `item_item_neighbours` nearest rated
@@ -331,7 +335,7 @@ class TrainerConfig:
     if (self.item_item_weight < 0 or not 0 < self.item_item_decay <= 1 or
         self.item_item_l2 <= 0 or self.item_item_depth < 1 or
         self.item_item_new_items < 0 or self.item_item_neighbours < 1 or
-        self.item_item_row_entries < 1):
+        self.item_item_row_entries < 1 or self.item_item_dense_items < 0):
       raise ValueError(
           f"item_item_weight {self.item_item_weight} must be at least 0, "
           f"item_item_decay {self.item_item_decay} in (0, 1], item_item_l2 "
@@ -339,7 +343,8 @@ class TrainerConfig:
           f"{self.item_item_depth}, item_item_neighbours "
           f"{self.item_item_neighbours} and item_item_row_entries "
           f"{self.item_item_row_entries} at least 1, item_item_new_items "
-          f"{self.item_item_new_items} at least 0")
+          f"{self.item_item_new_items} and item_item_dense_items "
+          f"{self.item_item_dense_items} at least 0")
     if not 0 < self.explanation_min_share <= 1:
       raise ValueError(
           f"explanation_min_share {self.explanation_min_share}: a share of "

@@ -16,13 +16,15 @@ blur.
 
 Serving (export.RecommenderModule): the index's top `item_item_depth` items
 by cosine are re-scored as cosine + weight x this term, before the ranking
-stage. Up to MAX_ITEMS items the matrix is dense [N, N] (at 10,000 the
-inverse is 0.8 GB in float64 and the exported variable 0.4 GB). Above,
-EASE is fit over the MAX_ITEMS most-rated items only (its inverse is
-cubic in the items) and each of their rows keeps its `row_entries`
-strongest entries (PrunedRows: [N, k] columns and values, 0.16 GB at
-100,000 items and k = 200); the other items, rarely rated, score 0 in the
-term, as new items do.
+stage. Up to Pruning.dense_items (10,000) items the matrix is dense [N, N]
+(at 10,000 the inverse is 0.8 GB in float64 and the exported variable
+0.4 GB). Above, each row keeps its `row_entries` strongest entries
+(PrunedRows: [N, k] columns and values, 0.16 GB at 100,000 items and
+k = 200), and above MAX_ITEMS EASE is fit over the MAX_ITEMS most-rated
+items only (its inverse is cubic in the items); the rest, rarely rated,
+score 0 in the term, as new items do. The dense term costs a request
+N x N multiply-adds, the pruned one (history length) x k: on 2 cores,
+batch 1, 25 ms against 0.6 ms at 10,000 items (bench-item-item).
 """
 from typing import Dict, Iterable, NamedTuple, Optional, Sequence, Union
 
@@ -36,15 +38,28 @@ from trainer import features
 # Largest catalogue the Trainer builds the dense matrix for, and the most
 # items EASE is fit over in a larger one (the most rated).
 MAX_ITEMS = 10000
-# Entries each row keeps above MAX_ITEMS (TrainerConfig.item_item_row_entries).
+# Entries each row keeps when pruned (TrainerConfig.item_item_row_entries).
 ROW_ENTRIES = 200
 
 
+class Pruning(NamedTuple):
+  """When the matrix is pruned (a catalogue above `dense_items` items, or
+  above MAX_ITEMS) and to how many entries per row
+  (TrainerConfig.item_item_dense_items, item_item_row_entries)."""
+  dense_items: int = MAX_ITEMS
+  row_entries: int = ROW_ENTRIES
+
+
+def pruning(config) -> Pruning:
+  """A TrainerConfig's Pruning."""
+  return Pruning(config.item_item_dense_items, config.item_item_row_entries)
+
+
 class PrunedRows(NamedTuple):
-  """EASE's matrix for a catalogue above MAX_ITEMS: row r's strongest
-  entries, `columns` [N, k] (ascending; N pads a row with fewer) and
-  `values` [N, k] (0 at the pads). In-graph the term is a sparse-dense
-  product and a pair's entry a binary search in its row (export)."""
+  """EASE's matrix pruned (Pruning): row r's strongest entries, `columns`
+  [N, k] (ascending; N pads a row with fewer) and `values` [N, k] (0 at
+  the pads). In-graph (ServedMatrix) the term gathers the history's rows
+  and a pair's entry is a binary search in its row."""
   columns: np.ndarray
   values: np.ndarray
 
@@ -174,8 +189,7 @@ def validation_term(config, train, queries, num_items: int,
     return 0.0
   return config.item_item_weight * recency_scores(
       train, queries, num_items, config.item_item_l2, config.item_item_decay,
-      *new_item_borrowing(config, text_vectors),
-      row_entries=config.item_item_row_entries)
+      *new_item_borrowing(config, text_vectors), pruning(config))
 
 
 class Borrowing(NamedTuple):
@@ -199,28 +213,29 @@ def new_item_borrowing(config, text_vectors: Optional[np.ndarray]
 def recency_scores(train, queries, num_items: int, l2: float, decay: float,
                    text_vectors: Optional[np.ndarray] = None,
                    neighbours: int = 0, share: float = 0.0,
-                   row_entries: int = ROW_ENTRIES) -> np.ndarray:
+                   pruned: Pruning = Pruning()) -> np.ndarray:
   """[n, N] the term (weight 1) for `queries`' histories, EASE fit on
   `train` (validation.Interactions both): bench-quality's ease_recency
   (no text: no borrowing)."""
   matrix = trained_matrix(train.users, train.items, num_items, l2,
-                          text_vectors, neighbours, share, row_entries)
+                          text_vectors, neighbours, share, pruned)
   return scores(matrix, queries.histories, decay)
 
 
 def trained_matrix(users: Sequence, items: np.ndarray, num_items: int,
                    l2: float, text_vectors: Optional[np.ndarray] = None,
                    neighbours: int = 0, share: float = 0.0,
-                   row_entries: int = ROW_ENTRIES) -> Matrix:
+                   pruned: Pruning = Pruning()) -> Matrix:
   """EASE's [N, N] from training (user, catalogue row) pairs; with
   `text_vectors` and a `share`, items no pair holds borrow their text
-  neighbours' rows and columns (borrow_for_new_items). Above MAX_ITEMS
-  items, PrunedRows: EASE over the MAX_ITEMS most-rated items (ties to the
-  lower row), each row's `row_entries` strongest entries; no borrowing."""
+  neighbours' rows and columns (borrow_for_new_items). Above
+  `pruned.dense_items` (or MAX_ITEMS) items, PrunedRows: EASE over the
+  MAX_ITEMS most-rated items (ties to the lower row), each row's
+  `pruned.row_entries` strongest entries; no borrowing."""
   items = np.asarray(items)
   counts = np.bincount(items[items >= 0], minlength=num_items)
-  if num_items > MAX_ITEMS:
-    return _most_rated_rows(users, items, counts, l2, row_entries,
+  if num_items > min(pruned.dense_items, MAX_ITEMS):
+    return _most_rated_rows(users, items, counts, l2, pruned.row_entries,
                             bool(text_vectors is not None and share))
   matrix = ease_weights(user_item_matrix(users, items, num_items), l2)
   if text_vectors is None or not share:
@@ -240,9 +255,8 @@ def _most_rated_rows(users: Sequence, items: np.ndarray, counts: np.ndarray,
   logging.info("item-item term: EASE over the %d most-rated of %d items, "
                "%d entries per row", len(fitted), num_items, row_entries)
   if borrowing:
-    logging.warning("item-item term: new items borrow nothing above %d "
-                    "items (item_item_new_items needs the dense matrix)",
-                    MAX_ITEMS)
+    logging.warning("item-item term: new items borrow nothing from pruned "
+                    "rows (item_item_new_items needs the dense matrix)")
   position = np.full(num_items + 1, -1, np.int64)  # row -1 stays -1
   position[fitted] = np.arange(len(fitted))
   matrix = ease_weights(user_item_matrix(
@@ -268,15 +282,14 @@ def read_pairs(files: Sequence[str], row_of: Dict[str, int]):
 
 def fit(files: Sequence[str], item_ids: np.ndarray, l2: float,
         text_vectors: Optional[np.ndarray] = None, neighbours: int = 0,
-        share: float = 0.0, row_entries: int = ROW_ENTRIES) -> Matrix:
+        share: float = 0.0, pruned: Pruning = Pruning()) -> Matrix:
   """EASE's matrix over catalogue rows from the training examples, as
-  trained_matrix builds it (dense, new items borrowing; or PrunedRows above
-  MAX_ITEMS items)."""
+  trained_matrix builds it (dense, new items borrowing; or PrunedRows)."""
   row_of = {(i.decode() if isinstance(i, bytes) else i): r
             for r, i in enumerate(item_ids)}
   users, items = read_pairs(files, row_of)
   return trained_matrix(users, items, len(item_ids), l2, text_vectors,
-                        neighbours, share, row_entries)
+                        neighbours, share, pruned)
 
 
 def borrow_for_new_items(matrix: np.ndarray, text_vectors: np.ndarray,
@@ -371,7 +384,7 @@ def _remap_rows(matrix: PrunedRows, rows: np.ndarray) -> PrunedRows:
 class ServedMatrix(tf.Module):
   """The matrix inside an exported model (export.RecommenderModule), with
   row and column N, the unknown id's, all 0: dense [N + 1, N + 1], or
-  PrunedRows' columns and values [N + 1, k] (a catalogue above MAX_ITEMS)."""
+  PrunedRows' columns and values [N + 1, k]."""
 
   def __init__(self, matrix: Matrix):
     super().__init__()

@@ -284,7 +284,7 @@ def export_models(model: RecommenderModel, tft_output: tft.TFTransformOutput,
                                            catalog.text.get("item_text"))
   if config.item_item_weight and train_files:
     matrix = item_item.fit(train_files, catalog.ids, config.item_item_l2,
-                           *borrowing, row_entries=config.item_item_row_entries)
+                           *borrowing, item_item.pruning(config))
   logging.info("item-item term: %s", (
       "off" if not config.item_item_weight else
       "off (no training files given)" if not train_files else

@@ -137,7 +137,7 @@ class ValidationWindowTuner(kt.Tuner):
                                              catalog.text.get("item_text"))
     self._item_item_matrices = {
         l2: item_item.trained_matrix(fit.users, fit.items, len(catalog), l2,
-                                     *borrowing, config.item_item_row_entries)
+                                     *borrowing, item_item.pruning(config))
         for l2 in {*validation.ITEM_ITEM_L2S, config.item_item_l2}
     } if config.item_item_weight else {}
     self._item_item = (config.item_item_weight * item_item.scores(

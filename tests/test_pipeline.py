@@ -817,6 +817,35 @@ def test_items_already_watched_say_so_and_spend_no_reason(pushed):
       if i in history]
 
 
+def _served_with_term(model, settings, ids, matrix, history):
+  """recommend_unseen's top 10 for a user with `history`, checked to score
+  each item cosine + weight x `matrix`'s term (numpy: item_item.scores) +
+  the ranking stage, and the model's own matrix read back to give the same
+  term (served_parts). (the answer, its catalogue rows, cosine + stage of
+  every item, the parts [10, H])."""
+  loaded = model.loaded
+  user = {"user_id": "1", "age": 24, "gender": "M",
+          "occupation": "technician", "history": history}
+  got = model.recommend_batch([user], k=10, exclude_seen=True)[0]
+  inputs = {k: tf.constant(v)
+            for k, v in contract.user_inputs([user]).items()}
+  query = loaded.towers.query(**inputs).numpy()[0]
+  cosine = loaded.indexed_item_vectors(tf.constant(ids)).numpy() @ query
+  stage = settings.rerank_weight * loaded.rank(
+      **inputs, item_ids=tf.constant([ids]))[contract.SCORES].numpy()[0]
+  term = settings.item_item_weight * item_item.scores(
+      matrix, [np.array([ids.index(h) for h in history])],
+      settings.item_item_decay)[0]
+  rows = [ids.index(i) for i in got["item_ids"]]
+  np.testing.assert_allclose(got["scores"], (cosine + term + stage)[rows],
+                             atol=1e-4)
+  parts = item_item.served_parts(loaded, settings.item_item_weight,
+                                 settings.item_item_decay, history,
+                                 got["item_ids"])
+  np.testing.assert_allclose(parts.sum(1), term[rows], atol=1e-5)
+  return got, rows, cosine + stage, parts
+
+
 def test_a_catalogue_above_max_items_serves_the_term_from_pruned_rows(
     first_run, pushed, tmp_path, monkeypatch):
   """Above item_item.MAX_ITEMS (lowered to 1,000 for the fixture's 1,682
@@ -845,31 +874,12 @@ def test_a_catalogue_above_max_items_serves_the_term_from_pruned_rows(
                                settings, str(tmp_path / "model"),
                                matrix=matrix)
   model = local_model.PushedModel(str(tmp_path / "model"))
-  loaded = model.loaded
-  served = item_item.served_matrix(loaded)
+  served = item_item.served_matrix(model.loaded)
   np.testing.assert_array_equal(served.columns, matrix.columns)
   np.testing.assert_array_equal(served.values, matrix.values)
   dense = matrix.csr().toarray()
   history = [ids[i] for i in np.argsort(-np.abs(dense).sum(1))[:5]]
-  user = {"user_id": "1", "age": 24, "gender": "M",
-          "occupation": "technician", "history": history}
-  got = model.recommend_batch([user], k=10, exclude_seen=True)[0]
-  inputs = {k: tf.constant(v)
-            for k, v in contract.user_inputs([user]).items()}
-  query = loaded.towers.query(**inputs).numpy()[0]
-  cosine = loaded.indexed_item_vectors(tf.constant(ids)).numpy() @ query
-  stage = settings.rerank_weight * loaded.rank(
-      **inputs, item_ids=tf.constant([ids]))[contract.SCORES].numpy()[0]
-  term = settings.item_item_weight * item_item.scores(
-      matrix, [np.array([ids.index(h) for h in history])],
-      settings.item_item_decay)[0]
-  top = [ids.index(i) for i in got["item_ids"]]
-  np.testing.assert_allclose(got["scores"], (cosine + term + stage)[top],
-                             atol=1e-4)
-  parts = item_item.served_parts(loaded, settings.item_item_weight,
-                                 settings.item_item_decay, history,
-                                 got["item_ids"])
-  np.testing.assert_allclose(parts.sum(1), term[top], atol=1e-5)
+  got, _, _, parts = _served_with_term(model, settings, ids, matrix, history)
   assert (parts == 0).any() and (parts != 0).any()  # pruned pairs and kept
   if parts[0].max() > 1.0:
     assert got["because_item_ids"][0] == history[int(np.argmax(parts[0]))]
@@ -1623,29 +1633,11 @@ def test_the_pushed_model_adds_the_item_item_term_fit_on_its_training_split(
                              atol=1e-5)
   # The history: the five items with the strongest rows (rated in the slice).
   history = [ids[i] for i in np.argsort(-np.abs(matrix).sum(1))[:5]]
-  user = {"user_id": "1", "age": 24, "gender": "M",
-          "occupation": "technician", "history": history}
-  got = pushed.recommend_batch([user], k=10, exclude_seen=True)[0]
-  inputs = {k: tf.constant(v)
-            for k, v in contract.user_inputs([user]).items()}
-  query = loaded.towers.query(**inputs).numpy()[0]
-  cosine = loaded.indexed_item_vectors(tf.constant(ids)).numpy() @ query
-  stage = settings.rerank_weight * loaded.rank(
-      **inputs, item_ids=tf.constant([ids]))[contract.SCORES].numpy()[0]
-  term = settings.item_item_weight * item_item.scores(
-      matrix, [np.array([ids.index(h) for h in history])],
-      settings.item_item_decay)[0]
-  rows = [ids.index(i) for i in got["item_ids"]]
+  got, rows, without_term, parts = _served_with_term(pushed, settings, ids,
+                                                     matrix, history)
   assert not set(got["item_ids"]) & set(history)
-  np.testing.assert_allclose(got["scores"],
-                             (cosine + term + stage)[rows], atol=1e-4)
-  unseen = [r for r in np.argsort(-(cosine + stage)) if ids[r] not in history]
+  unseen = [r for r in np.argsort(-without_term) if ids[r] not in history]
   assert rows != unseen[:10]
-  # The model's own matrix, read back, gives the same term.
-  parts = item_item.served_parts(loaded, settings.item_item_weight,
-                                 settings.item_item_decay, history,
-                                 got["item_ids"])
-  np.testing.assert_allclose(parts.sum(1), term[rows], atol=1e-5)
   # The term's strongest history item for the top item is what the
   # explanation names, where the term outweighs the cosine's differences.
   if parts[0].max() > 1.0:

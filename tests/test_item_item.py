@@ -132,6 +132,13 @@ def test_above_max_items_ease_is_fit_over_the_most_rated_items(
       2 if r in fitted else 0 for r in range(7)]
 
 
+def test_pruned_rows_of_a_catalogue_nobody_rated_are_all_pads():
+  rows = item_item.trained_matrix(np.array([], object),
+                                  np.array([], np.int64), 3, 1.0,
+                                  pruned=item_item.Pruning(0, 2))
+  assert not rows.csr().nnz and len(rows.columns) == 3
+
+
 def test_a_catalogue_above_dense_items_is_pruned_whole():
   """Below MAX_ITEMS but above Pruning.dense_items every rated item is fit
   and each row pruned: with every entry kept, the dense matrix."""

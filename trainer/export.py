@@ -93,8 +93,8 @@ class RecommenderModule(tf.Module):
       knows how much a user will like a film they watch, which retrieval
       alone (what they watch next) does not weigh.
     item_item: [N, N] EASE's item-item matrix over catalogue rows
-      (trainer/item_item.py), or its PrunedRows (a catalogue above
-      item_item.MAX_ITEMS), or None; with item_item_weight > 0, the
+      (trainer/item_item.py), or its PrunedRows (item_item.Pruning), or
+      None; with item_item_weight > 0, the
       recommend signatures and evaluate score the index's candidates as
       cosine + item_item_weight x sum over the history of
       item_item_decay ** (items newer) x item_item[history item, candidate],

@@ -35,8 +35,9 @@ from absl import logging
 
 from trainer import features
 
-# Largest catalogue the Trainer builds the dense matrix for, and the most
-# items EASE is fit over in a larger one (the most rated).
+# The most items EASE is fit over (the most rated: its inverse is cubic in
+# the items, 0.8 GB in float64 at 10,000), and the largest catalogue that
+# keeps the dense matrix by default (Pruning.dense_items).
 MAX_ITEMS = 10000
 # Entries each row keeps when pruned (TrainerConfig.item_item_row_entries).
 ROW_ENTRIES = 200
@@ -91,13 +92,14 @@ def prune_rows(matrix: np.ndarray, k: int, rows: np.ndarray = None,
   n = len(matrix) if num_items is None else int(num_items)
   rows = np.arange(len(matrix)) if rows is None else np.asarray(rows)
   k = max(1, min(int(k), matrix.shape[1]))
-  kept = np.argpartition(-np.abs(matrix), k - 1, axis=1)[:, :k]
-  kept = np.sort(kept, axis=1)
-  values = np.take_along_axis(matrix, kept, 1)
   columns = np.full([n, k], n, np.int32)
   out = np.zeros([n, k], np.float32)
-  columns[rows] = rows[kept]  # the matrix's columns are over `rows` too
-  out[rows] = values
+  for start in range(0, len(matrix), 1024):  # argpartition's [rows, N] int64
+    part = matrix[start:start + 1024]
+    kept = np.sort(np.argpartition(-np.abs(part), k - 1, axis=1)[:, :k], 1)
+    block = rows[start:start + 1024]
+    columns[block] = rows[kept]  # the matrix's columns are over `rows` too
+    out[block] = np.take_along_axis(part, kept, 1)
   return PrunedRows(columns, out)
 
 
@@ -247,11 +249,14 @@ def trained_matrix(users: Sequence, items: np.ndarray, num_items: int,
 def _most_rated_rows(users: Sequence, items: np.ndarray, counts: np.ndarray,
                      l2: float, row_entries: int,
                      borrowing: bool) -> PrunedRows:
-  """trained_matrix above MAX_ITEMS (see there)."""
+  """trained_matrix's PrunedRows (see there)."""
   num_items = len(counts)
   rated = np.flatnonzero(counts)
   fitted = np.sort(rated[np.argsort(-counts[rated], kind="stable")
                          [:MAX_ITEMS]])
+  if not len(fitted):  # nothing rated: every row a pad
+    return PrunedRows(np.full([num_items, 1], num_items, np.int32),
+                      np.zeros([num_items, 1], np.float32))
   logging.info("item-item term: EASE over the %d most-rated of %d items, "
                "%d entries per row", len(fitted), num_items, row_entries)
   if borrowing:

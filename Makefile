@@ -133,8 +133,8 @@ bench-scale: env
 bench-item-item: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.item_item_rows
 
-# Warm start vs from scratch over replayed periods (2 repeats of both chains,
-# ~45 min each on 2 cores, ~1.5 h in all), and the catalogue
+# Warm start vs from scratch over replayed periods (3 repeats of both chains,
+# ~35 min each on 2 cores, ~1 h 50 min in all), and the catalogue
 # refresh: bench/results/continuous.json and continuous.png.
 bench-continuous: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.continuous

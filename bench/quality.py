@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -529,14 +529,16 @@ def add_setup_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--batch-size", type=int, default=1024)
 
 
-def prepare(output_dir: str, steps: int, batch_size: int) -> Setup:
-  """Runs the pipeline (cached after the first time) and reads its
-  examples, Transform graph and catalogue into the benchmark's split."""
+def prepare(output_dir: str, steps: int, batch_size: int,
+            trainer: Optional[TrainerConfig] = None) -> Setup:
+  """Runs the pipeline (cached after the first time; the Trainer with
+  `trainer`, its defaults if None) and reads its examples, Transform graph
+  and catalogue into the benchmark's split."""
   config = configs.PipelineConfig(
       output_dir=os.path.abspath(output_dir),
       data_dir=os.path.abspath("data/ml-100k"),
       text_encoder_dir=os.path.abspath("data/all-MiniLM-L6-v2"),
-      train_steps=steps)
+      train_steps=steps, trainer=trainer or TrainerConfig())
   data.fetch_movielens(config.data_dir)
   data.fetch_text_encoder(config.text_encoder_dir)
   local_runner.run(config)  # cached after the first run

@@ -219,8 +219,8 @@ class TrainerConfig:
   # matrix; above, each row keeps its item_item_row_entries strongest
   # entries ([N, k]), and above item_item.MAX_ITEMS (10,000) EASE is fit
   # over the 10,000 most-rated items. The trade (make bench-item-item,
-  # 2026-12-05): at 10,000 items the dense term costs a request 25 ms at
-  # batch 1 on 2 cores, the pruned one 0.6 ms; on ML-100K pruning to 200
+  # 2026-12-05): at 10,000 items the dense term costs a request 13 ms at
+  # batch 1 on 2 cores, the pruned one 0.5 ms; on ML-100K pruning to 200
   # cost the demo's model eval recall@10 0.2041 -> 0.2019 (recall@100
   # 0.6509 -> 0.6524). 0 prunes every catalogue.
   item_item_dense_items: int = 10000

@@ -130,12 +130,13 @@ def export_items(loaded, items: List[layouts.Item], vectors: np.ndarray,
   ids = np.array([i.item_id for i in items], object)
   columns = contract.item_inputs([dict(item._asdict()) for item in items])
   oov = loaded.indexed_item_vectors(tf.constant([""])).numpy()
-  if settings.item_item_weight and matrix is None:
+  if not settings.item_item_weight:
+    matrix = None
+  elif matrix is None:
     matrix = item_item.remap(item_item.served_matrix(loaded),
                              loaded.catalog_ids.numpy(), ids, text_vectors,
                              settings.item_item_neighbours,
                              settings.item_item_new_items)
-  matrix = matrix if settings.item_item_weight else None
   return export.export_catalog(
       loaded.towers, ids, np.array([i.title for i in items], object),
       columns[contract.YEAR], columns[contract.GENRES],

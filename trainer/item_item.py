@@ -76,6 +76,12 @@ class PrunedRows(NamedTuple):
 Matrix = Union[np.ndarray, PrunedRows]
 
 
+def _operand(matrix: Matrix):
+  """`matrix` as numpy and scipy multiply and index it: PrunedRows as
+  its csr, a dense one as it is."""
+  return matrix.csr() if isinstance(matrix, PrunedRows) else matrix
+
+
 def prune_rows(matrix: np.ndarray, k: int, rows: np.ndarray = None,
                num_items: int = None) -> PrunedRows:
   """Each row's `k` entries of largest magnitude (EASE's negative entries
@@ -169,11 +175,9 @@ def query_rows(histories: Iterable[np.ndarray], num_items: int,
 def scores(matrix: Matrix, histories: Iterable[np.ndarray],
            decay: float) -> np.ndarray:
   """[n, N] the term for each history (catalogue rows, oldest first)."""
-  weights = query_rows(list(histories), len(matrix.columns if isinstance(
-      matrix, PrunedRows) else matrix), decay)
-  if isinstance(matrix, PrunedRows):
-    return (weights @ matrix.csr()).toarray()
-  return np.asarray(weights @ matrix)
+  matrix = _operand(matrix)
+  product = query_rows(list(histories), matrix.shape[0], decay) @ matrix
+  return product.toarray() if sp.issparse(product) else np.asarray(product)
 
 
 def validation_term(config, train, queries, num_items: int,
@@ -374,11 +378,11 @@ def _remap_rows(matrix: PrunedRows, rows: np.ndarray) -> PrunedRows:
   """remap for PrunedRows: `rows` [N'] is each new item's old row (-1 new);
   entries at items the new catalogue lacks become pads."""
   n_old, n = len(matrix.columns), len(rows)
+  known = rows >= 0
   new_row = np.full(n_old + 1, n, np.int32)  # old pads and dropped items
-  new_row[rows[rows >= 0]] = np.flatnonzero(rows >= 0)
+  new_row[rows[known]] = np.flatnonzero(known)
   columns = np.full([n, matrix.columns.shape[1]], n, np.int32)
   values = np.zeros(columns.shape, np.float32)
-  known = rows >= 0
   columns[known] = new_row[matrix.columns[rows[known]]]
   values[known] = np.where(columns[known] < n, matrix.values[rows[known]], 0)
   order = np.argsort(columns, axis=1, kind="stable")  # ascending again
@@ -480,11 +484,12 @@ def served_parts(module, weight: float, decay: float,
   if not weight:
     return np.zeros([len(items), len(history)], np.float32)
   row = {i.decode(): r for r, i in enumerate(module.catalog_ids.numpy())}
-  matrix = served_matrix(module)
-  matrix = sp.csr_matrix(matrix.csr() if isinstance(matrix, PrunedRows)
-                         else matrix)
-  matrix.resize(len(row) + 1, len(row) + 1)  # the unknown id: zero row, column
-  rows = np.array([row.get(i, len(row)) for i in history], np.int64)
-  columns = np.array([row.get(i, len(row)) for i in items], np.int64)
+  n = len(row)  # the unknown id's row: its row and column score 0
+  rows = np.array([row.get(i, n) for i in history], np.int64)
+  columns = np.array([row.get(i, n) for i in items], np.int64)
+  block = _operand(served_matrix(module))[
+      np.ix_(np.minimum(rows, n - 1), np.minimum(columns, n - 1))]
+  block = block.toarray() if sp.issparse(block) else np.asarray(block)
+  block = np.where((rows < n)[:, np.newaxis] & (columns < n), block, 0.0)
   weights = weight * history_weights(rows, decay)
-  return (matrix[np.ix_(rows, columns)].toarray() * weights[:, np.newaxis]).T
+  return (block * weights[:, np.newaxis]).T

@@ -3,6 +3,8 @@ the exported model's use of it is tested on the pipeline fixture
 (tests/test_pipeline.py)."""
 import os
 
+import pytest
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
@@ -110,8 +112,8 @@ def test_pruned_rows_keep_each_rows_strongest_entries_in_column_order():
 def test_above_max_items_ease_is_fit_over_the_most_rated_items(
     monkeypatch):
   """Above MAX_ITEMS the trained matrix is EASE over the MAX_ITEMS
-  most-rated items (ties to the lower row), pruned per row; the rest,
-  and new items, score nothing, and nothing is borrowed from text."""
+  most-rated items (ties to the lower row), pruned per row; the rest
+  score nothing, and a new item borrows from the fitted items only."""
   rng = np.random.default_rng(3)
   x = (rng.random((40, 6)) < np.array([0.6, 0.1, 0.5, 0.4, 0.05, 0.3])
        ).astype(np.float32)
@@ -121,11 +123,24 @@ def test_above_max_items_ease_is_fit_over_the_most_rated_items(
   fitted = np.sort(np.argsort(-counts, kind="stable")[:4])
   expected = np.zeros([7, 7], np.float32)
   expected[np.ix_(fitted, fitted)] = item_item.ease_weights(x[:, fitted], 5.0)
-  text = rng.normal(size=(7, 3)).astype(np.float32)
-  rows = item_item.trained_matrix(users, items, 7, 5.0, text, 2, 0.5,
-                                  item_item.Pruning(row_entries=4))
+  rows = item_item.trained_matrix(users, items, 7, 5.0,
+                                  pruned=item_item.Pruning(row_entries=4))
   assert isinstance(rows, item_item.PrunedRows)
   np.testing.assert_allclose(rows.csr().toarray(), expected, atol=1e-6)
+  # Item 6 is new (nobody rated it): with text it borrows from its nearest
+  # fitted items, never from the two rated ones EASE left out.
+  text = rng.normal(size=(7, 3)).astype(np.float32)
+  lent = item_item.trained_matrix(users, items, 7, 5.0, text, 2, 0.5,
+                                  item_item.Pruning(row_entries=7)).csr()
+  new = np.arange(7) == 6
+  lenders = np.isin(np.arange(7), fitted)
+  weights = item_item._text_neighbour_weights(text, new, lenders, 2)
+  assert set(weights.indices) <= set(fitted)
+  np.testing.assert_allclose(lent.toarray()[6], 0.5 * (weights @ expected)[0],
+                             atol=1e-6)
+  unfitted = ~lenders & ~new
+  assert not lent.toarray()[unfitted].any()
+  assert not lent.toarray()[:, unfitted].any()
   pruned = item_item.trained_matrix(users, items, 7, 5.0,
                                     pruned=item_item.Pruning(row_entries=2))
   assert (pruned.columns < 7).sum(1).tolist() == [
@@ -163,6 +178,44 @@ def test_a_refreshed_catalogue_remaps_pruned_rows():
   np.testing.assert_array_equal(out.csr().toarray(),
                                 [[8, 0, 6], [0, 0, 0], [2, 0, 0]])
   assert np.all(np.diff(out.columns, axis=1) >= 0)
+
+
+def test_pruned_rows_borrow_as_the_dense_matrix_does():
+  """With every entry kept, new items borrow into PrunedRows exactly what
+  they borrow into the dense matrix, at training and in a refreshed
+  catalogue; with k entries each row keeps its k strongest, borrowed
+  entries competing with the rest."""
+  rng = np.random.default_rng(5)
+  x = (rng.random((40, 6)) < 0.4).astype(np.float32)
+  users, items = np.nonzero(x)
+  text = rng.normal(size=(8, 4)).astype(np.float32)  # 6 and 7 are new
+  dense = item_item.trained_matrix(users, items, 8, 3.0, text, 3, 0.5)
+  whole = item_item.trained_matrix(users, items, 8, 3.0, text, 3, 0.5,
+                                   item_item.Pruning(0, 8))
+  np.testing.assert_allclose(whole.csr().toarray(), dense, atol=1e-6)
+  assert dense[6].any() and dense[:, 7].any()
+  strongest = item_item.trained_matrix(users, items, 8, 3.0, text, 3, 0.5,
+                                       item_item.Pruning(0, 2)).csr()
+  assert (np.diff(strongest.indptr) <= 2).all()
+  unpruned = item_item.borrow_for_new_items(
+      item_item.prune_rows(item_item.trained_matrix(users, items, 8, 3.0),
+                           2), text, np.arange(8) >= 6, 3, 0.5).csr()
+  # Each row's two strongest among what it held before pruning again.
+  for row in range(8):
+    held = unpruned[row].toarray().ravel()
+    kept = strongest[row].toarray().ravel()
+    assert np.count_nonzero(kept) == min(2, np.count_nonzero(held))
+    assert np.abs(kept).sum() == pytest.approx(
+        np.sort(np.abs(held))[::-1][:2].sum(), rel=1e-6)
+  # A refreshed catalogue: "new" borrows into rows as into the dense matrix.
+  ids = np.array([b"a", b"b", b"c"])
+  matrix = np.array([[0, 1, 2], [3, 0, 4], [5, 6, 0]], np.float32)
+  fresh = np.array(["c", "new", "a"], object)
+  vectors = np.array([[1, 0], [1, 1], [0, 1]], np.float32)
+  np.testing.assert_allclose(
+      item_item.remap(item_item.prune_rows(matrix, 3), ids, fresh, vectors,
+                      2, 0.5).csr().toarray(),
+      item_item.remap(matrix, ids, fresh, vectors, 2, 0.5), atol=1e-6)
 
 
 def test_a_new_item_borrows_its_text_neighbours_rows_and_columns():

@@ -228,11 +228,11 @@ class TrainerConfig:
   # With the text tower: what an item nobody rated in training gets of the
   # item-item rows and columns of its `item_item_neighbours` nearest rated
   # items by catalogue text (cosine-weighted mean; item_item.
-  # borrow_for_new_items), in the Trainer's export and in a catalogue
-  # refresh. 0: none, new items are placed by the towers alone (the term
-  # then pushes them down: cold-item recall@100 0.413 -> 0.333 in
-  # bench-quality's run at e2d2bfa). A trade of new items' recall against
-  # warm items', so off; 0.5 with 5 neighbours was the best on ML-100K's
+  # borrow_for_new_items; dense or pruned rows), in the Trainer's export
+  # and in a catalogue refresh. 0: none, new items are placed by the towers
+  # alone (the term then pushes them down: cold-item recall@100 0.413 ->
+  # 0.333 in bench-quality's run at e2d2bfa). A trade of new items' recall
+  # against warm items', so off; 0.5 with 5 neighbours was the best on ML-100K's
   # validation window for new items at no cost in recall@10 (new items'
   # recall@100 0.432 -> 0.563, recall@50 -0.0015). Over five seeds
   # (bench-seeds' full_new_items) new items gained on both windows in every

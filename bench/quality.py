@@ -33,6 +33,7 @@ import tensorflow_transform as tft  # noqa: E402
 from bench import bootstrap  # noqa: E402
 from bench import peers  # noqa: E402
 from bench import scenarios  # noqa: E402
+from bench import targets  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline import data  # noqa: E402
 from pipeline import evaluation  # noqa: E402
@@ -728,6 +729,7 @@ def main(argv=None) -> int:
               f, indent=1)
   print_table(rows)
   print_gaps(rows)
+  targets.print_targets(targets.check(rows))
   plot(rows, os.path.join(RESULTS, args.name + "_recall.png"))
   return 0
 

@@ -1,5 +1,6 @@
 """`make bench-placement`: where the full model's cold-start lead over its
-no-text ablation comes from.
+no-text ablation comes from, and whether text places unseen items better
+than the unknown-id row.
 
 Where an item without an id row (new since training) goes is one of two
 things text changes (the other: history_id_dropout reads hidden history
@@ -9,13 +10,24 @@ from one trained model, share 0 at scale 1 standing for no_text's way of
 placing new items. The full model puts a new item at a mix of where its
 text puts it and the unknown-id row's vector
 (TrainerConfig.new_item_text_share), times new_item_score_scale; no_text
-at the unknown-id row alone (share 0), scale 1. This trains
-bench-quality's full config once on the fit window (scored on the
-validation window) and once on the training period (scored on eval), and
-scores every placement from that one model:
-  boosted: each share at the config's served scale (chosen on
-    validation) and at scales from 1 up to 1.3; share 0 above scale 1 is
-    no_text's own placement, boosted.
+at the unknown-id row alone (share 0), scale 1. Every list is scored as
+the exported model serves it: the towers' cosine plus the item-item term,
+then the ranking stage (TrainerConfig.rerank_weight), as bench-quality's
+rows of ours are. bench-quality's full config is trained once per window:
+  validation: on the fit window, scored on the validation window (its
+    new items: the newest release wave, held out of the fit window);
+  eval: on the training period, scored on eval (126 interactions with
+    items first rated in eval);
+  hidden (--hidden-share, a tenth by default): on the training period
+    with a random share of its rated items hidden, as if released after
+    it (their ratings dropped, their ids unknown in every history),
+    scored on eval; "new items" there are the hidden ones, films of every
+    age and popularity with about seven times the eval's cold
+    interactions, where the unknown-id row's prior (new releases are
+    watched now) does not apply and only an item's content can place it.
+Each window's placements:
+  boosted: each share at the config's served scale and at scales 0.9 to
+    1.1; share 0 at scale 1 is no_text's own placement.
   slots: new items keep the positions no_text gives them and the text mix
     only decides which new item fills which: text as an ordering of new
     items and nothing else.
@@ -25,9 +37,6 @@ scores every placement from that one model:
     tower (history_id_dropout 0), both are 0: the two models differ only
     in where they put new items, and the share-0 row at scale 1 is
     no_text's row to the digit.
-Rows are in retrieval's order, without the exported ranking stage
-(TrainerConfig.rerank_weight), as new-item serving is chosen;
-bench-quality's rows of ours include the stage.
 --set FIELD=VALUE trains the full config with those changes (e.g.
 history_id_dropout=0.1, the one-seed choice); --name names the files.
 Writes bench/results/placement.json and placement.png (by default).
@@ -47,26 +56,28 @@ from bench import quality  # noqa: E402
 from bench import seeds  # noqa: E402
 from trainer import validation  # noqa: E402
 
-SHARES = (0.0, 0.25, 1.0)
-SCALES = (1.0, 1.02, 1.05, 1.1, 1.2, 1.3)
+SHARES = (0.0, 0.25, 0.5, 1.0)
+SCALES = (0.9, 0.95, 1.0, 1.05, 1.1)
 COLUMNS = ("recall@10", "recall@50", "recall@100", "ndcg@10")
 NAME = "placement"
+HIDDEN_SHARE = 0.1
+HIDDEN_SEED = 13
 
 
 def scales_for(config) -> List[float]:
   """SCALES plus the config's own (served) new-item scale, in order: the
-  table then holds the placement the Trainer serves (e.g. 0.97, below
-  the boosts)."""
+  table then holds the placement the Trainer serves (e.g. 0.97, between
+  the grid's points)."""
   return sorted({config.new_item_score_scale, *SCALES})
 
 
 def in_slots(query: np.ndarray, slotted: np.ndarray, ordered: np.ndarray,
-             new_rows: np.ndarray, seen) -> np.ndarray:
-  """[n, N] scores: warm columns query . slotted; among the new items a
-  user has not seen, the k-th best by `ordered` gets the k-th best score
-  any of them has by `slotted`, so the new items hold exactly the
-  positions `slotted` gives them."""
-  scores = query @ slotted.T
+             new_rows: np.ndarray, seen, extra=0.0) -> np.ndarray:
+  """[n, N] scores: query . slotted (+ `extra` [n, N], the item-item
+  term); among the new items a user has not seen, the k-th best by
+  `ordered` gets the k-th best score any of them has by those scores, so
+  the new items hold exactly the positions `slotted` gives them."""
+  scores = query @ slotted.T + extra
   cols = np.flatnonzero(new_rows)
   slots = scores[:, cols]
   order = query @ ordered[cols].T
@@ -81,12 +92,26 @@ def in_slots(query: np.ndarray, slotted: np.ndarray, ordered: np.ndarray,
   return scores
 
 
-def measured(family: str, share: float, scale: float, scores: np.ndarray,
-             queries, seen, cold: np.ndarray) -> Dict:
-  """One table row: the warm columns over all interactions, new items'
-  recall over the `cold` ones."""
-  every = validation.evaluate(scores, queries, seen)
-  new = validation.evaluate(scores, queries, seen, cold)
+def hidden_items(train, num_items: int, share: float,
+                 seed: int = HIDDEN_SEED) -> np.ndarray:
+  """[num_items] bool: a random `share` of the items rated in `train`
+  (fixed seed: every run hides the same ones)."""
+  rated = np.flatnonzero(np.bincount(train.items[train.items >= 0],
+                                     minlength=num_items) > 0)
+  picked = np.random.default_rng(seed).choice(
+      rated, size=int(round(share * len(rated))), replace=False)
+  out = np.zeros(num_items, bool)
+  out[picked] = True
+  return out
+
+
+def measured(family: str, share: float, scale: float, top: np.ndarray,
+             queries, cold: np.ndarray, num_items: int) -> Dict:
+  """One table row from the served lists `top` [n, 100]: the warm columns
+  over all interactions, new items' recall over the `cold` ones."""
+  every = validation.ranking_metrics(top, queries.items, num_items)
+  new = validation.ranking_metrics(top[cold], queries.items[cold],
+                                   num_items)
   return {"family": family, "share": share, "scale": scale,
           **{k: every[k] for k in COLUMNS},
           "cold_recall@50": new["recall@50"],
@@ -94,35 +119,53 @@ def measured(family: str, share: float, scale: float, scores: np.ndarray,
           "cold_interactions": int(cold.sum())}
 
 
-def score_placements(result: Dict, queries, seen,
-                     scales: List[float]) -> List[Dict]:
+def served(config, result: Dict, candidates: np.ndarray,
+           scores: np.ndarray, seen) -> np.ndarray:
+  """[n, 100] the lists the exported model would serve with these
+  candidate vectors and retrieval scores: seen items excluded, then the
+  config's ranking stage."""
+  ranking = validation.RankingStage.of(config, result["model"],
+                                       result["query"], candidates)
+  return validation.served_top(scores, seen, ranking)
+
+
+def score_placements(result: Dict, queries, seen, scales: List[float],
+                     config, cold: np.ndarray) -> List[Dict]:
   placements, new_rows = result["placements"], result["new_rows"]
-  cold = queries.on_items(new_rows)
+  term = result["item_item"]
+  num_items = len(new_rows)
   unknown = validation.new_item_candidates(placements, new_rows, 0.0, 1.0)
   rows = []
 
-  def row(family, share, scale, scores):
-    rows.append(measured(family, share, scale, scores, queries, seen, cold))
+  def row(family, share, scale, candidates, scores):
+    top = served(config, result, candidates, scores, seen)
+    rows.append(measured(family, share, scale, top, queries, cold,
+                         num_items))
 
   for share in SHARES:
     for scale in scales:
       candidates = validation.new_item_candidates(placements, new_rows,
                                                   share, scale)
-      row("boosted", share, scale, result["query"] @ candidates.T)
+      row("boosted", share, scale, candidates,
+          result["query"] @ candidates.T + term)
     if share > 0:
       mixed = validation.new_item_candidates(placements, new_rows, share, 1.0)
-      row("slots", share, 1.0, in_slots(result["query"], unknown, mixed,
-                                        new_rows, seen))
+      row("slots", share, 1.0, mixed,
+          in_slots(result["query"], unknown, mixed, new_rows, seen, term))
   return rows
 
 
-def against_no_text(full: Dict, no_text: Dict, queries, seen) -> Dict:
-  """no_text's row (share 0, scale 1: how it serves new items) and the
-  largest gaps between its vectors and the full model's: of the users'
-  query vectors and of the known items' candidate vectors."""
+def against_no_text(full: Dict, no_text: Dict, queries, seen,
+                    cold: np.ndarray) -> Dict:
+  """no_text's row (share 0, scale 1: how it serves new items; its own
+  ranking stage if it has one) and the largest gaps between its vectors
+  and the full model's: of the users' query vectors and of the known
+  items' candidate vectors."""
   known = ~full["new_rows"]
-  return {**measured("no_text", 0.0, 1.0, no_text["scores"], queries, seen,
-                     queries.on_items(full["new_rows"])),
+  top = validation.served_top(no_text["scores"], seen,
+                              no_text.get("ranking"))
+  return {**measured("no_text", 0.0, 1.0, top, queries, cold,
+                     len(known)),
           "query_max_abs_gap": float(np.abs(full["query"] -
                                             no_text["query"]).max()),
           "known_item_max_abs_gap": float(np.abs(
@@ -147,26 +190,33 @@ def print_table(window: str, rows: List[Dict]) -> None:
             f"{r['known_item_max_abs_gap']:.2e}")
 
 
-def plot(results: Dict[str, List[Dict]], path: str, served) -> None:
-  """served: the config's (share, scale), marked on each panel."""
+def plot(results: Dict[str, List[Dict]], path: str, served_at) -> None:
+  """served_at: the config's (share, scale), marked on each panel."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, axes = plt.subplots(1, len(results), figsize=(11, 4.2))
-  for ax, (window, rows) in zip(axes, results.items()):
-    for share, colour in zip(SHARES, ("tab:grey", "tab:blue", "tab:orange")):
+  fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.4),
+                           squeeze=False)
+  colours = ("tab:grey", "tab:blue", "tab:green", "tab:orange")
+  for ax, (window, rows) in zip(axes[0], results.items()):
+    for share, colour in zip(SHARES, colours):
       line = [r for r in rows if r["family"] == "boosted"
               and r["share"] == share]
       ax.plot([r["cold_recall@100"] for r in line],
               [r["recall@10"] for r in line], "o-", color=colour,
               markersize=4,
-              label=f"share {share:g}, scale {line[0]['scale']:g} … 1.3"
+              label=f"share {share:g}, scale {line[0]['scale']:g} … "
+              f"{line[-1]['scale']:g}"
               + (" (the unknown-id row)" if share == 0 else ""))
       for r in line:
-        if (r["share"], r["scale"]) == tuple(served):
+        if (r["share"], r["scale"]) == tuple(served_at):
           ax.annotate(f"served ({r['share']:g}, x{r['scale']:g})",
                       (r["cold_recall@100"], r["recall@10"]),
                       fontsize=7, xytext=(3, 5), textcoords="offset points")
+        if (r["share"], r["scale"]) == (0.0, 1.0):
+          ax.annotate("no_text's placement",
+                      (r["cold_recall@100"], r["recall@10"]),
+                      fontsize=7, xytext=(3, -10), textcoords="offset points")
       for r in rows:
         if r["family"] == "no_text" and share == 0:
           ax.plot(r["cold_recall@100"], r["recall@10"], "s", color="black",
@@ -175,14 +225,41 @@ def plot(results: Dict[str, List[Dict]], path: str, served) -> None:
           ax.plot(r["cold_recall@100"], r["recall@10"], "x", color=colour,
                   markersize=8,
                   label=f"share {share:g} in the unknown-id row's slots")
-    ax.set_title(f"{window} (one model, seen excluded)", fontsize=9)
+    ax.set_title(f"{window}: one model, as served, seen excluded\n"
+                 f"({rows[0]['cold_interactions']} new-item interactions)",
+                 fontsize=9)
     ax.set_xlabel("new items' recall@100")
     ax.set_ylabel("recall@10, all interactions")
     ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=7)
+  axes[0][0].legend(fontsize=6)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   print(f"plot: {path}")
+
+
+WINDOWS = ("validation", "eval", "hidden")
+
+
+def windows(setup, names, hidden_share: float, hidden_seed: int):
+  """(name, training interactions, queries, seen, new items' rows or None:
+  the items new to the model) for each window in `names`; the hidden
+  window's new items are the hidden ones alone."""
+  out = []
+  if "validation" in names:
+    out.append(("validation", setup.fit, setup.held_out,
+                setup.seen_held_out, None))
+  if "eval" in names:
+    out.append(("eval", setup.train, setup.test, setup.seen_test, None))
+  if "hidden" in names and hidden_share:
+    hidden = hidden_items(setup.train, setup.bench.num_items, hidden_share,
+                          hidden_seed)
+    print(f"hiding {int(hidden.sum())} of the training period's rated "
+          f"items ({hidden_share:g}, draw {hidden_seed})", flush=True)
+    out.append((f"hidden {hidden_share:g}",
+                setup.train.with_items_new(hidden, drop=True),
+                setup.test.with_items_new(hidden, drop=False),
+                setup.seen_test, hidden))
+  return out
 
 
 def main(argv=None) -> int:
@@ -192,6 +269,13 @@ def main(argv=None) -> int:
                       help="train the full config with these changes")
   parser.add_argument("--no-text", action="store_true",
                       help="also train no_text and compare its vectors")
+  parser.add_argument("--hidden-share", type=float, default=HIDDEN_SHARE,
+                      help="share of the training period's rated items "
+                      "hidden for the third window (0: no such window)")
+  parser.add_argument("--hidden-seed", type=int, default=HIDDEN_SEED,
+                      help="which random draw of items to hide")
+  parser.add_argument("--windows", nargs="*", default=list(WINDOWS),
+                      choices=WINDOWS, help="the windows to train and score")
   parser.add_argument("--name", default=NAME,
                       help="bench/results/NAME.json and NAME.png")
   args = parser.parse_args(argv)
@@ -201,26 +285,28 @@ def main(argv=None) -> int:
   path = os.path.join(quality.RESULTS, f"{args.name}.json")
   setup = quality.prepare(args.output_dir, args.steps, args.batch_size)
   results = {}
-  for window, train, queries, seen in (
-      ("validation", setup.fit, setup.held_out, setup.seen_held_out),
-      ("eval", setup.train, setup.test, setup.seen_test)):
-    print(f"training on the {window} split's training interactions",
+  for window, train, queries, seen, new in windows(
+      setup, args.windows, args.hidden_share, args.hidden_seed):
+    print(f"training on the {window} window's training interactions",
           flush=True)
     result = quality.run_ours(setup.bench, {"config": config}, train,
                               queries, seen)
+    cold = queries.on_items(result["new_rows"] if new is None else new)
     results[window] = score_placements(result, queries, seen,
-                                       scales_for(config))
+                                       scales_for(config), config, cold)
     if args.no_text:
-      print(f"training no_text on the {window} split's training "
+      print(f"training no_text on the {window} window's training "
             "interactions", flush=True)
       no_text = quality.run_ours(
           setup.bench, {"config": seeds.chosen_config("no_text")}, train,
           queries, seen)
-      results[window].append(against_no_text(result, no_text, queries, seen))
+      results[window].append(against_no_text(result, no_text, queries, seen,
+                                             cold))
     print_table(window, results[window])
   with open(path, "w") as f:
     json.dump({"config": dataclasses.asdict(config), "steps": args.steps,
-               "changes": args.set, **results}, f, indent=1)
+               "changes": args.set, "hidden_share": args.hidden_share,
+               "hidden_seed": args.hidden_seed, **results}, f, indent=1)
   plot(results, path.replace(".json", ".png"),
        (config.new_item_text_share, config.new_item_score_scale))
   return 0

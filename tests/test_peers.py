@@ -592,7 +592,7 @@ def test_placement_grid_holds_the_served_scale():
   from bench import placement
   from trainer.config import TrainerConfig
   scales = placement.scales_for(TrainerConfig(new_item_score_scale=0.97))
-  assert scales == [0.97, *placement.SCALES]
+  assert scales == sorted([0.97, *placement.SCALES])
   assert placement.scales_for(TrainerConfig(new_item_score_scale=1.0)) == \
       list(placement.SCALES)
 
@@ -608,14 +608,45 @@ def test_placement_against_no_text_measures_the_vector_gaps():
           "new_rows": new_rows}
   no_text = {"query": queries.copy(), "candidates": placements[0.0],
              "scores": queries @ placements[0.0].T}
-  row = placement.against_no_text(full, no_text, held_out, seen)
+  cold = held_out.on_items(new_rows)
+  row = placement.against_no_text(full, no_text, held_out, seen, cold)
   assert row["family"] == "no_text" and row["cold_interactions"] == 1
   assert row["query_max_abs_gap"] == 0.0
   assert row["known_item_max_abs_gap"] == 0.0  # row 0 differs, but is new
   assert row["recall@10"] == 0.25  # the new item crowds row 10 out
   no_text["query"] = queries + 0.01
-  assert placement.against_no_text(full, no_text, held_out, seen)[
+  assert placement.against_no_text(full, no_text, held_out, seen, cold)[
       "query_max_abs_gap"] == pytest.approx(0.01)
+
+
+def test_in_slots_hands_out_positions_after_the_item_item_term():
+  """With the term, the slots are no_text's served scores (cosine + term):
+  a warm item the term lifts above every new item stays above them."""
+  import scipy.sparse as sp
+
+  from bench import placement
+  query = np.array([[1.0, 0.0]], np.float32)
+  slotted = np.array([[0.1, 0], [0.5, 0], [0.3, 0]], np.float32)
+  ordered = np.array([[0, 0], [0.1, 0], [0.2, 0]], np.float32)
+  new = np.array([False, True, True])
+  term = np.array([[1.0, 0.0, 0.0]], np.float32)
+  scores = placement.in_slots(query, slotted, ordered, new,
+                              sp.csr_matrix((1, 3)), term)
+  np.testing.assert_allclose(scores, [[1.1, 0.3, 0.5]])
+
+
+def test_hidden_items_are_a_fixed_share_of_the_rated_ones():
+  """bench-placement's hidden window hides only items the training period
+  rated (an unrated one is new already), the same ones every run."""
+  from bench import placement
+
+  class Rated:
+    items = np.array([0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1])
+
+  first = placement.hidden_items(Rated, 12, 0.3)
+  assert first.sum() == 3 and not first[10:].any()
+  np.testing.assert_array_equal(first, placement.hidden_items(Rated, 12, 0.3))
+  assert placement.hidden_items(Rated, 12, 0.0).sum() == 0
 
 
 def test_user_bootstrap_resamples_users_not_interactions():

@@ -52,6 +52,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
 
+from bench import bootstrap  # noqa: E402
 from bench import quality  # noqa: E402
 from bench import seeds  # noqa: E402
 from trainer import validation  # noqa: E402
@@ -129,18 +130,38 @@ def served(config, result: Dict, candidates: np.ndarray,
   return validation.served_top(scores, seen, ranking)
 
 
+def gaps_to(rank: np.ndarray, base: np.ndarray, users: np.ndarray,
+            cold: np.ndarray) -> Dict[str, Dict[str, float]]:
+  """Per column, the gap of the lists with per-interaction ranks `rank`
+  over those with `base` (share 0, scale 1: no_text's placement) and its
+  95% interval over resamples of the window's users (bench.bootstrap):
+  the warm columns over all interactions, new items' recall@100 over the
+  `cold` ones."""
+  ours, theirs = (validation.per_interaction(r) for r in (rank, base))
+  every = bootstrap.paired_gap([{k: ours[k] for k in COLUMNS}],
+                               [{k: theirs[k] for k in COLUMNS}], users)
+  new = bootstrap.paired_gap(
+      [{"cold_recall@100": ours["recall@100"][cold]}],
+      [{"cold_recall@100": theirs["recall@100"][cold]}], users[cold])
+  return {k: {"gap": v["gap"], "low": v["low"], "high": v["high"]}
+          for k, v in {**every, **new}.items()}
+
+
 def score_placements(result: Dict, queries, seen, scales: List[float],
                      config, cold: np.ndarray) -> List[Dict]:
+  """Every placement's row, each with its gaps to no_text's placement
+  (share 0, scale 1) and their intervals."""
   placements, new_rows = result["placements"], result["new_rows"]
   term = result["item_item"]
   num_items = len(new_rows)
   unknown = validation.new_item_candidates(placements, new_rows, 0.0, 1.0)
-  rows = []
+  rows, ranks = [], []
 
   def row(family, share, scale, candidates, scores):
     top = served(config, result, candidates, scores, seen)
     rows.append(measured(family, share, scale, top, queries, cold,
                          num_items))
+    ranks.append(validation.ranks(top, queries.items))
 
   for share in SHARES:
     for scale in scales:
@@ -152,6 +173,10 @@ def score_placements(result: Dict, queries, seen, scales: List[float],
       mixed = validation.new_item_candidates(placements, new_rows, share, 1.0)
       row("slots", share, 1.0, mixed,
           in_slots(result["query"], unknown, mixed, new_rows, seen, term))
+  base = next(rank for r, rank in zip(rows, ranks) if r["family"] ==
+              "boosted" and (r["share"], r["scale"]) == (0.0, 1.0))
+  for r, rank in zip(rows, ranks):
+    r["gaps"] = gaps_to(rank, base, queries.users, cold)
   return rows
 
 
@@ -188,6 +213,30 @@ def print_table(window: str, rows: List[Dict]) -> None:
       print(f"  no_text vs full: query vectors differ by at most "
             f"{r['query_max_abs_gap']:.2e}, known items' vectors by "
             f"{r['known_item_max_abs_gap']:.2e}")
+  print(f"\n{window}: gap to no_text's placement (share 0, x1), 95% "
+        f"interval over the window's users")
+  for r in rows:
+    if "gaps" not in r:
+      continue
+    name = f"{r['family']} {r['share']:g} x{r['scale']:g}"
+    print(f"{name:<18}" + "".join(
+        f" {k.replace('recall', 'r')} {g['gap']:+.4f} "
+        f"({g['low']:+.4f}…{g['high']:+.4f})"
+        for k, g in r["gaps"].items()) + f"  {verdict(r['gaps'])}")
+
+
+def verdict(gaps: Dict[str, Dict[str, float]]) -> str:
+  """What the issue asks of text against no_text, for one placement:
+  "level or ahead" when no warm column is behind and new items are ahead;
+  "within noise" when no warm column is behind beyond its interval and new
+  items are ahead beyond theirs; else ""."""
+  warm = [gaps[k] for k in COLUMNS]
+  cold = gaps["cold_recall@100"]
+  if all(g["gap"] >= 0 for g in warm) and cold["gap"] > 0:
+    return "level or ahead"
+  if all(g["high"] >= 0 for g in warm) and cold["low"] > 0:
+    return "within noise"
+  return ""
 
 
 def plot(results: Dict[str, List[Dict]], path: str, served_at) -> None:

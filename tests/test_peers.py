@@ -765,3 +765,40 @@ def test_bench_quality_settles_close_calls_over_seeds():
   assert log[-1]["seeds"] == 2
   assert log[-1]["recall@10"] == pytest.approx(199 / 400)
   assert 1 / 400 < quality.CLOSE_CALL
+
+
+def test_placement_gaps_are_paired_with_no_texts_placement():
+  """Each placement's gap to share 0 at scale 1, per column: warm columns
+  over every interaction, new items' recall over the cold ones."""
+  from bench import placement
+  base = np.array([1, 0, 5, 0])
+  rank = np.array([1, 3, 5, 0])  # the second interaction found at 3
+  users = np.array([b"a", b"a", b"b", b"b"])
+  cold = np.array([False, True, False, True])
+  gaps = placement.gaps_to(rank, base, users, cold)
+  assert gaps["recall@10"]["gap"] == 0.25
+  assert gaps["cold_recall@100"]["gap"] == 0.5
+  assert gaps["ndcg@10"]["gap"] == pytest.approx(0.25 * 0.5)
+  assert placement.gaps_to(base, base, users, cold)["recall@100"] == {
+      "gap": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_placement_verdict_reads_gaps_as_the_issue_asks():
+  """"level or ahead": no warm column behind, new items ahead; "within
+  noise": warm losses inside their intervals, new items ahead beyond
+  theirs."""
+  from bench import placement
+
+  def gap(value, low, high):
+    return {"gap": value, "low": low, "high": high}
+
+  level = {k: gap(0.0, 0.0, 0.0) for k in placement.COLUMNS}
+  ahead, unsure = gap(0.02, 0.01, 0.03), gap(0.02, -0.01, 0.05)
+  assert placement.verdict({**level, "cold_recall@100": ahead}) == \
+      "level or ahead"
+  behind = {**level, "recall@50": gap(-0.001, -0.003, 0.001)}
+  assert placement.verdict({**behind, "cold_recall@100": ahead}) == \
+      "within noise"
+  assert placement.verdict({**behind, "cold_recall@100": unsure}) == ""
+  lost = {**level, "recall@10": gap(-0.01, -0.02, -0.001)}
+  assert placement.verdict({**lost, "cold_recall@100": ahead}) == ""

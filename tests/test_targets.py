@@ -40,3 +40,22 @@ def test_one_interaction_behind_no_text_is_a_missed_target(tmp_path):
   path = tmp_path / "quality.json"
   path.write_text(json.dumps(rows))
   assert targets.main(["targets", str(path)]) == 1
+
+
+def test_within_noise_reads_the_runs_own_intervals():
+  """With full_gaps, one more line: met while every warm column's interval
+  reaches 0 (the strict lines still read the point estimates)."""
+  def gap(value, low, high):
+    return {"gap": value, "low": low, "high": high}
+
+  noise = {c: gap(0.0, -0.001, 0.001) for c in targets.WARM_COLUMNS}
+  rows = _rows(no_text_recall50=0.401) + [
+      {"name": "full_gaps", "gaps": {"no_text": noise}}]
+  checked = {t.target: t for t in targets.check(rows)}
+  line = checked["full >= no_text on every warm column within noise "
+                 "(95% over users)"]
+  assert line.met and "every interval reaches 0" in line.measured
+  assert not checked["full >= no_text on recall@50"].met
+  noise["recall@50"] = gap(-0.002, -0.003, -0.001)
+  line = targets.check(rows)[-2]
+  assert not line.met and line.measured.endswith("recall@50")

@@ -82,7 +82,8 @@ bench-seeds: env
 # new-item placement (text share, boost, text only ordering no_text's
 # slots) scored as served from one model on validation, on eval, and on
 # eval with a random tenth of the training items hidden, each with its gap
-# to no_text's placement and a 95% interval over users (~8 min once the
+# to no_text's placement and a 95% interval over users (12 min with
+# --no-text, which trains no_text beside it, once the
 # pipeline has run; bench-quality's split, cached after its first run).
 bench-placement: env
 	TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m bench.placement

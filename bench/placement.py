@@ -325,6 +325,9 @@ def main(argv=None) -> int:
                       help="which random draw of items to hide")
   parser.add_argument("--windows", nargs="*", default=list(WINDOWS),
                       choices=WINDOWS, help="the windows to train and score")
+  parser.add_argument("--seed", type=int, default=1,
+                      help="training seed (weights and data order) of "
+                      "every model trained")
   parser.add_argument("--name", default=NAME,
                       help="bench/results/NAME.json and NAME.png")
   args = parser.parse_args(argv)
@@ -338,7 +341,8 @@ def main(argv=None) -> int:
       setup, args.windows, args.hidden_share, args.hidden_seed):
     print(f"training on the {window} window's training interactions",
           flush=True)
-    result = quality.run_ours(setup.bench, {"config": config}, train,
+    result = quality.run_ours(setup.bench, {"config": config,
+                                            "seed": args.seed}, train,
                               queries, seen)
     cold = queries.on_items(result["new_rows"] if new is None else new)
     results[window] = score_placements(result, queries, seen,
@@ -347,15 +351,16 @@ def main(argv=None) -> int:
       print(f"training no_text on the {window} window's training "
             "interactions", flush=True)
       no_text = quality.run_ours(
-          setup.bench, {"config": seeds.chosen_config("no_text")}, train,
-          queries, seen)
+          setup.bench, {"config": seeds.chosen_config("no_text"),
+                        "seed": args.seed}, train, queries, seen)
       results[window].append(against_no_text(result, no_text, queries, seen,
                                              cold))
     print_table(window, results[window])
   with open(path, "w") as f:
     json.dump({"config": dataclasses.asdict(config), "steps": args.steps,
                "changes": args.set, "hidden_share": args.hidden_share,
-               "hidden_seed": args.hidden_seed, **results}, f, indent=1)
+               "hidden_seed": args.hidden_seed, "seed": args.seed,
+               **results}, f, indent=1)
   plot(results, path.replace(".json", ".png"),
        (config.new_item_text_share, config.new_item_score_scale))
   return 0

@@ -38,7 +38,8 @@ Each window's placements:
     in where they put new items, and the share-0 row at scale 1 is
     no_text's row to the digit.
 --set FIELD=VALUE trains the full config with those changes (e.g.
-history_id_dropout=0.1, the one-seed choice); --name names the files.
+history_id_dropout=0.1, the one-seed choice); --seed trains with another
+seed (1 by default); --name names the files.
 Writes bench/results/placement.json and placement.png (by default).
 """
 import argparse

@@ -98,8 +98,7 @@ def hidden_items(train, num_items: int, share: float,
                  seed: int = HIDDEN_SEED) -> np.ndarray:
   """[num_items] bool: a random `share` of the items rated in `train`
   (fixed seed: every run hides the same ones)."""
-  rated = np.flatnonzero(np.bincount(train.items[train.items >= 0],
-                                     minlength=num_items) > 0)
+  rated = np.flatnonzero(~validation.new_item_rows(train, num_items))
   picked = np.random.default_rng(seed).choice(
       rated, size=int(round(share * len(rated))), replace=False)
   out = np.zeros(num_items, bool)
